@@ -41,8 +41,18 @@ def _validate_directions(directions: Tensor, name: str = "directions") -> None:
         raise InputError(f"{name} must be a (n_features, d) matrix, got shape {tuple(directions.shape)}")
     if directions.shape[0] == 0:
         raise InputError(f"{name} is empty: at least one feature direction is needed")
-    if not torch.isfinite(directions).all():
+    if not _all_finite(directions):
         raise InputError(f"{name} contains NaN or infinite values")
+
+
+def _all_finite(x: Tensor) -> bool:
+    """torch.isfinite(x).all() in one pass without temporaries: the min and max propagate NaN and are ±inf
+    iff some entry is (isfinite builds |x| and boolean copies as large as x: ~2.6 GiB and ~15x slower for
+    a 131,072 x 3,584 decoder)."""
+    if x.numel() == 0 or not x.is_floating_point():
+        return True
+    low, high = torch.aminmax(x)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,8 @@ def top_k_neighbours(
     ``queries`` defaults to ``directions`` itself (all pairs); then ``exclude_self`` drops j = i.
     Works in chunks of ``chunk_size`` query rows: memory O(chunk_size * n_features) (one reused float32
     buffer: 512 MiB for 1024 x 131,072), never a normalised copy of ``directions``: each chunk of queries
-    is normalised (m x d), and the similarities are divided by the directions' norms in place.
+    is normalised (m x d) — or, when there are fewer directions than dimensions (a small reference set),
+    the (m x n) similarities are — and the similarities are divided by the directions' norms in place.
     ``progress``, if given, is called with the number of query rows finished after each chunk.
     """
     _validate_directions(directions)
@@ -91,11 +102,16 @@ def top_k_neighbours(
     for start in range(0, queries.shape[0], chunk_size):
         stop = min(start + chunk_size, queries.shape[0])
         q = queries[start:stop].to(directions.dtype)
-        q = q * (1.0 / row_norms(q).clamp_min(EPS)).to(q.dtype)[:, None]  # unit queries: (m, d), cheap
+        inv_q = 1.0 / row_norms(q).clamp_min(EPS)
+        scale_rows_after = n_features < q.shape[1]  # (m, n) similarities smaller than the (m, d) queries
+        if not scale_rows_after:
+            q = q * inv_q.to(q.dtype)[:, None]  # unit queries
         if direct:
             sims = torch.mm(q, directions.T, out=buffer[: stop - start])
         else:
             sims = (q @ directions.T).to(compute_dtype)
+        if scale_rows_after:
+            sims.mul_(inv_q[:, None])
         sims.mul_(inv_norms)
         if self_mode and exclude_self:
             rows = torch.arange(stop - start)

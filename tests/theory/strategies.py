@@ -141,6 +141,5 @@ def log_uniform(low: float, high: float) -> st.SearchStrategy[float]:
 learning_rates = log_uniform(1e-3, 1e-1)
 step_norms = log_uniform(1e-3, 1e-2)  # ||Δθ|| for first-order tests (the step is rescaled to this size)
 gains = st.builds(lambda s, m: s * m, st.sampled_from([-1.0, 1.0]), log_uniform(0.1, 10.0))
-positive_gains = log_uniform(0.1, 10.0)
 batch_sizes = st.integers(1, 5)
 input_dims = st.integers(1, 6)
