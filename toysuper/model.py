@@ -24,7 +24,9 @@ class ToyModel:
 
     @classmethod
     def init(cls, config: ModelConfig, generator: torch.Generator | None = None) -> "ToyModel":
-        """Xavier-normal W (as in the published notebook), zero b."""
+        """Xavier-normal W per instance, std √(2/(n+m)), and zero b. (The published notebook applies
+        nn.init.xavier_normal_ to the whole 3-D tensor, whose fans also count the instances:
+        std √(2/(m (n + n_instances))).)"""
         n_i, n_f, n_h = config.n_instances, config.n_features, config.n_hidden
         std = (2.0 / (n_f + n_h)) ** 0.5
         return cls(W=torch.randn(n_i, n_f, n_h, generator=generator) * std, b=torch.zeros(n_i, n_f),
