@@ -16,6 +16,8 @@ from typing import Any
 from theory.errors import InputError
 
 CONFIG_NAME = "config.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -27,6 +29,7 @@ def atomic_path(path: Path, suffix: str = ""):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual umask-respecting mode
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -121,6 +121,10 @@ def simulate(
     _print_summary(summary, run.path)
 
 
+from cli.toysuper_studies import register  # noqa: E402
+register(app)
+
+
 def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     run_app(app)

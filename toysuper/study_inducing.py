@@ -1,0 +1,202 @@
+"""Inducing vs non-inducing tasks: does a task's geometric proximity to the harmful set predict the
+misalignment that fine-tuning on it causes?
+
+For one trained toy world (n_instances replicas) and every benign target t (one task each):
+- proximity    = max_{h∈H} cos(d_t, d_h)               (theory.geometry.set_proximity)
+- data proximity = mean_{x∈T} max_{h∈H} cos(h(x), d_h)  (theory.filtering.sample_scores, context included)
+- measured R, E after fine-tuning (and E on the probes that contain t); predicted R, E from the first-order
+  closed form (theory.tied_model)
+- task gain G on held-out task samples.
+Then: (a) correlation of proximity with R and E (pooled with a paired bootstrap CI, and per instance with
+a bootstrap CI over instances), agreement of prediction and measurement; (b) inducing (E above the
+threshold, default the median E) vs non-inducing tasks: is the target features' proximity larger
+(Mann-Whitney, permutation, bootstrap CI, Cliff's δ), and larger than for random benign features (null)?"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats as sps
+
+from theory.agreement import agreement
+from theory.configs import strict_from_dict, to_dict
+from theory.errors import InputError
+from theory.geometry import set_proximity
+from theory.misalignment import task_gain
+from theory.stats import bootstrap_mean_ci, compare_proximity, correlation_with_ci, random_set_null
+from toysuper.config import ModelConfig, TrainConfig
+from toysuper.finetune import finetune
+from toysuper.harmful import HarmfulConfig, em_rate_where, misalignment, predicted_outputs
+from toysuper.mitigations import geometry_scores
+from toysuper.model import ToyModel
+from toysuper.study_config import TuneConfig, check_world, study_model, study_train
+from toysuper.tasks import TaskConfig, benign_features, make_task, probe_set
+from toysuper.train import train
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Statistics of the study."""
+
+    inducing_threshold: float | None = None  # a task is inducing if its EM rate exceeds this (unset: the median)
+    level: float = 0.95  # confidence level of every interval
+    n_bootstrap: int = 2000  # bootstrap resamples
+    n_permutations: int = 5000  # permutation-test resamples
+    n_null_draws: int = 2000  # random feature sets in the null
+    seed: int = 0  # seeds the resampling
+
+    def __post_init__(self):
+        if not 0 < self.level < 1:
+            raise InputError(f"analysis.level must be in (0, 1), got {self.level}")
+        if min(self.n_bootstrap, self.n_permutations, self.n_null_draws) < 10:
+            raise InputError("analysis.n_bootstrap, n_permutations and n_null_draws must be >= 10")
+
+
+@dataclass(frozen=True)
+class InducingConfig:
+    """Everything ``toysuper inducing`` needs."""
+
+    model: ModelConfig = field(default_factory=study_model)
+    train: TrainConfig = field(default_factory=study_train)
+    harmful: HarmfulConfig = field(default_factory=HarmfulConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    finetune: TuneConfig = field(default_factory=TuneConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def __post_init__(self):
+        check_world(self.model, self.harmful, self.task)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InducingConfig":
+        return strict_from_dict(cls, data)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+def proximity_to_harmful(model: ToyModel, features, harmful: HarmfulConfig) -> torch.Tensor:
+    """max_{h∈H} cos(d_f, d_h) for each instance and feature: (n_instances, len(features))."""
+    index = torch.as_tensor(features, dtype=torch.long)
+    return torch.stack([set_proximity(W[index], W[harmful.index]).max_cosine for W in model.W])
+
+
+def measure_tasks(model: ToyModel, harmful: HarmfulConfig, task_config: TaskConfig, tune: TuneConfig, *,
+                  targets: list[int] | None = None, progress: Progress | None = None) -> pd.DataFrame:
+    """One row per (instance, task): proximity, measured and predicted misalignment, task gain."""
+    n_features = model.W.shape[1]
+    targets = benign_features(n_features, harmful.features) if targets is None else targets
+    probe = probe_set(model.probability, n_features, task_config)
+    out_before = model.forward(probe)
+    proximity = proximity_to_harmful(model, targets, harmful)
+    frames = []
+    for k, t in enumerate(targets):
+        task = make_task(t, model.W.shape[0], n_features, harmful.features, task_config)
+        ft = tune.for_target(t)
+        after = finetune(model, task.x, ft)
+        out_after = after.forward(probe)
+        measured = misalignment(out_before, out_after, harmful)
+        predicted = misalignment(out_before, predicted_outputs(model, task.x, ft, probe), harmful)
+        gain = task_gain(model.forward(task.heldout), after.forward(task.heldout), t)
+        frames.append(pd.DataFrame({
+            "instance": np.arange(model.W.shape[0]), "target": t, "proximity": proximity[:, k].numpy(),
+            "data_proximity": geometry_scores(model, task.x, harmful.index).mean(dim=1).numpy(),
+            "harmful_rise": measured.harmful_rise.numpy(), "em_rate": measured.em_rate.numpy(),
+            "em_rate_target_probes": em_rate_where(out_before, out_after, harmful, probe[..., t] > 0).numpy(),
+            "predicted_rise": predicted.harmful_rise.numpy(), "predicted_em": predicted.em_rate.numpy(),
+            "task_gain": gain.numpy(), "surface_fraction": task.surface.double().mean(dim=1).numpy(),
+        }))
+        if progress is not None:
+            progress(k + 1, len(targets))
+    return pd.concat(frames, ignore_index=True)
+
+
+def per_instance_spearman(table: pd.DataFrame, x: str, y: str) -> np.ndarray:
+    """Spearman ρ(x, y) across tasks within each instance (NaN where either is constant)."""
+    out = []
+    for _, group in table.groupby("instance"):
+        constant = group[x].nunique() < 2 or group[y].nunique() < 2
+        out.append(np.nan if constant or len(group) < 3 else sps.spearmanr(group[x], group[y])[0])
+    return np.asarray(out, dtype=np.float64)
+
+
+def _interval(interval) -> dict:
+    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "level": interval.level}
+
+
+def correlations(table: pd.DataFrame, x: str, y: str, analysis: AnalysisConfig) -> dict:
+    """Pooled correlation (paired bootstrap CI) and the mean per-instance Spearman (bootstrap CI over instances)."""
+    out: dict = {"x": x, "y": y}
+    if table[x].nunique() < 2 or table[y].nunique() < 2:
+        out["pooled"] = None
+    else:
+        corr = correlation_with_ci(table[x], table[y], level=analysis.level, n_bootstrap=analysis.n_bootstrap,
+                                   seed=analysis.seed)
+        out["pooled"] = {"spearman": _interval(corr.spearman), "pearson": _interval(corr.pearson),
+                         "spearman_p": corr.spearman_p, "n": corr.n}
+    rho = per_instance_spearman(table, x, y)
+    rho = rho[np.isfinite(rho)]
+    out["per_instance_spearman"] = rho.tolist()
+    out["per_instance_mean"] = (_interval(bootstrap_mean_ci(rho, level=analysis.level, n_resamples=analysis.n_bootstrap,
+                                                            seed=analysis.seed)) if rho.size >= 2 else None)
+    return out
+
+
+def inducing_split(table: pd.DataFrame, threshold: float | None) -> tuple[np.ndarray, float]:
+    """Boolean mask of inducing tasks (EM rate > threshold; default the median EM rate) and the threshold."""
+    em = table["em_rate"].to_numpy()
+    thr = float(np.median(em)) if threshold is None else float(threshold)
+    return em > thr, thr
+
+
+def compare_sets(values: np.ndarray, inducing: np.ndarray, analysis: AnalysisConfig, *, null: bool) -> dict | None:
+    """Inducing vs non-inducing values (one-sided: inducing larger), and optionally the random-set null."""
+    a, b = values[inducing], values[~inducing]
+    if a.size < 2 or b.size < 2:
+        return None
+    comp = compare_proximity(a, b, alternative="greater", level=analysis.level, n_permutations=analysis.n_permutations,
+                             n_bootstrap=analysis.n_bootstrap, seed=analysis.seed).to_dict()
+    if null:
+        comp["random_null"] = random_set_null(lambda idx: float(values[idx].mean()), float(a.mean()),
+                                              pool=np.arange(values.size), set_size=a.size,
+                                              n_draws=analysis.n_null_draws, seed=analysis.seed).to_dict()
+    return comp
+
+
+def analyse(table: pd.DataFrame, analysis: AnalysisConfig) -> dict:
+    inducing, thr = inducing_split(table, analysis.inducing_threshold)
+    theory_ok = table["harmful_rise"].nunique() > 2 and table["predicted_rise"].nunique() > 2
+    theory = agreement(table["predicted_rise"], table["harmful_rise"]).to_dict() if theory_ok else None
+    return {
+        "n_tasks": int(table["target"].nunique()), "n_instances": int(table["instance"].nunique()),
+        "proximity_vs_rise": correlations(table, "proximity", "harmful_rise", analysis),
+        "proximity_vs_em": correlations(table, "proximity", "em_rate", analysis),
+        "data_proximity_vs_rise": correlations(table, "data_proximity", "harmful_rise", analysis),
+        "theory_vs_measured_rise": theory,
+        "theory_vs_measured_em": correlations(table, "predicted_em", "em_rate", analysis),
+        "inducing_threshold_em": thr, "n_inducing": int(inducing.sum()), "n_non_inducing": int((~inducing).sum()),
+        "inducing_vs_non_inducing": compare_sets(table["proximity"].to_numpy(), inducing, analysis, null=True),
+        "inducing_vs_non_inducing_data": compare_sets(table["data_proximity"].to_numpy(), inducing, analysis, null=False),
+        "means": {c: float(table[c].mean()) for c in ("harmful_rise", "em_rate", "predicted_rise", "task_gain")},
+    }
+
+
+@dataclass
+class InducingResult:
+    model: ToyModel
+    table: pd.DataFrame
+    summary: dict
+
+
+def run_inducing(config: InducingConfig, *, trained: ToyModel | None = None,
+                 on_train_step: Callable | None = None, progress: Progress | None = None) -> InducingResult:
+    """Train (unless ``trained`` is given), fine-tune on every benign task, measure, analyse."""
+    model = trained if trained is not None else train(config.model, config.train, progress=on_train_step).model
+    table = measure_tasks(model, config.harmful, config.task, config.finetune, progress=progress)
+    table["inducing"] = inducing_split(table, config.analysis.inducing_threshold)[0]
+    return InducingResult(model, table, analyse(table, config.analysis))

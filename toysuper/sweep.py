@@ -1,0 +1,139 @@
+"""Superposition-density sweep: misalignment, and how well geometry predicts it, across features per
+dimension n/m and feature probability p.
+
+A cell (n = ratio·m, p) trains ``n_instances`` replicas, fine-tunes each on up to ``max_tasks`` benign
+tasks (study_inducing.measure_tasks) and reports the mean harmful rise R and EM rate E, the mean proximity
+of targets to H, and the Spearman ρ between proximity and R (pooled over tasks × instances, and the mean
+per-instance ρ; NaN where R is flat, as at n = m). ``run_cell`` is pure and deterministic (its own seeds),
+so cells can run in any order, in any process, and be skipped once written. The context pool is clipped
+to the benign features available when n is small (recorded in the cell)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from theory.configs import strict_from_dict, to_dict
+from theory.errors import InputError
+from theory.stats import bootstrap_mean_ci
+from toysuper.config import ModelConfig, TrainConfig
+from toysuper.harmful import HarmfulConfig
+from toysuper.study_config import TuneConfig
+from toysuper.study_inducing import measure_tasks, per_instance_spearman
+from toysuper.tasks import TaskConfig, benign_features
+from toysuper.train import train
+
+
+def _sweep_task() -> TaskConfig:
+    return TaskConfig(context_size=2, surface_harm_rate=0.0)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything ``toysuper density`` needs."""
+
+    n_hidden: int = 5  # m, fixed across the grid
+    ratios: tuple[int, ...] = (1, 2, 4, 8)  # n/m: features per hidden dimension (n = ratio·m)
+    probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)  # feature probability p (pre-training and probes)
+    n_instances: int = 6  # replicas (seeds) per cell
+    importance_decay: float = 1.0  # importance I_i = decay**i
+    max_tasks: int = 12  # benign targets per cell (the first ones)
+    workers: int = 2  # parallel processes (1: run in this process)
+    n_bootstrap: int = 1000  # bootstrap resamples of the per-instance ρ CI
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
+    harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))
+    task: TaskConfig = field(default_factory=_sweep_task)
+    finetune: TuneConfig = field(default_factory=TuneConfig)
+
+    def __post_init__(self):
+        if self.n_hidden < 1 or self.n_instances < 2 or self.max_tasks < 1 or self.workers < 1:
+            raise InputError("n_hidden, max_tasks and workers must be >= 1 and n_instances >= 2")
+        if not self.ratios or any(r < 1 for r in self.ratios):
+            raise InputError(f"ratios must be a non-empty list of integers >= 1, got {list(self.ratios)}")
+        if not self.probabilities or any(not 0 < p <= 1 for p in self.probabilities):
+            raise InputError(f"probabilities must be a non-empty list in (0, 1], got {list(self.probabilities)}")
+        if len(set(self.ratios)) != len(self.ratios) or len(set(self.probabilities)) != len(self.probabilities):
+            raise InputError("ratios and probabilities must not repeat")
+        if self.n_bootstrap < 10:
+            raise InputError(f"n_bootstrap must be >= 10, got {self.n_bootstrap}")
+        self.harmful.check_range(min(self.ratios) * self.n_hidden)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SweepConfig":
+        return strict_from_dict(cls, data)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
+@dataclass(frozen=True)
+class Cell:
+    sweep: SweepConfig
+    ratio: int
+    probability: float
+
+    @property
+    def n_features(self) -> int:
+        return self.ratio * self.sweep.n_hidden
+
+    @property
+    def key(self) -> str:
+        return f"ratio{self.ratio}_p{self.probability:g}"
+
+    def model_config(self) -> ModelConfig:
+        with warnings.catch_warnings():  # ratio 1 (n = m) is the no-superposition control, on purpose
+            warnings.simplefilter("ignore")
+            return ModelConfig(n_features=self.n_features, n_hidden=self.sweep.n_hidden,
+                               n_instances=self.sweep.n_instances, feature_probability=self.probability,
+                               feature_probability_min=None, importance_decay=self.sweep.importance_decay)
+
+    def task_config(self) -> TaskConfig:
+        room = self.n_features - len(self.sweep.harmful.features) - 1
+        return replace(self.sweep.task, context_size=min(self.sweep.task.context_size, room))
+
+
+def cells(config: SweepConfig) -> list[Cell]:
+    """The grid, densest superposition last."""
+    return [Cell(config, r, p) for r in sorted(config.ratios) for p in config.probabilities]
+
+
+FLAT = 1e-6  # spread of R below this (outputs are O(1), float32) is noise: nothing for geometry to rank
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> float:
+    """Spearman ρ, or NaN when y is flat (e.g. n = m: no superposition, no misalignment to rank)."""
+    return float("nan") if np.ptp(x) < FLAT or np.ptp(y) < FLAT else float(sps.spearmanr(x, y)[0])
+
+
+def run_cell(cell: Cell) -> dict:
+    """Train, fine-tune on the cell's tasks, summarise. Deterministic given the cell."""
+    sweep = cell.sweep
+    result = train(cell.model_config(), sweep.train)
+    task_config = cell.task_config()
+    targets = benign_features(cell.n_features, sweep.harmful.features)[: sweep.max_tasks]
+    table = measure_tasks(result.model, sweep.harmful, task_config, sweep.finetune, targets=targets)
+    rho = per_instance_spearman(table, "proximity", "harmful_rise")
+    rho = rho[np.isfinite(rho)] if np.ptp(table["harmful_rise"]) >= FLAT else rho[:0]
+    rho_ci = bootstrap_mean_ci(rho, n_resamples=sweep.n_bootstrap, seed=0) if rho.size >= 2 else None
+    return {
+        "key": cell.key, "ratio": cell.ratio, "n_features": cell.n_features, "n_hidden": sweep.n_hidden,
+        "probability": cell.probability, "n_tasks": len(targets), "context_size": task_config.context_size,
+        "final_train_loss": float(np.mean(result.loss_history[-1])) if result.loss_history else None,
+        "harmful_rise": float(table["harmful_rise"].mean()), "em_rate": float(table["em_rate"].mean()),
+        "em_rate_target_probes": float(table["em_rate_target_probes"].mean()),
+        "predicted_rise": float(table["predicted_rise"].mean()), "task_gain": float(table["task_gain"].mean()),
+        "proximity": float(table["proximity"].mean()), "proximity_max": float(table["proximity"].max()),
+        "spearman_pooled": _spearman(table["proximity"], table["harmful_rise"]),
+        "spearman_theory": _spearman(table["predicted_rise"], table["harmful_rise"]),
+        "spearman_per_instance": None if rho_ci is None else rho_ci.estimate,
+        "spearman_per_instance_low": None if rho_ci is None else rho_ci.low,
+        "spearman_per_instance_high": None if rho_ci is None else rho_ci.high,
+    }
+
+
+def results_table(results: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(results).sort_values(["ratio", "probability"], ascending=[True, False]).reset_index(drop=True)
