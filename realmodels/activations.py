@@ -122,6 +122,10 @@ def cache_key(bundle: ModelBundle, dataset_sha256: str, max_length: int | None) 
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest()}
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def cache_file(cache_dir: Path, key: dict) -> Path:
     """``cache_dir/activations-<sha256 of the key>.pt``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
@@ -138,6 +142,7 @@ def save_cached(path: Path, key: dict, acts: SampleActivations) -> None:
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

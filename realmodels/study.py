@@ -25,6 +25,7 @@ from theory.geometry import set_proximity
 from theory.stats import Alternative, bootstrap_mean_ci, compare_proximity, random_set_null
 
 Proximity = Literal["max_cosine", "mean_top_k"]
+POOLED = "all"  # the domain name of the all-domains row
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class DomainGeometry:
     control_ids: list[int]
     inducing_values: list[float]
     control_values: list[float]
+    inducing_nearest: list[int]
+    control_nearest: list[int]
     inducing_in_harmful: int
     control_in_harmful: int
     inducing_mean: dict
@@ -159,7 +162,8 @@ def domain_geometry(domain: str, proximity: HarmfulProximity, inducing: list[int
 
     return DomainGeometry(
         domain=domain, inducing_ids=ind_ids.tolist(), control_ids=ctl_ids.tolist(), inducing_values=a.tolist(),
-        control_values=b.tolist(), inducing_in_harmful=ind_overlap, control_in_harmful=ctl_overlap,
+        control_values=b.tolist(), inducing_nearest=proximity.nearest[ind_ids].tolist(),
+        control_nearest=proximity.nearest[ctl_ids].tolist(), inducing_in_harmful=ind_overlap, control_in_harmful=ctl_overlap,
         inducing_mean=asdict(bootstrap_mean_ci(a, level=config.level, n_resamples=config.n_bootstrap, seed=config.seed)),
         control_mean=asdict(bootstrap_mean_ci(b, level=config.level, n_resamples=config.n_bootstrap, seed=config.seed)),
         comparison=comparison.to_dict(), null_inducing=null(float(a.mean()), a.size),
@@ -173,23 +177,24 @@ def pooled_geometry(results: list[DomainGeometry], proximity: HarmfulProximity, 
     (a feature listed by several domains counts once)."""
     inducing = sorted({i for r in results for i in r.inducing_ids})
     control = sorted({i for r in results for i in r.control_ids})
-    return domain_geometry("all", proximity, inducing, control, pool, config)
+    return domain_geometry(POOLED, proximity, inducing, control, pool, config)
 
 
 def domain_table(results: list[DomainGeometry]) -> pd.DataFrame:
     return pd.DataFrame([r.table_row() for r in results])
 
 
-def feature_table(results: list[DomainGeometry], proximity: HarmfulProximity, selections: dict[str, dict]) -> pd.DataFrame:
+def feature_table(results: list[DomainGeometry], selections: dict[str, dict]) -> pd.DataFrame:
     """One row per (domain, set, feature): proximity, nearest harmful feature and the selection score.
 
     ``selections`` maps "<domain>/inducing" and "<domain>/control" to ``FeatureSelection.to_dict()``."""
     rows = []
     for r in results:
-        for label, ids in (("inducing", r.inducing_ids), ("control", r.control_ids)):
+        for label in ("inducing", "control"):
             sel = selections.get(f"{r.domain}/{label}")
             score = dict(zip(sel["indices"], sel["scores"])) if sel else {}
-            for j in ids:
-                rows.append({"domain": r.domain, "set": label, "feature": j, "proximity": proximity.values[j],
-                             "nearest_harmful": int(proximity.nearest[j]), "selection_score": score.get(j, np.nan)})
+            ids, values, nearest = (getattr(r, f"{label}_{part}") for part in ("ids", "values", "nearest"))
+            for j, value, h in zip(ids, values, nearest):
+                rows.append({"domain": r.domain, "set": label, "feature": j, "proximity": value,
+                             "nearest_harmful": h, "selection_score": score.get(j, np.nan)})
     return pd.DataFrame(rows)

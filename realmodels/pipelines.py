@@ -1,0 +1,174 @@
+"""The stages of the ``geometry``, ``filter`` and ``audit`` commands, each stage memoised through a
+``cache(name, compute) -> dict`` callable (the CLI passes its run directory's ``cached_json``; the default
+computes every time). A stage whose result is cached never touches the model, so a resumed run loads the
+model (or the decoder) only if some stage still needs it.
+
+Stages: harmful-behaviour features -> the datasets' features -> the measurement (study per domain, sample
+scores, or the audit prediction)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from realmodels.audit import AuditConfig, AuditReport, audit
+from realmodels.features import SelectionConfig, select_features, split_activations
+from realmodels.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples, score_validity
+from realmodels.study import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
+                              harmful_proximity, null_pool, pooled_geometry)
+
+Cache = Callable[[str, Callable[[], dict]], dict]
+
+
+def compute_always(name: str, compute: Callable[[], dict]) -> dict:
+    return compute()
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def harmful_selection(session, harmful: Path, harmless: Path, selection: SelectionConfig, *,
+                      cache: Cache = compute_always, log=_quiet) -> dict:
+    """``FeatureSelection.to_dict()`` of the harmful-behaviour features (harmful vs harmless responses)."""
+    def compute() -> dict:
+        log("identifying harmful-behaviour features (harmful vs harmless responses)")
+        return select_features(session.activations(harmful), session.activations(harmless), selection,
+                               k=selection.harmful_k, names=("harmful", "harmless"), name="harmful").to_dict()
+
+    return cache("features/harmful.json", compute)
+
+
+@dataclass(frozen=True)
+class GeometryOutputs:
+    """Per-domain results (plus the pooled "all" row with several domains), the selections they used
+    (keyed "harmful", "<domain>/inducing", "<domain>/control") and the null pool size."""
+
+    results: list[DomainGeometry]
+    selections: dict[str, dict]
+    pool_size: int
+
+    def domain_table(self) -> pd.DataFrame:
+        return domain_table(self.results)
+
+    def feature_table(self) -> pd.DataFrame:
+        return feature_table(self.results, self.selections)
+
+    def summary(self) -> dict:
+        return {
+            "harmful_features": self.selections["harmful"]["indices"], "null_pool_size": self.pool_size,
+            "domains": self.domain_table().to_dict(orient="records"),
+            "heldout": {name: s["heldout"] for name, s in self.selections.items() if s["heldout"] is not None},
+            "n_features": {name: len(s["indices"]) for name, s in self.selections.items()},
+        }
+
+
+def geometry_pipeline(session, *, harmful: Path, harmless: Path, domains: list[tuple[str, Path, Path]],
+                      selection: SelectionConfig, study: StudyConfig, cache: Cache = compute_always,
+                      log=_quiet) -> GeometryOutputs:
+    """``domains``: (name, inducing file, control file). Inducing features are tied to the inducing data
+    against its control and control features to the control against the inducing data."""
+    selections = {"harmful": harmful_selection(session, harmful, harmless, selection, cache=cache, log=log)}
+    for name, inducing, control in domains:
+        for label, other, a, b in (("inducing", "control", inducing, control), ("control", "inducing", control, inducing)):
+            def compute(a=a, b=b, label=label, other=other, name=name) -> dict:
+                log(f"domain {name}: features of the {label} dataset")
+                return select_features(session.activations(a), session.activations(b), selection,
+                                       names=(f"{name}/{label}", f"{name}/{other}"), name=f"{name}/{label}").to_dict()
+
+            selections[f"{name}/{label}"] = cache(f"features/{name}-{label}.json", compute)
+    harm = selections["harmful"]["indices"]
+    pool = null_pool(sorted({i for s in selections.values() for i in s["active"]}), harm)
+    proximity = {}
+
+    def prox():
+        if not proximity:
+            log("proximity of every SAE feature to the harmful set")
+            proximity["value"] = harmful_proximity(session.decoder, harm, study)
+        return proximity["value"]
+
+    results = []
+    for name, _, _ in domains:
+        results.append(DomainGeometry(**cache(f"geometry/{name}.json", lambda name=name: domain_geometry(
+            name, prox(), selections[f"{name}/inducing"]["indices"], selections[f"{name}/control"]["indices"],
+            pool, study).to_dict())))
+    if len(domains) > 1:
+        results.append(DomainGeometry(**cache(f"geometry/{POOLED}.json",
+                                              lambda: pooled_geometry(results, prox(), pool, study).to_dict())))
+    return GeometryOutputs(results=results, selections=selections, pool_size=int(pool.size))
+
+
+@dataclass(frozen=True)
+class FilterOutputs:
+    result: FilterResult
+    toxic: list[int]
+    validity: dict
+    method: str
+    fraction: float
+
+    def summary(self) -> dict:
+        removed = self.result.scores["removed"].to_numpy()
+        s = self.result.scores["score"].to_numpy()
+        return {
+            "method": self.method, "n_samples": int(removed.size), "n_removed": int(removed.sum()),
+            "n_kept": int((~removed).sum()), "fraction": self.fraction, "toxic_features": self.toxic,
+            "mean_score_removed": float(s[removed].mean()) if removed.any() else None,
+            "mean_score_kept": float(s[~removed].mean()) if (~removed).any() else None,
+            "score_validity": {key: self.validity[key] for key in ("auc", "mannwhitney_p", "cliffs_delta", "mean_a",
+                                                                   "mean_b", "held_out")},
+        }
+
+
+def filter_pipeline(session, *, data: Path, harmful: Path, harmless: Path, selection: SelectionConfig,
+                    config: FilterConfig, cache: Cache = compute_always, log=_quiet) -> FilterOutputs:
+    """Toxic features, training-sample scores and the removal; plus a check that the scores separate
+    (held-out, with a selection split) harmful from harmless responses."""
+    toxic = harmful_selection(session, harmful, harmless, selection, cache=cache, log=log)["indices"]
+    lines = read_jsonl_lines(data)
+
+    def score(acts) -> torch.Tensor:
+        decoder = session.decoder if config.representation == "residual" else None
+        return score_samples(acts, decoder, toxic, config)
+
+    def train_scores() -> dict:
+        log("scoring the training samples")
+        train = session.activations(data)
+        return {"scores": score(train).tolist(), "n_tokens": train.n_tokens.tolist()}
+
+    def validity() -> dict:
+        parts = [split_activations(session.activations(path), selection, role)
+                 for path, role in ((harmful, "harmful"), (harmless, "harmless"))]
+        evaluate = [held if held is not None else full for full, held in parts]
+        return {**score_validity(score(evaluate[0]), score(evaluate[1]), seed=config.seed),
+                "held_out": selection.selection_fraction is not None}
+
+    scored = cache("stages/train_scores.json", train_scores)
+    result = apply_filter(lines, torch.tensor(scored["scores"], dtype=torch.float64), config,
+                          n_tokens=torch.tensor(scored["n_tokens"]))
+    return FilterOutputs(result=result, toxic=toxic, validity=cache("stages/score_validity.json", validity),
+                         method="random" if config.random else "geometric", fraction=config.fraction)
+
+
+def audit_pipeline(session, *, data: Path, control: Path, harmful: Path, harmless: Path, selection: SelectionConfig,
+                   config: AuditConfig, cache: Cache = compute_always, log=_quiet) -> AuditReport:
+    """Harmful features, the dataset's features (against ``control``) and the geometric risk report."""
+    harm = harmful_selection(session, harmful, harmless, selection, cache=cache, log=log)
+
+    def dataset_selection() -> dict:
+        log("identifying the dataset's features (dataset vs control)")
+        return select_features(session.activations(data), session.activations(control), selection,
+                               names=("dataset", "control"), name="dataset").to_dict()
+
+    ds = cache("features/dataset.json", dataset_selection)
+
+    def report() -> dict:
+        log("predicting amplification from the SAE decoder geometry")
+        pool = null_pool(sorted(set(ds["active"]) | set(harm["active"])), harm["indices"])
+        return audit(session.decoder, ds["indices"], ds["mean_diff"], harm["indices"], pool, config).to_dict()
+
+    return AuditReport(**cache("audit.json", report))
+

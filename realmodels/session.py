@@ -1,0 +1,126 @@
+"""One command's access to a checkpoint: which model + SAE (``ModelChoice``), loaded only when something
+actually needs the model (``Session``), so a resumed run whose results are all on disk loads nothing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+from torch import Tensor
+
+from realmodels.chat_data import dataset_hash
+from theory.errors import InputError
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer``.
+
+    Only the fields that change results (not devices, batch sizes or caches) are part of a run's config."""
+
+    checkpoint: str | None = None
+    model: str | None = None
+    sae: str | None = None
+    layer: int | None = None
+    dtype: str = "auto"
+    chat_template: str | None = None
+    max_length: int | None = None
+
+    def __post_init__(self):
+        if self.checkpoint is not None and (self.model is not None or self.sae is not None):
+            # a checkpoint with --model/--sae overrides is allowed by load_bundle; keep the CLI unambiguous
+            raise InputError("give either --checkpoint NAME or --model PATH --sae PATH, not both")
+        if self.checkpoint is None and (self.model is None or self.sae is None):
+            raise InputError("no model given: pass --checkpoint NAME (see `realmodels checkpoints`) or both "
+                             "--model PATH and --sae PATH")
+        if self.max_length is not None and self.max_length < 1:
+            raise InputError(f"--max-length must be at least 1, got {self.max_length}")
+
+    def resolved(self) -> "ModelChoice":
+        """Checked without loading weights (names, paths, the layer's SAE), with the layer filled in when a
+        checkpoint has a single SAE layer; otherwise a missing --layer is an InputError."""
+        from realmodels.loading import resolve_model_source
+        from realmodels.registry import get_checkpoint
+
+        if self.layer is not None and self.layer < 0:
+            raise InputError(f"layer must be >= 0, got {self.layer}")
+        if self.chat_template is not None and not Path(self.chat_template).expanduser().is_file():
+            raise InputError(f"chat template file {self.chat_template} does not exist")
+        if self.checkpoint is not None:
+            spec = get_checkpoint(self.checkpoint)
+            if self.layer is None:
+                if len(spec.layers) != 1:
+                    raise InputError(f"--layer is required for checkpoint '{self.checkpoint}' (layers with an SAE: "
+                                     f"{', '.join(map(str, spec.layers))})")
+                return ModelChoice(**{**asdict(self), "layer": spec.layers[0]})
+            spec.sae_id(self.layer)  # InputError when the release has no SAE at this layer
+            return self
+        resolve_model_source(None, self.model)  # InputError for a missing local path
+        if not Path(self.sae).expanduser().is_dir():
+            raise InputError(f"SAE directory {self.sae} does not exist (expected a directory saved by SAE.save_model)")
+        if self.layer is None:
+            raise InputError("--layer is required with --model/--sae (the layer the SAE reads)")
+        return self
+
+    def to_config(self) -> dict:
+        data = asdict(self)
+        for key in ("model", "sae", "chat_template"):
+            if data[key] is not None and Path(data[key]).expanduser().exists():
+                data[key] = str(Path(data[key]).expanduser().resolve())
+        return data
+
+
+class Session:
+    """Lazily loaded ``ModelBundle`` plus cached dataset activations and the SAE decoder.
+
+    ``cache_dir`` holds activation caches (keyed by model, SAE, layer and dataset content), so a rerun or
+    another command on the same data reuses them."""
+
+    def __init__(self, choice: ModelChoice, *, device_map: str | None = None, batch_size: int = 8,
+                 cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False):
+        if batch_size < 1:
+            raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+        self.choice = choice.resolved()
+        self.device_map = device_map
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.ignore_memory_check = ignore_memory_check
+        self._activations: dict[str, object] = {}
+
+    @cached_property
+    def bundle(self):
+        from realmodels.loading import load_bundle
+
+        if not self.progress:
+            from huggingface_hub.utils import disable_progress_bars
+            from transformers.utils import logging as hf_logging
+
+            disable_progress_bars()
+            hf_logging.disable_progress_bar()
+        c = self.choice
+        return load_bundle(checkpoint=c.checkpoint, model_path=c.model, sae_path=c.sae, layer=c.layer, dtype=c.dtype,
+                           device_map=self.device_map, chat_template=c.chat_template,
+                           ignore_memory_check=self.ignore_memory_check)
+
+    def activations(self, path: str | Path):
+        """``SampleActivations`` of a chat JSONL file (memoised per file content)."""
+        from realmodels.activations import dataset_activations
+
+        key = dataset_hash(path)
+        if key not in self._activations:
+            self._activations[key] = dataset_activations(self.bundle, path, batch_size=self.batch_size,
+                                                         cache_dir=self.cache_dir, progress=self.progress,
+                                                         max_length=self.choice.max_length)
+        return self._activations[key]
+
+    @cached_property
+    def decoder(self) -> Tensor:
+        """SAE decoder rows (d_sae, d_in), float32: from the loaded SAE if any, else read alone from disk."""
+        if "bundle" in self.__dict__:
+            return self.bundle.sae.W_dec.detach().float().cpu()
+        from realmodels.loading import load_decoder
+
+        c = self.choice
+        return load_decoder(checkpoint=c.checkpoint, sae_path=c.sae, layer=c.layer)
