@@ -94,6 +94,13 @@ def _selection_config(base: dict, *, k, harmful_k, criterion, selection_fraction
     return strict_from_dict(SelectionConfig, merge(base, flags), prefix="selection.")
 
 
+def _harmful_pair(harmful: Path | None, harmless: Path | None, defines: str) -> tuple[Path, Path]:
+    """The checked --harmful and --harmless files, both required."""
+    if harmful is None or harmless is None:
+        raise InputError(f"--harmful and --harmless chat JSONL files are required (they define the {defines})")
+    return dataset_file(harmful, "--harmful"), dataset_file(harmless, "--harmless")
+
+
 def _open_run(out: Path | None, prefix: str, config: dict) -> RunDir:
     return RunDir.open(out or default_run_dir(prefix=f"{prefix}-"), config)
 
@@ -152,7 +159,7 @@ def geometry(
     domain: Annotated[Optional[list[str]], typer.Option(
         help="NAME=INDUCING.jsonl,CONTROL.jsonl (repeatable): a misalignment-inducing dataset and its control.")] = None,
     only: Annotated[Optional[list[str]], typer.Option(help="Run only these domains (repeatable).")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="TOML with harmful, harmless, [domains.NAME], [selection], [study].")] = None,
+    config: Annotated[Optional[Path], typer.Option(help=r"TOML with harmful, harmless, \[domains.NAME], \[selection], \[study].")] = None,
     harmful: Harmful = None,
     harmless: Harmless = None,
     k: K = None,
@@ -243,9 +250,7 @@ def filter_(
     from realmodels.pipelines import filter_pipeline
 
     data_path = dataset_file(data, "--data")
-    if harmful is None or harmless is None:
-        raise InputError("--harmful and --harmless chat JSONL files are required (they define the toxic features)")
-    harmful_path, harmless_path = dataset_file(harmful, "--harmful"), dataset_file(harmless, "--harmless")
+    harmful_path, harmless_path = _harmful_pair(harmful, harmless, "toxic features")
     filt = FilterConfig(fraction=fraction, reduce=reduce, representation=representation, random=random, seed=seed)
     selection = _selection_config({}, k=None, harmful_k=harmful_k, criterion=criterion,
                                   selection_fraction=selection_fraction, seed=seed)
@@ -315,9 +320,7 @@ def audit(
     from realmodels.pipelines import audit_pipeline
 
     data_path = dataset_file(data, "--data")
-    if harmful is None or harmless is None:
-        raise InputError("--harmful and --harmless chat JSONL files are required (they define the harmful features)")
-    harmful_path, harmless_path = dataset_file(harmful, "--harmful"), dataset_file(harmless, "--harmless")
+    harmful_path, harmless_path = _harmful_pair(harmful, harmless, "harmful features")
     control_path = dataset_file(control, "--control") if control is not None else harmless_path
     if top < 1:
         raise InputError(f"--top must be at least 1, got {top}")

@@ -79,8 +79,8 @@ def simulate(
     ft_steps: Optional[int] = typer.Option(None, help="Fine-tuning steps."),
     background: Optional[float] = typer.Option(None, help="P(active) of non-target features in the task data."),
     seed: Optional[int] = typer.Option(None, help="Seed of pre-training (fine-tuning data uses seed+1)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [model], [train], [finetune] tables."),
-    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<timestamp>); rerun to resume."),
+    config: Optional[Path] = typer.Option(None, "--config", help=r"TOML file with \[model], \[train], \[finetune] tables."),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default runs/simulate-<timestamp>); rerun to resume."),
 ) -> None:
     """Train a toy model, fine-tune it on a narrow task, compare measured with predicted amplification."""
     overrides = {

@@ -3,8 +3,9 @@
 Modules: ``amplification`` (general tangent-kernel prediction), ``tied_model`` (exact form for the
 toy model of superposition), ``geometry`` (cosines, chunked neighbours, set proximity, feature
 dimensionality), ``agreement`` (prediction vs measurement), ``stats`` (proximity tests), ``filtering``
-(sample scoring and removal), ``selection`` (features tied to a dataset against a control), ``errors``
-(the user-input exception)."""
+(sample scoring and removal), ``selection`` (features tied to a dataset against a control),
+``misalignment`` (harmful rise, EM rate, task gain, reduction % with CIs), ``regularise`` (gradient
+projection off the harmful directions, growth penalty), ``errors`` (the user-input exception)."""
 
 from theory.agreement import Agreement, agreement
 from theory.errors import InputError

@@ -28,7 +28,9 @@ the fine-tuning data. For purely narrow data (x̃ = c e_t, h̃ = c d_t) it colla
 
     Δz_j(x') = 2 η g c <d_j, d_t> x'_t        (j ≠ t; exact: ΔW_j = 0, so no O(η²) term),
 
-the factor 2 being the encoder and the decoder use of d_t contributing equally.
+where ΔW = 2 η g c e_t d_tᵀ moves only d_t: the factor 2 is the two uses of d_t in z_t (encoder and
+decoder) adding equally to d_t's gradient, and for j ≠ t the whole change arrives through the encoder
+term W ΔWᵀ x' (the decoder term ΔW h is zero on row j).
 
 Where it is exact, first-order, or gated:
 - Δz given (ΔW, Δb): exact for any update (``preactivation_change(order="exact")``).
@@ -37,6 +39,8 @@ Where it is exact, first-order, or gated:
   but the next gradient differs).
 - Several steps predicted from the initial W: first order in the total update (error O((Kη)²)).
 - Adam's first step: ΔW = η ∇/(|∇|+ε) applied to -∇L, i.e. an elementwise sign step; plug it in.
+  K Adam steps ≈ K first steps is first order only: it holds while each gradient component changes by a
+  small fraction over the K steps (Adam's m̂/√v̂ equals the sign only for a constant gradient).
 - Post-ReLU outputs: Δx̂_j = ReLU(z_j + Δz_j) - ReLU(z_j) — equal to Δz_j only where both are > 0.
 
 All functions accept leading instance dimensions: W (..., n, d), b (..., n), x (..., batch, n).

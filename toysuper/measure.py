@@ -3,7 +3,7 @@
 Measured: Δz_j = mean_{x'∈probe} [z_j^after(x') - z_j^before(x')] (pre-activation) and the same for the
 outputs x̂_j = ReLU(z_j). Predicted (theory.tied_model, from the *initial* W only): the first-order change
 under the total update K·ΔW₁, where ΔW₁ is the closed-form first step (SGD: -η∇L; Adam: -η∇/(|∇|+ε),
-repeated K times — exact while the gradient's signs do not change). Similarity: cos(d_j, d_t) and the
+repeated K times — first order, valid while each gradient component changes by a small fraction). Similarity: cos(d_j, d_t) and the
 raw dot product <d_j, d_t> (the isotropic term is ∝ the dot product)."""
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pandas as pd
 import pytest
@@ -153,3 +155,21 @@ def test_shipped_config_equals_defaults():
 
     shipped = Path(__file__).parents[2] / "toysuper" / "configs" / "simulate.toml"
     assert SimulateConfig.from_dict(read_toml(shipped)) == SimulateConfig()
+
+
+def test_help_shows_config_table_names(capsys, monkeypatch):
+    """Rich markup would swallow "[model]" unless escaped; the help must name the TOML tables."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run_cli(main, ["simulate", "--help"], capsys)
+    assert code == 0
+    assert "[model], [train], [finetune]" in out
+
+
+def test_run_files_get_the_umask_mode_not_mkstemps_0600(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run_cli(main, ["simulate", *TINY_SIMULATE_ARGS, "--out", out], capsys)
+    assert code == 0, err
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("summary.json", "amplification.csv", "amplification.png"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
