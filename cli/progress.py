@@ -1,10 +1,18 @@
-"""Rich progress bars shared by the CLIs."""
+"""Rich progress bars and the stdout console shared by the CLIs."""
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 
+from rich.console import Console
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def stdout_console() -> Console:
+    """The terminal's width on a terminal; 150 columns in logs and pipes (rich's 80 crushes the tables)."""
+    return Console(width=None if sys.stdout.isatty() else 150)
 
 
 def make_progress(transient: bool = False) -> Progress:

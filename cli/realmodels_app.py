@@ -15,10 +15,10 @@ from typing import Annotated, Optional
 import numpy as np
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cli.errors import run_app, user_errors
+from cli.progress import stdout_console
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
 from cli.rundir import RunDir, default_run_dir, read_json, save_figure, write_csv, write_json, write_text
 from theory.configs import merge, strict_from_dict
@@ -26,7 +26,7 @@ from theory.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SAE feature geometry of emergent misalignment on real checkpoints.")
-console = Console()
+console = stdout_console()
 
 MODEL = "Model (--checkpoint, or --model with --sae)"
 RUN = "Run"

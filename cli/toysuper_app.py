@@ -7,12 +7,11 @@ from typing import Optional
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cli.configfile import read_toml
 from cli.errors import run_app, user_errors
-from cli.progress import progress_bar
+from cli.progress import progress_bar, stdout_console
 from cli.rundir import RunDir, atomic_path, default_run_dir, read_json, save_figure, write_csv, write_json
 from theory.configs import merge, to_dict
 from toysuper.config import SimulateConfig
@@ -22,7 +21,7 @@ from toysuper.simulate import simulate as run_simulation
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Toy models of superposition: verify the amplification theory and simulate emergent misalignment.")
-console = Console()
+console = stdout_console()
 
 
 @app.callback()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,13 +14,12 @@ from typing import Optional
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cli.configfile import read_toml
 from cli.errors import user_errors
 from cli.parallel import resumable_map
-from cli.progress import progress_bar
+from cli.progress import progress_bar, stdout_console
 from cli.rundir import RunDir, atomic_path, default_run_dir, read_json, save_figure, write_csv, write_json
 from theory.configs import merge, to_dict
 from theory.errors import InputError
@@ -33,7 +31,7 @@ from toysuper.study_mitigations import MitigateConfig, run_mitigations
 from toysuper.sweep import SweepConfig, cells, results_table, run_cell
 from toysuper.train import train
 
-console = Console(width=None if sys.stdout.isatty() else 150)  # logs and pipes: wide enough for the tables
+console = stdout_console()
 MODEL_KEY = "trained_model.pt"
 STUDIES = ("simulate", "inducing", "mitigate", "density", "geometry")
 FIGURES = {  # figures/ name -> (study, file stem in its run directory)
