@@ -40,8 +40,9 @@ SaePath = Annotated[Optional[Path], typer.Option("--sae", help="SAE directory sa
 Layer = Annotated[Optional[int], typer.Option(help="Layer whose resid_post the SAE reads (default: the checkpoint's "
                                                    "only SAE layer).", rich_help_panel=MODEL)]
 Dtype = Annotated[str, typer.Option(help="Model weights: auto | float32 | bfloat16 | float16.", rich_help_panel=MODEL)]
-DeviceMap = Annotated[Optional[str], typer.Option(help="transformers device_map, e.g. auto (default: CPU).",
-                                                  rich_help_panel=MODEL)]
+DeviceMap = Annotated[Optional[str], typer.Option(
+    help="transformers/accelerate device_map: auto | balanced | balanced_low_0 | sequential | cpu, or a JSON file "
+         "{module: device} (default: CPU). Disk offload goes to <cache-dir>/offload.", rich_help_panel=MODEL)]
 BatchSize = Annotated[int, typer.Option(help="Conversations per forward pass.", rich_help_panel=MODEL)]
 CacheDir = Annotated[Optional[Path], typer.Option(help="Activation cache (default: <out>/activations).",
                                                   rich_help_panel=MODEL)]
@@ -70,8 +71,12 @@ def _root() -> None:
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-def _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length):
+def _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length, device_map):
+    """The checked model options (the device map too, so that a bad one fails before the run directory)."""
+    from realmodels.placement import parse_device_map
     from realmodels.session import ModelChoice
+
+    parse_device_map(device_map)
 
     return ModelChoice(checkpoint=checkpoint, model=model, sae=None if sae is None else str(sae), layer=layer,
                        dtype=dtype, chat_template=None if chat_template is None else str(chat_template),
@@ -195,7 +200,7 @@ def geometry(
     study_flags = {"proximity": proximity, "proximity_k": proximity_k, "alternative": alternative,
                    "n_permutations": n_permutations, "n_bootstrap": n_bootstrap, "n_null": n_null, "seed": seed}
     study = strict_from_dict(StudyConfig, merge(file_cfg.get("study", {}), study_flags), prefix="study.")
-    choice = _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length)
+    choice = _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length, device_map)
     run_config = {
         "command": "geometry", "model": choice.to_config(),
         "data": {"harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path),
@@ -254,7 +259,7 @@ def filter_(
     filt = FilterConfig(fraction=fraction, reduce=reduce, representation=representation, random=random, seed=seed)
     selection = _selection_config({}, k=None, harmful_k=harmful_k, criterion=criterion,
                                   selection_fraction=selection_fraction, seed=seed)
-    choice = _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length)
+    choice = _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length, device_map)
     run_config = {"command": "filter", "model": choice.to_config(),
                   "data": {"train": dataset_entry(data_path), "harmful": dataset_entry(harmful_path),
                            "harmless": dataset_entry(harmless_path)},
@@ -327,7 +332,7 @@ def audit(
     selection = _selection_config({}, k=k, harmful_k=harmful_k, criterion=criterion,
                                   selection_fraction=selection_fraction, seed=seed)
     cfg = strict_from_dict(AuditConfig, merge({}, {"weighting": weighting, "n_null": n_null, "seed": seed}))
-    choice = _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length)
+    choice = _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length, device_map)
     run_config = {"command": "audit", "model": choice.to_config(),
                   "data": {"train": dataset_entry(data_path), "control": dataset_entry(control_path),
                            "harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path)},

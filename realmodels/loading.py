@@ -20,6 +20,7 @@ from safetensors import safe_open
 
 from realmodels import hub
 from realmodels.memory import MemoryEstimate, check_memory, estimate_memory
+from realmodels.placement import DeviceMap, compute_device, needs_offload_folder, parse_device_map
 from realmodels.registry import DTYPE_BYTES, CheckpointSpec, get_checkpoint
 from realmodels.residual import decoder_layers
 from realmodels.saes import SaeSource, load_decoder, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
@@ -127,7 +128,7 @@ def _resolve(checkpoint, model_path, sae_path, sae_release, sae_id, layer, dtype
 def estimate_bundle_memory(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                            sae_path: str | Path | None = None, sae_release: str | None = None,
                            sae_id: str | None = None, layer: int, dtype: str = "auto",
-                           device_map: str | None = None) -> MemoryEstimate:
+                           device_map: DeviceMap = None) -> MemoryEstimate:
     """RAM estimate for ``load_bundle`` with the same arguments, computed without loading weights."""
     model_spec, model, sae, dtype = _resolve(checkpoint, model_path, sae_path, sae_release, sae_id, layer, dtype)
     if model_spec is not None:
@@ -172,17 +173,23 @@ def _read_chat_template(chat_template: str | Path) -> str:
 
 def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                 sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
-                layer: int, dtype: str = "auto", device_map: str | None = None,
-                chat_template: str | Path | None = None, ignore_memory_check: bool = False) -> ModelBundle:
+                layer: int, dtype: str = "auto", device_map: DeviceMap = None,
+                offload_folder: str | Path | None = None, chat_template: str | Path | None = None,
+                ignore_memory_check: bool = False) -> ModelBundle:
     """Load and check model + tokenizer + SAE at ``layer``.
 
     ``dtype``: auto (checkpoint default, else the model config's), float32, bfloat16 or float16.
-    ``device_map``: passed to transformers (accelerate), e.g. "auto"; None loads on CPU.
+    ``device_map``: passed to transformers (accelerate): a strategy ("auto", ...), a {module: device} dict or
+    a JSON file of one (``realmodels.placement``); None loads on CPU. ``offload_folder``: where accelerate
+    may write weights it offloads to disk (needed when the map names "disk"; strategies may spill there).
     ``chat_template``: a Jinja file replacing the tokenizer's chat template (needed when it has none).
     Raises InputError (one line) for unknown names, missing files, an SAE at another layer or of another
     width than the model's hidden size, or a CPU load that would not fit in RAM (``ignore_memory_check``)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    device_map = parse_device_map(device_map)
+    if needs_offload_folder(device_map) and offload_folder is None and isinstance(device_map, dict):
+        raise InputError("the device map offloads modules to \"disk\": give an offload folder")
     check_memory(estimate_bundle_memory(checkpoint=checkpoint, model_path=model_path, sae_path=sae_path,
                                         sae_release=sae_release, sae_id=sae_id, layer=layer, dtype=dtype,
                                         device_map=device_map), ignore=ignore_memory_check)
@@ -208,9 +215,12 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(f"the tokenizer of {model_source.name} has no chat template; pass a Jinja file "
                          "with --chat-template")
-    model = _load(AutoModelForCausalLM, model_source, "model", dtype=dtype, device_map=device_map)
+    placement = {} if device_map is None else {"device_map": device_map}
+    if offload_folder is not None and needs_offload_folder(device_map):
+        placement["offload_folder"] = str(offload_folder)
+    model = _load(AutoModelForCausalLM, model_source, "model", dtype=dtype, **placement)
     model.eval()
-    sae = sae.to(next(decoder_layers(model)[layer].parameters()).device)
+    sae = sae.to(compute_device(decoder_layers(model)[layer]))  # offloaded layers sit on "meta"
     return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name=model_source.name,
                        sae_name=sae_source.name, d_model=config.hidden_size, d_sae=sae.cfg.d_sae,
                        fingerprint=_fingerprint(model_source, sae_source))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import psutil
 
 from realmodels.registry import dtype_bytes
+from realmodels.placement import DeviceMap, runs_on_cpu_only
 from theory.errors import InputError
 
 SAE_PEAK_COPIES = 3
@@ -45,12 +46,12 @@ def available_ram_gb() -> float:
 
 
 def estimate_memory(*, n_params: int | None, dtype: str, d_in: int | None, d_sae: int | None,
-                    device_map: str | None = None) -> MemoryEstimate:
+                    device_map: DeviceMap = None) -> MemoryEstimate:
     """Estimate for ``n_params`` weights stored in ``dtype`` plus a (d_in x d_sae) float32 SAE."""
     model_gb = None if n_params is None else n_params * dtype_bytes(dtype) / 1e9
     sae_gb = None if d_in is None or d_sae is None else SAE_PEAK_COPIES * d_in * d_sae * 4 / 1e9
     return MemoryEstimate(model_gb=model_gb, sae_gb=sae_gb, available_gb=available_ram_gb(),
-                          on_cpu=device_map in (None, "cpu"))
+                          on_cpu=runs_on_cpu_only(device_map))
 
 
 def check_memory(estimate: MemoryEstimate, *, ignore: bool = False) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from realmodels.placement import compute_device
 from theory.errors import InputError
 
 
@@ -27,8 +28,9 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def input_device(model: nn.Module) -> torch.device:
-    """Device of the token embeddings (where input ids must go, also under an accelerate device_map)."""
-    return model.get_input_embeddings().weight.device
+    """Device the token embeddings compute on (where input ids must go, also under an accelerate device_map,
+    where offloaded embeddings sit on the meta device)."""
+    return compute_device(model.get_input_embeddings())
 
 
 @torch.inference_mode()

@@ -77,12 +77,14 @@ class Session:
     ``cache_dir`` holds activation caches (keyed by model, SAE, layer and dataset content), so a rerun or
     another command on the same data reuses them."""
 
-    def __init__(self, choice: ModelChoice, *, device_map: str | None = None, batch_size: int = 8,
+    def __init__(self, choice: ModelChoice, *, device_map: str | dict | None = None, batch_size: int = 8,
                  cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False):
+        from realmodels.placement import parse_device_map
+
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
         self.choice = choice.resolved()
-        self.device_map = device_map
+        self.device_map = parse_device_map(device_map)  # checked before any work
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.progress = progress
@@ -102,6 +104,7 @@ class Session:
         c = self.choice
         return load_bundle(checkpoint=c.checkpoint, model_path=c.model, sae_path=c.sae, layer=c.layer, dtype=c.dtype,
                            device_map=self.device_map, chat_template=c.chat_template,
+                           offload_folder=None if self.cache_dir is None else Path(self.cache_dir) / "offload",
                            ignore_memory_check=self.ignore_memory_check)
 
     def activations(self, path: str | Path):

@@ -133,3 +133,44 @@ def test_bad_inputs(model_dirs, tiny_sae_dir, tmp_path, inducing_jsonl):
         dataset_activations(bundle, bad, progress=False)
     with pytest.raises(InputError, match=r"inducing\.jsonl:\d+: no assistant tokens within the first 4 tokens"):
         dataset_activations(bundle, inducing_jsonl, max_length=4, progress=False)
+
+
+
+def test_device_map_with_disk_offload_dispatches_and_gives_the_same_activations(model_dirs, tiny_sae_dir,
+                                                                               inducing_jsonl, tmp_path):
+    """An explicit device map that offloads the embeddings and the hooked layer to disk: transformers
+    dispatches the model with accelerate's hooks (weights on the meta device), the SAE and the input ids
+    go to where those modules compute (not to "meta"), and the activations equal those of a plain load."""
+    model_dir = model_dirs["llama"]
+    kwargs = dict(model_path=model_dir, sae_path=tiny_sae_dir(model_dir, layer=1), layer=1, dtype="float32")
+    device_map = {"model.embed_tokens": "disk", "model.layers.0": "cpu", "model.layers.1": "disk",
+                  "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "disk"}
+    plain = load_bundle(**kwargs)
+    mapped = load_bundle(**kwargs, device_map=device_map, offload_folder=tmp_path / "offload")
+    assert mapped.model.hf_device_map == device_map  # accelerate dispatched it
+    assert next(mapped.model.model.layers[1].parameters()).device.type == "meta"
+    assert mapped.sae.W_dec.device.type == "cpu"
+    a = dataset_activations(plain, inducing_jsonl, batch_size=3, progress=False)
+    b = dataset_activations(mapped, inducing_jsonl, batch_size=3, progress=False)
+    torch.testing.assert_close(b.residual_mean, a.residual_mean)
+    torch.testing.assert_close(b.dense_features(), a.dense_features())
+
+
+def test_device_map_auto_on_a_cpu_only_machine_is_a_plain_cpu_load(model_dirs, tiny_sae_dir, inducing_jsonl):
+    model_dir = model_dirs["gemma2"]
+    kwargs = dict(model_path=model_dir, sae_path=tiny_sae_dir(model_dir, layer=0), layer=0, dtype="float32")
+    a = dataset_activations(load_bundle(**kwargs), inducing_jsonl, progress=False)
+    b = dataset_activations(load_bundle(**kwargs, device_map="auto"), inducing_jsonl, progress=False)
+    torch.testing.assert_close(b.dense_features(), a.dense_features())
+
+
+@pytest.mark.parametrize(("device_map", "message"), [
+    ("everywhere", "unknown device map 'everywhere': use one of auto"),
+    ({}, "the device map is empty"),
+    ({"model.layers.0": ["cpu"]}, "is not 'module name': device"),
+    ({"model.layers.0": "disk"}, "offloads modules to \"disk\": give an offload folder"),
+])
+def test_bad_device_maps_are_input_errors(model_dirs, tiny_sae_dir, device_map, message):
+    model_dir = model_dirs["llama"]
+    with pytest.raises(InputError, match=message):
+        load_bundle(model_path=model_dir, sae_path=tiny_sae_dir(model_dir, layer=0), layer=0, device_map=device_map)

@@ -257,3 +257,31 @@ def test_empty_feature_set_and_config_clash(tmp_path, capsys, gemma_local, induc
     code, _, err = _rm(capsys, [*args[:-2], "--fraction", "0.2", "--out", out])
     assert_one_line_error(code, err)
     assert "different config" in err
+
+
+def test_filter_with_a_disk_offload_device_map_matches_the_cpu_run(tmp_path, capsys, caplog, gemma_local,
+                                                                   inducing_jsonl, harmful_jsonl, harmless_jsonl):
+    """--device-map FILE.json dispatches the model with accelerate (layer 1 and the head offloaded to disk;
+    safetensors weights are read in place, <cache>/offload takes the rest) and gives the same scores as a
+    plain CPU load."""
+    device_map = tmp_path / "map.json"
+    device_map.write_text(json.dumps({"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
+                                      "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "disk"}))
+    base = ["filter", *gemma_local, "--data", inducing_jsonl, "--harmful", harmful_jsonl, "--harmless",
+            harmless_jsonl, "--fraction", "0.34", "--no-progress"]
+    scores = {}
+    for name, extra in [("cpu", []), ("mapped", ["--device-map", device_map])]:
+        code, _, err = _rm(capsys, [*base, *extra, "--cache-dir", tmp_path / f"cache-{name}", "--out", tmp_path / name])
+        assert code == 0, err
+        scores[name] = pd.read_csv(tmp_path / name / "scores.csv")
+    assert "on the meta device because they were offloaded" in caplog.text  # accelerate dispatched it
+    pd.testing.assert_frame_equal(scores["mapped"], scores["cpu"], rtol=1e-5)
+
+
+def test_bad_device_map_is_one_line_before_any_run_directory(tmp_path, capsys, gemma_local, inducing_jsonl,
+                                                             harmful_jsonl, harmless_jsonl):
+    data = ["--data", inducing_jsonl, "--harmful", harmful_jsonl, "--harmless", harmless_jsonl]
+    _bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--device-map", "everywhere"], "unknown device map")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    _bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--device-map", broken], "is not valid JSON")

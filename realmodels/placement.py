@@ -1,0 +1,76 @@
+"""Where the model runs: parsing a transformers/accelerate ``device_map`` and finding the devices that
+tensors must go to when some weights are dispatched or offloaded.
+
+A device map is None (everything on the CPU), a strategy accelerate computes from the free memory of
+each device ("auto", "balanced", "balanced_low_0", "sequential"), "cpu", or an explicit
+``{module name: device}`` mapping (devices: "cpu", "disk", an int GPU index, "cuda:N", "mps", ...).
+Modules mapped to "disk" (or to "cpu" next to GPUs) keep their weights on the ``meta`` device and are
+run through accelerate's hooks, so a module's parameter device is not where it computes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from theory.errors import InputError
+
+STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential", "cpu")
+DeviceMap = str | dict[str, str | int] | None
+
+
+def parse_device_map(value: str | dict | None) -> DeviceMap:
+    """A strategy name, an explicit mapping, or a path to a JSON file holding one (checked, one-line errors)."""
+    if value is None or isinstance(value, dict):
+        return _check_mapping(value) if isinstance(value, dict) else None
+    if value in STRATEGIES:
+        return value
+    path = Path(value)
+    if path.suffix == ".json" or path.is_file():
+        try:
+            mapping = json.loads(path.read_text())
+        except OSError as exc:
+            raise InputError(f"device map file {path} cannot be read: {exc.strerror or exc}") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"device map file {path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        if not isinstance(mapping, dict):
+            raise InputError(f"device map file {path} must hold a JSON object {{module name: device}}")
+        return _check_mapping(mapping)
+    raise InputError(f"unknown device map {value!r}: use one of {', '.join(STRATEGIES)} or a JSON file "
+                     "{module name: device}")
+
+
+def _check_mapping(mapping: dict) -> dict:
+    if not mapping:
+        raise InputError("the device map is empty")
+    for name, device in mapping.items():
+        if not isinstance(name, str) or not isinstance(device, (str, int)) or isinstance(device, bool):
+            raise InputError(f"device map entry {name!r}: {device!r} is not 'module name': device")
+    return dict(mapping)
+
+
+def runs_on_cpu_only(device_map: DeviceMap) -> bool:
+    """True when every weight is in host RAM (so host RAM is the limit the memory check applies)."""
+    if device_map is None or device_map == "cpu":
+        return True
+    return isinstance(device_map, dict) and set(map(str, device_map.values())) <= {"cpu"}
+
+
+def needs_offload_folder(device_map: DeviceMap) -> bool:
+    """Strategies may spill to disk when memory is short; an explicit map does when it names "disk"."""
+    if isinstance(device_map, dict):
+        return "disk" in map(str, device_map.values())
+    return device_map not in (None, "cpu")
+
+
+def compute_device(module: nn.Module) -> torch.device:
+    """The device ``module`` computes on: its parameters' device, or — when accelerate offloaded them (meta)
+    — its hook's execution device, falling back to the CPU."""
+    device = next(module.parameters()).device
+    if device.type != "meta":
+        return device
+    hook = getattr(module, "_hf_hook", None)
+    execution = getattr(hook, "execution_device", None)
+    return torch.device(execution) if execution is not None else torch.device("cpu")
