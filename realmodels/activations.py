@@ -4,7 +4,9 @@ For sample s with assistant tokens T_s and residual r_t = resid_post at the bund
     residual_mean[s] = (1/|T_s|) Σ_{t∈T_s} r_t,      feature_acts[s] = (1/|T_s|) Σ_{t∈T_s} sae.encode(r_t)
 (the mean of the SAE code, not the code of the mean). Batches are right-padded, which leaves every real
 token's causal forward pass unchanged. The cache key is (model, SAE, layer, dataset content hash, loaded
-files' fingerprint, chat template, max_length); cache files are written to a temp file and renamed."""
+files' fingerprint, chat template, max_length); cache files are written to a temp file and renamed.
+While a dataset is being computed, the finished samples are checkpointed to ``<cache file>.partial``
+(every ``PARTIAL_EVERY_S`` seconds, atomically), so a killed run resumes where it stopped."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from theory.errors import InputError
 
 CACHE_FORMAT = 1
 ENCODE_CHUNK_BYTES = 256 * 2**20  # bound on one sae.encode output (tokens x d_sae float32)
+PARTIAL_EVERY_S = 60.0  # seconds between checkpoints of a dataset's finished samples
 
 
 @dataclass
@@ -82,33 +85,55 @@ def _progress(enabled: bool) -> Progress:
 
 @torch.inference_mode()
 def compute_activations(bundle: ModelBundle, chats: list[TokenizedChat], *, batch_size: int = 8,
-                        progress: bool = True, description: str = "activations") -> SampleActivations:
+                        progress: bool = True, description: str = "activations", partial: Path | None = None,
+                        partial_key: dict | None = None, partial_every_s: float | None = None) -> SampleActivations:
     """Run the model to the bundle's layer on every chat (length-sorted, right-padded batches) and
-    average residuals and SAE codes over each chat's assistant tokens."""
+    average residuals and SAE codes over each chat's assistant tokens.
+
+    With ``partial`` (a file) and its ``partial_key``: resume from the samples it holds for that key, and
+    checkpoint the finished ones there every ``partial_every_s`` seconds (default ``PARTIAL_EVERY_S``) and on
+    interruption."""
     if batch_size < 1:
         raise InputError(f"batch size must be >= 1, got {batch_size}")
+    partial_every_s = PARTIAL_EVERY_S if partial_every_s is None else partial_every_s
     n = len(chats)
     pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
     device = input_device(bundle.model)
     order = sorted(range(n), key=lambda i: len(chats[i].input_ids))
-    residual_mean = torch.zeros(n, bundle.d_model)
     n_tokens = torch.tensor([int(chat.assistant_mask.sum()) for chat in chats], dtype=torch.long)
-    indices, values = [], []
-    seen_tokens, started = 0, time.perf_counter()
+    state = _load_partial(partial, partial_key, n, bundle.d_model)
+    residual_mean, indices, values = state["residual_mean"], state["indices"], state["values"]
+    done = state["done"]  # samples finished, in the length-sorted order
+
+    def checkpoint() -> None:
+        if partial is not None and done > state["done"]:
+            _atomic_save(partial, {"key": partial_key, "done": done, "residual_mean": residual_mean,
+                                   "indices": torch.cat(indices, 1), "values": torch.cat(values)})
+            state["done"] = done
+
+    seen_tokens, started, saved_at = 0, time.perf_counter(), time.monotonic()
     with _progress(progress) as bar:
-        task = bar.add_task(description, total=n, tokens_per_s=0.0)
-        for lo in range(0, n, batch_size):
-            batch = order[lo:lo + batch_size]
-            input_ids, attention_mask, assistant_mask = _pad_right([chats[i] for i in batch], pad_id)
-            resid = residual_stream(bundle.model, input_ids.to(device), attention_mask.to(device), bundle.layer)
-            resid_mean, code_mean = _batch_means(bundle, resid, assistant_mask)
-            samples = torch.tensor(batch, dtype=torch.long)
-            residual_mean[samples] = resid_mean
-            row, feature = code_mean.nonzero(as_tuple=True)
-            indices.append(torch.stack([samples[row], feature]))
-            values.append(code_mean[row, feature])
-            seen_tokens += int(attention_mask.sum())
-            bar.update(task, advance=len(batch), tokens_per_s=seen_tokens / (time.perf_counter() - started))
+        task = bar.add_task(description, total=n, completed=done, tokens_per_s=0.0)
+        try:
+            for lo in range(done, n, batch_size):
+                batch = order[lo:lo + batch_size]
+                input_ids, attention_mask, assistant_mask = _pad_right([chats[i] for i in batch], pad_id)
+                resid = residual_stream(bundle.model, input_ids.to(device), attention_mask.to(device), bundle.layer)
+                resid_mean, code_mean = _batch_means(bundle, resid, assistant_mask)
+                samples = torch.tensor(batch, dtype=torch.long)
+                residual_mean[samples] = resid_mean
+                row, feature = code_mean.nonzero(as_tuple=True)
+                indices.append(torch.stack([samples[row], feature]))
+                values.append(code_mean[row, feature])
+                seen_tokens += int(attention_mask.sum())
+                done = lo + len(batch)
+                bar.update(task, advance=len(batch), tokens_per_s=seen_tokens / (time.perf_counter() - started))
+                if time.monotonic() - saved_at >= partial_every_s:
+                    checkpoint()
+                    saved_at = time.monotonic()
+        except BaseException:  # killed (Ctrl-C, OOM in the model, ...): keep what is finished
+            checkpoint()
+            raise
     feature_acts = torch.sparse_coo_tensor(torch.cat(indices, 1), torch.cat(values), (n, bundle.d_sae),
                                            dtype=torch.float32, check_invariants=False).coalesce()
     return SampleActivations(feature_acts=feature_acts, residual_mean=residual_mean, n_tokens=n_tokens)
@@ -132,12 +157,33 @@ def cache_file(cache_dir: Path, key: dict) -> Path:
     return Path(cache_dir) / f"activations-{digest}.pt"
 
 
+def _load_partial(path: Path | None, key: dict | None, n: int, d_model: int) -> dict:
+    """The finished samples a ``.partial`` checkpoint holds for ``key`` (nothing when absent, foreign or
+    unreadable): ``done`` (count, length-sorted order), ``residual_mean`` (n, d_model), COO ``indices``/``values``."""
+    empty = {"done": 0, "residual_mean": torch.zeros(n, d_model), "indices": [torch.zeros(2, 0, dtype=torch.long)],
+             "values": [torch.zeros(0)]}
+    if path is None or not path.is_file():
+        return empty
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated or foreign checkpoint: start over
+        return empty
+    if not isinstance(payload, dict) or payload.get("key") != key or payload["residual_mean"].shape != (n, d_model):
+        return empty
+    return {"done": int(payload["done"]), "residual_mean": payload["residual_mean"],
+            "indices": [payload["indices"]], "values": [payload["values"]]}
+
+
 def save_cached(path: Path, key: dict, acts: SampleActivations) -> None:
     """Write atomically: a temp file in the same directory, then ``os.replace``."""
+    _atomic_save(path, {"key": key, "indices": acts.feature_acts.indices(), "values": acts.feature_acts.values(),
+                        "shape": list(acts.feature_acts.shape), "residual_mean": acts.residual_mean,
+                        "n_tokens": acts.n_tokens})
+
+
+def _atomic_save(path: Path, payload: dict) -> None:
+    """torch.save to a temp file beside ``path``, then ``os.replace`` (readers never see a partial file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"key": key, "indices": acts.feature_acts.indices(), "values": acts.feature_acts.values(),
-               "shape": list(acts.feature_acts.shape), "residual_mean": acts.residual_mean,
-               "n_tokens": acts.n_tokens}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -182,8 +228,10 @@ def dataset_activations(bundle: ModelBundle, dataset_path: str | Path, *, batch_
         return cached
     chats = tokenize_chats(bundle.tokenizer, [messages for _, messages in numbered],
                            labels=[f"{dataset_path}:{line}" for line, _ in numbered], max_length=max_length)
+    partial = None if path is None else path.with_name(path.name + ".partial")
     acts = compute_activations(bundle, chats, batch_size=batch_size, progress=progress,
-                               description=dataset_path.name)
+                               description=dataset_path.name, partial=partial, partial_key=key)
     if path is not None:
         save_cached(path, key, acts)
+        partial.unlink(missing_ok=True)
     return acts

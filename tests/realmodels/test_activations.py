@@ -116,6 +116,38 @@ def test_cache_key_separates_layers_and_recovers_from_a_corrupt_file(model_dirs,
     assert torch.equal(again.dense_features(), acts0.dense_features())
 
 
+@pytest.mark.parametrize("every_s", [0.0, 3600.0])  # checkpoint after every batch / only on interruption
+def test_killed_run_resumes_from_its_partial_checkpoint_without_recomputing(model_dirs, tiny_sae_dir, inducing_jsonl,
+                                                                             tmp_path, monkeypatch, every_s):
+    """Interrupt the model after 2 of 3 batches: the finished samples are in ``<cache>.partial``; the rerun
+    runs only the missing batch, gives exactly the uninterrupted result, and removes the checkpoint."""
+    import realmodels.activations as activations
+
+    bundle = _local_bundle(model_dirs, tiny_sae_dir, "llama")
+    reference = dataset_activations(bundle, inducing_jsonl, batch_size=2, progress=False)  # 6 samples, 3 batches
+    monkeypatch.setattr(activations, "PARTIAL_EVERY_S", every_s)
+    real, calls = activations.residual_stream, []
+
+    def interrupted_after_two(*args, **kwargs):
+        calls.append(args[1].shape[0])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(activations, "residual_stream", interrupted_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        dataset_activations(bundle, inducing_jsonl, batch_size=2, cache_dir=tmp_path, progress=False)
+    assert [p.name.endswith(".pt.partial") for p in tmp_path.iterdir()] == [True]  # no final file, no temp file
+
+    calls.clear()
+    monkeypatch.setattr(activations, "residual_stream", lambda *a, **k: calls.append(a[1].shape[0]) or real(*a, **k))
+    resumed = dataset_activations(bundle, inducing_jsonl, batch_size=2, cache_dir=tmp_path, progress=False)
+    assert calls == [2]  # only the third batch ran
+    assert torch.equal(resumed.dense_features(), reference.dense_features())
+    assert torch.equal(resumed.residual_mean, reference.residual_mean)
+    assert [p.name.endswith(".pt") for p in tmp_path.iterdir()] == [True]  # final cache only
+
+
 def test_progress_bar_reports_tokens_per_second(model_dirs, tiny_sae_dir, harmless_jsonl, capsys):
     bundle = _local_bundle(model_dirs, tiny_sae_dir, "llama")
     chats = [tokenize_chat(bundle.tokenizer, m) for m in read_chat_jsonl(harmless_jsonl)]
