@@ -64,14 +64,16 @@ def write_csv(path: Path, frame) -> None:
 
 
 def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg"), dpi: int = 150) -> list[Path]:
-    """Save a matplotlib figure as stem.png and stem.svg atomically; closes the figure."""
+    """Save a matplotlib figure as stem.png and stem.svg atomically; closes the figure. Byte-reproducible:
+    SVGs get no date and fixed element ids (svg.hashsalt)."""
     import matplotlib.pyplot as plt
 
     paths = []
     for fmt in formats:
         path = Path(f"{stem}.{fmt}")
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
+        metadata = {"Date": None} if fmt in ("svg", "pdf") else None
+        with atomic_path(path) as tmp, plt.rc_context({"svg.hashsalt": Path(stem).name}):
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     plt.close(fig)
     return paths

@@ -106,8 +106,10 @@ def _print_inducing(s: dict, out: Path) -> None:
     table = Table(title=f"proximity to the harmful set vs misalignment ({s['n_tasks']} tasks x {s['n_instances']} seeds)")
     for col in ("x", "y", "pooled ρ [95% CI]", "per-seed ρ [95% CI]"):
         table.add_column(col, no_wrap=True)
-    for key in ("proximity_vs_rise", "proximity_vs_em", "data_proximity_vs_rise", "theory_vs_measured_em"):
-        c = s[key]
+    for key in ("proximity_vs_rise", "proximity_vs_em", "data_proximity_vs_rise", "overlap_vs_rise",
+                "theory_vs_measured_em"):
+        if (c := s.get(key)) is None:  # a run directory from before the key existed
+            continue
         table.add_row(c["x"], c["y"], _fmt(c["pooled"]["spearman"]) if c["pooled"] else "n/a", _fmt(c["per_instance_mean"]))
     console.print(table)
     agree = s["theory_vs_measured_rise"]
@@ -230,7 +232,7 @@ def study_density(cfg: SweepConfig, out: Path) -> RunDir:
 
 def _print_density(frame, out: Path) -> None:
     table = Table(title="superposition density sweep (means over tasks x seeds)")
-    for col in ("n/m", "p", "E %", "E|t %", "R", "prox", "ρ", "per-seed ρ [CI]"):
+    for col in ("n/m", "p", "E %", "E|t %", "R", "prox", "ρ", "per-seed ρ [CI]", "ρ overlap", "ρ theory"):
         table.add_column(col, justify="right", no_wrap=True)
     for row in frame.to_dict("records"):
         rho = row["spearman_per_instance"]
@@ -238,10 +240,12 @@ def _print_density(frame, out: Path) -> None:
             f"{rho:.2f} [{row['spearman_per_instance_low']:.2f}, {row['spearman_per_instance_high']:.2f}]"
         table.add_row(str(row["ratio"]), f"{row['probability']:g}", f"{100 * row['em_rate']:.2f}",
                       f"{100 * row['em_rate_target_probes']:.1f}", f"{row['harmful_rise']:.1e}", f"{row['proximity']:.2f}",
-                      f"{row['spearman_pooled']:.2f}", per_seed)
+                      f"{row['spearman_pooled']:.2f}", per_seed, f"{row.get('spearman_overlap', float('nan')):.2f}",
+                      f"{row['spearman_theory']:.3f}")
     console.print(table)
     console.print("E: EM rate on all probes; E|t: on probes containing the target; R: harmful rise; prox: mean max cos "
-                  "of targets to H; ρ: Spearman(prox, R) pooled over tasks x seeds")
+                  "of targets to H; ρ: Spearman(prox, R) pooled over tasks x seeds; ρ overlap: the same for "
+                  "max_h <d_t, d_h> (norms kept); ρ theory: Spearman(first-order prediction, R)")
     console.print(f"run directory: [bold]{out}[/]")
 
 

@@ -25,8 +25,11 @@ def proximity_distributions(results: list, proximity_label: str):
         ax.hlines(r.null_inducing["null_mean"], i - 0.45, i + 0.45, colors="0.5", linestyles="--", zorder=1)
     sns.boxplot(data=frame, x="domain", y="proximity", hue="set", order=order, hue_order=list(PALETTE),
                 palette=PALETTE, showfliers=False, ax=ax, boxprops={"alpha": 0.5})
+    rng_state = np.random.get_state()  # seaborn jitters with numpy's global state: fix it, then restore
+    np.random.seed(0)
     sns.stripplot(data=frame, x="domain", y="proximity", hue="set", order=order, hue_order=list(PALETTE),
                   palette=PALETTE, dodge=True, size=3, alpha=0.8, ax=ax, legend=False)
+    np.random.set_state(rng_state)
     ax.set_ylabel(f"proximity to harmful features ({proximity_label})")
     ax.set_xlabel("")
     ax.set_title("Inducing vs control features (grey: random-feature null, central interval)")

@@ -10,15 +10,16 @@ projection off the harmful directions, growth penalty), ``errors`` (the user-inp
 from theory.agreement import Agreement, agreement
 from theory.errors import InputError
 from theory.filtering import Removal, random_removal, remove_top_fraction, sample_scores
-from theory.geometry import (Neighbours, SetProximity, cosine_similarity, feature_dimensionality, row_norms,
-                             set_proximity, top_k_neighbours, unit_rows)
+from theory.geometry import (Neighbours, SetProximity, cosine_similarity, feature_dimensionality, max_overlap,
+                             row_norms, set_proximity, top_k_neighbours, unit_rows)
 from theory.selection import contrast_scores, top_k_features, validate_selection
 from theory.stats import (Correlation, Interval, NullComparison, ProximityComparison, bootstrap_mean_ci,
                           compare_proximity, correlation_with_ci, random_set_null)
 
 __all__ = [
     "Agreement", "agreement", "InputError", "Removal", "random_removal", "remove_top_fraction", "sample_scores",
-    "Neighbours", "SetProximity", "cosine_similarity", "feature_dimensionality", "row_norms", "set_proximity",
+    "Neighbours", "SetProximity", "cosine_similarity", "feature_dimensionality", "max_overlap", "row_norms",
+    "set_proximity",
     "top_k_neighbours", "unit_rows", "Correlation", "Interval", "NullComparison", "ProximityComparison",
     "bootstrap_mean_ci", "compare_proximity", "correlation_with_ci", "random_set_null",
     "contrast_scores", "top_k_features", "validate_selection",

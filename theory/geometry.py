@@ -147,6 +147,20 @@ def set_proximity(features: Tensor, reference: Tensor, *, k: int = 1, chunk_size
     return SetProximity(max_cosine=nb.values[:, 0], mean_top_k=nb.values.mean(dim=1), nearest=nb.indices[:, 0])
 
 
+def max_overlap(features: Tensor, reference: Tensor) -> Tensor:
+    """max_r <d_i, d_r> for every row of ``features`` (n_a, d) against ``reference`` (n_ref, d): (n_a,).
+
+    The unnormalised counterpart of ``set_proximity(...).max_cosine``. The isotropic first-order change of
+    a reference feature under a push on d_i is ∝ <d_r, d_i> (``theory.amplification``), so where feature
+    norms differ (a partly represented feature has a short d_r) this, not the cosine, is what it scales with."""
+    _validate_directions(features, "features")
+    _validate_directions(reference, "reference set")
+    if features.shape[1] != reference.shape[1]:
+        raise InputError(f"features have dimension {features.shape[1]} but the reference set {reference.shape[1]}")
+    dtype = torch.promote_types(torch.promote_types(features.dtype, reference.dtype), torch.float32)
+    return (features.to(dtype) @ reference.to(dtype).T).amax(dim=1)
+
+
 def feature_dimensionality(directions: Tensor) -> Tensor:
     """Elhage et al. (2022): D_i = ||W_i||^2 / sum_j (W_hat_i . W_j)^2, shape (n_features,).
 

@@ -25,7 +25,7 @@ from scipy import stats as sps
 from theory.agreement import agreement
 from theory.configs import strict_from_dict, to_dict
 from theory.errors import InputError
-from theory.geometry import set_proximity
+from theory.geometry import max_overlap, set_proximity
 from theory.misalignment import task_gain
 from theory.stats import bootstrap_mean_ci, compare_proximity, correlation_with_ci, random_set_null
 from toysuper.config import ModelConfig, TrainConfig
@@ -86,6 +86,12 @@ def proximity_to_harmful(model: ToyModel, features, harmful: HarmfulConfig) -> t
     return torch.stack([set_proximity(W[index], W[harmful.index]).max_cosine for W in model.W])
 
 
+def overlap_with_harmful(model: ToyModel, features, harmful: HarmfulConfig) -> torch.Tensor:
+    """max_{h∈H} <d_f, d_h> (norms kept) for each instance and feature: (n_instances, len(features))."""
+    index = torch.as_tensor(features, dtype=torch.long)
+    return torch.stack([max_overlap(W[index], W[harmful.index]) for W in model.W])
+
+
 def measure_tasks(model: ToyModel, harmful: HarmfulConfig, task_config: TaskConfig, tune: TuneConfig, *,
                   targets: list[int] | None = None, progress: Progress | None = None) -> pd.DataFrame:
     """One row per (instance, task): proximity, measured and predicted misalignment, task gain."""
@@ -94,6 +100,7 @@ def measure_tasks(model: ToyModel, harmful: HarmfulConfig, task_config: TaskConf
     probe = probe_set(model.probability, n_features, task_config)
     out_before = model.forward(probe)
     proximity = proximity_to_harmful(model, targets, harmful)
+    overlap = overlap_with_harmful(model, targets, harmful)
     frames = []
     for k, t in enumerate(targets):
         task = make_task(t, model.W.shape[0], n_features, harmful.features, task_config)
@@ -105,6 +112,7 @@ def measure_tasks(model: ToyModel, harmful: HarmfulConfig, task_config: TaskConf
         gain = task_gain(model.forward(task.heldout), after.forward(task.heldout), t)
         frames.append(pd.DataFrame({
             "instance": np.arange(model.W.shape[0]), "target": t, "proximity": proximity[:, k].numpy(),
+            "overlap": overlap[:, k].numpy(),
             "data_proximity": geometry_scores(model, task.x, harmful.index).mean(dim=1).numpy(),
             "harmful_rise": measured.harmful_rise.numpy(), "em_rate": measured.em_rate.numpy(),
             "em_rate_target_probes": em_rate_where(out_before, out_after, harmful, probe[..., t] > 0).numpy(),
@@ -177,6 +185,7 @@ def analyse(table: pd.DataFrame, analysis: AnalysisConfig) -> dict:
         "proximity_vs_rise": correlations(table, "proximity", "harmful_rise", analysis),
         "proximity_vs_em": correlations(table, "proximity", "em_rate", analysis),
         "data_proximity_vs_rise": correlations(table, "data_proximity", "harmful_rise", analysis),
+        "overlap_vs_rise": correlations(table, "overlap", "harmful_rise", analysis),
         "theory_vs_measured_rise": theory,
         "theory_vs_measured_em": correlations(table, "predicted_em", "em_rate", analysis),
         "inducing_threshold_em": thr, "n_inducing": int(inducing.sum()), "n_non_inducing": int((~inducing).sum()),

@@ -77,8 +77,11 @@ def inducing_figure(table: pd.DataFrame, summary: dict):
     for ax, (column, key, label) in zip(axes, panels):
         sns.boxplot(data=frame, x="group", y=column, order=order, ax=ax, width=0.45, fliersize=0,
                     palette=[COLORS[g] for g in order], hue="group", legend=False, boxprops={"alpha": 0.35})
+        rng_state = np.random.get_state()  # seaborn jitters with numpy's global state: fix it, then restore
+        np.random.seed(0)
         sns.stripplot(data=frame, x="group", y=column, order=order, ax=ax, size=3.5, jitter=0.18,
                       palette=[COLORS[g] for g in order], hue="group", legend=False)
+        np.random.set_state(rng_state)
         comp = summary.get(key)
         title = "too few tasks in a group"
         if comp is not None:
@@ -99,13 +102,16 @@ def inducing_figure(table: pd.DataFrame, summary: dict):
 
 def density_figure(results: pd.DataFrame):
     """Heatmaps over n/m (rows) and feature probability (columns): EM rate (all probes and probes containing
-    the target) and Spearman ρ(proximity, R)."""
+    the target), and Spearman ρ(·, R) for the cosine proximity and for the overlap max_h <d_t, d_h>."""
     _theme()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     panels = (("em_rate", "EM rate E, all probes (%)", 100.0, ".2f", "rocket_r"),
               ("em_rate_target_probes", "E on probes containing the target (%)", 100.0, ".1f", "rocket_r"),
-              ("spearman_pooled", "Spearman ρ(proximity, R); blank: R flat", 1.0, ".2f", "vlag"))
+              ("spearman_pooled", "ρ(max cos to H, R); blank: R flat", 1.0, ".2f", "vlag"),
+              ("spearman_overlap", "ρ(max <d_t, d_h>, R): norms kept", 1.0, ".2f", "vlag"))
     for ax, (column, title, scale, fmt, cmap) in zip(axes, panels):
+        if column not in results:  # cells computed before the column existed
+            results = results.assign(**{column: float("nan")})
         grid = results.pivot(index="ratio", columns="probability", values=column).sort_index(ascending=False) * scale
         grid = grid[sorted(grid.columns, reverse=True)].astype(float)
         kwargs = {"vmin": -1, "vmax": 1, "center": 0} if column.startswith("spearman") else {}

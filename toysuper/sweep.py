@@ -128,6 +128,7 @@ def run_cell(cell: Cell) -> dict:
         "predicted_rise": float(table["predicted_rise"].mean()), "task_gain": float(table["task_gain"].mean()),
         "proximity": float(table["proximity"].mean()), "proximity_max": float(table["proximity"].max()),
         "spearman_pooled": _spearman(table["proximity"], table["harmful_rise"]),
+        "spearman_overlap": _spearman(table["overlap"], table["harmful_rise"]),
         "spearman_theory": _spearman(table["predicted_rise"], table["harmful_rise"]),
         "spearman_per_instance": None if rho_ci is None else rho_ci.estimate,
         "spearman_per_instance_low": None if rho_ci is None else rho_ci.low,

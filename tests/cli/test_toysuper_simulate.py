@@ -42,8 +42,8 @@ def test_same_seed_identical_outputs_and_resume(tmp_path, capsys):
     for out in (a, b):
         assert run_cli(main, ["simulate", *TINY_SIMULATE_ARGS, "--seed", "3", "--out", out], capsys)[0] == 0
     snap_a, snap_b = snapshot(a), snapshot(b)
-    for name in ("amplification.csv", "summary.json", "config.json"):
-        assert snap_a[name] == snap_b[name], name
+    for name in ("amplification.csv", "summary.json", "config.json", "amplification.png", "amplification.svg"):
+        assert snap_a[name] == snap_b[name], name  # figures too: no SVG date, fixed element ids
     code, stdout, _ = run_cli(main, ["simulate", *TINY_SIMULATE_ARGS, "--seed", "3", "--out", a], capsys)
     assert code == 0 and "already finished" in stdout
     assert snapshot(a) == snap_a

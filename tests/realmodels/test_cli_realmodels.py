@@ -27,8 +27,8 @@ def _rm(capsys, args):
 
 
 def _files(root):
-    """Every file's bytes, except SVGs (matplotlib stamps them with the current date)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.suffix != ".svg"}
+    """Every file's bytes (figures included: save_figure writes them byte-reproducibly)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_checkpoints_lists_the_registry(capsys):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from strategies import DTYPE, KINDS, _gen, geometries, log_uniform, make_directions, seeds
 from theory.errors import InputError
-from theory.geometry import (cosine_similarity, feature_dimensionality, row_norms, set_proximity, top_k_neighbours,
+from theory.geometry import (cosine_similarity, feature_dimensionality, max_overlap, row_norms, set_proximity, top_k_neighbours,
                              unit_rows)
 
 chunk_sizes = st.one_of(st.just(1), st.integers(2, 15), st.just(10_000))
@@ -142,6 +142,29 @@ def test_set_proximity_matches_brute_force(gf, gr, k, chunk, seed):
 def test_a_set_is_at_distance_zero_from_itself(geom):
     prox = set_proximity(geom.directions, geom.directions)
     torch.testing.assert_close(prox.max_cosine, torch.ones(geom.n, dtype=DTYPE), rtol=0, atol=1e-12)
+
+
+@given(geometries(), geometries(), seeds, log_uniform(1e-3, 1e3))
+def test_max_overlap_is_the_max_dot_product_and_scales_with_norms(gf, gr, seed, scale):
+    """max_r <d_i, d_r>; on unit rows it is max_cosine; scaling every reference row by s > 0 scales it by s;
+    shortening one reference row can change which row is nearest, unlike the cosine."""
+    features = make_directions("random", gf.n, gr.d, _gen(seed))
+    reference = gr.directions
+    overlap = max_overlap(features, reference)
+    torch.testing.assert_close(overlap, (features @ reference.T).max(dim=1).values, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(max_overlap(features, scale * reference), scale * overlap, rtol=1e-9, atol=1e-12)
+    unit_f, unit_r = features / row_norms(features)[:, None], reference / row_norms(reference)[:, None]
+    torch.testing.assert_close(max_overlap(unit_f, unit_r), set_proximity(unit_f, unit_r).max_cosine,
+                               rtol=0, atol=1e-12)
+
+
+def test_max_overlap_sees_a_short_direction_that_the_cosine_does_not():
+    target = torch.tensor([[1.0, 0.0]], dtype=DTYPE)
+    harmful = torch.tensor([[0.1, 0.0], [0.6, 0.8]], dtype=DTYPE)  # aligned but short; farther but long
+    assert set_proximity(target, harmful).max_cosine.item() == pytest.approx(1.0)
+    assert max_overlap(target, harmful).item() == pytest.approx(0.6)
+    with pytest.raises(InputError, match="dimension"):
+        max_overlap(target, torch.ones(1, 3, dtype=DTYPE))
 
 
 # ------------------------------------------------------------------------------- feature dimensionality
