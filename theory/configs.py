@@ -20,6 +20,17 @@ def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 
 
+class DictConfig:
+    """Mixin for a top-level config dataclass: ``from_dict`` (strict: unknown keys are errors) and ``to_dict``."""
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict) -> T:
+        return strict_from_dict(cls, data)
+
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     if dataclasses.is_dataclass(annotation):

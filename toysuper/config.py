@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
-from theory.configs import strict_from_dict, to_dict
+from theory.configs import DictConfig
 from theory.errors import InputError
 
 
@@ -128,7 +128,7 @@ class FinetuneConfig:
 
 
 @dataclass(frozen=True)
-class SimulateConfig:
+class SimulateConfig(DictConfig):
     """Everything ``toysuper simulate`` needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,9 +140,3 @@ class SimulateConfig:
                f"target feature {self.finetune.target} is out of range: n_features is {self.model.n_features} "
                f"(valid targets 0..{self.model.n_features - 1})")
 
-    @classmethod
-    def from_dict(cls, data: dict) -> "SimulateConfig":
-        return strict_from_dict(cls, data)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from theory.configs import strict_from_dict, to_dict
+from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.geometry import cosine_similarity
 from toysuper.config import ModelConfig, TrainConfig
@@ -28,7 +28,7 @@ def _model() -> ModelConfig:
 
 
 @dataclass(frozen=True)
-class GeometryConfig:
+class GeometryConfig(DictConfig):
     """Everything ``toysuper geometry`` needs."""
 
     model: ModelConfig = field(default_factory=_model)
@@ -46,13 +46,6 @@ class GeometryConfig:
         self.task.check_room(self.model.n_features, len(self.harmful.features))
         if self.target is not None and self.target not in benign_features(self.model.n_features, self.harmful.features):
             raise InputError(f"target {self.target} must be a benign feature index below {self.model.n_features}")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GeometryConfig":
-        return strict_from_dict(cls, data)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import torch
 from scipy import stats as sps
 
 from theory.agreement import agreement
-from theory.configs import strict_from_dict, to_dict
+from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.geometry import max_overlap, set_proximity
 from theory.misalignment import task_gain
@@ -59,7 +59,7 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
-class InducingConfig:
+class InducingConfig(DictConfig):
     """Everything ``toysuper inducing`` needs."""
 
     model: ModelConfig = field(default_factory=study_model)
@@ -71,13 +71,6 @@ class InducingConfig:
 
     def __post_init__(self):
         check_world(self.model, self.harmful, self.task)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "InducingConfig":
-        return strict_from_dict(cls, data)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
 
 
 def proximity_to_harmful(model: ToyModel, features, harmful: HarmfulConfig) -> torch.Tensor:

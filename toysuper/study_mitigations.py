@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from theory.configs import strict_from_dict, to_dict
+from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.misalignment import reduction_percent, retention_percent, task_gain
 from toysuper.config import ModelConfig, TrainConfig
@@ -47,7 +47,7 @@ class MitigateAnalysis:
 
 
 @dataclass(frozen=True)
-class MitigateConfig:
+class MitigateConfig(DictConfig):
     """Everything ``toysuper mitigate`` needs."""
 
     model: ModelConfig = field(default_factory=study_model)
@@ -67,13 +67,6 @@ class MitigateConfig:
     def targets(self) -> list[int]:
         targets = benign_features(self.model.n_features, self.harmful.features)
         return targets if self.max_tasks is None else targets[: self.max_tasks]
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "MitigateConfig":
-        return strict_from_dict(cls, data)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
 
 
 def measure_mitigations(model: ToyModel, config: MitigateConfig, *, progress: Progress | None = None) -> pd.DataFrame:

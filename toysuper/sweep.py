@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from theory.configs import strict_from_dict, to_dict
+from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.stats import bootstrap_mean_ci
 from toysuper.config import ModelConfig, TrainConfig
@@ -33,7 +33,7 @@ def _sweep_task() -> TaskConfig:
 
 
 @dataclass(frozen=True)
-class SweepConfig:
+class SweepConfig(DictConfig):
     """Everything ``toysuper density`` needs."""
 
     n_hidden: int = 5  # m, fixed across the grid
@@ -61,13 +61,6 @@ class SweepConfig:
         if self.n_bootstrap < 10:
             raise InputError(f"n_bootstrap must be >= 10, got {self.n_bootstrap}")
         self.harmful.check_range(min(self.ratios) * self.n_hidden)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "SweepConfig":
-        return strict_from_dict(cls, data)
-
-    def to_dict(self) -> dict:
-        return to_dict(self)
 
 
 @dataclass(frozen=True)
