@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -11,11 +12,11 @@ from rich.table import Table
 
 from cli.configfile import read_toml
 from cli.errors import run_app, user_errors
-from cli.progress import progress_bar, stdout_console
-from cli.rundir import RunDir, atomic_path, default_run_dir, read_json, save_figure, write_csv, write_json
+from cli.progress import stdout_console
+from cli.rundir import RunDir, default_run_dir, read_json, save_figure, write_csv, write_json
+from cli.toymodel import train_or_reuse
 from theory.configs import merge, to_dict
 from toysuper.config import SimulateConfig
-from toysuper.model import ToyModel
 from toysuper.plotting import amplification_figure
 from toysuper.simulate import simulate as run_simulation
 
@@ -27,8 +28,6 @@ console = stdout_console()
 @app.callback()
 def _root() -> None:
     """Toy models of superposition: verify the amplification theory and simulate emergent misalignment."""
-
-MODEL_KEY = "trained_model.pt"
 
 
 def resolve_simulate_config(config_file: Path | None, overrides: dict) -> SimulateConfig:
@@ -98,19 +97,8 @@ def simulate(
         console.print("[green]already finished[/]: showing the saved summary (delete the directory to recompute)")
         _print_summary(read_json(run.file("summary.json")), run.path)
         return
-    trained = None
-    if run.done(MODEL_KEY):
-        trained = ToyModel.from_state_dict(torch.load(run.file(MODEL_KEY)))
-        console.print("reusing the trained model from this run directory")
-        result = run_simulation(cfg, trained=trained)
-    else:
-        with progress_bar("training", cfg.train.steps, refresh_every=max(1, cfg.train.steps // 200)) as update:
-            def on_step(done: int, loss) -> None:
-                update(done, None if loss is None else f"loss {loss.mean().item():.3e}")
-
-            result = run_simulation(cfg, progress=on_step)
-        with atomic_path(run.file(MODEL_KEY)) as tmp:
-            torch.save(result.before.state_dict(), tmp)
+    trained, training = train_or_reuse(run, cfg.model, cfg.train, console)
+    result = replace(run_simulation(cfg, trained=trained), train=training)
     table = result.amplification.table()
     summary = result.summary()
     write_csv(run.file("amplification.csv"), table)

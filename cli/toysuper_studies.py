@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 from rich.table import Table
 
@@ -21,18 +20,16 @@ from cli.errors import user_errors
 from cli.parallel import resumable_map
 from cli.progress import progress_bar, stdout_console
 from cli.rundir import RunDir, atomic_path, default_run_dir, read_json, save_figure, write_csv, write_json
+from cli.toymodel import train_or_reuse
 from theory.configs import merge, to_dict
 from theory.errors import InputError
 from toysuper import study_plots
-from toysuper.model import ToyModel
 from toysuper.study_geometry import GeometryConfig, run_geometry
 from toysuper.study_inducing import InducingConfig, run_inducing
 from toysuper.study_mitigations import MitigateConfig, run_mitigations
 from toysuper.sweep import SweepConfig, cells, results_table, run_cell
-from toysuper.train import train
 
 console = stdout_console()
-MODEL_KEY = "trained_model.pt"
 STUDIES = ("simulate", "inducing", "mitigate", "density", "geometry")
 FIGURES = {  # figures/ name -> (study, file stem in its run directory)
     "amplification": ("simulate", "amplification"),
@@ -68,27 +65,13 @@ def _fmt(interval: dict | None, scale: float = 1.0, fmt: str = ".2f") -> str:
             f"{interval['high'] * scale:{fmt}}]")
 
 
-def _train_or_reuse(run: RunDir, model_config, train_config) -> ToyModel:
-    if run.done(MODEL_KEY):
-        console.print("reusing the trained model from this run directory")
-        return ToyModel.from_state_dict(torch.load(run.file(MODEL_KEY)))
-    with progress_bar("training", train_config.steps, refresh_every=max(1, train_config.steps // 100)) as update:
-        def on_step(done: int, loss) -> None:
-            update(done, None if loss is None else f"loss {loss.mean().item():.3e}")
-
-        model = train(model_config, train_config, progress=on_step).model
-    with atomic_path(run.file(MODEL_KEY)) as tmp:
-        torch.save(model.state_dict(), tmp)
-    return model
-
-
 # ---------------------------------------------------------------- inducing
 
 
 def study_inducing(cfg: InducingConfig, out: Path) -> RunDir:
     run = RunDir.open(out, cfg.to_dict())
     if not run.done("summary.json"):
-        model = _train_or_reuse(run, cfg.model, cfg.train)
+        model, _ = train_or_reuse(run, cfg.model, cfg.train, console)
         n_tasks = cfg.model.n_features - len(cfg.harmful.features)
         with progress_bar("fine-tuning tasks", n_tasks) as update:
             result = run_inducing(cfg, trained=model, progress=lambda done, total: update(done))
@@ -157,7 +140,7 @@ def inducing(
 def study_mitigate(cfg: MitigateConfig, out: Path) -> RunDir:
     run = RunDir.open(out, cfg.to_dict())
     if not run.done("summary.json"):
-        model = _train_or_reuse(run, cfg.model, cfg.train)
+        model, _ = train_or_reuse(run, cfg.model, cfg.train, console)
         with progress_bar("mitigations per task", len(cfg.targets())) as update:
             result = run_mitigations(cfg, trained=model, progress=lambda done, total: update(done))
         write_csv(run.file("mitigations.csv"), result.table)

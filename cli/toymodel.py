@@ -1,0 +1,31 @@
+"""The pre-trained toy model of a run directory: reused when a previous run saved it, else trained with a
+progress bar and saved atomically, so a run killed after training does not train again."""
+
+from __future__ import annotations
+
+import torch
+from rich.console import Console
+
+from cli.progress import progress_bar
+from cli.rundir import RunDir, atomic_path
+from toysuper.config import ModelConfig, TrainConfig
+from toysuper.model import ToyModel
+from toysuper.train import TrainResult, train
+
+MODEL_KEY = "trained_model.pt"
+
+
+def train_or_reuse(run: RunDir, model_config: ModelConfig, train_config: TrainConfig,
+                   console: Console) -> tuple[ToyModel, TrainResult | None]:
+    """The trained model and its training record (None when the model was reused)."""
+    if run.done(MODEL_KEY):
+        console.print("reusing the trained model from this run directory")
+        return ToyModel.from_state_dict(torch.load(run.file(MODEL_KEY))), None
+    with progress_bar("training", train_config.steps, refresh_every=max(1, train_config.steps // 200)) as update:
+        def on_step(done: int, loss) -> None:
+            update(done, None if loss is None else f"loss {loss.mean().item():.3e}")
+
+        result = train(model_config, train_config, progress=on_step)
+    with atomic_path(run.file(MODEL_KEY)) as tmp:
+        torch.save(result.model.state_dict(), tmp)
+    return result.model, result
