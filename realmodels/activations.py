@@ -101,15 +101,15 @@ def compute_activations(bundle: ModelBundle, chats: list[TokenizedChat], *, batc
     device = input_device(bundle.model)
     order = sorted(range(n), key=lambda i: len(chats[i].input_ids))
     n_tokens = torch.tensor([int(chat.assistant_mask.sum()) for chat in chats], dtype=torch.long)
-    state = _load_partial(partial, partial_key, n, bundle.d_model)
-    residual_mean, indices, values = state["residual_mean"], state["indices"], state["values"]
-    done = state["done"]  # samples finished, in the length-sorted order
+    done, residual_mean, indices, values = _load_partial(partial, partial_key, n, bundle.d_model)
+    saved = done  # samples finished (in the length-sorted order) / already in the checkpoint
 
     def checkpoint() -> None:
-        if partial is not None and done > state["done"]:
+        nonlocal saved
+        if partial is not None and done > saved:
             _atomic_save(partial, {"key": partial_key, "done": done, "residual_mean": residual_mean,
                                    "indices": torch.cat(indices, 1), "values": torch.cat(values)})
-            state["done"] = done
+            saved = done
 
     seen_tokens, started, saved_at = 0, time.perf_counter(), time.monotonic()
     with _progress(progress) as bar:
@@ -157,11 +157,12 @@ def cache_file(cache_dir: Path, key: dict) -> Path:
     return Path(cache_dir) / f"activations-{digest}.pt"
 
 
-def _load_partial(path: Path | None, key: dict | None, n: int, d_model: int) -> dict:
+def _load_partial(path: Path | None, key: dict | None, n: int,
+                  d_model: int) -> tuple[int, Tensor, list[Tensor], list[Tensor]]:
     """The finished samples a ``.partial`` checkpoint holds for ``key`` (nothing when absent, foreign or
-    unreadable): ``done`` (count, length-sorted order), ``residual_mean`` (n, d_model), COO ``indices``/``values``."""
-    empty = {"done": 0, "residual_mean": torch.zeros(n, d_model), "indices": [torch.zeros(2, 0, dtype=torch.long)],
-             "values": [torch.zeros(0)]}
+    unreadable): ``done`` (count, length-sorted order), ``residual_mean`` (n, d_model), lists of COO
+    ``indices`` (2, nnz) and ``values`` (nnz,) to append to."""
+    empty = 0, torch.zeros(n, d_model), [torch.zeros(2, 0, dtype=torch.long)], [torch.zeros(0)]
     if path is None or not path.is_file():
         return empty
     try:
@@ -170,8 +171,7 @@ def _load_partial(path: Path | None, key: dict | None, n: int, d_model: int) -> 
         return empty
     if not isinstance(payload, dict) or payload.get("key") != key or payload["residual_mean"].shape != (n, d_model):
         return empty
-    return {"done": int(payload["done"]), "residual_mean": payload["residual_mean"],
-            "indices": [payload["indices"]], "values": [payload["values"]]}
+    return int(payload["done"]), payload["residual_mean"], [payload["indices"]], [payload["values"]]
 
 
 def save_cached(path: Path, key: dict, acts: SampleActivations) -> None:

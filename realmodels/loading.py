@@ -20,7 +20,7 @@ from safetensors import safe_open
 
 from realmodels import hub
 from realmodels.memory import MemoryEstimate, check_memory, estimate_memory
-from realmodels.placement import DeviceMap, compute_device, needs_offload_folder, parse_device_map
+from realmodels.placement import DeviceMap, compute_device, names_disk, parse_device_map
 from realmodels.registry import DTYPE_BYTES, CheckpointSpec, get_checkpoint
 from realmodels.residual import decoder_layers
 from realmodels.saes import SaeSource, load_decoder, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
@@ -188,7 +188,7 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     device_map = parse_device_map(device_map)
-    if needs_offload_folder(device_map) and offload_folder is None and isinstance(device_map, dict):
+    if names_disk(device_map) and offload_folder is None:
         raise InputError("the device map offloads modules to \"disk\": give an offload folder")
     check_memory(estimate_bundle_memory(checkpoint=checkpoint, model_path=model_path, sae_path=sae_path,
                                         sae_release=sae_release, sae_id=sae_id, layer=layer, dtype=dtype,
@@ -216,7 +216,7 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
         raise InputError(f"the tokenizer of {model_source.name} has no chat template; pass a Jinja file "
                          "with --chat-template")
     placement = {} if device_map is None else {"device_map": device_map}
-    if offload_folder is not None and needs_offload_folder(device_map):
+    if device_map is not None and offload_folder is not None:  # used only if accelerate offloads to disk
         placement["offload_folder"] = str(offload_folder)
     model = _load(AutoModelForCausalLM, model_source, "model", dtype=dtype, **placement)
     model.eval()

@@ -58,11 +58,9 @@ def runs_on_cpu_only(device_map: DeviceMap) -> bool:
     return isinstance(device_map, dict) and set(map(str, device_map.values())) <= {"cpu"}
 
 
-def needs_offload_folder(device_map: DeviceMap) -> bool:
-    """Strategies may spill to disk when memory is short; an explicit map does when it names "disk"."""
-    if isinstance(device_map, dict):
-        return "disk" in map(str, device_map.values())
-    return device_map not in (None, "cpu")
+def names_disk(device_map: DeviceMap) -> bool:
+    """An explicit map that offloads some module to disk (it needs an offload folder; strategies only may)."""
+    return isinstance(device_map, dict) and "disk" in map(str, device_map.values())
 
 
 def compute_device(module: nn.Module) -> torch.device:

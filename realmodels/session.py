@@ -79,12 +79,10 @@ class Session:
 
     def __init__(self, choice: ModelChoice, *, device_map: str | dict | None = None, batch_size: int = 8,
                  cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False):
-        from realmodels.placement import parse_device_map
-
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
         self.choice = choice.resolved()
-        self.device_map = parse_device_map(device_map)  # checked before any work
+        self.device_map = device_map  # checked by load_bundle (and by the CLI before its run directory)
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.progress = progress
