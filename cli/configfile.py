@@ -18,3 +18,13 @@ def read_toml(path: Path | None) -> dict:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def resolve_config(cls, config_file: Path | None, overrides: dict, *, base: dict | None = None, prefix: str = ""):
+    """The one config resolution of every command: ``cls`` defaults <- TOML file (or ``base``, a table the
+    caller already read) <- command-line flags (None = unset), validated strictly (unknown keys name
+    ``prefix`` + the dotted key)."""
+    from theory.configs import merge, strict_from_dict, to_dict
+
+    layered = merge(to_dict(cls()), base if base is not None else read_toml(config_file))
+    return strict_from_dict(cls, merge(layered, overrides), prefix=prefix)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cli.rundir import read_json, write_json
+from runio.atomic import read_json, write_json
 
 
 def _init_worker() -> None:

@@ -20,7 +20,8 @@ from rich.table import Table
 from cli.errors import run_app, user_errors
 from cli.progress import stdout_console
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
-from cli.rundir import RunDir, default_run_dir, read_json, save_figure, write_csv, write_json, write_text
+from runio.atomic import read_json, save_figure, write_csv, write_json, write_text
+from runio.rundir import RunDir, default_run_dir
 from theory.configs import merge, strict_from_dict
 from theory.errors import InputError
 

@@ -7,7 +7,8 @@ import torch
 from rich.console import Console
 
 from cli.progress import progress_bar
-from cli.rundir import RunDir, atomic_path
+from runio.atomic import save_torch
+from runio.rundir import RunDir
 from toysuper.config import ModelConfig, TrainConfig
 from toysuper.model import ToyModel
 from toysuper.train import TrainResult, train
@@ -26,6 +27,5 @@ def train_or_reuse(run: RunDir, model_config: ModelConfig, train_config: TrainCo
             update(done, None if loss is None else f"loss {loss.mean().item():.3e}")
 
         result = train(model_config, train_config, progress=on_step)
-    with atomic_path(run.file(MODEL_KEY)) as tmp:
-        torch.save(result.model.state_dict(), tmp)
+    save_torch(run.file(MODEL_KEY), result.model.state_dict())
     return result.model, result

@@ -13,7 +13,8 @@ from rich.table import Table
 from cli.configfile import read_toml
 from cli.errors import run_app, user_errors
 from cli.progress import stdout_console
-from cli.rundir import RunDir, default_run_dir, read_json, save_figure, write_csv, write_json
+from runio.atomic import read_json, save_figure, write_csv, write_json
+from runio.rundir import RunDir, default_run_dir
 from cli.toymodel import train_or_reuse
 from theory.configs import merge, to_dict
 from toysuper.config import SimulateConfig

@@ -19,7 +19,8 @@ from cli.configfile import read_toml
 from cli.errors import user_errors
 from cli.parallel import resumable_map
 from cli.progress import progress_bar, stdout_console
-from cli.rundir import RunDir, atomic_path, default_run_dir, read_json, save_figure, write_csv, write_json
+from runio.atomic import atomic_path, read_json, save_figure, write_csv, write_json
+from runio.rundir import RunDir, default_run_dir
 from cli.toymodel import train_or_reuse
 from theory.configs import merge, to_dict
 from theory.errors import InputError

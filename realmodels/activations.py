@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from torch import Tensor
 from realmodels.chat_data import TokenizedChat, dataset_hash, iter_chat_jsonl, tokenize_chats
 from realmodels.loading import ModelBundle
 from realmodels.residual import input_device, residual_stream
+from runio.atomic import save_torch
 from theory.errors import InputError
 
 CACHE_FORMAT = 1
@@ -107,7 +106,7 @@ def compute_activations(bundle: ModelBundle, chats: list[TokenizedChat], *, batc
     def checkpoint() -> None:
         nonlocal saved
         if partial is not None and done > saved:
-            _atomic_save(partial, {"key": partial_key, "done": done, "residual_mean": residual_mean,
+            save_torch(partial, {"key": partial_key, "done": done, "residual_mean": residual_mean,
                                    "indices": torch.cat(indices, 1), "values": torch.cat(values)})
             saved = done
 
@@ -147,10 +146,6 @@ def cache_key(bundle: ModelBundle, dataset_sha256: str, max_length: int | None) 
             "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest()}
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
 def cache_file(cache_dir: Path, key: dict) -> Path:
     """``cache_dir/activations-<sha256 of the key>.pt``."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
@@ -175,24 +170,10 @@ def _load_partial(path: Path | None, key: dict | None, n: int,
 
 
 def save_cached(path: Path, key: dict, acts: SampleActivations) -> None:
-    """Write atomically: a temp file in the same directory, then ``os.replace``."""
-    _atomic_save(path, {"key": key, "indices": acts.feature_acts.indices(), "values": acts.feature_acts.values(),
+    """Write atomically (``runio.atomic.save_torch``)."""
+    save_torch(path, {"key": key, "indices": acts.feature_acts.indices(), "values": acts.feature_acts.values(),
                         "shape": list(acts.feature_acts.shape), "residual_mean": acts.residual_mean,
                         "n_tokens": acts.n_tokens})
-
-
-def _atomic_save(path: Path, payload: dict) -> None:
-    """torch.save to a temp file beside ``path``, then ``os.replace`` (readers never see a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_cached(path: Path, key: dict) -> SampleActivations | None:

@@ -5,8 +5,8 @@ or a random fraction of the same size as the baseline.
 Representations (n_samples, ·) and toxic directions (n_toxic, ·):
 - ``residual``: each sample's mean residual over its assistant tokens r_i (d_model) against the toxic
   features' decoder rows d_t: score_i = max_t cos(r_i, d_t) (or the mean over t);
-- ``features``: its SAE feature-activation vector f_i (d_sae) against the one-hot axes e_t:
-  cos(f_i, e_t) = f_i,t / ||f_i||, the share of the sample's feature activity on toxic feature t.
+- ``features``: its SAE feature-activation vector f_i (d_sae) against the one-hot axes e_t
+  (``theory.filtering.feature_axis_scores``): the share of the sample's feature activity on toxic feature t.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from theory.errors import InputError
-from theory.filtering import Removal, n_to_remove, random_removal, remove_top_fraction, sample_scores
-from theory.stats import compare_proximity
+from theory.filtering import Removal, choose_removal, feature_axis_scores, n_to_remove, sample_scores
 
 Representation = Literal["residual", "features"]
 
@@ -50,34 +49,17 @@ class FilterConfig:
             raise InputError(f"unknown representation {self.representation!r} (choose residual or features)")
 
 
-def score_samples(acts, decoder: Tensor, toxic: list[int], config: FilterConfig, *, chunk_size: int = 256) -> Tensor:
-    """Proximity of every sample of ``acts`` (SampleActivations) to the toxic features -> (n_samples,) float.
-
-    ``decoder`` (d_sae, d_model) is needed for the residual representation only. The feature representation
-    is scored ``chunk_size`` samples at a time so a 131k-wide SAE is never densified for the whole dataset."""
+def score_samples(acts, decoder: Tensor, toxic: list[int], config: FilterConfig) -> Tensor:
+    """Proximity of every sample of ``acts`` (SampleActivations) to the toxic features -> (n_samples,) float:
+    ``theory.filtering.sample_scores`` of the mean residuals against the toxic decoder rows (``decoder``
+    (d_sae, d_model) is needed for this representation only), or ``feature_axis_scores`` of the SAE
+    activations against the toxic features' axes."""
     toxic_idx = torch.as_tensor(list(toxic), dtype=torch.long)
     if toxic_idx.numel() == 0:
         raise InputError("the toxic feature set is empty: give at least one harmful feature")
     if config.representation == "residual":
         return sample_scores(acts.residual_mean.float(), decoder[toxic_idx].float(), reduce=config.reduce)
-    feats = acts.feature_acts
-    n, d_sae = feats.shape
-    axes = torch.zeros(toxic_idx.numel(), d_sae)
-    axes[torch.arange(toxic_idx.numel()), toxic_idx] = 1.0
-    out = []
-    for start in range(0, n, chunk_size):
-        rows = torch.arange(start, min(start + chunk_size, n))
-        block = torch.index_select(feats, 0, rows)
-        block = block.to_dense() if block.is_sparse else block
-        out.append(sample_scores(block.float(), axes, reduce=config.reduce))
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def choose_removal(scores: Tensor, config: FilterConfig) -> Removal:
-    """Top-fraction removal by score, or the random baseline at the same fraction."""
-    if config.random:
-        return random_removal(int(scores.numel()), config.fraction, seed=config.seed)
-    return remove_top_fraction(scores, config.fraction)
+    return feature_axis_scores(acts.feature_acts, toxic_idx, reduce=config.reduce)
 
 
 def read_jsonl_lines(path: Path) -> list[str]:
@@ -101,7 +83,7 @@ def apply_filter(lines: list[str], scores: Tensor, config: FilterConfig, n_token
     scores = scores.detach().double().cpu()
     if len(lines) != scores.numel():
         raise InputError(f"the training file has {len(lines)} samples but {scores.numel()} were scored")
-    removal = choose_removal(scores, config)
+    removal = choose_removal(scores, config.fraction, random=config.random, seed=config.seed)
     removed = np.zeros(len(lines), dtype=bool)
     removed[removal.removed] = True
     s = scores.numpy()
@@ -112,11 +94,3 @@ def apply_filter(lines: list[str], scores: Tensor, config: FilterConfig, n_token
         table["n_tokens"] = n_tokens.cpu().numpy()
     return FilterResult(kept_lines=[lines[i] for i in removal.keep], removed_lines=[lines[i] for i in removal.removed],
                         scores=table, removal=removal)
-
-
-def score_validity(harmful_scores: Tensor, harmless_scores: Tensor, *, seed: int = 0) -> dict:
-    """Do the scores separate harmful from harmless responses? ``theory.stats.compare_proximity`` (harmful
-    greater), with AUC = P(score_harmful > score_harmless) + ½ P(tie) = (1 + Cliff's δ) / 2."""
-    cmp = compare_proximity(harmful_scores.double().numpy(), harmless_scores.double().numpy(), alternative="greater",
-                            n_permutations=2000, n_bootstrap=1000, seed=seed)
-    return {**cmp.to_dict(), "auc": (1.0 + cmp.cliffs_delta) / 2.0}

@@ -17,7 +17,8 @@ import torch
 
 from realmodels.audit import AuditConfig, AuditReport, audit
 from realmodels.features import SelectionConfig, select_features, split_activations
-from realmodels.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples, score_validity
+from realmodels.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples
+from theory.filtering import score_separation
 from realmodels.study import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
                               harmful_proximity, null_pool, pooled_geometry)
 
@@ -143,7 +144,7 @@ def filter_pipeline(session, *, data: Path, harmful: Path, harmless: Path, selec
         parts = [split_activations(session.activations(path), selection, role)
                  for path, role in ((harmful, "harmful"), (harmless, "harmless"))]
         evaluate = [held if held is not None else full for full, held in parts]
-        return {**score_validity(score(evaluate[0]), score(evaluate[1]), seed=config.seed),
+        return {**score_separation(score(evaluate[0]), score(evaluate[1]), seed=config.seed),
                 "held_out": selection.selection_fraction is not None}
 
     scored = cache("stages/train_scores.json", train_scores)

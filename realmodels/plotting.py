@@ -1,5 +1,5 @@
 """Figures for the real-checkpoint commands (seaborn). Each function returns a matplotlib Figure; the CLI
-saves it as PNG and SVG (``cli.rundir.save_figure``)."""
+saves it as PNG and SVG (``runio.atomic.save_figure``)."""
 
 from __future__ import annotations
 

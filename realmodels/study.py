@@ -22,7 +22,7 @@ from torch import Tensor
 
 from theory.errors import InputError
 from theory.geometry import set_proximity
-from theory.stats import Alternative, bootstrap_mean_ci, compare_proximity, random_set_null
+from theory.stats import Alternative, compare_sets
 
 Proximity = Literal["max_cosine", "mean_top_k"]
 POOLED = "all"  # the domain name of the all-domains row
@@ -145,29 +145,20 @@ def domain_geometry(domain: str, proximity: HarmfulProximity, inducing: list[int
         if ids.size < 2:
             raise InputError(f"domain {domain}: only {ids.size} {label} feature(s) left after removing {overlap} "
                              "that are themselves harmful features; at least 2 are needed (raise --k)")
-    values = proximity.values
-    a, b = values[ind_ids], values[ctl_ids]
-    kw = dict(level=config.level, n_bootstrap=config.n_bootstrap, seed=config.seed)
-    comparison = compare_proximity(a, b, alternative=config.alternative, n_permutations=config.n_permutations, **kw)
-
-    def mean_of(ids: np.ndarray) -> float:
-        return float(values[ids].mean())
-
-    def null(observed: float, size: int) -> dict:
-        if size > pool.size:
+    for ids in (ind_ids, ctl_ids):
+        if ids.size > pool.size:
             raise InputError(f"domain {domain}: the random-feature pool has {pool.size} features, fewer than the "
-                             f"set size {size}")
-        return random_set_null(mean_of, observed, pool=pool, set_size=size, n_draws=config.n_null, seed=config.seed,
-                               level=config.level).to_dict()
-
+                             f"set size {ids.size}")
+    result = compare_sets(proximity.values, ind_ids, ctl_ids, null_pool=pool, alternative=config.alternative,
+                          level=config.level, n_permutations=config.n_permutations, n_bootstrap=config.n_bootstrap,
+                          n_null=config.n_null, seed=config.seed)
     return DomainGeometry(
-        domain=domain, inducing_ids=ind_ids.tolist(), control_ids=ctl_ids.tolist(), inducing_values=a.tolist(),
-        control_values=b.tolist(), inducing_nearest=proximity.nearest[ind_ids].tolist(),
-        control_nearest=proximity.nearest[ctl_ids].tolist(), inducing_in_harmful=ind_overlap, control_in_harmful=ctl_overlap,
-        inducing_mean=asdict(bootstrap_mean_ci(a, level=config.level, n_resamples=config.n_bootstrap, seed=config.seed)),
-        control_mean=asdict(bootstrap_mean_ci(b, level=config.level, n_resamples=config.n_bootstrap, seed=config.seed)),
-        comparison=comparison.to_dict(), null_inducing=null(float(a.mean()), a.size),
-        null_control=null(float(b.mean()), b.size),
+        domain=domain, inducing_ids=ind_ids.tolist(), control_ids=ctl_ids.tolist(),
+        inducing_values=proximity.values[ind_ids].tolist(), control_values=proximity.values[ctl_ids].tolist(),
+        inducing_nearest=proximity.nearest[ind_ids].tolist(), control_nearest=proximity.nearest[ctl_ids].tolist(),
+        inducing_in_harmful=ind_overlap, control_in_harmful=ctl_overlap, inducing_mean=result.mean_a.to_dict(),
+        control_mean=result.mean_b.to_dict(), comparison=result.comparison.to_dict(),
+        null_inducing=result.null_a.to_dict(), null_control=result.null_b.to_dict(),
     )
 
 

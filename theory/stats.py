@@ -4,7 +4,9 @@ Inputs are per-feature proximity scores (e.g. ``SetProximity.max_cosine``) as 1-
 - Mann-Whitney U (rank test, one- or two-sided) and a permutation test on the difference of means;
 - bootstrap confidence interval of the difference of means (BCa, scipy.stats.bootstrap);
 - effect sizes: Cliff's δ = 2U/(n_a n_b) - 1 = P(a > b) - P(a < b), and Cohen's d (pooled SD);
-- a random-feature null: the same statistic for random feature sets of the same size.
+- a random-feature null: the same statistic for random feature sets of the same size;
+- ``compare_sets``: all of the above for two sets of items (features or samples) scored against one
+  reference set — the one chain both the toy study and the real-model geometry study call.
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ Alternative = Literal["greater", "less", "two-sided"]
 
 @dataclass(frozen=True)
 class Interval:
+    """A point estimate with a two-sided confidence interval [low, high] at confidence ``level``."""
+
     estimate: float
     low: float
     high: float
     level: float
+
+    def to_dict(self) -> dict:
+        """``{"estimate", "low", "high", "level"}``: how every table and summary writes an interval."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -167,3 +175,41 @@ def correlation_with_ci(x, y, *, level: float = 0.95, n_bootstrap: int = 2000, s
     return Correlation(spearman=Interval(float(rho), *boot(stats.spearmanr), level),
                        pearson=Interval(float(r), *boot(stats.pearsonr), level),
                        spearman_p=float(rho_p), pearson_p=float(r_p), n=int(x.size))
+
+
+@dataclass(frozen=True)
+class SetComparison:
+    """Set A vs set B of items scored against one reference set (``compare_sets``)."""
+
+    mean_a: Interval
+    mean_b: Interval
+    comparison: ProximityComparison
+    null_a: NullComparison | None  # mean over A against random sets of |A| items from the pool (None: no pool)
+    null_b: NullComparison | None
+
+
+def compare_sets(values, a_index, b_index, *, null_pool=None, alternative: Alternative = "greater",
+                 level: float = 0.95, n_permutations: int = 5000, n_bootstrap: int = 2000, n_null: int = 1000,
+                 seed: int = 0) -> SetComparison:
+    """Two sets of items against a reference set, from per-item proximity ``values`` (n_items,) — e.g.
+    ``values[j] = max_{h∈H} cos(d_j, d_h)`` — and index arrays ``a_index``, ``b_index`` into it:
+    bootstrap CIs of each set's mean, A vs B (``compare_proximity``: difference with bootstrap CI,
+    Mann-Whitney U, permutation test, Cliff's δ, Cohen's d) and, when ``null_pool`` (item indices eligible
+    for random sets) is given, each set's mean against random sets of the same size drawn from the pool
+    (``random_set_null``; statistic = mean of ``values`` over the set). Every resampling uses ``seed``."""
+    values = np.asarray(values, dtype=np.float64)
+    a = values[np.asarray(a_index, dtype=np.int64)]
+    b = values[np.asarray(b_index, dtype=np.int64)]
+    comparison = compare_proximity(a, b, alternative=alternative, level=level, n_permutations=n_permutations,
+                                   n_bootstrap=n_bootstrap, seed=seed)
+
+    def null(sample: np.ndarray) -> NullComparison | None:
+        if null_pool is None:
+            return None
+        pool = np.asarray(null_pool, dtype=np.int64)
+        return random_set_null(lambda idx: float(values[idx].mean()), float(sample.mean()), pool=pool,
+                               set_size=sample.size, n_draws=n_null, seed=seed, level=level)
+
+    return SetComparison(mean_a=bootstrap_mean_ci(a, level=level, n_resamples=n_bootstrap, seed=seed),
+                         mean_b=bootstrap_mean_ci(b, level=level, n_resamples=n_bootstrap, seed=seed),
+                         comparison=comparison, null_a=null(a), null_b=null(b))

@@ -27,7 +27,7 @@ from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.geometry import max_overlap, set_proximity
 from theory.misalignment import task_gain
-from theory.stats import bootstrap_mean_ci, compare_proximity, correlation_with_ci, random_set_null
+from theory.stats import bootstrap_mean_ci, compare_sets, correlation_with_ci
 from toysuper.config import ModelConfig, TrainConfig
 from toysuper.finetune import finetune
 from toysuper.harmful import HarmfulConfig, em_rate_where, misalignment, predicted_outputs
@@ -126,10 +126,6 @@ def per_instance_spearman(table: pd.DataFrame, x: str, y: str) -> np.ndarray:
     return np.asarray(out, dtype=np.float64)
 
 
-def _interval(interval) -> dict:
-    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "level": interval.level}
-
-
 def correlations(table: pd.DataFrame, x: str, y: str, analysis: AnalysisConfig) -> dict:
     """Pooled correlation (paired bootstrap CI) and the mean per-instance Spearman (bootstrap CI over instances)."""
     out: dict = {"x": x, "y": y}
@@ -138,13 +134,13 @@ def correlations(table: pd.DataFrame, x: str, y: str, analysis: AnalysisConfig) 
     else:
         corr = correlation_with_ci(table[x], table[y], level=analysis.level, n_bootstrap=analysis.n_bootstrap,
                                    seed=analysis.seed)
-        out["pooled"] = {"spearman": _interval(corr.spearman), "pearson": _interval(corr.pearson),
+        out["pooled"] = {"spearman": corr.spearman.to_dict(), "pearson": corr.pearson.to_dict(),
                          "spearman_p": corr.spearman_p, "n": corr.n}
     rho = per_instance_spearman(table, x, y)
     rho = rho[np.isfinite(rho)]
     out["per_instance_spearman"] = rho.tolist()
-    out["per_instance_mean"] = (_interval(bootstrap_mean_ci(rho, level=analysis.level, n_resamples=analysis.n_bootstrap,
-                                                            seed=analysis.seed)) if rho.size >= 2 else None)
+    out["per_instance_mean"] = (bootstrap_mean_ci(rho, level=analysis.level, n_resamples=analysis.n_bootstrap,
+                                                  seed=analysis.seed).to_dict() if rho.size >= 2 else None)
     return out
 
 
@@ -155,17 +151,18 @@ def inducing_split(table: pd.DataFrame, threshold: float | None) -> tuple[np.nda
     return em > thr, thr
 
 
-def compare_sets(values: np.ndarray, inducing: np.ndarray, analysis: AnalysisConfig, *, null: bool) -> dict | None:
-    """Inducing vs non-inducing values (one-sided: inducing larger), and optionally the random-set null."""
-    a, b = values[inducing], values[~inducing]
-    if a.size < 2 or b.size < 2:
+def compare_inducing(values: np.ndarray, inducing: np.ndarray, analysis: AnalysisConfig, *, null: bool) -> dict | None:
+    """Inducing vs non-inducing values (one-sided: inducing larger), and optionally the random-set null
+    (random task sets of the same size) — ``theory.stats.compare_sets``."""
+    if inducing.sum() < 2 or (~inducing).sum() < 2:
         return None
-    comp = compare_proximity(a, b, alternative="greater", level=analysis.level, n_permutations=analysis.n_permutations,
-                             n_bootstrap=analysis.n_bootstrap, seed=analysis.seed).to_dict()
+    result = compare_sets(values, np.flatnonzero(inducing), np.flatnonzero(~inducing),
+                          null_pool=np.arange(values.size) if null else None, alternative="greater",
+                          level=analysis.level, n_permutations=analysis.n_permutations,
+                          n_bootstrap=analysis.n_bootstrap, n_null=analysis.n_null_draws, seed=analysis.seed)
+    comp = result.comparison.to_dict()
     if null:
-        comp["random_null"] = random_set_null(lambda idx: float(values[idx].mean()), float(a.mean()),
-                                              pool=np.arange(values.size), set_size=a.size,
-                                              n_draws=analysis.n_null_draws, seed=analysis.seed).to_dict()
+        comp["random_null"] = result.null_a.to_dict()
     return comp
 
 
@@ -182,8 +179,8 @@ def analyse(table: pd.DataFrame, analysis: AnalysisConfig) -> dict:
         "theory_vs_measured_rise": theory,
         "theory_vs_measured_em": correlations(table, "predicted_em", "em_rate", analysis),
         "inducing_threshold_em": thr, "n_inducing": int(inducing.sum()), "n_non_inducing": int((~inducing).sum()),
-        "inducing_vs_non_inducing": compare_sets(table["proximity"].to_numpy(), inducing, analysis, null=True),
-        "inducing_vs_non_inducing_data": compare_sets(table["data_proximity"].to_numpy(), inducing, analysis, null=False),
+        "inducing_vs_non_inducing": compare_inducing(table["proximity"].to_numpy(), inducing, analysis, null=True),
+        "inducing_vs_non_inducing_data": compare_inducing(table["data_proximity"].to_numpy(), inducing, analysis, null=False),
         "means": {c: float(table[c].mean()) for c in ("harmful_rise", "em_rate", "predicted_rise", "task_gain")},
     }
 

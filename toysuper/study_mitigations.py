@@ -104,10 +104,6 @@ def measure_mitigations(model: ToyModel, config: MitigateConfig, *, progress: Pr
     return pd.concat(frames, ignore_index=True)
 
 
-def _interval(interval) -> dict:
-    return {"estimate": interval.estimate, "low": interval.low, "high": interval.high, "level": interval.level}
-
-
 def summarise(table: pd.DataFrame, analysis: MitigateAnalysis) -> dict:
     """Per method: reduction % of R and E, task retention %, with bootstrap CIs over instances."""
     def matrix(method: str, column: str) -> np.ndarray:  # (n_instances, n_tasks)
@@ -116,7 +112,7 @@ def summarise(table: pd.DataFrame, analysis: MitigateAnalysis) -> dict:
     kw = dict(level=analysis.level, n_bootstrap=analysis.n_bootstrap, seed=analysis.seed)
 
     def versus_none(fn, method: str, column: str) -> dict:
-        return _interval(fn(matrix("none", column), matrix(method, column), **kw))
+        return fn(matrix("none", column), matrix(method, column), **kw).to_dict()
 
     out = {}
     for method in [m for m in table["method"].unique() if m != "none"]:

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from realmodels.filtering import (FilterConfig, apply_filter, choose_removal, read_jsonl_lines, score_samples,
-                                  score_validity)
+from realmodels.filtering import FilterConfig, apply_filter, read_jsonl_lines, score_samples
 from tests.realmodels.helpers_r2 import HARMFUL, HARMLESS, INDUCING, planted_decoder, synthetic_acts
 from theory.errors import InputError
-from theory.filtering import sample_scores
+from theory.filtering import choose_removal, feature_axis_scores, sample_scores, score_separation
 
 
 def _mixed(seed: int = 0):
@@ -35,8 +34,9 @@ def test_feature_scores_are_the_toxic_share_of_each_sample_in_any_chunking():
     dense = acts.dense_features()
     expected = (dense[:, HARMFUL] / dense.norm(dim=1, keepdim=True)).max(dim=1).values
     for chunk in (1, 4, 100):
-        got = score_samples(acts, None, HARMFUL, FilterConfig(representation="features"), chunk_size=chunk)
+        got = feature_axis_scores(acts.feature_acts, HARMFUL, chunk_size=chunk)
         torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(score_samples(acts, None, HARMFUL, FilterConfig(representation="features")), expected)
 
 
 def test_geometric_filter_removes_the_top_fraction_and_keeps_line_order():
@@ -53,20 +53,20 @@ def test_geometric_filter_removes_the_top_fraction_and_keeps_line_order():
 
 def test_random_baseline_same_size_seeded_and_different():
     scores = torch.linspace(0, 1, 50)
-    geo = choose_removal(scores, FilterConfig(fraction=0.2))
-    rnd = choose_removal(scores, FilterConfig(fraction=0.2, random=True, seed=4))
-    again = choose_removal(scores, FilterConfig(fraction=0.2, random=True, seed=4))
-    other = choose_removal(scores, FilterConfig(fraction=0.2, random=True, seed=5))
+    geo = choose_removal(scores, 0.2)
+    rnd = choose_removal(scores, 0.2, random=True, seed=4)
+    again = choose_removal(scores, 0.2, random=True, seed=4)
+    other = choose_removal(scores, 0.2, random=True, seed=5)
     assert rnd.removed.size == geo.removed.size == 10
     assert np.array_equal(rnd.removed, again.removed) and not np.array_equal(rnd.removed, other.removed)
     assert not np.array_equal(rnd.removed, geo.removed)
-    assert choose_removal(scores, FilterConfig(fraction=0.0)).removed.size == 0
+    assert choose_removal(scores, 0.0).removed.size == 0
 
 
-def test_score_validity_separates_harmful_from_harmless():
+def test_score_separation_separates_harmful_from_harmless():
     dec = planted_decoder()
     harmful, harmless = synthetic_acts(HARMFUL, seed=7), synthetic_acts(HARMLESS, seed=8)
-    v = score_validity(score_samples(harmful, dec, HARMFUL, FilterConfig()),
+    v = score_separation(score_samples(harmful, dec, HARMFUL, FilterConfig()),
                        score_samples(harmless, dec, HARMFUL, FilterConfig()))
     assert v["auc"] == 1.0 and v["mannwhitney_p"] < 1e-3
 
