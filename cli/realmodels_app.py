@@ -74,8 +74,8 @@ def _root() -> None:
 # --------------------------------------------------------------------------------------------------- helpers
 def _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_length, device_map):
     """The checked model options (the device map too, so that a bad one fails before the run directory)."""
-    from realmodels.placement import parse_device_map
-    from realmodels.session import ModelChoice
+    from realmodels.loading.placement import parse_device_map
+    from realmodels.loading.session import ModelChoice
 
     parse_device_map(device_map)
 
@@ -85,7 +85,7 @@ def _model_choice(checkpoint, model, sae, layer, dtype, chat_template, max_lengt
 
 
 def _session(choice, run: RunDir, *, device_map, batch_size, cache_dir, ignore_memory_check, progress):
-    from realmodels.session import Session
+    from realmodels.loading.session import Session
 
     return Session(choice, device_map=device_map, batch_size=batch_size,
                    cache_dir=cache_dir if cache_dir is not None else run.file("activations"), progress=progress,
@@ -93,7 +93,7 @@ def _session(choice, run: RunDir, *, device_map, batch_size, cache_dir, ignore_m
 
 
 def _selection_config(base: dict, *, k, harmful_k, criterion, selection_fraction, seed):
-    from realmodels.features import SelectionConfig
+    from realmodels.analysis.features import SelectionConfig
 
     flags = {"k": k, "harmful_k": harmful_k, "criterion": criterion, "selection_fraction": selection_fraction,
              "seed": seed}
@@ -120,8 +120,8 @@ def _fmt(x: float, spec: str = ".3f") -> str:
 @user_errors
 def checkpoints() -> None:
     """List the registered checkpoints with their SAE release and memory estimates."""
-    from realmodels.memory import SAE_PEAK_COPIES
-    from realmodels.registry import REGISTRY, memory_estimate_gb
+    from realmodels.loading.memory import SAE_PEAK_COPIES
+    from realmodels.loading.registry import REGISTRY, memory_estimate_gb
 
     table = Table(title="registered checkpoints", caption="GB = parameters x bytes per parameter (1e9 bytes); "
                   "SAE: peak RAM while sae-lens loads it (float32)")
@@ -185,9 +185,9 @@ def geometry(
     out: Out = None, progress: Progress = True,
 ) -> None:
     """Are features of misalignment-inducing data closer to harmful features than features of control data?"""
-    from realmodels import plotting
-    from realmodels.pipelines import geometry_pipeline
-    from realmodels.study import StudyConfig
+    from realmodels.analysis import plotting
+    from realmodels.analysis.pipelines import geometry_pipeline
+    from realmodels.analysis.geometry import StudyConfig
 
     file_cfg = read_geometry_toml(config)
     domains = choose_domains(file_cfg.get("domains", []), domain or [], only or [])
@@ -251,9 +251,9 @@ def filter_(
     out: Out = None, progress: Progress = True,
 ) -> None:
     """Score every training sample by proximity to toxic features; write the filtered JSONL."""
-    from realmodels import plotting
-    from realmodels.filtering import FilterConfig
-    from realmodels.pipelines import filter_pipeline
+    from realmodels.analysis import plotting
+    from realmodels.analysis.filtering import FilterConfig
+    from realmodels.analysis.pipelines import filter_pipeline
 
     data_path = dataset_file(data, "--data")
     harmful_path, harmless_path = _harmful_pair(harmful, harmless, "toxic features")
@@ -321,9 +321,9 @@ def audit(
     out: Out = None, progress: Progress = True,
 ) -> None:
     """Before fine-tuning: which harmful features would this dataset amplify (geometric safety score)?"""
-    from realmodels import plotting
-    from realmodels.audit import AuditConfig
-    from realmodels.pipelines import audit_pipeline
+    from realmodels.analysis import plotting
+    from realmodels.analysis.audit import AuditConfig
+    from realmodels.analysis.pipelines import audit_pipeline
 
     data_path = dataset_file(data, "--data")
     harmful_path, harmless_path = _harmful_pair(harmful, harmless, "harmful features")

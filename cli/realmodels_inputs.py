@@ -8,9 +8,9 @@ Geometry TOML (paths relative to the file; every table optional, command-line fl
     [domains.health]
     inducing = "bad_medical_advice.jsonl"
     control = "good_medical_advice.jsonl"
-    [selection]            # realmodels.features.SelectionConfig
+    [selection]            # realmodels.analysis.features.SelectionConfig
     k = 50
-    [study]                # realmodels.study.StudyConfig
+    [study]                # realmodels.analysis.geometry.StudyConfig
     proximity = "max_cosine"
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.configfile import read_toml
-from realmodels.chat_data import dataset_hash
-from realmodels.study import POOLED
+from realmodels.data.chat import dataset_hash
+from realmodels.analysis.geometry import POOLED
 from theory.errors import InputError
 
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

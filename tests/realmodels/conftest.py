@@ -1,7 +1,7 @@
 """Fixtures for realmodels: tiny Gemma 2 / Llama / gpt-oss models (hidden 64) with byte-level BPE
 tokenizers and chat templates written in the style of each family; SAEs in the three upstream on-disk
 layouts inside a local HF hub cache (loaded by sae-lens's real converters, offline); SAEs saved with
-``SAE.save_model``; and small chat datasets written for these tests (builders in realmodels_testkit.py).
+``SAE.save_model``; and small chat datasets written for these tests (builders in tiny_models.py).
 
 Every builder is session-scoped (everything together builds in ~1 s); ``hub_cache`` is function-scoped
 only to patch ``huggingface_hub.constants`` (cache dir, offline) and undo the patch after each test."""
@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from realmodels_testkit import (CONTROL, D_MODEL, D_SAE, HARMFUL, HARMLESS, INDUCING, SAE_RELEASES,
+from tests.realmodels.tiny_models import (CONTROL, D_MODEL, D_SAE, HARMFUL, HARMLESS, INDUCING, SAE_RELEASES,
                                 gemma_shape_override, random_sae_weights, save_tiny, hub_snapshot_dir,
                                 write_chat_jsonl_file, write_dictionary_learning, write_gemma_scope,
                                 write_llama_scope)
@@ -108,7 +108,7 @@ def tiny_sae_dir(tmp_path_factory):
 def hub_cache_tree(tmp_path_factory, tiny_gemma2_dir, tiny_llama_dir, tiny_gptoss_dir) -> Path:
     """An HF hub cache holding the three SAE layouts under their real repos/paths, and the tiny models
     under the registry's model ids (google/gemma-2-2b, meta-llama/Llama-3.1-8B, openai/gpt-oss-20b)."""
-    from realmodels.sae_releases import release_info
+    from realmodels.loading.sae_releases import release_info
 
     cache = tmp_path_factory.mktemp("hf_hub_cache")
     for release, sae_ids in SAE_RELEASES.items():

@@ -1,7 +1,7 @@
 """End-to-end `realmodels` CLI on the tiny models (offline): every command's outputs, resume, bad input.
 
 Tiny random models and SAEs carry no real misalignment signal: these tests check the pipeline (files,
-shapes, determinism, resume, errors), not the scientific result (see test_study.py for that)."""
+shapes, determinism, resume, errors), not the scientific result (see analysis/test_geometry.py for that)."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_geometry_two_domains_outputs_and_resume(tmp_path, capsys, gemma_local, 
     def no_model(**kwargs):
         raise AssertionError("the model was loaded although every activation-derived result was saved")
 
-    monkeypatch.setattr("realmodels.loading.load_bundle", no_model)
+    monkeypatch.setattr("realmodels.loading.bundle.load_bundle", no_model)
     code, _, err = _rm(capsys, args)
     assert code == 0, err
     assert _files(out)["domains.csv"] == snapshot["domains.csv"]
@@ -158,8 +158,8 @@ def test_filter_resume_needs_neither_model_nor_decoder(tmp_path, capsys, gemma_l
     def refuse(**kwargs):
         raise AssertionError("loaded a model or decoder although the scores were saved")
 
-    monkeypatch.setattr("realmodels.loading.load_bundle", refuse)
-    monkeypatch.setattr("realmodels.loading.load_decoder", refuse)
+    monkeypatch.setattr("realmodels.loading.bundle.load_bundle", refuse)
+    monkeypatch.setattr("realmodels.loading.saes.load_decoder", refuse)
     code, _, err = _rm(capsys, args)
     assert code == 0, err
     assert _files(out) == snapshot

@@ -1,4 +1,4 @@
-"""realmodels.filtering: sample scores (both representations), top-fraction vs random removal, outputs."""
+"""realmodels.analysis.filtering: sample scores (both representations), top-fraction vs random removal, outputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from realmodels.filtering import FilterConfig, apply_filter, read_jsonl_lines, score_samples
-from tests.realmodels.helpers_r2 import HARMFUL, HARMLESS, INDUCING, planted_decoder, synthetic_acts
+from realmodels.analysis.filtering import FilterConfig, apply_filter, read_jsonl_lines, score_samples
+from tests.realmodels.synthetic_sae import HARMFUL, HARMLESS, INDUCING, planted_decoder, synthetic_acts
 from theory.errors import InputError
 from theory.filtering import choose_removal, feature_axis_scores, sample_scores, score_separation
 

@@ -6,7 +6,7 @@ import pytest
 from huggingface_hub import constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from realmodels import hub
+from realmodels.loading import hub
 from theory.errors import InputError
 
 

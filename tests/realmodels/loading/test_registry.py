@@ -2,9 +2,9 @@
 
 import pytest
 
-from realmodels.memory import MemoryEstimate, check_memory, estimate_memory
-from realmodels.registry import REGISTRY, CheckpointSpec, get_checkpoint, memory_estimate_gb
-from realmodels.sae_releases import release_info, release_names
+from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
+from realmodels.loading.registry import REGISTRY, CheckpointSpec, get_checkpoint, memory_estimate_gb
+from realmodels.loading.sae_releases import release_info, release_names
 from theory.errors import InputError
 
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from realmodels.activations import SampleActivations, compute_activations, dataset_activations
-from realmodels.chat_data import read_chat_jsonl, tokenize_chat
-from realmodels.loading import load_bundle
-from realmodels.residual import residual_stream
+from realmodels.data.activations import SampleActivations, compute_activations, dataset_activations
+from realmodels.data.chat import read_chat_jsonl, tokenize_chat
+from realmodels.loading.bundle import load_bundle
+from realmodels.data.residual import residual_stream
 from theory.errors import InputError
 
 FAMILIES = ["gemma2", "llama", "gptoss"]
@@ -92,7 +92,7 @@ def test_second_run_reads_the_cache_and_runs_nothing(model_dirs, tiny_sae_dir, i
         raise AssertionError("the model ran although the activations are cached")
 
     monkeypatch.setattr(bundle.model, "forward", boom)
-    monkeypatch.setattr("realmodels.activations.tokenize_chats", boom)
+    monkeypatch.setattr("realmodels.data.activations.tokenize_chats", boom)
     second = dataset_activations(bundle, inducing_jsonl, cache_dir=tmp_path, progress=False)
     assert torch.equal(second.dense_features(), first.dense_features())
     assert torch.equal(second.residual_mean, first.residual_mean) and torch.equal(second.n_tokens, first.n_tokens)
@@ -121,7 +121,7 @@ def test_killed_run_resumes_from_its_partial_checkpoint_without_recomputing(mode
                                                                              tmp_path, monkeypatch, every_s):
     """Interrupt the model after 2 of 3 batches: the finished samples are in ``<cache>.partial``; the rerun
     runs only the missing batch, gives exactly the uninterrupted result, and removes the checkpoint."""
-    import realmodels.activations as activations
+    import realmodels.data.activations as activations
 
     bundle = _local_bundle(model_dirs, tiny_sae_dir, "llama")
     reference = dataset_activations(bundle, inducing_jsonl, batch_size=2, progress=False)  # 6 samples, 3 batches

@@ -2,7 +2,7 @@
 a control dataset, criterion from ``theory.selection``) and the harmful-behaviour features (harmful vs
 harmless responses), with disjoint selection / evaluation splits.
 
-Activations are ``SampleActivations`` (``realmodels.activations``): ``feature_acts`` (n_samples, d_sae),
+Activations are ``SampleActivations`` (``realmodels.data.activations``): ``feature_acts`` (n_samples, d_sae),
 sparse COO, each sample's SAE activations averaged over its assistant tokens.
 """
 

@@ -1,4 +1,4 @@
-"""realmodels.study: the per-domain geometry study on a planted decoder (inducing features near harmful ones)."""
+"""realmodels.analysis.geometry: the per-domain geometry study on a planted decoder (inducing features near harmful ones)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from realmodels import plotting
-from realmodels.study import (DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
+from realmodels.analysis import plotting
+from realmodels.analysis.geometry import (DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
                               harmful_proximity, null_pool, pooled_geometry)
-from tests.realmodels.helpers_r2 import CONTROL, D_SAE, HARMFUL, INDUCING, planted_decoder
+from tests.realmodels.synthetic_sae import CONTROL, D_SAE, HARMFUL, INDUCING, planted_decoder
 from theory.errors import InputError
 from theory.geometry import cosine_similarity
 

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from realmodels.chat_data import TokenizedChat, dataset_hash, iter_chat_jsonl, tokenize_chats
-from realmodels.loading import ModelBundle
-from realmodels.residual import input_device, residual_stream
+from realmodels.data.chat import TokenizedChat, dataset_hash, iter_chat_jsonl, tokenize_chats
+from realmodels.loading.bundle import ModelBundle
+from realmodels.data.residual import input_device, residual_stream
 from runio.atomic import save_torch
 from theory.errors import InputError
 

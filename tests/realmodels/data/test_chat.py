@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from realmodels.chat_data import (assistant_spans, dataset_hash, read_chat_jsonl, tokenize_chat, tokenize_chats)
+from realmodels.data.chat import (assistant_spans, dataset_hash, read_chat_jsonl, tokenize_chat, tokenize_chats)
 from theory.errors import InputError
 
-from realmodels_testkit import INDUCING, build_tokenizer
+from tests.realmodels.tiny_models import INDUCING, build_tokenizer
 
 FAMILIES = ["gemma2", "llama", "gptoss"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from realmodels.placement import compute_device
+from realmodels.loading.placement import compute_device
 from theory.errors import InputError
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from realmodels.chat_data import dataset_hash
+from realmodels.data.chat import dataset_hash
 from theory.errors import InputError
 
 
@@ -40,8 +40,8 @@ class ModelChoice:
     def resolved(self) -> "ModelChoice":
         """Checked without loading weights (names, paths, the layer's SAE), with the layer filled in when a
         checkpoint has a single SAE layer; otherwise a missing --layer is an InputError."""
-        from realmodels.loading import resolve_model_source
-        from realmodels.registry import get_checkpoint
+        from realmodels.loading.bundle import resolve_model_source
+        from realmodels.loading.registry import get_checkpoint
 
         if self.layer is not None and self.layer < 0:
             raise InputError(f"layer must be >= 0, got {self.layer}")
@@ -91,7 +91,7 @@ class Session:
 
     @cached_property
     def bundle(self):
-        from realmodels.loading import load_bundle
+        from realmodels.loading.bundle import load_bundle
 
         if not self.progress:
             from huggingface_hub.utils import disable_progress_bars
@@ -107,7 +107,7 @@ class Session:
 
     def activations(self, path: str | Path):
         """``SampleActivations`` of a chat JSONL file (memoised per file content)."""
-        from realmodels.activations import dataset_activations
+        from realmodels.data.activations import dataset_activations
 
         key = dataset_hash(path)
         if key not in self._activations:
@@ -121,7 +121,7 @@ class Session:
         """SAE decoder rows (d_sae, d_in), float32: from the loaded SAE if any, else read alone from disk."""
         if "bundle" in self.__dict__:
             return self.bundle.sae.W_dec.detach().float().cpu()
-        from realmodels.loading import load_decoder
+        from realmodels.loading.saes import load_decoder
 
         c = self.choice
         return load_decoder(checkpoint=c.checkpoint, sae_path=c.sae, layer=c.layer)

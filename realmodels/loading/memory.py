@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from realmodels.registry import dtype_bytes
-from realmodels.placement import DeviceMap, runs_on_cpu_only
+from realmodels.loading.registry import dtype_bytes
+from realmodels.loading.placement import DeviceMap, runs_on_cpu_only
 from theory.errors import InputError
 
 SAE_PEAK_COPIES = 3

@@ -18,13 +18,13 @@ from typing import Any
 from huggingface_hub import constants
 from safetensors import safe_open
 
-from realmodels import hub
-from realmodels.memory import MemoryEstimate, check_memory, estimate_memory
-from realmodels.placement import DeviceMap, compute_device, names_disk, parse_device_map
-from realmodels.registry import DTYPE_BYTES, CheckpointSpec, get_checkpoint
-from realmodels.residual import decoder_layers
-from realmodels.saes import SaeSource, load_decoder, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
-from realmodels.sae_releases import release_info
+from realmodels.loading import hub
+from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
+from realmodels.loading.placement import DeviceMap, compute_device, names_disk, parse_device_map
+from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, get_checkpoint
+from realmodels.data.residual import decoder_layers
+from realmodels.loading.saes import SaeSource, load_decoder, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
+from realmodels.loading.sae_releases import release_info
 from theory.errors import InputError
 
 __all__ = ["ModelBundle", "ModelSource", "estimate_bundle_memory", "load_bundle", "load_decoder",
@@ -180,7 +180,7 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
 
     ``dtype``: auto (checkpoint default, else the model config's), float32, bfloat16 or float16.
     ``device_map``: passed to transformers (accelerate): a strategy ("auto", ...), a {module: device} dict or
-    a JSON file of one (``realmodels.placement``); None loads on CPU. ``offload_folder``: where accelerate
+    a JSON file of one (``realmodels.loading.placement``); None loads on CPU. ``offload_folder``: where accelerate
     may write weights it offloads to disk (needed when the map names "disk"; strategies may spill there).
     ``chat_template``: a Jinja file replacing the tokenizer's chat template (needed when it has none).
     Raises InputError (one line) for unknown names, missing files, an SAE at another layer or of another

@@ -1,4 +1,4 @@
-"""realmodels.audit: the geometric risk report on a planted decoder."""
+"""realmodels.analysis.audit: the geometric risk report on a planted decoder."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from realmodels import plotting
-from realmodels.audit import AuditConfig, AuditReport, audit, push_strengths
-from realmodels.study import null_pool
-from tests.realmodels.helpers_r2 import CONTROL, D_SAE, HARMFUL, INDUCING, planted_decoder
+from realmodels.analysis import plotting
+from realmodels.analysis.audit import AuditConfig, AuditReport, audit, push_strengths
+from realmodels.analysis.geometry import null_pool
+from tests.realmodels.synthetic_sae import CONTROL, D_SAE, HARMFUL, INDUCING, planted_decoder
 from theory.amplification import isotropic_set_prediction
 from theory.errors import InputError
 from theory.geometry import unit_rows

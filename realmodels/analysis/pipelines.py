@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from realmodels.audit import AuditConfig, AuditReport, audit
-from realmodels.features import SelectionConfig, select_features, split_activations
-from realmodels.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples
+from realmodels.analysis.audit import AuditConfig, AuditReport, audit
+from realmodels.analysis.features import SelectionConfig, select_features, split_activations
+from realmodels.analysis.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples
 from theory.filtering import score_separation
-from realmodels.study import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
+from realmodels.analysis.geometry import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
                               harmful_proximity, null_pool, pooled_geometry)
 
 Cache = Callable[[str, Callable[[], dict]], dict]

@@ -1,4 +1,4 @@
-"""realmodels.features: feature identification on (synthetic) SAE activations, disjoint splits."""
+"""realmodels.analysis.features: feature identification on (synthetic) SAE activations, disjoint splits."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realmodels.features import (SelectionConfig, active_features, dataset_features, harmful_features, select_features,
+from realmodels.analysis.features import (SelectionConfig, active_features, dataset_features, harmful_features, select_features,
                                  split_samples, take_samples)
-from tests.realmodels.helpers_r2 import CONTROL, HARMFUL, HARMLESS, INDUCING, synthetic_acts
+from tests.realmodels.synthetic_sae import CONTROL, HARMFUL, HARMLESS, INDUCING, synthetic_acts
 from theory.errors import InputError
 
 

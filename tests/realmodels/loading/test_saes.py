@@ -5,10 +5,10 @@ import pytest
 import torch
 from sae_lens import SAE
 
-from realmodels.saes import load_decoder, load_sae, resolve_sae_source, sae_layer
+from realmodels.loading.saes import load_decoder, load_sae, resolve_sae_source, sae_layer
 from theory.errors import InputError
 
-from realmodels_testkit import D_MODEL, D_SAE, random_sae_weights
+from tests.realmodels.tiny_models import D_MODEL, D_SAE, random_sae_weights
 
 LAYOUTS = [  # release, sae_id, layer, conftest weight seed
     ("gemma-scope-2b-pt-res-canonical", "layer_1/width_16k/canonical", 1, 101),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from realmodels.sae_releases import did_you_mean, release_info
+from realmodels.loading.sae_releases import did_you_mean, release_info
 from theory.errors import InputError
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}

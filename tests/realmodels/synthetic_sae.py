@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from realmodels.activations import SampleActivations
+from realmodels.data.activations import SampleActivations
 
 D_MODEL, D_SAE = 48, 96
 HARMFUL = [0, 1, 2, 3]

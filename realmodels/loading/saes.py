@@ -19,9 +19,9 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
-from realmodels import hub
-from realmodels.registry import REGISTRY, get_checkpoint
-from realmodels.sae_releases import ReleaseInfo, release_info
+from realmodels.loading import hub
+from realmodels.loading.registry import REGISTRY, get_checkpoint
+from realmodels.loading.sae_releases import ReleaseInfo, release_info
 from theory.errors import InputError
 
 SAVED_CFG = "cfg.json"
