@@ -1,11 +1,12 @@
 """``toysuper`` commands of the emergent-misalignment toy study: ``inducing``, ``mitigate``, ``density``,
-``geometry`` and ``figures`` (every figure in figures/, including ``simulate``'s). Each reads its defaults
-from the dataclass configs (mirrored in toysuper/configs/<study>.toml), then a --config TOML, then flags;
-writes a run directory atomically; and resumes when rerun with the same --out."""
+``geometry`` and ``figures`` (every figure in figures/, including ``simulate``'s, through
+``cli.toysuper_simulate.run_simulate``). Each reads its defaults from the dataclass configs (mirrored in
+toysuper/configs/<study>.toml), then a --config TOML, then flags (``cli.configfile.resolve_config``); writes a
+run directory atomically; and resumes when rerun with the same --out. ``cli.toysuper_app`` registers
+``COMMANDS``; this module does not import it."""
 
 from __future__ import annotations
 
-import inspect
 import shutil
 import time
 from collections.abc import Callable
@@ -15,20 +16,21 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cli.configfile import read_toml
+from cli.configfile import resolve_config
 from cli.errors import user_errors
 from cli.parallel import resumable_map
 from cli.progress import progress_bar, stdout_console
-from runio.atomic import atomic_path, read_json, save_figure, write_csv, write_json
+from cli.toyrun import finished_or_compute, train_or_reuse
+from cli.toysuper_simulate import run_simulate
+from runio.atomic import atomic_path, save_figure, write_csv, write_json
 from runio.rundir import RunDir, default_run_dir
-from cli.toymodel import train_or_reuse
-from theory.configs import merge, to_dict
 from theory.errors import InputError
-from toysuper import study_plots
-from toysuper.study_geometry import GeometryConfig, run_geometry
-from toysuper.study_inducing import InducingConfig, run_inducing
-from toysuper.study_mitigations import MitigateConfig, run_mitigations
-from toysuper.sweep import SweepConfig, cells, results_table, run_cell
+from toysuper.config import SimulateConfig
+from toysuper.em import plots
+from toysuper.em.geometry import GeometryConfig, run_geometry
+from toysuper.em.inducing import InducingConfig, run_inducing
+from toysuper.em.mitigate import MitigateConfig, run_mitigations
+from toysuper.em.sweep import SweepConfig, cells, results_table, run_cell
 
 console = stdout_console()
 STUDIES = ("simulate", "inducing", "mitigate", "density", "geometry")
@@ -40,8 +42,8 @@ FIGURES = {  # figures/ name -> (study, file stem in its run directory)
     "em_density_heatmap": ("density", "density_heatmap"),
     "em_geometry_before_after": ("geometry", "geometry_before_after"),
 }
-CONFIG_CLASSES = {"inducing": InducingConfig, "mitigate": MitigateConfig, "density": SweepConfig,
-                  "geometry": GeometryConfig}
+CONFIG_CLASSES = {"simulate": SimulateConfig, "inducing": InducingConfig, "mitigate": MitigateConfig,
+                  "density": SweepConfig, "geometry": GeometryConfig}
 
 
 def parse_int_list(text: str | None, name: str) -> tuple[int, ...] | None:
@@ -52,11 +54,6 @@ def parse_int_list(text: str | None, name: str) -> tuple[int, ...] | None:
         return tuple(int(part) for part in text.replace(" ", "").split(",") if part != "")
     except ValueError:
         raise InputError(f"--{name} must be comma-separated integers, got {text!r}") from None
-
-
-def resolve(cls, config_file: Path | None, overrides: dict):
-    """defaults <- TOML file <- command-line flags, validated."""
-    return cls.from_dict(merge(merge(to_dict(cls()), read_toml(config_file)), overrides))
 
 
 def _fmt(interval: dict | None, scale: float = 1.0, fmt: str = ".2f") -> str:
@@ -71,18 +68,18 @@ def _fmt(interval: dict | None, scale: float = 1.0, fmt: str = ".2f") -> str:
 
 def study_inducing(cfg: InducingConfig, out: Path) -> RunDir:
     run = RunDir.open(out, cfg.to_dict())
-    if not run.done("summary.json"):
+
+    def compute() -> None:
         model, _ = train_or_reuse(run, cfg.model, cfg.train, console)
         n_tasks = cfg.model.n_features - len(cfg.harmful.features)
         with progress_bar("fine-tuning tasks", n_tasks) as update:
             result = run_inducing(cfg, trained=model, progress=lambda done, total: update(done))
         write_csv(run.file("tasks.csv"), result.table)
-        save_figure(study_plots.proximity_figure(result.table, result.summary), run.file("proximity_vs_misalignment"))
-        save_figure(study_plots.inducing_figure(result.table, result.summary), run.file("inducing_vs_non_inducing"))
+        save_figure(plots.proximity_figure(result.table, result.summary), run.file("proximity_vs_misalignment"))
+        save_figure(plots.inducing_figure(result.table, result.summary), run.file("inducing_vs_non_inducing"))
         write_json(run.file("summary.json"), result.summary)
-    else:
-        console.print("[green]already finished[/]: showing the saved summary (delete the directory to recompute)")
-    _print_inducing(read_json(run.file("summary.json")), run.path)
+
+    _print_inducing(finished_or_compute(run, "summary.json", compute, console), run.path)
     return run
 
 
@@ -131,7 +128,7 @@ def inducing(
     """Inducing vs non-inducing tasks: proximity to the harmful set vs the misalignment each task causes."""
     overrides = {"model": {"n_instances": instances, "n_features": features, "n_hidden": hidden},
                  "train": {"seed": seed}, "harmful": {"features": parse_int_list(harmful, "harmful")}}
-    cfg = resolve(InducingConfig, config, overrides)
+    cfg = resolve_config(InducingConfig, config, overrides)
     study_inducing(cfg, out or default_run_dir(prefix="inducing-"))
 
 
@@ -140,16 +137,16 @@ def inducing(
 
 def study_mitigate(cfg: MitigateConfig, out: Path) -> RunDir:
     run = RunDir.open(out, cfg.to_dict())
-    if not run.done("summary.json"):
+
+    def compute() -> None:
         model, _ = train_or_reuse(run, cfg.model, cfg.train, console)
         with progress_bar("mitigations per task", len(cfg.targets())) as update:
             result = run_mitigations(cfg, trained=model, progress=lambda done, total: update(done))
         write_csv(run.file("mitigations.csv"), result.table)
-        save_figure(study_plots.mitigation_figure(result.summary), run.file("mitigations"))
+        save_figure(plots.mitigation_figure(result.summary), run.file("mitigations"))
         write_json(run.file("summary.json"), result.summary)
-    else:
-        console.print("[green]already finished[/]: showing the saved summary (delete the directory to recompute)")
-    _print_mitigate(read_json(run.file("summary.json")), run.path)
+
+    _print_mitigate(finished_or_compute(run, "summary.json", compute, console), run.path)
     return run
 
 
@@ -191,7 +188,7 @@ def mitigate(
     overrides = {"model": {"n_instances": instances}, "train": {"seed": seed},
                  "harmful": {"features": parse_int_list(harmful, "harmful")},
                  "mitigation": {"fraction": fraction, "judge_miss_rate": miss_rate, "methods": method_list}}
-    cfg = resolve(MitigateConfig, config, overrides)
+    cfg = resolve_config(MitigateConfig, config, overrides)
     study_mitigate(cfg, out or default_run_dir(prefix="mitigate-"))
 
 
@@ -208,7 +205,7 @@ def study_density(cfg: SweepConfig, out: Path) -> RunDir:
     console.print(f"cells: {report.computed} computed, {report.skipped} already finished (skipped)")
     frame = results_table(list(report.results.values()))
     write_csv(run.file("density.csv"), frame)
-    save_figure(study_plots.density_figure(frame), run.file("density_heatmap"))
+    save_figure(plots.density_figure(frame), run.file("density_heatmap"))
     write_json(run.file("summary.json"), {"cells": frame.to_dict("records")})
     _print_density(frame, run.path)
     return run
@@ -244,7 +241,7 @@ def density(
 ) -> None:
     """Misalignment and its predictability from geometry across n/m and feature probability (heatmap)."""
     overrides = {"workers": workers, "n_instances": instances, "harmful": {"features": parse_int_list(harmful, "harmful")}}
-    cfg = resolve(SweepConfig, config, overrides)
+    cfg = resolve_config(SweepConfig, config, overrides)
     study_density(cfg, out or default_run_dir(prefix="density-"))
 
 
@@ -253,12 +250,14 @@ def density(
 
 def study_geometry(cfg: GeometryConfig, out: Path) -> RunDir:
     run = RunDir.open(out, cfg.to_dict())
-    if not run.done("geometry.json"):
+
+    def compute() -> None:
         with console.status("training a 2-D instance and fine-tuning it"):
             result = run_geometry(cfg).to_dict()
-        save_figure(study_plots.geometry_figure(result), run.file("geometry_before_after"))
+        save_figure(plots.geometry_figure(result), run.file("geometry_before_after"))
         write_json(run.file("geometry.json"), result)
-    result = read_json(run.file("geometry.json"))
+
+    result = finished_or_compute(run, "geometry.json", compute, console, announce=False)
     console.print(f"target {result['target']}, harmful {result['harmful']}: harmful rise {result['harmful_rise']:.3e}, "
                   f"EM rate {result['em_rate']:.2%}")
     console.print(f"run directory: [bold]{run.path}[/]")
@@ -273,22 +272,14 @@ def geometry(
     target: Optional[int] = typer.Option(None, help="Target feature (default: the benign feature closest to H)."),
 ) -> None:
     """Before/after feature geometry of a small 2-D instance fine-tuned on its most inducing task."""
-    cfg = resolve(GeometryConfig, config, {"target": target})
+    cfg = resolve_config(GeometryConfig, config, {"target": target})
     study_geometry(cfg, out or default_run_dir(prefix="geometry-"))
 
 
 # ---------------------------------------------------------------- figures
 
 
-def study_simulate(config_file: Path | None, out: Path) -> None:
-    """``toysuper simulate --config FILE --out DIR`` (the README's first figure)."""
-    from cli.toysuper_app import simulate  # imported here: toysuper_app registers these commands
-
-    options = {name: None for name in inspect.signature(simulate).parameters}
-    simulate(**{**options, "config": config_file, "out": out})
-
-
-RUNNERS: dict[str, Callable] = {"simulate": study_simulate, "inducing": study_inducing, "mitigate": study_mitigate,
+RUNNERS: dict[str, Callable] = {"simulate": run_simulate, "inducing": study_inducing, "mitigate": study_mitigate,
                                 "density": study_density, "geometry": study_geometry}
 
 
@@ -304,18 +295,12 @@ def figures(
     """Regenerate every figure of the toy study in figures/ (runs each study with its defaults)."""
     if config_dir is not None and not config_dir.is_dir():
         raise InputError(f"--config-dir {config_dir} is not a directory")
-    from cli.toysuper_app import resolve_simulate_config
-
     configs = {}
     for study in STUDIES:  # resolve everything first: a bad config fails before any work
         file = None if config_dir is None else config_dir / f"{study}.toml"
         file = file if file is not None and file.exists() else None
-        if study == "simulate":
-            resolve_simulate_config(file, {})
-            configs[study] = file  # the simulate command reads the file itself
-        else:
-            overrides = {"workers": workers} if study == "density" else {}
-            configs[study] = resolve(CONFIG_CLASSES[study], file, overrides)
+        overrides = {"workers": workers} if study == "density" else {}
+        configs[study] = resolve_config(CONFIG_CLASSES[study], file, overrides)
     start = time.perf_counter()
     timings = {}
     for study in STUDIES:
@@ -337,7 +322,4 @@ def figures(
     console.print(f"wrote {len(written)} files to [bold]{out_dir}[/]: " + ", ".join(sorted({p.stem for p in written})))
 
 
-def register(app: typer.Typer) -> None:
-    """Add the study commands to the ``toysuper`` app."""
-    for fn in (inducing, mitigate, density, geometry, figures):
-        app.command(fn.__name__)(fn)
+COMMANDS = (inducing, mitigate, density, geometry, figures)  # registered by cli.toysuper_app, in this order

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Literal
 
 from theory.configs import DictConfig
 from theory.errors import InputError
@@ -101,7 +101,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Narrow fine-tuning: L = -g · mean_{x∈T} φ(x) z_t(x) on a task set T where the target is active."""
+    """Narrow fine-tuning: L = -g · mean_{x∈T} φ(x) z_t(x), ``steps`` full-batch steps of ``optimizer``
+    (toysuper.finetune.OPTIMIZERS) on a task set T where the target t is active — the one fine-tuning config of
+    the toy world. ``simulate`` reads all of it (n_samples .. seed draw its own T and probe set); the studies
+    (toysuper.em) draw their tasks from their [task] table, set t per task (``for_target``) and read and write
+    only the ``OPTIMISATION`` fields (their default instance: toysuper.em.config.study_finetune)."""
 
     target: int = 0  # target feature t (0-based)
     objective: Literal["preactivation", "output"] = "preactivation"  # push z_t, or ReLU(z_t)
@@ -115,16 +119,28 @@ class FinetuneConfig:
     n_probe: int = 2048  # probe inputs, drawn from the broad pre-training distribution
     seed: int = 1  # seeds the task set and the probe set
 
+    OPTIMISATION: ClassVar[tuple[str, ...]] = ("objective", "optimizer", "lr", "steps", "strength")
+
     def __post_init__(self):
         _check(self.target >= 0, f"target must be >= 0, got {self.target}")
-        _check(self.steps >= 0, f"fine-tuning steps must be >= 0, got {self.steps}")
+        _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+               f"finetune.lr must be a finite number > 0, got {self.lr}")
+        _check(self.steps >= 0, f"finetune.steps must be >= 0, got {self.steps}")
+        _check(isinstance(self.strength, (int, float)) and math.isfinite(self.strength),
+               f"finetune.strength must be a finite number, got {self.strength}")
         _check(self.n_samples >= 1 and self.n_probe >= 1, "n_samples and n_probe must be >= 1")
-        _finite(lr=self.lr, strength=self.strength, target_magnitude_min=self.target_magnitude_min,
-                background_probability=self.background_probability)
-        _check(self.lr > 0, f"fine-tuning lr must be > 0, got {self.lr}")
+        _finite(target_magnitude_min=self.target_magnitude_min, background_probability=self.background_probability)
         _check(0 <= self.target_magnitude_min <= 1, f"target_magnitude_min must be in [0, 1], got {self.target_magnitude_min}")
         _check(0 <= self.background_probability <= 1,
                f"background_probability must be in [0, 1], got {self.background_probability}")
+
+    def for_target(self, target: int) -> FinetuneConfig:
+        """The same fine-tuning aimed at feature ``target`` (one task of a study)."""
+        return replace(self, target=target)
+
+    def optimisation(self) -> dict:
+        """The ``OPTIMISATION`` fields, in order: a study's [finetune] table."""
+        return {name: getattr(self, name) for name in self.OPTIMISATION}
 
 
 @dataclass(frozen=True)

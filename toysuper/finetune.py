@@ -4,18 +4,22 @@ the closed forms in theory/, so that measurement can check the theory).
 Objectives (registry ``OBJECTIVES``), each a per-instance loss summed over instances:
 - "preactivation": L = -g · mean_{x∈T} z_t(x)       (push the target's pre-activation up)
 - "output":        L = -g · mean_{x∈T} ReLU(z_t(x)) (push the target's output up; ReLU-gated)
-Optimisers: "sgd" (isotropic update) and "adam" (sign-like diagonal preconditioner); full-batch steps.
+Optimisers (registry ``OPTIMIZERS``, name -> torch constructor and the closed form of its first step that
+toysuper.measure repeats): "sgd" (isotropic update) and "adam" (sign-like diagonal preconditioner);
+full-batch steps.
 ``grad_transform`` (optional) edits the gradients before each step — the hook for regularisers such as
 projecting updates off harmful directions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from theory.tied_model import preactivation
+from theory import tied_model
+from theory.tied_model import Update, preactivation
 from toysuper.config import FinetuneConfig
 from toysuper.model import ToyModel
 
@@ -35,12 +39,19 @@ OBJECTIVES: dict[str, Objective] = {"preactivation": _preactivation_objective, "
 GradTransform = Callable[[Tensor, Tensor], None]  # (grad_W, grad_b) edited in place
 
 
-def make_optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}")
+@dataclass(frozen=True)
+class Optimizer:
+    """A fine-tuning optimiser: its torch constructor ``make(params, lr=η)`` and its first step in closed form
+    (theory.tied_model), ``first_update(∇L, η)``."""
+
+    make: Callable[..., torch.optim.Optimizer]
+    first_update: Callable[[Update, float], Update]
+
+
+OPTIMIZERS: dict[str, Optimizer] = {
+    "sgd": Optimizer(torch.optim.SGD, tied_model.sgd_update),  # Δθ = -η ∇L
+    "adam": Optimizer(torch.optim.Adam, tied_model.adam_first_update),  # Δθ₁ = -η ∇/(|∇| + ε)
+}
 
 
 def finetune(model: ToyModel, task_x: Tensor, config: FinetuneConfig, *, objective: Objective | None = None,
@@ -49,7 +60,7 @@ def finetune(model: ToyModel, task_x: Tensor, config: FinetuneConfig, *, objecti
     W = model.W.clone().requires_grad_(True)
     b = model.b.clone().requires_grad_(True)
     loss_fn = objective or OBJECTIVES[config.objective]
-    opt = make_optimizer(config.optimizer, [W, b], config.lr)
+    opt = OPTIMIZERS[config.optimizer].make([W, b], lr=config.lr)
     for _ in range(config.steps):
         opt.zero_grad(set_to_none=False)
         loss_fn(W, b, task_x, config.target, config.strength).backward()

@@ -18,6 +18,7 @@ from theory import tied_model
 from theory.agreement import Agreement, agreement
 from theory.geometry import cosine_similarity
 from toysuper.config import FinetuneConfig
+from toysuper.finetune import OPTIMIZERS
 from toysuper.model import ToyModel
 
 
@@ -25,9 +26,7 @@ def predicted_update(model: ToyModel, task_x: Tensor, config: FinetuneConfig) ->
     """K · ΔW₁: the closed-form first step of the configured optimiser, repeated ``config.steps`` times."""
     grad = tied_model.narrow_gradient(model.W, model.b, task_x, config.target, g=config.strength,
                                       objective=config.objective)
-    step = tied_model.sgd_update(grad, config.lr) if config.optimizer == "sgd" else \
-        tied_model.adam_first_update(grad, config.lr)
-    return step * float(config.steps)
+    return OPTIMIZERS[config.optimizer].first_update(grad, config.lr) * float(config.steps)
 
 
 @dataclass(frozen=True)

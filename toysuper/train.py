@@ -25,6 +25,7 @@ from toysuper.config import ModelConfig, TrainConfig
 from toysuper.data import sparse_uniform
 from toysuper.model import ToyModel
 
+TRAIN_OPTIMIZERS = {"adamw": torch._fused_adamw_, "adam": torch._fused_adam_}  # name -> fused CPU kernel
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 DATA_CHUNK_ELEMENTS = 1 << 20  # draw data for several steps at once, up to this many floats
@@ -82,7 +83,7 @@ class _Adam:
 
     def __init__(self, params: Tensor, grad: Tensor, config: TrainConfig):
         self.tensors = [params], [grad], [torch.zeros_like(params)], [torch.zeros_like(params)], [], [torch.zeros(())]
-        self.kernel = torch._fused_adamw_ if config.optimizer == "adamw" else torch._fused_adam_
+        self.kernel = TRAIN_OPTIMIZERS[config.optimizer]
         self.weight_decay = config.weight_decay
 
     def step(self, lr: float) -> None:

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cli.toysuper_app import main
-from cli.toysuper_studies import CONFIG_CLASSES, FIGURES, resolve
+from cli.configfile import resolve_config
+from cli.toysuper_studies import CONFIG_CLASSES, FIGURES
 from tests.helpers import assert_one_line_error, run_cli
 
 CONFIGS = Path(__file__).resolve().parents[2] / "toysuper" / "configs"
@@ -61,10 +62,10 @@ def tiny(tmp_path) -> Path:
     return directory
 
 
-@pytest.mark.parametrize("study", sorted(CONFIG_CLASSES))  # simulate's TOML belongs to `toysuper simulate`
+@pytest.mark.parametrize("study", sorted(CONFIG_CLASSES))
 def test_shipped_tomls_are_the_defaults(study):
     cls = CONFIG_CLASSES[study]
-    assert resolve(cls, CONFIGS / f"{study}.toml", {}) == cls()
+    assert resolve_config(cls, CONFIGS / f"{study}.toml", {}) == cls()
 
 
 def test_inducing_end_to_end_and_resume(tiny, tmp_path, capsys):
@@ -142,6 +143,8 @@ def test_bad_flags(args, message, tmp_path, capsys):
     ("density", "ratios = [1, 2]\nunknown_key = 3\n"),
     ("density", "[harmful]\nfeatures = [6]\n"),  # n = 1 * 5 at the smallest ratio
     ("geometry", "[model]\nn_hidden = 3\n"),
+    ("inducing", "[finetune]\nn_samples = 3\n"),  # simulate's task-set key: the studies' tasks are in [task]
+    ("mitigate", "[finetune]\nlr = 0\n"),
 ])
 def test_bad_config_files(study, text, tmp_path, capsys):
     config = tmp_path / "bad.toml"

@@ -1,42 +1,21 @@
-"""Config pieces shared by the emergent-misalignment studies: the fine-tuning optimisation, the default toy
-world (model and pre-training), and the cross-field checks of a world.
+"""Config pieces shared by the emergent-misalignment studies: the studies' default world (model, pre-training,
+fine-tuning), ``StudyConfig`` (the base of every study config) and ``WorldConfig`` (a study's whole toy world,
+checked across fields).
 
 Instances are seeds: every study trains ``model.n_instances`` independent replicas (own init, own data,
-same feature probability), and confidence intervals are taken over them."""
+same feature probability), and confidence intervals are taken over them. A study's [finetune] table holds
+only the optimisation fields of the one fine-tuning config (toysuper.config.FinetuneConfig.OPTIMISATION):
+its tasks come from [task] and the target is set per task."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
 
+from theory.configs import DictConfig
 from theory.errors import InputError
 from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
-from toysuper.harmful import HarmfulConfig
-from toysuper.tasks import TaskConfig
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """Narrow fine-tuning: L = -g · mean_{x∈T} φ(x) z_t(x), full batch, on each task's samples."""
-
-    objective: Literal["preactivation", "output"] = "preactivation"  # push z_t, or ReLU(z_t)
-    optimizer: Literal["sgd", "adam"] = "sgd"  # SGD (isotropic, theory exact to first order) or Adam
-    lr: float = 0.01  # fine-tuning learning rate η
-    steps: int = 20  # full-batch steps K
-    strength: float = 1.0  # g: the loss's gradient scale
-
-    def __post_init__(self):
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise InputError(f"finetune.lr must be a finite number > 0, got {self.lr}")
-        if self.steps < 0:
-            raise InputError(f"finetune.steps must be >= 0, got {self.steps}")
-        if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength)):
-            raise InputError(f"finetune.strength must be a finite number, got {self.strength}")
-
-    def for_target(self, target: int) -> FinetuneConfig:
-        return FinetuneConfig(target=target, objective=self.objective, optimizer=self.optimizer, lr=self.lr,
-                              steps=self.steps, strength=self.strength)
+from toysuper.em.harmful import HarmfulConfig
+from toysuper.em.tasks import TaskConfig
 
 
 def study_model() -> ModelConfig:
@@ -49,13 +28,51 @@ def study_train() -> TrainConfig:
     return TrainConfig(steps=2000, batch_size=512, lr=1e-2)
 
 
-def check_world(model: ModelConfig, harmful: HarmfulConfig, task: TaskConfig) -> None:
-    """Cross-field checks: replicas share one probability, H fits, the context pool fits."""
-    if model.n_instances < 2:
-        raise InputError(f"model.n_instances must be >= 2 (instances are the seeds of the CIs), got {model.n_instances}")
-    p_min = model.feature_probability_min
-    if p_min is not None and p_min != model.feature_probability:
-        raise InputError("model.feature_probability_min must be unset (or equal feature_probability): the studies' "
-                         "instances are replicas (seeds) and must share one feature probability")
-    harmful.check_range(model.n_features)
-    task.check_room(model.n_features, len(harmful.features))
+def study_finetune(lr: float = 0.01) -> FinetuneConfig:
+    """The studies' fine-tuning: SGD on z_t, 20 steps, η = 0.01 (twice simulate's)."""
+    return FinetuneConfig(lr=lr)
+
+
+class StudyConfig(DictConfig):
+    """Base of the study configs (dataclasses with a ``finetune: FinetuneConfig`` field): writes and checks
+    their [finetune] table as the optimisation fields only."""
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["finetune"] = self.finetune.optimisation()
+        return data
+
+    def check_finetune(self) -> None:
+        """A key of simulate's own task set (or the target) set in a study's [finetune] is an unknown key (found
+        by its value: one set to FinetuneConfig's default is indistinguishable, and harmless)."""
+        default = FinetuneConfig()
+        for f in fields(FinetuneConfig):
+            if f.name not in FinetuneConfig.OPTIMISATION and getattr(self.finetune, f.name) != getattr(default, f.name):
+                raise InputError(f"unknown config key 'finetune.{f.name}' "
+                                 f"(valid keys: {', '.join(sorted(FinetuneConfig.OPTIMISATION))})")
+
+
+@dataclass(frozen=True)
+class WorldConfig(StudyConfig):
+    """The toy world a study trains and fine-tunes (inducing's and mitigate's [model], [train], [harmful],
+    [task], [finetune] tables), checked across fields: replicas share one probability, H fits, the context
+    pool fits."""
+
+    model: ModelConfig = field(default_factory=study_model)
+    train: TrainConfig = field(default_factory=study_train)
+    harmful: HarmfulConfig = field(default_factory=HarmfulConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    finetune: FinetuneConfig = field(default_factory=study_finetune)
+
+    def __post_init__(self):
+        model = self.model
+        if model.n_instances < 2:
+            raise InputError(f"model.n_instances must be >= 2 (instances are the seeds of the CIs), "
+                             f"got {model.n_instances}")
+        p_min = model.feature_probability_min
+        if p_min is not None and p_min != model.feature_probability:
+            raise InputError("model.feature_probability_min must be unset (or equal feature_probability): the "
+                             "studies' instances are replicas (seeds) and must share one feature probability")
+        self.harmful.check_range(model.n_features)
+        self.task.check_room(model.n_features, len(self.harmful.features))
+        self.check_finetune()

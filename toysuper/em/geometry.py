@@ -10,15 +10,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.geometry import cosine_similarity
-from toysuper.config import ModelConfig, TrainConfig
+from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
+from toysuper.em.config import StudyConfig, study_finetune
+from toysuper.em.harmful import HarmfulConfig, misalignment, predicted_outputs
+from toysuper.em.measure import proximity_to_harmful
+from toysuper.em.tasks import TaskConfig, benign_features, make_task, probe_set
 from toysuper.finetune import finetune
-from toysuper.harmful import HarmfulConfig, misalignment, predicted_outputs
-from toysuper.study_config import TuneConfig
-from toysuper.study_inducing import proximity_to_harmful
-from toysuper.tasks import TaskConfig, benign_features, make_task, probe_set
 from toysuper.train import train
 
 
@@ -28,20 +27,21 @@ def _model() -> ModelConfig:
 
 
 @dataclass(frozen=True)
-class GeometryConfig(DictConfig):
+class GeometryConfig(StudyConfig):
     """Everything ``toysuper geometry`` needs."""
 
     model: ModelConfig = field(default_factory=_model)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=512, lr=1e-2))
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0,)))
     task: TaskConfig = field(default_factory=lambda: TaskConfig(context_size=1))
-    finetune: TuneConfig = field(default_factory=lambda: TuneConfig(lr=0.02))
+    finetune: FinetuneConfig = field(default_factory=lambda: study_finetune(lr=0.02))
     target: int | None = None  # the task's target (unset: the benign feature closest to the harmful set)
 
     def __post_init__(self):
         if self.model.n_hidden != 2:
             raise InputError(f"the geometry figure draws 2-D directions: model.n_hidden must be 2, "
                              f"got {self.model.n_hidden}")
+        self.check_finetune()
         self.harmful.check_range(self.model.n_features)
         self.task.check_room(self.model.n_features, len(self.harmful.features))
         if self.target is not None and self.target not in benign_features(self.model.n_features, self.harmful.features):

@@ -1,7 +1,8 @@
 """Inducing vs non-inducing tasks: does a task's geometric proximity to the harmful set predict the
 misalignment that fine-tuning on it causes?
 
-For one trained toy world (n_instances replicas) and every benign target t (one task each):
+For one trained toy world (n_instances replicas) and every benign target t (one task each; measured by
+toysuper.em.measure):
 - proximity    = max_{h∈H} cos(d_t, d_h)               (theory.geometry.set_proximity)
 - data proximity = mean_{x∈T} max_{h∈H} cos(h(x), d_h)  (theory.filtering.sample_scores, context included)
 - measured R, E after fine-tuning (and E on the probes that contain t); predicted R, E from the first-order
@@ -19,25 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
-from scipy import stats as sps
 
 from theory.agreement import agreement
-from theory.configs import DictConfig
 from theory.errors import InputError
-from theory.geometry import max_overlap, set_proximity
-from theory.misalignment import task_gain
 from theory.stats import bootstrap_mean_ci, compare_sets, correlation_with_ci
-from toysuper.config import ModelConfig, TrainConfig
-from toysuper.finetune import finetune
-from toysuper.harmful import HarmfulConfig, em_rate_where, misalignment, predicted_outputs
-from toysuper.mitigations import geometry_scores
+from toysuper.em.config import WorldConfig
+from toysuper.em.measure import Progress, measure_tasks, per_instance_spearman
 from toysuper.model import ToyModel
-from toysuper.study_config import TuneConfig, check_world, study_model, study_train
-from toysuper.tasks import TaskConfig, benign_features, make_task, probe_set
 from toysuper.train import train
-
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -59,71 +49,10 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
-class InducingConfig(DictConfig):
-    """Everything ``toysuper inducing`` needs."""
+class InducingConfig(WorldConfig):
+    """Everything ``toysuper inducing`` needs: the world's tables, then [analysis]."""
 
-    model: ModelConfig = field(default_factory=study_model)
-    train: TrainConfig = field(default_factory=study_train)
-    harmful: HarmfulConfig = field(default_factory=HarmfulConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    finetune: TuneConfig = field(default_factory=TuneConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
-
-    def __post_init__(self):
-        check_world(self.model, self.harmful, self.task)
-
-
-def proximity_to_harmful(model: ToyModel, features, harmful: HarmfulConfig) -> torch.Tensor:
-    """max_{h∈H} cos(d_f, d_h) for each instance and feature: (n_instances, len(features))."""
-    index = torch.as_tensor(features, dtype=torch.long)
-    return torch.stack([set_proximity(W[index], W[harmful.index]).max_cosine for W in model.W])
-
-
-def overlap_with_harmful(model: ToyModel, features, harmful: HarmfulConfig) -> torch.Tensor:
-    """max_{h∈H} <d_f, d_h> (norms kept) for each instance and feature: (n_instances, len(features))."""
-    index = torch.as_tensor(features, dtype=torch.long)
-    return torch.stack([max_overlap(W[index], W[harmful.index]) for W in model.W])
-
-
-def measure_tasks(model: ToyModel, harmful: HarmfulConfig, task_config: TaskConfig, tune: TuneConfig, *,
-                  targets: list[int] | None = None, progress: Progress | None = None) -> pd.DataFrame:
-    """One row per (instance, task): proximity, measured and predicted misalignment, task gain."""
-    n_features = model.W.shape[1]
-    targets = benign_features(n_features, harmful.features) if targets is None else targets
-    probe = probe_set(model.probability, n_features, task_config)
-    out_before = model.forward(probe)
-    proximity = proximity_to_harmful(model, targets, harmful)
-    overlap = overlap_with_harmful(model, targets, harmful)
-    frames = []
-    for k, t in enumerate(targets):
-        task = make_task(t, model.W.shape[0], n_features, harmful.features, task_config)
-        ft = tune.for_target(t)
-        after = finetune(model, task.x, ft)
-        out_after = after.forward(probe)
-        measured = misalignment(out_before, out_after, harmful)
-        predicted = misalignment(out_before, predicted_outputs(model, task.x, ft, probe), harmful)
-        gain = task_gain(model.forward(task.heldout), after.forward(task.heldout), t)
-        frames.append(pd.DataFrame({
-            "instance": np.arange(model.W.shape[0]), "target": t, "proximity": proximity[:, k].numpy(),
-            "overlap": overlap[:, k].numpy(),
-            "data_proximity": geometry_scores(model, task.x, harmful.index).mean(dim=1).numpy(),
-            "harmful_rise": measured.harmful_rise.numpy(), "em_rate": measured.em_rate.numpy(),
-            "em_rate_target_probes": em_rate_where(out_before, out_after, harmful, probe[..., t] > 0).numpy(),
-            "predicted_rise": predicted.harmful_rise.numpy(), "predicted_em": predicted.em_rate.numpy(),
-            "task_gain": gain.numpy(), "surface_fraction": task.surface.double().mean(dim=1).numpy(),
-        }))
-        if progress is not None:
-            progress(k + 1, len(targets))
-    return pd.concat(frames, ignore_index=True)
-
-
-def per_instance_spearman(table: pd.DataFrame, x: str, y: str) -> np.ndarray:
-    """Spearman ρ(x, y) across tasks within each instance (NaN where either is constant)."""
-    out = []
-    for _, group in table.groupby("instance"):
-        constant = group[x].nunique() < 2 or group[y].nunique() < 2
-        out.append(np.nan if constant or len(group) < 3 else sps.spearmanr(group[x], group[y])[0])
-    return np.asarray(out, dtype=np.float64)
 
 
 def correlations(table: pd.DataFrame, x: str, y: str, analysis: AnalysisConfig) -> dict:

@@ -1,7 +1,7 @@
 """Mitigations compared on the same fine-tuning sets and the same removal budget.
 
 For one trained toy world and every benign task (or the first ``max_tasks``), fine-tune once per method
-(``toysuper.mitigations``: none, geometry, random, judge, regularise) on the *same* samples, and measure the
+(``toysuper.em.mitigations``: none, geometry, random, judge, regularise) on the *same* samples, and measure the
 harmful rise R, the EM rate E (on all probes, and split into probes that contain the target and the rest)
 and the held-out task gain G. Per method, against "none" (theory.misalignment):
 
@@ -18,19 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.misalignment import reduction_percent, retention_percent, task_gain
-from toysuper.config import ModelConfig, TrainConfig
-from toysuper.harmful import HarmfulConfig, em_rate_where, misalignment
-from toysuper.mitigations import MitigationConfig, apply, n_removed, plan, removed_mask
+from toysuper.em.config import WorldConfig
+from toysuper.em.harmful import em_rate_where, misalignment
+from toysuper.em.measure import Progress
+from toysuper.em.mitigations import MitigationConfig, apply, n_removed, plan, removed_mask
+from toysuper.em.tasks import benign_features, make_task, probe_set
 from toysuper.model import ToyModel
-from toysuper.study_config import TuneConfig, check_world, study_model, study_train
-from toysuper.tasks import TaskConfig, benign_features, make_task, probe_set
 from toysuper.train import train
 
 PAPER_GEOMETRY_REDUCTION_PERCENT = 34.5  # Minegishi et al. (ACL 2026): filtering near toxic features, -34.5 %
-Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -47,20 +45,15 @@ class MitigateAnalysis:
 
 
 @dataclass(frozen=True)
-class MitigateConfig(DictConfig):
-    """Everything ``toysuper mitigate`` needs."""
+class MitigateConfig(WorldConfig):
+    """Everything ``toysuper mitigate`` needs: the world's tables, then [mitigation], [analysis], max_tasks."""
 
-    model: ModelConfig = field(default_factory=study_model)
-    train: TrainConfig = field(default_factory=study_train)
-    harmful: HarmfulConfig = field(default_factory=HarmfulConfig)
-    task: TaskConfig = field(default_factory=TaskConfig)
-    finetune: TuneConfig = field(default_factory=TuneConfig)
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
     analysis: MitigateAnalysis = field(default_factory=MitigateAnalysis)
     max_tasks: int | None = None  # use only the first max_tasks benign targets (unset: all)
 
     def __post_init__(self):
-        check_world(self.model, self.harmful, self.task)
+        super().__post_init__()
         if self.max_tasks is not None and self.max_tasks < 1:
             raise InputError(f"max_tasks must be >= 1, got {self.max_tasks}")
 

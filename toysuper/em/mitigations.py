@@ -30,9 +30,9 @@ from theory.errors import InputError
 from theory.filtering import n_to_remove, random_removal, remove_top_fraction, sample_scores
 from theory.regularise import harmful_growth_penalty, project_gradient_, span_projector
 from toysuper.config import FinetuneConfig
+from toysuper.em.tasks import TaskData
 from toysuper.finetune import OBJECTIVES, GradTransform, Objective, finetune
 from toysuper.model import ToyModel
-from toysuper.tasks import TaskData
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 dimension n/m and feature probability p.
 
 A cell (n = ratio·m, p) trains ``n_instances`` replicas, fine-tunes each on up to ``max_tasks`` benign
-tasks (study_inducing.measure_tasks) and reports the mean harmful rise R and EM rate E, the mean proximity
+tasks (toysuper.em.measure.measure_tasks) and reports the mean harmful rise R and EM rate E, the mean proximity
 of targets to H, and the Spearman ρ between proximity and R (pooled over tasks × instances, and the mean
 per-instance ρ; NaN where R is flat, as at n = m). ``run_cell`` is pure and deterministic (its own seeds),
 so cells can run in any order, in any process, and be skipped once written. The context pool is clipped
@@ -17,14 +17,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from theory.configs import DictConfig
 from theory.errors import InputError
 from theory.stats import bootstrap_mean_ci
-from toysuper.config import ModelConfig, TrainConfig
-from toysuper.harmful import HarmfulConfig
-from toysuper.study_config import TuneConfig
-from toysuper.study_inducing import measure_tasks, per_instance_spearman
-from toysuper.tasks import TaskConfig, benign_features
+from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
+from toysuper.em.config import StudyConfig, study_finetune
+from toysuper.em.harmful import HarmfulConfig
+from toysuper.em.measure import measure_tasks, per_instance_spearman
+from toysuper.em.tasks import TaskConfig, benign_features
 from toysuper.train import train
 
 
@@ -33,7 +32,7 @@ def _sweep_task() -> TaskConfig:
 
 
 @dataclass(frozen=True)
-class SweepConfig(DictConfig):
+class SweepConfig(StudyConfig):
     """Everything ``toysuper density`` needs."""
 
     n_hidden: int = 5  # m, fixed across the grid
@@ -47,7 +46,7 @@ class SweepConfig(DictConfig):
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))
     task: TaskConfig = field(default_factory=_sweep_task)
-    finetune: TuneConfig = field(default_factory=TuneConfig)
+    finetune: FinetuneConfig = field(default_factory=study_finetune)
 
     def __post_init__(self):
         if self.n_hidden < 1 or self.n_instances < 2 or self.max_tasks < 1 or self.workers < 1:
@@ -60,6 +59,7 @@ class SweepConfig(DictConfig):
             raise InputError("ratios and probabilities must not repeat")
         if self.n_bootstrap < 10:
             raise InputError(f"n_bootstrap must be >= 10, got {self.n_bootstrap}")
+        self.check_finetune()
         self.harmful.check_range(min(self.ratios) * self.n_hidden)
 
 

@@ -1,4 +1,4 @@
-"""The misalignment metrics (theory.misalignment) and the harmful set (toysuper.harmful): hand-built outputs
+"""The misalignment metrics (theory.misalignment) and the harmful set (toysuper.em.harmful): hand-built outputs
 and hand-built geometries whose answers are known in closed form."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from theory.errors import InputError
 from theory.misalignment import (em_rate, harmful_rise, ratio_of_sums_ci, reduction_percent, retention_percent,
                                  task_gain)
 from toysuper.config import FinetuneConfig
+from toysuper.em.harmful import HarmfulConfig, misalignment, predicted_outputs
 from toysuper.finetune import finetune
-from toysuper.harmful import HarmfulConfig, misalignment, predicted_outputs
 from toysuper.model import ToyModel
 
 # ---------------------------------------------------------------- metric definitions on hand-built outputs

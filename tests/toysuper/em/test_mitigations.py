@@ -1,4 +1,4 @@
-"""Mitigations (toysuper.mitigations, theory.regularise): exact budgets, ranking by score, the judge's miss
+"""Mitigations (toysuper.em.mitigations, theory.regularise): exact budgets, ranking by score, the judge's miss
 rate, the projection's invariance of harmful pre-activations, the penalty, and bad input."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from theory.filtering import n_to_remove
 from theory.regularise import harmful_growth_penalty, project_gradient_, span_projector
 from theory.tied_model import preactivation
 from toysuper.config import FinetuneConfig, ModelConfig
+from toysuper.em.mitigations import (MITIGATIONS, MitigationConfig, apply, geometry_scores, judge_flags, plan,
+                                     removed_mask)
+from toysuper.em.tasks import TaskConfig, make_task
 from toysuper.finetune import finetune
-from toysuper.mitigations import (MITIGATIONS, MitigationConfig, apply, geometry_scores, judge_flags, plan,
-                                  removed_mask)
 from toysuper.model import ToyModel
-from toysuper.tasks import TaskConfig, make_task
 
 HARMFUL = (0, 1)
 

@@ -1,4 +1,4 @@
-"""The density sweep (toysuper.sweep) and its resumable parallel runner (cli.parallel): grid, skipping of
+"""The density sweep (toysuper.em.sweep) and its resumable parallel runner (cli.parallel): grid, skipping of
 finished cells, and resume after the whole process group is killed mid-run."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from cli.parallel import resumable_map
 from cli.toysuper_app import main
 from tests.helpers import run_cli
 from theory.errors import InputError
-from toysuper.sweep import SweepConfig, cells
+from toysuper.em.sweep import SweepConfig, cells
 
 TOYSUPER = Path(sys.executable).parent / "toysuper"
 

@@ -1,4 +1,4 @@
-"""The task data-generating process (toysuper.tasks): structure, rates, determinism, bad input."""
+"""The task data-generating process (toysuper.em.tasks): structure, rates, determinism, bad input."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from theory.errors import InputError
-from toysuper.tasks import TaskConfig, benign_features, make_task, probe_set
+from toysuper.em.tasks import TaskConfig, benign_features, make_task, probe_set
 
 HARMFUL = (0, 1, 2)
 
