@@ -197,7 +197,7 @@ def compare_sets(values, a_index, b_index, *, null_pool=None, alternative: Alter
     Mann-Whitney U, permutation test, Cliff's δ, Cohen's d) and, when ``null_pool`` (item indices eligible
     for random sets) is given, each set's mean against random sets of the same size drawn from the pool
     (``random_set_null``; statistic = mean of ``values`` over the set). Every resampling uses ``seed``."""
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)  # the null's mean is taken in the caller's dtype; the tests use float64
     a = values[np.asarray(a_index, dtype=np.int64)]
     b = values[np.asarray(b_index, dtype=np.int64)]
     comparison = compare_proximity(a, b, alternative=alternative, level=level, n_permutations=n_permutations,
