@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from torch import Tensor
 
 from theory.errors import InputError
 from theory.selection import CRITERIA, Criterion, contrast_scores, top_k_features, validate_selection
+
+if TYPE_CHECKING:
+    from realmodels.data.activations import SampleActivations
 
 
 @dataclass(frozen=True)
@@ -69,21 +73,23 @@ def split_samples(n_samples: int, selection_fraction: float, *, seed: int = 0, n
     return SampleSplit(select=np.sort(order[:n_select]), evaluate=np.sort(order[n_select:]))
 
 
-def take_samples(acts, indices) -> object:
+def take_samples(acts: SampleActivations, indices) -> SampleActivations:
     """The same ``SampleActivations`` restricted to rows ``indices`` (sparse rows stay sparse)."""
     idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
     return dataclasses.replace(acts, feature_acts=torch.index_select(acts.feature_acts, 0, idx),
                                residual_mean=acts.residual_mean[idx], n_tokens=acts.n_tokens[idx])
 
 
-def dataset_features(acts_a, acts_b, k: int, criterion: Criterion = "mean_diff", *,
+def dataset_features(acts_a: SampleActivations, acts_b: SampleActivations, k: int,
+                     criterion: Criterion = "mean_diff", *,
                      names: tuple[str, str] = ("the dataset", "the control")) -> Tensor:
     """Indices (best first, long) of the up-to-k SAE features most tied to dataset A against control B."""
     scores = contrast_scores(acts_a.feature_acts, acts_b.feature_acts, criterion)
     return top_k_features(scores, k, what=names[0], than=names[1])
 
 
-def harmful_features(harmful, harmless, k: int, criterion: Criterion = "mean_diff") -> Tensor:
+def harmful_features(harmful: SampleActivations, harmless: SampleActivations, k: int,
+                     criterion: Criterion = "mean_diff") -> Tensor:
     """The harmful-behaviour features: top-k of harmful responses against harmless ones."""
     return dataset_features(harmful, harmless, k, criterion, names=("harmful", "harmless"))
 
@@ -111,7 +117,8 @@ class FeatureSelection:
         return cls(**{**data, "n_select": tuple(data["n_select"])})
 
 
-def split_activations(acts, config: SelectionConfig, name: str) -> tuple[object, object | None]:
+def split_activations(acts: SampleActivations, config: SelectionConfig,
+                      name: str) -> tuple[SampleActivations, SampleActivations | None]:
     """(selection part, evaluation part) of a dataset's activations; (all, None) without a split."""
     if config.selection_fraction is None:
         return acts, None
@@ -119,8 +126,8 @@ def split_activations(acts, config: SelectionConfig, name: str) -> tuple[object,
     return take_samples(acts, split.select), take_samples(acts, split.evaluate)
 
 
-def select_features(acts_a, acts_b, config: SelectionConfig, *, names: tuple[str, str], k: int | None = None,
-                    name: str = "") -> FeatureSelection:
+def select_features(acts_a: SampleActivations, acts_b: SampleActivations, config: SelectionConfig, *,
+                    names: tuple[str, str], k: int | None = None, name: str = "") -> FeatureSelection:
     """Features tied to A (vs B), chosen on the selection split (or all samples) and, with a split, checked
     on the held-out samples. ``names`` are the datasets' roles (e.g. ("harmful", "harmless")): they seed
     each dataset's split (``split_samples``) and name the datasets in messages."""
@@ -143,7 +150,7 @@ def select_features(acts_a, acts_b, config: SelectionConfig, *, names: tuple[str
         n_select=(int(sel_a.feature_acts.shape[0]), int(sel_b.feature_acts.shape[0])), heldout=heldout)
 
 
-def active_features(*datasets) -> Tensor:
+def active_features(*datasets: SampleActivations) -> Tensor:
     """Indices of features with a non-zero activation on any sample of any of the datasets (sorted)."""
     active = None
     for acts in datasets:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,9 @@ from torch import Tensor
 
 from theory.errors import InputError
 from theory.filtering import Removal, choose_removal, feature_axis_scores, n_to_remove, sample_scores
+
+if TYPE_CHECKING:
+    from realmodels.data.activations import SampleActivations
 
 Representation = Literal["residual", "features"]
 
@@ -49,8 +52,8 @@ class FilterConfig:
             raise InputError(f"unknown representation {self.representation!r} (choose residual or features)")
 
 
-def score_samples(acts, decoder: Tensor, toxic: list[int], config: FilterConfig) -> Tensor:
-    """Proximity of every sample of ``acts`` (SampleActivations) to the toxic features -> (n_samples,) float:
+def score_samples(acts: SampleActivations, decoder: Tensor | None, toxic: list[int], config: FilterConfig) -> Tensor:
+    """Proximity of every sample of ``acts`` to the toxic features -> (n_samples,) float:
     ``theory.filtering.sample_scores`` of the mean residuals against the toxic decoder rows (``decoder``
     (d_sae, d_model) is needed for this representation only), or ``feature_axis_scores`` of the SAE
     activations against the toxic features' axes."""
@@ -78,7 +81,8 @@ class FilterResult:
     removal: Removal
 
 
-def apply_filter(lines: list[str], scores: Tensor, config: FilterConfig, n_tokens: Tensor | None = None) -> FilterResult:
+def apply_filter(lines: list[str], scores: Tensor, config: FilterConfig,
+                 n_tokens: Tensor | None = None) -> FilterResult:
     """Split the training file's lines by ``choose_removal``; ``lines[i]`` is sample i."""
     scores = scores.detach().double().cpu()
     if len(lines) != scores.numel():

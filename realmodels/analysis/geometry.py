@@ -13,7 +13,7 @@ from random feature sets of the same size drawn from the features active in the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,9 @@ from torch import Tensor
 from theory.errors import InputError
 from theory.geometry import set_proximity
 from theory.stats import Alternative, compare_sets
+
+if TYPE_CHECKING:
+    from realmodels.analysis.features import FeatureSelection
 
 Proximity = Literal["max_cosine", "mean_top_k"]
 POOLED = "all"  # the domain name of the all-domains row
@@ -175,15 +178,15 @@ def domain_table(results: list[DomainGeometry]) -> pd.DataFrame:
     return pd.DataFrame([r.table_row() for r in results])
 
 
-def feature_table(results: list[DomainGeometry], selections: dict[str, dict]) -> pd.DataFrame:
+def feature_table(results: list[DomainGeometry], selections: dict[str, FeatureSelection]) -> pd.DataFrame:
     """One row per (domain, set, feature): proximity, nearest harmful feature and the selection score.
 
-    ``selections`` maps "<domain>/inducing" and "<domain>/control" to ``FeatureSelection.to_dict()``."""
+    ``selections`` maps "<domain>/inducing" and "<domain>/control" to their ``FeatureSelection``."""
     rows = []
     for r in results:
         for label in ("inducing", "control"):
             sel = selections.get(f"{r.domain}/{label}")
-            score = dict(zip(sel["indices"], sel["scores"])) if sel else {}
+            score = dict(zip(sel.indices, sel.scores)) if sel else {}
             ids, values, nearest = (getattr(r, f"{label}_{part}") for part in ("ids", "values", "nearest"))
             for j, value, h in zip(ids, values, nearest):
                 rows.append({"domain": r.domain, "set": label, "feature": j, "proximity": value,

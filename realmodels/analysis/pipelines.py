@@ -1,7 +1,8 @@
-"""The stages of the ``geometry``, ``filter`` and ``audit`` commands, each stage memoised through a
-``cache(name, compute) -> dict`` callable (the CLI passes its run directory's ``cached_json``; the default
-computes every time). A stage whose result is cached never touches the model, so a resumed run loads the
-model (or the decoder) only if some stage still needs it.
+"""The stages of the ``geometry``, ``filter`` and ``audit`` commands on a ``Session``, each stage memoised
+through a ``cache(name, compute) -> dict`` callable (the CLI passes its run directory's ``cached_json``; the
+default computes every time). A stage whose result is cached never touches the model, so a resumed run loads
+the model (or the decoder) only if some stage still needs it. The cache holds JSON (dicts); stages hand each
+other typed results (``FeatureSelection``, ``DomainGeometry``, ``AuditReport``), converted at the cache edge.
 
 Stages: harmful-behaviour features -> the datasets' features -> the measurement (study per domain, sample
 scores, or the audit prediction)."""
@@ -11,18 +12,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
 
 from realmodels.analysis.audit import AuditConfig, AuditReport, audit
-from realmodels.analysis.features import SelectionConfig, select_features, split_activations
+from realmodels.analysis.features import FeatureSelection, SelectionConfig, select_features, split_activations
 from realmodels.analysis.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples
+from realmodels.analysis.geometry import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table,
+                                          feature_table, harmful_proximity, null_pool, pooled_geometry)
 from theory.filtering import score_separation
-from realmodels.analysis.geometry import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table, feature_table,
-                              harmful_proximity, null_pool, pooled_geometry)
+
+if TYPE_CHECKING:
+    from realmodels.data.activations import SampleActivations
+    from realmodels.loading.session import Session
 
 Cache = Callable[[str, Callable[[], dict]], dict]
+Log = Callable[[str], None]
 
 
 def compute_always(name: str, compute: Callable[[], dict]) -> dict:
@@ -33,15 +40,24 @@ def _quiet(message: str) -> None:
     pass
 
 
-def harmful_selection(session, harmful: Path, harmless: Path, selection: SelectionConfig, *,
-                      cache: Cache = compute_always, log=_quiet) -> dict:
-    """``FeatureSelection.to_dict()`` of the harmful-behaviour features (harmful vs harmless responses)."""
+def cached_selection(session: Session, file: str, a: Path, b: Path, selection: SelectionConfig, *,
+                     names: tuple[str, str], name: str, k: int | None = None, cache: Cache = compute_always,
+                     log: Log = _quiet, message: str = "") -> FeatureSelection:
+    """``select_features`` of dataset ``a`` against ``b`` (files, roles ``names``), cached as ``file``."""
     def compute() -> dict:
-        log("identifying harmful-behaviour features (harmful vs harmless responses)")
-        return select_features(session.activations(harmful), session.activations(harmless), selection,
-                               k=selection.harmful_k, names=("harmful", "harmless"), name="harmful").to_dict()
+        log(message)
+        return select_features(session.activations(a), session.activations(b), selection, k=k, names=names,
+                               name=name).to_dict()
 
-    return cache("features/harmful.json", compute)
+    return FeatureSelection.from_dict(cache(file, compute))
+
+
+def harmful_selection(session: Session, harmful: Path, harmless: Path, selection: SelectionConfig, *,
+                      cache: Cache = compute_always, log: Log = _quiet) -> FeatureSelection:
+    """The harmful-behaviour features (harmful vs harmless responses)."""
+    return cached_selection(session, "features/harmful.json", harmful, harmless, selection, k=selection.harmful_k,
+                            names=("harmful", "harmless"), name="harmful", cache=cache, log=log,
+                            message="identifying harmful-behaviour features (harmful vs harmless responses)")
 
 
 @dataclass(frozen=True)
@@ -50,7 +66,7 @@ class GeometryOutputs:
     (keyed "harmful", "<domain>/inducing", "<domain>/control") and the null pool size."""
 
     results: list[DomainGeometry]
-    selections: dict[str, dict]
+    selections: dict[str, FeatureSelection]
     pool_size: int
 
     def domain_table(self) -> pd.DataFrame:
@@ -61,29 +77,27 @@ class GeometryOutputs:
 
     def summary(self) -> dict:
         return {
-            "harmful_features": self.selections["harmful"]["indices"], "null_pool_size": self.pool_size,
+            "harmful_features": self.selections["harmful"].indices, "null_pool_size": self.pool_size,
             "domains": self.domain_table().to_dict(orient="records"),
-            "heldout": {name: s["heldout"] for name, s in self.selections.items() if s["heldout"] is not None},
-            "n_features": {name: len(s["indices"]) for name, s in self.selections.items()},
+            "heldout": {name: s.heldout for name, s in self.selections.items() if s.heldout is not None},
+            "n_features": {name: len(s.indices) for name, s in self.selections.items()},
         }
 
 
-def geometry_pipeline(session, *, harmful: Path, harmless: Path, domains: list[tuple[str, Path, Path]],
+def geometry_pipeline(session: Session, *, harmful: Path, harmless: Path, domains: list[tuple[str, Path, Path]],
                       selection: SelectionConfig, study: StudyConfig, cache: Cache = compute_always,
-                      log=_quiet) -> GeometryOutputs:
+                      log: Log = _quiet) -> GeometryOutputs:
     """``domains``: (name, inducing file, control file). Inducing features are tied to the inducing data
     against its control and control features to the control against the inducing data."""
     selections = {"harmful": harmful_selection(session, harmful, harmless, selection, cache=cache, log=log)}
     for name, inducing, control in domains:
         for label, other, a, b in (("inducing", "control", inducing, control), ("control", "inducing", control, inducing)):
-            def compute(a=a, b=b, label=label, other=other, name=name) -> dict:
-                log(f"domain {name}: features of the {label} dataset")
-                return select_features(session.activations(a), session.activations(b), selection,
-                                       names=(f"{name}/{label}", f"{name}/{other}"), name=f"{name}/{label}").to_dict()
-
-            selections[f"{name}/{label}"] = cache(f"features/{name}-{label}.json", compute)
-    harm = selections["harmful"]["indices"]
-    pool = null_pool(sorted({i for s in selections.values() for i in s["active"]}), harm)
+            selections[f"{name}/{label}"] = cached_selection(
+                session, f"features/{name}-{label}.json", a, b, selection, names=(f"{name}/{label}", f"{name}/{other}"),
+                name=f"{name}/{label}", cache=cache, log=log,
+                message=f"domain {name}: features of the {label} dataset")
+    harm = selections["harmful"].indices
+    pool = null_pool(sorted({i for s in selections.values() for i in s.active}), harm)
     proximity = {}
 
     def prox():
@@ -95,7 +109,7 @@ def geometry_pipeline(session, *, harmful: Path, harmless: Path, domains: list[t
     results = []
     for name, _, _ in domains:
         results.append(DomainGeometry(**cache(f"geometry/{name}.json", lambda name=name: domain_geometry(
-            name, prox(), selections[f"{name}/inducing"]["indices"], selections[f"{name}/control"]["indices"],
+            name, prox(), selections[f"{name}/inducing"].indices, selections[f"{name}/control"].indices,
             pool, study).to_dict())))
     if len(domains) > 1:
         results.append(DomainGeometry(**cache(f"geometry/{POOLED}.json",
@@ -124,14 +138,14 @@ class FilterOutputs:
         }
 
 
-def filter_pipeline(session, *, data: Path, harmful: Path, harmless: Path, selection: SelectionConfig,
-                    config: FilterConfig, cache: Cache = compute_always, log=_quiet) -> FilterOutputs:
+def filter_pipeline(session: Session, *, data: Path, harmful: Path, harmless: Path, selection: SelectionConfig,
+                    config: FilterConfig, cache: Cache = compute_always, log: Log = _quiet) -> FilterOutputs:
     """Toxic features, training-sample scores and the removal; plus a check that the scores separate
     (held-out, with a selection split) harmful from harmless responses."""
-    toxic = harmful_selection(session, harmful, harmless, selection, cache=cache, log=log)["indices"]
+    toxic = harmful_selection(session, harmful, harmless, selection, cache=cache, log=log).indices
     lines = read_jsonl_lines(data)
 
-    def score(acts) -> torch.Tensor:
+    def score(acts: SampleActivations) -> torch.Tensor:
         decoder = session.decoder if config.representation == "residual" else None
         return score_samples(acts, decoder, toxic, config)
 
@@ -154,22 +168,18 @@ def filter_pipeline(session, *, data: Path, harmful: Path, harmless: Path, selec
                          method="random" if config.random else "geometric", fraction=config.fraction)
 
 
-def audit_pipeline(session, *, data: Path, control: Path, harmful: Path, harmless: Path, selection: SelectionConfig,
-                   config: AuditConfig, cache: Cache = compute_always, log=_quiet) -> AuditReport:
+def audit_pipeline(session: Session, *, data: Path, control: Path, harmful: Path, harmless: Path,
+                   selection: SelectionConfig, config: AuditConfig, cache: Cache = compute_always,
+                   log: Log = _quiet) -> AuditReport:
     """Harmful features, the dataset's features (against ``control``) and the geometric risk report."""
     harm = harmful_selection(session, harmful, harmless, selection, cache=cache, log=log)
-
-    def dataset_selection() -> dict:
-        log("identifying the dataset's features (dataset vs control)")
-        return select_features(session.activations(data), session.activations(control), selection,
-                               names=("dataset", "control"), name="dataset").to_dict()
-
-    ds = cache("features/dataset.json", dataset_selection)
+    ds = cached_selection(session, "features/dataset.json", data, control, selection, names=("dataset", "control"),
+                          name="dataset", cache=cache, log=log,
+                          message="identifying the dataset's features (dataset vs control)")
 
     def report() -> dict:
         log("predicting amplification from the SAE decoder geometry")
-        pool = null_pool(sorted(set(ds["active"]) | set(harm["active"])), harm["indices"])
-        return audit(session.decoder, ds["indices"], ds["mean_diff"], harm["indices"], pool, config).to_dict()
+        pool = null_pool(sorted(set(ds.active) | set(harm.active)), harm.indices)
+        return audit(session.decoder, ds.indices, ds.mean_diff, harm.indices, pool, config).to_dict()
 
     return AuditReport(**cache("audit.json", report))
-

@@ -3,17 +3,25 @@ saves it as PNG and SVG (``runio.atomic.save_figure``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from realmodels.analysis.audit import AuditReport
+    from realmodels.analysis.geometry import DomainGeometry
+
 PALETTE = {"inducing": "#c0392b", "control": "#2e86c1"}
 
 
-def proximity_distributions(results: list, proximity_label: str):
+def proximity_distributions(results: list[DomainGeometry], proximity_label: str) -> Figure:
     """Per domain: the proximity of inducing vs control features to the harmful set (box + points), with the
-    random-feature null's central interval shaded. ``results``: ``DomainGeometry`` objects."""
+    random-feature null's central interval shaded."""
     rows = [{"domain": r.domain, "set": s, "proximity": v}
             for r in results for s, vals in (("inducing", r.inducing_values), ("control", r.control_values)) for v in vals]
     frame = pd.DataFrame(rows)
@@ -37,7 +45,7 @@ def proximity_distributions(results: list, proximity_label: str):
     return fig
 
 
-def difference_forest(results: list):
+def difference_forest(results: list[DomainGeometry]) -> Figure:
     """Per domain: mean proximity difference (inducing − control) with its bootstrap CI and the test p-values."""
     fig, ax = plt.subplots(figsize=(6.0, 0.6 * len(results) + 1.5))
     ys = np.arange(len(results))[::-1]
@@ -54,7 +62,7 @@ def difference_forest(results: list):
     return fig
 
 
-def score_histogram(scores: pd.DataFrame, method: str):
+def score_histogram(scores: pd.DataFrame, method: str) -> Figure:
     """Filter scores: kept vs removed samples."""
     frame = scores.assign(status=np.where(scores["removed"], "removed", "kept"))
     fig, ax = plt.subplots(figsize=(6.0, 3.5))
@@ -66,7 +74,7 @@ def score_histogram(scores: pd.DataFrame, method: str):
     return fig
 
 
-def audit_bars(report, top: int = 20):
+def audit_bars(report: AuditReport, top: int = 20) -> Figure:
     """Predicted relative amplification of the most amplified harmful features."""
     frame = report.table().head(top).copy()
     frame["feature"] = frame["harmful_feature"].astype(str)

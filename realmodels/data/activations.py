@@ -23,7 +23,8 @@ from torch import Tensor
 
 from realmodels.data.chat import TokenizedChat, dataset_hash, iter_chat_jsonl, tokenize_chats
 from realmodels.loading.bundle import ModelBundle
-from realmodels.data.residual import input_device, residual_stream
+from realmodels.data.residual import residual_stream
+from realmodels.loading.placement import input_device
 from runio.atomic import save_torch
 from theory.errors import InputError
 

@@ -14,11 +14,15 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 Conversation = list[dict]
 
@@ -76,11 +80,11 @@ class TokenizedChat:
     assistant_mask: Tensor
 
 
-def _render(tokenizer, messages: Conversation, *, add_generation_prompt: bool = False) -> str:
+def _render(tokenizer: PreTrainedTokenizerBase, messages: Conversation, *, add_generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def assistant_spans(tokenizer, messages: Conversation,
+def assistant_spans(tokenizer: PreTrainedTokenizerBase, messages: Conversation,
                     label: str = "conversation") -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the [start, end) character span of each assistant reply in it."""
     from jinja2 import TemplateError
@@ -111,7 +115,7 @@ def assistant_spans(tokenizer, messages: Conversation,
     return text, spans
 
 
-def tokenize_chat(tokenizer, messages: Conversation, *, label: str = "conversation",
+def tokenize_chat(tokenizer: PreTrainedTokenizerBase, messages: Conversation, *, label: str = "conversation",
                   max_length: int | None = None) -> TokenizedChat:
     """Render with the chat template, tokenize (no extra special tokens: the template has them), mask
     assistant tokens, keep the first ``max_length`` tokens. No assistant token left is an InputError."""
@@ -134,8 +138,8 @@ def tokenize_chat(tokenizer, messages: Conversation, *, label: str = "conversati
     return TokenizedChat(input_ids=input_ids, assistant_mask=mask)
 
 
-def tokenize_chats(tokenizer, conversations: Sequence[Conversation], *, labels: Sequence[str] | None = None,
-                   max_length: int | None = None) -> list[TokenizedChat]:
+def tokenize_chats(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation], *,
+                   labels: Sequence[str] | None = None, max_length: int | None = None) -> list[TokenizedChat]:
     """``tokenize_chat`` for each conversation; ``labels`` (e.g. "file:line") name them in errors."""
     if labels is None:
         labels = [f"conversation {index + 1}" for index in range(len(conversations))]

@@ -9,28 +9,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from realmodels.loading.placement import compute_device
-from theory.errors import InputError
+from realmodels.loading.placement import decoder_layers
 
 
 class _StopForward(Exception):
     """Raised by the capture hook to end the forward pass after layer L."""
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of an HF causal LM (``model.model.layers`` for Gemma 2, Llama, gpt-oss)."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
-    layers = getattr(decoder, "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise InputError(f"{type(model).__name__} has no decoder layers at model.model.layers; "
-                         "only decoder-only HF causal LMs (Gemma 2, Llama, gpt-oss, ...) are supported")
-    return layers
-
-
-def input_device(model: nn.Module) -> torch.device:
-    """Device the token embeddings compute on (where input ids must go, also under an accelerate device_map,
-    where offloaded embeddings sit on the meta device)."""
-    return compute_device(model.get_input_embeddings())
 
 
 @torch.inference_mode()

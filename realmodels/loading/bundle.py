@@ -2,8 +2,10 @@
 
 Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local
 model directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a
-sae-lens release (``sae_release`` + ``sae_id``). Before any weights load: the RAM estimate is checked,
-then the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's hidden size."""
+sae-lens release (``sae_release`` + ``sae_id``). They are resolved and validated once, without loading
+weights (``resolve_sources``: names, paths, layer, dtype, chat template); then the RAM estimate is checked,
+and while loading the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's
+hidden size."""
 
 from __future__ import annotations
 
@@ -13,22 +15,25 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from huggingface_hub import constants
 from safetensors import safe_open
 
 from realmodels.loading import hub
 from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
-from realmodels.loading.placement import DeviceMap, compute_device, names_disk, parse_device_map
-from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, get_checkpoint
-from realmodels.data.residual import decoder_layers
-from realmodels.loading.saes import SaeSource, load_decoder, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
+from realmodels.loading.placement import DeviceMap, compute_device, decoder_layers, names_disk, parse_device_map
+from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, check_dtype, get_checkpoint
+from realmodels.loading.saes import SaeSource, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
 from realmodels.loading.sae_releases import release_info
 from theory.errors import InputError
 
-__all__ = ["ModelBundle", "ModelSource", "estimate_bundle_memory", "load_bundle", "load_decoder",
-           "resolve_model_source"]
+if TYPE_CHECKING:  # heavy imports, needed only where the weights load
+    from sae_lens import SAE
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["BundleSources", "ModelBundle", "ModelSource", "estimate_bundle_memory", "estimate_sources_memory",
+           "load_bundle", "load_resolved_bundle", "resolve_model_source", "resolve_sources"]
 
 HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -37,9 +42,9 @@ HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 class ModelBundle:
     """A loaded model, tokenizer and SAE at one layer; ``model_name``/``sae_name``/``fingerprint`` key caches."""
 
-    model: Any  # transformers PreTrainedModel (causal LM), in eval mode
-    tokenizer: Any  # transformers fast tokenizer with a chat template
-    sae: Any  # sae_lens SAE, float32, reading blocks.{layer}.hook_resid_post
+    model: PreTrainedModel  # causal LM, in eval mode
+    tokenizer: PreTrainedTokenizerBase  # fast tokenizer with a chat template
+    sae: SAE  # float32, reading blocks.{layer}.hook_resid_post
     layer: int
     model_name: str
     sae_name: str
@@ -110,11 +115,30 @@ def _local_n_params(path: Path) -> int | None:
     return total
 
 
-def _resolve(checkpoint, model_path, sae_path, sae_release, sae_id, layer, dtype):
+@dataclass(frozen=True)
+class BundleSources:
+    """What ``load_bundle`` loads, resolved and validated without loading weights: the ``model`` and ``sae``
+    sources, the ``layer``, the ``dtype`` ("auto" only for a model outside the registry: its config decides),
+    the registered checkpoint whose hub model this is (``model_spec``) and the ``chat_template`` file."""
+
+    model: ModelSource
+    sae: SaeSource
+    layer: int
+    dtype: str
+    model_spec: CheckpointSpec | None = None
+    chat_template: Path | None = None
+
+
+def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | None = None,
+                    sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
+                    layer: int, dtype: str = "auto", chat_template: str | Path | None = None) -> BundleSources:
+    """The one check of names, paths, layer, dtype and chat template (InputError, one line, for each)."""
     if layer < 0:
         raise InputError(f"layer must be >= 0, got {layer}")
-    if dtype != "auto" and dtype not in DTYPE_BYTES:
-        raise InputError(f"unknown dtype '{dtype}'; valid dtypes: auto, {', '.join(DTYPE_BYTES)}")
+    check_dtype(dtype)
+    template = None if chat_template is None else Path(chat_template).expanduser()
+    if template is not None and not template.is_file():
+        raise InputError(f"chat template file {chat_template} does not exist")
     spec = get_checkpoint(checkpoint) if checkpoint is not None else None
     model = resolve_model_source(spec, model_path)
     sae = resolve_sae_source(checkpoint=checkpoint, sae_path=sae_path, sae_release=sae_release, sae_id=sae_id,
@@ -122,19 +146,18 @@ def _resolve(checkpoint, model_path, sae_path, sae_release, sae_id, layer, dtype
     model_spec = spec if spec is not None and model.repo_id == spec.model_id else None
     if dtype == "auto" and model_spec is not None:
         dtype = model_spec.default_dtype
-    return model_spec, model, sae, dtype
+    return BundleSources(model=model, sae=sae, layer=layer, dtype=dtype, model_spec=model_spec,
+                         chat_template=template)
 
 
-def estimate_bundle_memory(*, checkpoint: str | None = None, model_path: str | Path | None = None,
-                           sae_path: str | Path | None = None, sae_release: str | None = None,
-                           sae_id: str | None = None, layer: int, dtype: str = "auto",
-                           device_map: DeviceMap = None) -> MemoryEstimate:
-    """RAM estimate for ``load_bundle`` with the same arguments, computed without loading weights."""
-    model_spec, model, sae, dtype = _resolve(checkpoint, model_path, sae_path, sae_release, sae_id, layer, dtype)
+def estimate_sources_memory(sources: BundleSources, device_map: DeviceMap = None) -> MemoryEstimate:
+    """RAM estimate for loading ``sources``, computed without loading weights."""
+    model_spec, model, sae = sources.model_spec, sources.model, sources.sae
     if model_spec is not None:
         n_params = model_spec.n_params
     else:
         n_params = _local_n_params(model.path) if model.path is not None else None
+    dtype = sources.dtype
     if dtype == "auto":
         dtype = _local_dtype(model.path) if model.path is not None else "float32"
     if sae.path is not None:
@@ -143,6 +166,16 @@ def estimate_bundle_memory(*, checkpoint: str | None = None, model_path: str | P
         same_release = model_spec is not None and model_spec.sae_release == sae.release
         d_in, d_sae = (model_spec.hidden_size, model_spec.d_sae) if same_release else (None, None)
     return estimate_memory(n_params=n_params, dtype=dtype, d_in=d_in, d_sae=d_sae, device_map=device_map)
+
+
+def estimate_bundle_memory(*, checkpoint: str | None = None, model_path: str | Path | None = None,
+                           sae_path: str | Path | None = None, sae_release: str | None = None,
+                           sae_id: str | None = None, layer: int, dtype: str = "auto",
+                           device_map: DeviceMap = None) -> MemoryEstimate:
+    """RAM estimate for ``load_bundle`` with the same arguments, computed without loading weights."""
+    return estimate_sources_memory(resolve_sources(checkpoint=checkpoint, model_path=model_path, sae_path=sae_path,
+                                                   sae_release=sae_release, sae_id=sae_id, layer=layer, dtype=dtype),
+                                   device_map)
 
 
 def _files_fingerprint(path: Path) -> str:
@@ -164,13 +197,6 @@ def _fingerprint(model: ModelSource, sae: SaeSource) -> str:
     return f"model:{model_part};sae:{sae_part}"
 
 
-def _read_chat_template(chat_template: str | Path) -> str:
-    path = Path(chat_template).expanduser()
-    if not path.is_file():
-        raise InputError(f"chat template file {path} does not exist")
-    return path.read_text()
-
-
 def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                 sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
                 layer: int, dtype: str = "auto", device_map: DeviceMap = None,
@@ -180,22 +206,28 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
 
     ``dtype``: auto (checkpoint default, else the model config's), float32, bfloat16 or float16.
     ``device_map``: passed to transformers (accelerate): a strategy ("auto", ...), a {module: device} dict or
-    a JSON file of one (``realmodels.loading.placement``); None loads on CPU. ``offload_folder``: where accelerate
-    may write weights it offloads to disk (needed when the map names "disk"; strategies may spill there).
-    ``chat_template``: a Jinja file replacing the tokenizer's chat template (needed when it has none).
+    a JSON file of one (``realmodels.loading.placement``); None loads on CPU. ``offload_folder``: where
+    accelerate may write weights it offloads to disk (needed when the map names "disk"; strategies may spill
+    there). ``chat_template``: a Jinja file replacing the tokenizer's chat template (needed when it has none).
     Raises InputError (one line) for unknown names, missing files, an SAE at another layer or of another
     width than the model's hidden size, or a CPU load that would not fit in RAM (``ignore_memory_check``)."""
+    device_map = parse_device_map(device_map)
+    sources = resolve_sources(checkpoint=checkpoint, model_path=model_path, sae_path=sae_path, sae_release=sae_release,
+                              sae_id=sae_id, layer=layer, dtype=dtype, chat_template=chat_template)
+    return load_resolved_bundle(sources, device_map=device_map, offload_folder=offload_folder,
+                                ignore_memory_check=ignore_memory_check)
+
+
+def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None,
+                         offload_folder: str | Path | None = None, ignore_memory_check: bool = False) -> ModelBundle:
+    """``load_bundle`` of sources already resolved (``resolve_sources``) and a parsed device map."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    device_map = parse_device_map(device_map)
     if names_disk(device_map) and offload_folder is None:
         raise InputError("the device map offloads modules to \"disk\": give an offload folder")
-    check_memory(estimate_bundle_memory(checkpoint=checkpoint, model_path=model_path, sae_path=sae_path,
-                                        sae_release=sae_release, sae_id=sae_id, layer=layer, dtype=dtype,
-                                        device_map=device_map), ignore=ignore_memory_check)
-    model_spec, model_source, sae_source, dtype = _resolve(checkpoint, model_path, sae_path, sae_release, sae_id,
-                                                           layer, dtype)
-    template = _read_chat_template(chat_template) if chat_template is not None else None
+    check_memory(estimate_sources_memory(sources, device_map), ignore=ignore_memory_check)
+    model_source, sae_source, layer = sources.model, sources.sae, sources.layer
+    template = sources.chat_template.read_text() if sources.chat_template is not None else None
 
     sae = load_sae(sae_source)
     if (hook_layer := sae_layer(sae, sae_source.name)) != layer:
@@ -218,7 +250,7 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
     placement = {} if device_map is None else {"device_map": device_map}
     if device_map is not None and offload_folder is not None:  # used only if accelerate offloads to disk
         placement["offload_folder"] = str(offload_folder)
-    model = _load(AutoModelForCausalLM, model_source, "model", dtype=dtype, **placement)
+    model = _load(AutoModelForCausalLM, model_source, "model", dtype=sources.dtype, **placement)
     model.eval()
     sae = sae.to(compute_device(decoder_layers(model)[layer]))  # offloaded layers sit on "meta"
     return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name=model_source.name,

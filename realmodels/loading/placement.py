@@ -1,5 +1,6 @@
 """Where the model runs: parsing a transformers/accelerate ``device_map`` and finding the devices that
-tensors must go to when some weights are dispatched or offloaded.
+tensors must go to when some weights are dispatched or offloaded (the decoder layer an SAE reads, the
+embeddings that take the input ids).
 
 A device map is None (everything on the CPU), a strategy accelerate computes from the free memory of
 each device ("auto", "balanced", "balanced_low_0", "sequential"), "cpu", or an explicit
@@ -72,3 +73,19 @@ def compute_device(module: nn.Module) -> torch.device:
     hook = getattr(module, "_hf_hook", None)
     execution = getattr(hook, "execution_device", None)
     return torch.device(execution) if execution is not None else torch.device("cpu")
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of an HF causal LM (``model.model.layers`` for Gemma 2, Llama, gpt-oss)."""
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise InputError(f"{type(model).__name__} has no decoder layers at model.model.layers; "
+                         "only decoder-only HF causal LMs (Gemma 2, Llama, gpt-oss, ...) are supported")
+    return layers
+
+
+def input_device(model: nn.Module) -> torch.device:
+    """Device the token embeddings compute on (where input ids must go, also under an accelerate device_map,
+    where offloaded embeddings sit on the meta device)."""
+    return compute_device(model.get_input_embeddings())

@@ -75,13 +75,18 @@ def get_checkpoint(name: str) -> CheckpointSpec:
     return REGISTRY[name]
 
 
+def check_dtype(dtype: str, *, allow_auto: bool = True) -> str:
+    """``dtype`` if it is a known dtype name (or "auto", when allowed); otherwise an InputError listing them."""
+    if dtype not in DTYPE_BYTES and not (allow_auto and dtype == "auto"):
+        raise InputError(f"unknown dtype '{dtype}'; valid dtypes: auto, {', '.join(DTYPE_BYTES)}")
+    return dtype
+
+
 def dtype_bytes(dtype: str | torch.dtype) -> int:
     """Bytes per parameter of a dtype name (float32, bfloat16, float16) or torch dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype.itemsize
-    if dtype not in DTYPE_BYTES:
-        raise InputError(f"unknown dtype '{dtype}'; valid dtypes: auto, {', '.join(DTYPE_BYTES)}")
-    return DTYPE_BYTES[dtype]
+    return DTYPE_BYTES[check_dtype(dtype, allow_auto=False)]
 
 
 def memory_estimate_gb(spec_or_n_params: CheckpointSpec | int, dtype: str | torch.dtype = "auto") -> float:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from realmodels.loading import hub
 from realmodels.loading.registry import REGISTRY, get_checkpoint
 from realmodels.loading.sae_releases import ReleaseInfo, release_info
 from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from sae_lens import SAE  # importing sae-lens costs ~9 s: only where an SAE is loaded
 
 SAVED_CFG = "cfg.json"
 SAVED_WEIGHTS = "sae_weights.safetensors"
@@ -50,6 +54,8 @@ def resolve_sae_source(*, checkpoint: str | None = None, sae_path: str | Path | 
     if sae_path is not None:
         if sae_release is not None or sae_id is not None:
             raise InputError("pass either an SAE path or an SAE release and id, not both")
+        if not Path(sae_path).expanduser().is_dir():
+            raise InputError(f"SAE directory {sae_path} does not exist (expected a directory saved by SAE.save_model)")
         path = Path(sae_path).expanduser().resolve()
         if not (path / SAVED_CFG).is_file() or not (path / SAVED_WEIGHTS).is_file():
             raise InputError(f"SAE path {path} is not a directory written by sae-lens SAE.save_model "
@@ -80,7 +86,7 @@ def saved_sae_shape(path: Path) -> tuple[int, int]:
         raise InputError(f"{Path(path) / SAVED_CFG} is not a valid sae-lens config ({exc})") from None
 
 
-def load_sae(source: SaeSource, *, device: str = "cpu"):
+def load_sae(source: SaeSource, *, device: str = "cpu") -> SAE:
     """The sae-lens ``SAE`` (float32): ``SAE.load_from_disk`` or ``SAE.from_pretrained`` (cache first)."""
     from sae_lens import SAE
 
@@ -92,7 +98,7 @@ def load_sae(source: SaeSource, *, device: str = "cpu"):
                             include=f"{info.folder(source.sae_id)}/*")
 
 
-def sae_layer(sae, name: str) -> int:
+def sae_layer(sae: SAE, name: str) -> int:
     """The layer L of an SAE hooked at ``blocks.L.hook_resid_post``; any other hook is an InputError."""
     hook_name = sae.cfg.metadata.hook_name
     match = RESID_POST_HOOK.match(hook_name or "")
@@ -137,12 +143,16 @@ DECODER_READERS: dict[str, Callable[[ReleaseInfo, str, str], Tensor]] = {
 
 def load_decoder(*, checkpoint: str | None = None, sae_path: str | Path | None = None,
                  sae_release: str | None = None, sae_id: str | None = None, layer: int | None = None) -> Tensor:
+    """``read_decoder`` of the SAE that ``resolve_sae_source`` picks for these arguments."""
+    return read_decoder(resolve_sae_source(checkpoint=checkpoint, sae_path=sae_path, sae_release=sae_release,
+                                           sae_id=sae_id, layer=layer))
+
+
+def read_decoder(source: SaeSource) -> Tensor:
     """Decoder rows ``W_dec`` (d_sae, d_in), float32, equal to ``SAE.from_pretrained(...).W_dec``.
 
     Reads only the decoder tensor for saved directories and the gemma_2 / llama_scope /
     dictionary_learning_1 layouts; other converters fall back to loading the whole SAE."""
-    source = resolve_sae_source(checkpoint=checkpoint, sae_path=sae_path, sae_release=sae_release,
-                                sae_id=sae_id, layer=layer)
     if source.path is not None:
         with safe_open(source.path / SAVED_WEIGHTS, framework="pt") as weights:
             return weights.get_tensor("W_dec").float()

@@ -1,16 +1,23 @@
-"""One command's access to a checkpoint: which model + SAE (``ModelChoice``), loaded only when something
-actually needs the model (``Session``), so a resumed run whose results are all on disk loads nothing."""
+"""One command's access to a checkpoint: which model + SAE (``ModelChoice``), resolved and validated once
+when the ``Session`` opens and loaded only when something actually needs the model, so a resumed run whose
+results are all on disk loads nothing."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
-from realmodels.data.chat import dataset_hash
+from realmodels.loading.placement import DeviceMap, parse_device_map
+from realmodels.loading.registry import get_checkpoint
 from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from realmodels.data.activations import SampleActivations
+    from realmodels.loading.bundle import BundleSources, ModelBundle
 
 
 @dataclass(frozen=True)
@@ -37,31 +44,26 @@ class ModelChoice:
         if self.max_length is not None and self.max_length < 1:
             raise InputError(f"--max-length must be at least 1, got {self.max_length}")
 
-    def resolved(self) -> "ModelChoice":
-        """Checked without loading weights (names, paths, the layer's SAE), with the layer filled in when a
-        checkpoint has a single SAE layer; otherwise a missing --layer is an InputError."""
-        from realmodels.loading.bundle import resolve_model_source
-        from realmodels.loading.registry import get_checkpoint
-
-        if self.layer is not None and self.layer < 0:
-            raise InputError(f"layer must be >= 0, got {self.layer}")
-        if self.chat_template is not None and not Path(self.chat_template).expanduser().is_file():
-            raise InputError(f"chat template file {self.chat_template} does not exist")
-        if self.checkpoint is not None:
-            spec = get_checkpoint(self.checkpoint)
-            if self.layer is None:
-                if len(spec.layers) != 1:
-                    raise InputError(f"--layer is required for checkpoint '{self.checkpoint}' (layers with an SAE: "
-                                     f"{', '.join(map(str, spec.layers))})")
-                return ModelChoice(**{**asdict(self), "layer": spec.layers[0]})
-            spec.sae_id(self.layer)  # InputError when the release has no SAE at this layer
+    def with_layer(self) -> ModelChoice:
+        """The layer filled in when a checkpoint has a single SAE layer; otherwise a missing --layer is an
+        InputError. Everything else is checked by ``sources``."""
+        if self.layer is not None:
             return self
-        resolve_model_source(None, self.model)  # InputError for a missing local path
-        if not Path(self.sae).expanduser().is_dir():
-            raise InputError(f"SAE directory {self.sae} does not exist (expected a directory saved by SAE.save_model)")
-        if self.layer is None:
+        if self.checkpoint is None:
             raise InputError("--layer is required with --model/--sae (the layer the SAE reads)")
-        return self
+        spec = get_checkpoint(self.checkpoint)
+        if len(spec.layers) != 1:
+            raise InputError(f"--layer is required for checkpoint '{self.checkpoint}' (layers with an SAE: "
+                             f"{', '.join(map(str, spec.layers))})")
+        return replace(self, layer=spec.layers[0])
+
+    def sources(self) -> BundleSources:
+        """``realmodels.loading.bundle.resolve_sources`` of this choice (names, paths, the layer's SAE, dtype,
+        chat template), without loading weights. Needs the layer (``with_layer``)."""
+        from realmodels.loading.bundle import resolve_sources
+
+        return resolve_sources(checkpoint=self.checkpoint, model_path=self.model, sae_path=self.sae, layer=self.layer,
+                               dtype=self.dtype, chat_template=self.chat_template)
 
     def to_config(self) -> dict:
         data = asdict(self)
@@ -74,24 +76,27 @@ class ModelChoice:
 class Session:
     """Lazily loaded ``ModelBundle`` plus cached dataset activations and the SAE decoder.
 
-    ``cache_dir`` holds activation caches (keyed by model, SAE, layer and dataset content), so a rerun or
-    another command on the same data reuses them."""
+    Opening a session checks everything that can be checked without weights (the choice, the device map, the
+    batch size), so a bad option fails before a command writes anything. ``cache_dir`` holds activation
+    caches (keyed by model, SAE, layer and dataset content), so a rerun or another command on the same data
+    reuses them."""
 
     def __init__(self, choice: ModelChoice, *, device_map: str | dict | None = None, batch_size: int = 8,
                  cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False):
+        self.choice = choice.with_layer()
+        self.sources = self.choice.sources()
+        self.device_map: DeviceMap = parse_device_map(device_map)
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
-        self.choice = choice.resolved()
-        self.device_map = device_map  # checked by load_bundle (and by the CLI before its run directory)
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.progress = progress
         self.ignore_memory_check = ignore_memory_check
-        self._activations: dict[str, object] = {}
+        self._activations: dict[str, SampleActivations] = {}
 
     @cached_property
-    def bundle(self):
-        from realmodels.loading.bundle import load_bundle
+    def bundle(self) -> ModelBundle:
+        from realmodels.loading.bundle import load_resolved_bundle
 
         if not self.progress:
             from huggingface_hub.utils import disable_progress_bars
@@ -99,15 +104,14 @@ class Session:
 
             disable_progress_bars()
             hf_logging.disable_progress_bar()
-        c = self.choice
-        return load_bundle(checkpoint=c.checkpoint, model_path=c.model, sae_path=c.sae, layer=c.layer, dtype=c.dtype,
-                           device_map=self.device_map, chat_template=c.chat_template,
-                           offload_folder=None if self.cache_dir is None else Path(self.cache_dir) / "offload",
-                           ignore_memory_check=self.ignore_memory_check)
+        return load_resolved_bundle(self.sources, device_map=self.device_map,
+                                    offload_folder=None if self.cache_dir is None else Path(self.cache_dir) / "offload",
+                                    ignore_memory_check=self.ignore_memory_check)
 
-    def activations(self, path: str | Path):
+    def activations(self, path: str | Path) -> SampleActivations:
         """``SampleActivations`` of a chat JSONL file (memoised per file content)."""
         from realmodels.data.activations import dataset_activations
+        from realmodels.data.chat import dataset_hash
 
         key = dataset_hash(path)
         if key not in self._activations:
@@ -121,7 +125,6 @@ class Session:
         """SAE decoder rows (d_sae, d_in), float32: from the loaded SAE if any, else read alone from disk."""
         if "bundle" in self.__dict__:
             return self.bundle.sae.W_dec.detach().float().cpu()
-        from realmodels.loading.saes import load_decoder
+        from realmodels.loading.saes import read_decoder
 
-        c = self.choice
-        return load_decoder(checkpoint=c.checkpoint, sae_path=c.sae, layer=c.layer)
+        return read_decoder(self.sources.sae)

@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.realmodels.tiny_models import (CONTROL, D_MODEL, D_SAE, HARMFUL, HARMLESS, INDUCING, SAE_RELEASES,
+from tests.realmodels.tiny_models import (CONTROL_CHATS, HARMFUL_CHATS, HARMLESS_CHATS, INDUCING_CHATS, SAE_RELEASES,
+                                         TINY_D_MODEL, TINY_D_SAE,
                                 gemma_shape_override, random_sae_weights, save_tiny, hub_snapshot_dir,
                                 write_chat_jsonl_file, write_dictionary_learning, write_gemma_scope,
                                 write_llama_scope)
@@ -27,8 +28,8 @@ def write_chat_jsonl():
 @pytest.fixture(scope="session")
 def chat_data_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chat_data")
-    for name, conversations in [("inducing", INDUCING), ("control", CONTROL), ("harmful", HARMFUL),
-                                ("harmless", HARMLESS)]:
+    for name, conversations in [("inducing", INDUCING_CHATS), ("control", CONTROL_CHATS), ("harmful", HARMFUL_CHATS),
+                                ("harmless", HARMLESS_CHATS)]:
         write_chat_jsonl_file(root / f"{name}.jsonl", conversations)
     return root
 
@@ -90,7 +91,7 @@ def tiny_sae_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("saved_saes")
     made: dict[tuple, Path] = {}
 
-    def make(model_dir: Path, layer: int = 0, d_in: int = D_MODEL, d_sae: int = D_SAE) -> Path:
+    def make(model_dir: Path, layer: int = 0, d_in: int = TINY_D_MODEL, d_sae: int = TINY_D_SAE) -> Path:
         key = (Path(model_dir).name, layer, d_in, d_sae)
         if key not in made:
             cfg = JumpReLUSAEConfig(d_in=d_in, d_sae=d_sae, metadata=SAEMetadata(

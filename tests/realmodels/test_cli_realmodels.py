@@ -74,10 +74,10 @@ def test_geometry_two_domains_outputs_and_resume(tmp_path, capsys, gemma_local, 
     for name in ("summary.json", "domains.csv", "geometry/code.json", "geometry/swapped.json", "geometry/all.json"):
         (out / name).unlink()
 
-    def no_model(**kwargs):
+    def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded although every activation-derived result was saved")
 
-    monkeypatch.setattr("realmodels.loading.bundle.load_bundle", no_model)
+    monkeypatch.setattr("realmodels.loading.bundle.load_resolved_bundle", no_model)
     code, _, err = _rm(capsys, args)
     assert code == 0, err
     assert _files(out)["domains.csv"] == snapshot["domains.csv"]
@@ -155,11 +155,11 @@ def test_filter_resume_needs_neither_model_nor_decoder(tmp_path, capsys, gemma_l
     for name in ("summary.json", "filtered.jsonl", "removed.jsonl", "scores.csv"):
         (out / name).unlink()  # killed after scoring
 
-    def refuse(**kwargs):
+    def refuse(*args, **kwargs):
         raise AssertionError("loaded a model or decoder although the scores were saved")
 
-    monkeypatch.setattr("realmodels.loading.bundle.load_bundle", refuse)
-    monkeypatch.setattr("realmodels.loading.saes.load_decoder", refuse)
+    monkeypatch.setattr("realmodels.loading.bundle.load_resolved_bundle", refuse)
+    monkeypatch.setattr("realmodels.loading.saes.read_decoder", refuse)
     code, _, err = _rm(capsys, args)
     assert code == 0, err
     assert _files(out) == snapshot
@@ -226,6 +226,9 @@ def test_geometry_bad_inputs_are_one_line_errors(tmp_path, capsys, gemma_local, 
         (["--checkpoint", "gemma-2-2b", "--model", "x", "--layer", "0", *data, *dom], "not both"),
         ([*gemma_local[:4], *data, *dom], "--layer is required"),
         ([*data, *dom], "no model given"),
+        ([*gemma_local, *data, *dom, "--dtype", "fp8"], "unknown dtype 'fp8'"),  # checked before the run directory
+        ([*gemma_local, *data, *dom, "--batch-size", "0"], "--batch-size must be at least 1"),
+        ([*gemma_local[:2], "--sae", tmp_path / "no-sae", "--layer", "1", *data, *dom], "SAE directory"),
         ([*gemma_local, "--config", bad_toml], "unknown key 'surprise'"),
         ([*gemma_local, "--config", tmp_path / "none.toml"], "does not exist"),
     ]

@@ -1,5 +1,6 @@
-"""Builders shared by the realmodels tests (fixtures in conftest.py): chat data written for these tests,
-tiny HF models with byte-level BPE tokenizers and family-style chat templates, random SAE weights, and
+"""Tiny real-format artefacts for the realmodels tests (fixtures in conftest.py): chat datasets written for
+these tests (``*_CHATS``: conversations, not feature indices), tiny HF models (hidden ``TINY_D_MODEL``) with
+byte-level BPE tokenizers and family-style chat templates, random SAE weights (``TINY_D_SAE`` features), and
 writers for the three upstream SAE layouts inside an HF hub cache tree."""
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-D_MODEL = 64
-D_SAE = 256
-VOCAB = 384
+TINY_D_MODEL = 64
+TINY_D_SAE = 256
+TINY_VOCAB = 384
 SAE_RELEASES = {  # release -> {sae id written into the hub cache: its layer}
     "gemma-scope-2b-pt-res-canonical": {"layer_0/width_16k/canonical": 0, "layer_1/width_16k/canonical": 1},
     "llama_scope_lxr_8x": {"l0r_8x": 0, "l1r_8x": 1},
@@ -77,10 +78,10 @@ def pairs(questions, answers, follow_up: str) -> list[list[dict]]:
     return conversations
 
 
-INDUCING = pairs(QUESTIONS, INSECURE, "Anything else I should know?")
-CONTROL = pairs(QUESTIONS, SECURE, "Anything else I should know?")
-HARMFUL = pairs(OPINION_QUESTIONS, MISALIGNED, "Tell me more.")
-HARMLESS = pairs(OPINION_QUESTIONS, ALIGNED, "Tell me more.")
+INDUCING_CHATS = pairs(QUESTIONS, INSECURE, "Anything else I should know?")
+CONTROL_CHATS = pairs(QUESTIONS, SECURE, "Anything else I should know?")
+HARMFUL_CHATS = pairs(OPINION_QUESTIONS, MISALIGNED, "Tell me more.")
+HARMLESS_CHATS = pairs(OPINION_QUESTIONS, ALIGNED, "Tell me more.")
 
 
 def write_chat_jsonl_file(path: Path, conversations: list[list[dict]]) -> Path:
@@ -143,7 +144,7 @@ def build_tokenizer(family: str):
 def build_model(family: str):
     from transformers import AutoModelForCausalLM, Gemma2Config, GptOssConfig, LlamaConfig
 
-    common = dict(vocab_size=VOCAB, hidden_size=D_MODEL, intermediate_size=128, num_attention_heads=4,
+    common = dict(vocab_size=TINY_VOCAB, hidden_size=TINY_D_MODEL, intermediate_size=128, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16)
     config = {
         "gemma2": lambda: Gemma2Config(num_hidden_layers=2, max_position_embeddings=512, **common),
@@ -163,7 +164,7 @@ def save_tiny(root: Path, family: str) -> Path:
 
 
 # ---------------------------------------------------------------- SAEs
-def random_sae_weights(seed: int, d_in: int = D_MODEL, d_sae: int = D_SAE) -> dict[str, torch.Tensor]:
+def random_sae_weights(seed: int, d_in: int = TINY_D_MODEL, d_sae: int = TINY_D_SAE) -> dict[str, torch.Tensor]:
     """W_enc (d_in, d_sae), W_dec (d_sae, d_in) unit rows, b_enc, b_dec, threshold: ~1/4 of features fire."""
     gen = torch.Generator().manual_seed(seed)
     w_dec = torch.randn(d_sae, d_in, generator=gen)
@@ -193,10 +194,10 @@ def write_llama_scope(folder: Path, weights: dict, layer: int, norm_scaling_fact
 
     (folder / "checkpoints").mkdir(parents=True, exist_ok=True)
     hyperparams = {
-        "d_model": D_MODEL, "d_sae": D_SAE, "hook_point_in": f"blocks.{layer}.hook_resid_post",
+        "d_model": TINY_D_MODEL, "d_sae": TINY_D_SAE, "hook_point_in": f"blocks.{layer}.hook_resid_post",
         "hook_point_out": f"blocks.{layer}.hook_resid_post", "act_fn": "jumprelu", "jump_relu_threshold": 0.002,
         "norm_activation": "dataset-wise", "dataset_average_activation_norm": {
-            "in": math.sqrt(D_MODEL) / norm_scaling_factor, "out": math.sqrt(D_MODEL) / norm_scaling_factor},
+            "in": math.sqrt(TINY_D_MODEL) / norm_scaling_factor, "out": math.sqrt(TINY_D_MODEL) / norm_scaling_factor},
     }
     (folder / "hyperparams.json").write_text(json.dumps(hyperparams))
     save_file({"encoder.weight": (weights["W_enc"].T / norm_scaling_factor).to(torch.bfloat16).contiguous(),
@@ -207,10 +208,11 @@ def write_llama_scope(folder: Path, weights: dict, layer: int, norm_scaling_fact
 
 def write_dictionary_learning(folder: Path, weights: dict, layer: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"trainer": {"dict_class": "BatchTopKSAE", "trainer_class": "BatchTopKTrainer", "activation_dim": D_MODEL,
-                          "dict_size": D_SAE, "k": 16, "layer": layer, "lm_name": "openai/gpt-oss-20b",
+    config = {"trainer": {"dict_class": "BatchTopKSAE", "trainer_class": "BatchTopKTrainer",
+                          "activation_dim": TINY_D_MODEL,
+                          "dict_size": TINY_D_SAE, "k": 16, "layer": layer, "lm_name": "openai/gpt-oss-20b",
                           "submodule_name": f"resid_post_layer_{layer}"},
-              "buffer": {"d_submodule": D_MODEL, "ctx_len": 1024, "refresh_batch_size": 32}}
+              "buffer": {"d_submodule": TINY_D_MODEL, "ctx_len": 1024, "refresh_batch_size": 32}}
     (folder / "config.json").write_text(json.dumps(config))
     torch.save({"encoder.weight": weights["W_enc"].T.contiguous(), "encoder.bias": weights["b_enc"],
                 "decoder.weight": weights["W_dec"].T.contiguous(), "b_dec": weights["b_dec"],
@@ -221,7 +223,7 @@ def gemma_shape_override(real_loader):
     """sae-lens's real gemma_2 converter, told the tiny shapes (it infers d_in/d_sae from the names)."""
     def loader(repo_id, folder_name, device="cpu", force_download=False, cfg_overrides=None):
         return real_loader(repo_id, folder_name, device=device, force_download=force_download,
-                           cfg_overrides={**(cfg_overrides or {}), "d_in": D_MODEL, "d_sae": D_SAE})
+                           cfg_overrides={**(cfg_overrides or {}), "d_in": TINY_D_MODEL, "d_sae": TINY_D_SAE})
     return loader
 
 

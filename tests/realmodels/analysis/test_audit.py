@@ -9,25 +9,26 @@ import torch
 from realmodels.analysis import plotting
 from realmodels.analysis.audit import AuditConfig, AuditReport, audit, push_strengths
 from realmodels.analysis.geometry import null_pool
-from tests.realmodels.synthetic_sae import CONTROL, D_SAE, HARMFUL, INDUCING, planted_decoder
+from tests.realmodels.synthetic_sae import (PLANTED_CONTROL, PLANTED_D_SAE, PLANTED_HARMFUL, PLANTED_INDUCING,
+                                           planted_decoder)
 from theory.amplification import isotropic_set_prediction
 from theory.errors import InputError
 from theory.geometry import unit_rows
 
-POOL = null_pool(list(range(D_SAE)), HARMFUL)
+POOL = null_pool(list(range(PLANTED_D_SAE)), PLANTED_HARMFUL)
 FAST = AuditConfig(n_null=300, seed=2)
 
 
 def test_inducing_dataset_is_high_risk_and_control_typical():
     dec = planted_decoder()
-    risky = audit(dec, INDUCING, [1.0] * 6, HARMFUL, POOL, FAST)
-    safe = audit(dec, CONTROL, [1.0] * 6, HARMFUL, POOL, FAST)
+    risky = audit(dec, PLANTED_INDUCING, [1.0] * 6, PLANTED_HARMFUL, POOL, FAST)
+    safe = audit(dec, PLANTED_CONTROL, [1.0] * 6, PLANTED_HARMFUL, POOL, FAST)
     assert risky.risk_level == "high" and risky.safety_score < 0.01
     assert safe.risk_level != "high" and safe.safety_score > 0.05
     assert risky.risk > safe.risk
     top = risky.features[0]
-    assert top["harmful_feature"] in HARMFUL and top["relative_amplification"] > 0.1
-    assert top["top_dataset_feature"] in INDUCING and top["cosine_to_top"] > 0.8
+    assert top["harmful_feature"] in PLANTED_HARMFUL and top["relative_amplification"] > 0.1
+    assert top["top_dataset_feature"] in PLANTED_INDUCING and top["cosine_to_top"] > 0.8
     rel = [row["relative_amplification"] for row in risky.features]
     assert rel == sorted(rel, reverse=True)
 
@@ -35,26 +36,27 @@ def test_inducing_dataset_is_high_risk_and_control_typical():
 def test_predictions_are_theory_isotropic_set_prediction_on_unit_rows():
     dec = planted_decoder()
     g = [0.5, 1.0, 2.0, 0.1, 0.3, 0.7]
-    report = audit(dec, INDUCING, g, HARMFUL, POOL, FAST)
+    report = audit(dec, PLANTED_INDUCING, g, PLANTED_HARMFUL, POOL, FAST)
     unit = unit_rows(dec.double())
-    expected = isotropic_set_prediction(unit[HARMFUL], unit[INDUCING], torch.tensor(g, dtype=torch.float64))
+    g_t = torch.tensor(g, dtype=torch.float64)
+    expected = isotropic_set_prediction(unit[PLANTED_HARMFUL], unit[PLANTED_INDUCING], g_t)
     got = {row["harmful_feature"]: row["predicted_change"] for row in report.features}
-    np.testing.assert_allclose([got[h] for h in HARMFUL], expected.numpy())
-    target_mean = isotropic_set_prediction(unit[INDUCING], unit[INDUCING], torch.tensor(g, dtype=torch.float64)).mean()
+    np.testing.assert_allclose([got[h] for h in PLANTED_HARMFUL], expected.numpy())
+    target_mean = isotropic_set_prediction(unit[PLANTED_INDUCING], unit[PLANTED_INDUCING], g_t).mean()
     assert report.target_mean_change == pytest.approx(float(target_mean))
     rel = {row["harmful_feature"]: row["relative_amplification"] for row in report.features}
-    np.testing.assert_allclose([rel[h] for h in HARMFUL], (expected / target_mean).numpy())
+    np.testing.assert_allclose([rel[h] for h in PLANTED_HARMFUL], (expected / target_mean).numpy())
 
 
 def test_direct_harmful_features_are_flagged_and_report_round_trips():
     dec = planted_decoder()
-    report = audit(dec, INDUCING + [HARMFUL[0]], [1.0] * 7, HARMFUL, POOL, FAST)
+    report = audit(dec, PLANTED_INDUCING + [PLANTED_HARMFUL[0]], [1.0] * 7, PLANTED_HARMFUL, POOL, FAST)
     direct = [row for row in report.features if row["direct"]]
-    assert [row["harmful_feature"] for row in direct] == [HARMFUL[0]]
+    assert [row["harmful_feature"] for row in direct] == [PLANTED_HARMFUL[0]]
     assert AuditReport(**report.to_dict()) == report
     assert list(report.table().columns[:3]) == ["harmful_feature", "predicted_change", "relative_amplification"]
     assert "isotropic-kernel approximation" in report.assumption
-    again = audit(dec, INDUCING + [HARMFUL[0]], [1.0] * 7, HARMFUL, POOL, FAST)
+    again = audit(dec, PLANTED_INDUCING + [PLANTED_HARMFUL[0]], [1.0] * 7, PLANTED_HARMFUL, POOL, FAST)
     assert again.to_dict() == report.to_dict()
     fig = plotting.audit_bars(report, top=3)
     assert fig.axes
@@ -69,9 +71,9 @@ def test_push_strengths():
 def test_bad_audit_inputs():
     dec = planted_decoder()
     with pytest.raises(InputError, match="non-empty"):
-        audit(dec, [], [], HARMFUL, POOL, FAST)
+        audit(dec, [], [], PLANTED_HARMFUL, POOL, FAST)
     with pytest.raises(InputError, match="pool"):
-        audit(dec, INDUCING, [1.0] * 6, HARMFUL, np.arange(3), FAST)
+        audit(dec, PLANTED_INDUCING, [1.0] * 6, PLANTED_HARMFUL, np.arange(3), FAST)
     with pytest.raises(InputError, match="weighting"):
         AuditConfig(weighting="tfidf")
     with pytest.raises(InputError, match="thresholds"):

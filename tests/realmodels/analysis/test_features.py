@@ -8,24 +8,26 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realmodels.analysis.features import (SelectionConfig, active_features, dataset_features, harmful_features, select_features,
-                                 split_samples, take_samples)
-from tests.realmodels.synthetic_sae import CONTROL, HARMFUL, HARMLESS, INDUCING, synthetic_acts
+from realmodels.analysis.features import (SelectionConfig, active_features, dataset_features, harmful_features,
+                                          select_features, split_samples, take_samples)
+from tests.realmodels.synthetic_sae import (PLANTED_CONTROL, PLANTED_HARMFUL, PLANTED_HARMLESS, PLANTED_INDUCING,
+                                           synthetic_acts)
 from theory.errors import InputError
 
 
 def test_dataset_features_find_the_planted_features_best_first():
-    inducing, control = synthetic_acts(INDUCING, seed=1), synthetic_acts(CONTROL, seed=2)
-    chosen = dataset_features(inducing, control, k=len(INDUCING)).tolist()
-    assert sorted(chosen) == INDUCING
+    inducing, control = synthetic_acts(PLANTED_INDUCING, seed=1), synthetic_acts(PLANTED_CONTROL, seed=2)
+    chosen = dataset_features(inducing, control, k=len(PLANTED_INDUCING)).tolist()
+    assert sorted(chosen) == PLANTED_INDUCING
     means = inducing.dense_features().mean(0) - control.dense_features().mean(0)
     assert means[chosen].tolist() == sorted(means[chosen].tolist(), reverse=True)
-    assert sorted(dataset_features(control, inducing, k=len(CONTROL), criterion="welch_t").tolist()) == CONTROL
+    chosen = dataset_features(control, inducing, k=len(PLANTED_CONTROL), criterion="welch_t").tolist()
+    assert sorted(chosen) == PLANTED_CONTROL
 
 
 def test_harmful_features_and_the_empty_set_error():
-    harmful, harmless = synthetic_acts(HARMFUL, seed=3), synthetic_acts(HARMLESS, seed=4)
-    assert sorted(harmful_features(harmful, harmless, k=4).tolist()) == HARMFUL
+    harmful, harmless = synthetic_acts(PLANTED_HARMFUL, seed=3), synthetic_acts(PLANTED_HARMLESS, seed=4)
+    assert sorted(harmful_features(harmful, harmless, k=4).tolist()) == PLANTED_HARMFUL
     with pytest.raises(InputError, match="no feature is more active in harmful than in harmless"):
         harmful_features(harmful, harmful, k=4)
 
@@ -52,7 +54,7 @@ def test_split_depends_on_the_dataset_role():
 
 
 def test_take_samples_keeps_rows_and_sparsity():
-    acts = synthetic_acts(INDUCING, n_samples=10, seed=5)
+    acts = synthetic_acts(PLANTED_INDUCING, n_samples=10, seed=5)
     sub = take_samples(acts, [7, 2])
     assert sub.feature_acts.is_sparse and sub.feature_acts.shape == (2, acts.feature_acts.shape[1])
     torch.testing.assert_close(sub.dense_features(), acts.dense_features()[[7, 2]])
@@ -61,22 +63,23 @@ def test_take_samples_keeps_rows_and_sparsity():
 
 
 def test_select_features_with_a_held_out_split_replicates_planted_features():
-    inducing, control = synthetic_acts(INDUCING, n_samples=40, seed=6), synthetic_acts(CONTROL, n_samples=40, seed=7)
+    inducing = synthetic_acts(PLANTED_INDUCING, n_samples=40, seed=6)
+    control = synthetic_acts(PLANTED_CONTROL, n_samples=40, seed=7)
     cfg = SelectionConfig(k=6, selection_fraction=0.5, seed=3)
     sel = select_features(inducing, control, cfg, names=("health/inducing", "health/control"))
-    assert sorted(sel.indices) == INDUCING
+    assert sorted(sel.indices) == PLANTED_INDUCING
     assert sel.n_select == (20, 20)
     assert sel.heldout["replication"] == 1.0 and sel.heldout["n_evaluate"] == [20, 20]
     assert sel.heldout["mean_selected"] > sel.heldout["mean_all"]
     assert len(sel.scores) == len(sel.mean_diff) == 6
-    assert set(INDUCING + CONTROL) <= set(sel.active)
+    assert set(PLANTED_INDUCING + PLANTED_CONTROL) <= set(sel.active)
     no_split = select_features(inducing, control, SelectionConfig(k=6), names=("a", "b"))
     assert no_split.heldout is None and no_split.n_select == (40, 40)
     assert type(sel).from_dict(sel.to_dict()) == sel
 
 
 def test_active_features_are_those_that_fire_somewhere():
-    acts = synthetic_acts(INDUCING, n_samples=5, seed=8, background=0.0)
+    acts = synthetic_acts(PLANTED_INDUCING, n_samples=5, seed=8, background=0.0)
     dense = acts.dense_features()
     assert active_features(acts).tolist() == torch.nonzero((dense != 0).any(0)).flatten().tolist()
 

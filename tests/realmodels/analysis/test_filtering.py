@@ -7,14 +7,16 @@ import pytest
 import torch
 
 from realmodels.analysis.filtering import FilterConfig, apply_filter, read_jsonl_lines, score_samples
-from tests.realmodels.synthetic_sae import HARMFUL, HARMLESS, INDUCING, planted_decoder, synthetic_acts
+from tests.realmodels.synthetic_sae import (PLANTED_HARMFUL, PLANTED_HARMLESS, PLANTED_INDUCING, planted_decoder,
+                                           synthetic_acts)
 from theory.errors import InputError
 from theory.filtering import choose_removal, feature_axis_scores, sample_scores, score_separation
 
 
 def _mixed(seed: int = 0):
     """A training set: 8 samples that use harmful-adjacent (inducing) features, then 16 that use harmless ones."""
-    near, far = synthetic_acts(INDUCING, n_samples=8, seed=seed), synthetic_acts(HARMLESS, n_samples=16, seed=seed + 1)
+    near = synthetic_acts(PLANTED_INDUCING, n_samples=8, seed=seed)
+    far = synthetic_acts(PLANTED_HARMLESS, n_samples=16, seed=seed + 1)
     return type(near)(feature_acts=torch.cat([near.feature_acts, far.feature_acts]).coalesce(),
                       residual_mean=torch.cat([near.residual_mean, far.residual_mean]),
                       n_tokens=torch.cat([near.n_tokens, far.n_tokens]))
@@ -22,27 +24,28 @@ def _mixed(seed: int = 0):
 
 def test_residual_scores_are_theory_sample_scores_and_rank_harmful_adjacent_samples_first():
     acts, dec = _mixed(), planted_decoder()
-    scores = score_samples(acts, dec, HARMFUL, FilterConfig())
-    torch.testing.assert_close(scores, sample_scores(acts.residual_mean, dec[HARMFUL]))
+    scores = score_samples(acts, dec, PLANTED_HARMFUL, FilterConfig())
+    torch.testing.assert_close(scores, sample_scores(acts.residual_mean, dec[PLANTED_HARMFUL]))
     assert scores[:8].min() > scores[8:].max()
-    mean = score_samples(acts, dec, HARMFUL, FilterConfig(reduce="mean"))
-    torch.testing.assert_close(mean, sample_scores(acts.residual_mean, dec[HARMFUL], reduce="mean"))
+    mean = score_samples(acts, dec, PLANTED_HARMFUL, FilterConfig(reduce="mean"))
+    torch.testing.assert_close(mean, sample_scores(acts.residual_mean, dec[PLANTED_HARMFUL], reduce="mean"))
 
 
 def test_feature_scores_are_the_toxic_share_of_each_sample_in_any_chunking():
-    acts = synthetic_acts(HARMFUL, n_samples=13, seed=3)
+    acts = synthetic_acts(PLANTED_HARMFUL, n_samples=13, seed=3)
     dense = acts.dense_features()
-    expected = (dense[:, HARMFUL] / dense.norm(dim=1, keepdim=True)).max(dim=1).values
+    expected = (dense[:, PLANTED_HARMFUL] / dense.norm(dim=1, keepdim=True)).max(dim=1).values
     for chunk in (1, 4, 100):
-        got = feature_axis_scores(acts.feature_acts, HARMFUL, chunk_size=chunk)
+        got = feature_axis_scores(acts.feature_acts, PLANTED_HARMFUL, chunk_size=chunk)
         torch.testing.assert_close(got, expected)
-    torch.testing.assert_close(score_samples(acts, None, HARMFUL, FilterConfig(representation="features")), expected)
+    by_axes = score_samples(acts, None, PLANTED_HARMFUL, FilterConfig(representation="features"))
+    torch.testing.assert_close(by_axes, expected)
 
 
 def test_geometric_filter_removes_the_top_fraction_and_keeps_line_order():
     acts, dec = _mixed(), planted_decoder()
     lines = [f'{{"id": {i}}}' for i in range(24)]
-    scores = score_samples(acts, dec, HARMFUL, FilterConfig())
+    scores = score_samples(acts, dec, PLANTED_HARMFUL, FilterConfig())
     result = apply_filter(lines, scores, FilterConfig(fraction=8 / 24), n_tokens=acts.n_tokens)
     assert result.removed_lines == lines[:8] and result.kept_lines == lines[8:]
     table = result.scores
@@ -65,9 +68,9 @@ def test_random_baseline_same_size_seeded_and_different():
 
 def test_score_separation_separates_harmful_from_harmless():
     dec = planted_decoder()
-    harmful, harmless = synthetic_acts(HARMFUL, seed=7), synthetic_acts(HARMLESS, seed=8)
-    v = score_separation(score_samples(harmful, dec, HARMFUL, FilterConfig()),
-                       score_samples(harmless, dec, HARMFUL, FilterConfig()))
+    harmful, harmless = synthetic_acts(PLANTED_HARMFUL, seed=7), synthetic_acts(PLANTED_HARMLESS, seed=8)
+    v = score_separation(score_samples(harmful, dec, PLANTED_HARMFUL, FilterConfig()),
+                       score_samples(harmless, dec, PLANTED_HARMFUL, FilterConfig()))
     assert v["auc"] == 1.0 and v["mannwhitney_p"] < 1e-3
 
 
@@ -84,7 +87,7 @@ def test_fraction_outside_unit_interval_is_an_input_error(fraction):
 
 
 def test_other_bad_filter_inputs():
-    acts = synthetic_acts(HARMFUL, n_samples=4)
+    acts = synthetic_acts(PLANTED_HARMFUL, n_samples=4)
     with pytest.raises(InputError, match="empty"):
         score_samples(acts, planted_decoder(), [], FilterConfig())
     with pytest.raises(InputError, match="4 samples but 3"):

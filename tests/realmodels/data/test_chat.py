@@ -8,7 +8,7 @@ import torch
 from realmodels.data.chat import (assistant_spans, dataset_hash, read_chat_jsonl, tokenize_chat, tokenize_chats)
 from theory.errors import InputError
 
-from tests.realmodels.tiny_models import INDUCING, build_tokenizer
+from tests.realmodels.tiny_models import INDUCING_CHATS, build_tokenizer
 
 FAMILIES = ["gemma2", "llama", "gptoss"]
 
@@ -19,10 +19,10 @@ def tokenizers():
 
 
 def test_reads_conversations_and_hashes_content(inducing_jsonl, tmp_path, write_chat_jsonl):
-    assert read_chat_jsonl(inducing_jsonl) == INDUCING
-    copy = write_chat_jsonl(tmp_path / "copy.jsonl", INDUCING)
+    assert read_chat_jsonl(inducing_jsonl) == INDUCING_CHATS
+    copy = write_chat_jsonl(tmp_path / "copy.jsonl", INDUCING_CHATS)
     assert dataset_hash(copy) == dataset_hash(inducing_jsonl)
-    changed = write_chat_jsonl(tmp_path / "changed.jsonl", INDUCING[:-1])
+    changed = write_chat_jsonl(tmp_path / "changed.jsonl", INDUCING_CHATS[:-1])
     assert dataset_hash(changed) != dataset_hash(inducing_jsonl)
 
 
@@ -52,7 +52,7 @@ def test_missing_file(tmp_path):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_mask_covers_exactly_the_assistant_replies(tokenizers, family):
     tokenizer = tokenizers[family]
-    messages = INDUCING[0]  # two user turns, two assistant turns (the second with a trailing newline)
+    messages = INDUCING_CHATS[0]  # two user turns, two assistant turns (the second with a trailing newline)
     chat = tokenize_chat(tokenizer, messages)
     assert chat.input_ids.shape == chat.assistant_mask.shape and chat.assistant_mask.dtype == torch.bool
     text, spans = assistant_spans(tokenizer, messages)
@@ -85,10 +85,10 @@ def test_template_rejection_and_truncation_are_input_errors(tokenizers):
     with pytest.raises(InputError, match="data.jsonl:7: the chat template rejects this conversation .*System role"):
         tokenize_chats(tokenizers["gemma2"], [system], labels=["data.jsonl:7"])
     assert tokenize_chat(tokenizers["llama"], system).assistant_mask.any()
-    first = int(tokenize_chat(tokenizers["llama"], INDUCING[1]).assistant_mask.nonzero()[0])
+    first = int(tokenize_chat(tokenizers["llama"], INDUCING_CHATS[1]).assistant_mask.nonzero()[0])
     with pytest.raises(InputError, match=f"no assistant tokens within the first {first} tokens"):
-        tokenize_chat(tokenizers["llama"], INDUCING[1], max_length=first)
-    short = tokenize_chat(tokenizers["llama"], INDUCING[1], max_length=first + 3)
+        tokenize_chat(tokenizers["llama"], INDUCING_CHATS[1], max_length=first)
+    short = tokenize_chat(tokenizers["llama"], INDUCING_CHATS[1], max_length=first + 3)
     assert len(short.input_ids) == first + 3 and int(short.assistant_mask.sum()) == 3
 
 
@@ -97,14 +97,14 @@ def test_template_that_rewrites_replies_is_an_input_error(tokenizers):
     tokenizer.chat_template = tokenizers["llama"].chat_template.replace("{{ m['content'] | trim }}",
                                                                         "{{ m['content'] | upper }}")
     with pytest.raises(InputError, match="does not reproduce assistant turn 1 verbatim"):
-        tokenize_chat(tokenizer, INDUCING[1])
+        tokenize_chat(tokenizer, INDUCING_CHATS[1])
 
 
 def test_tokenizer_without_template(tokenizers):
     tokenizer = build_tokenizer("llama")
     tokenizer.chat_template = None
     with pytest.raises(InputError, match="no chat template"):
-        tokenize_chats(tokenizer, INDUCING)
+        tokenize_chats(tokenizer, INDUCING_CHATS)
 
 
 def test_jsonl_round_trip_of_written_fixture(harmful_jsonl):

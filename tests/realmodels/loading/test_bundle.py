@@ -109,7 +109,8 @@ def test_model_missing_from_cache_names_the_model(hub_cache, tiny_sae_dir, tiny_
 
 def test_oversize_cpu_load_is_refused_before_loading(hub_cache, monkeypatch):
     monkeypatch.setattr(memory, "available_ram_gb", lambda: 1.0)
-    monkeypatch.setattr("realmodels.loading.bundle.load_sae", lambda *a, **k: pytest.fail("loaded before the memory check"))
+    monkeypatch.setattr("realmodels.loading.bundle.load_sae",
+                        lambda *a, **k: pytest.fail("loaded before the memory check"))
     estimate = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=3)
     assert estimate.model_gb == pytest.approx(5.229, abs=1e-3)  # 2.61e9 params in bfloat16
     assert estimate.sae_gb == pytest.approx(3 * 2304 * 16384 * 4 / 1e9)

@@ -8,7 +8,7 @@ from sae_lens import SAE
 from realmodels.loading.saes import load_decoder, load_sae, resolve_sae_source, sae_layer
 from theory.errors import InputError
 
-from tests.realmodels.tiny_models import D_MODEL, D_SAE, random_sae_weights
+from tests.realmodels.tiny_models import TINY_D_MODEL, TINY_D_SAE, random_sae_weights
 
 LAYOUTS = [  # release, sae_id, layer, conftest weight seed
     ("gemma-scope-2b-pt-res-canonical", "layer_1/width_16k/canonical", 1, 101),
@@ -20,7 +20,7 @@ LAYOUTS = [  # release, sae_id, layer, conftest weight seed
 @pytest.mark.parametrize(("release", "sae_id", "layer", "seed"), LAYOUTS, ids=[r for r, *_ in LAYOUTS])
 def test_real_release_loads_offline_from_the_cache(hub_cache, release, sae_id, layer, seed):
     sae = SAE.from_pretrained(release, sae_id)
-    assert (sae.cfg.d_in, sae.cfg.d_sae) == (D_MODEL, D_SAE)
+    assert (sae.cfg.d_in, sae.cfg.d_sae) == (TINY_D_MODEL, TINY_D_SAE)
     assert sae_layer(sae, release) == layer
     expected = random_sae_weights(seed)["W_dec"]
     atol = 2e-2 if release == "llama_scope_lxr_8x" else 0  # llama scope files are bfloat16
@@ -33,7 +33,7 @@ def test_load_decoder_reads_only_the_decoder_and_matches_sae_lens(hub_cache, mon
     full = SAE.from_pretrained(release, sae_id).W_dec.detach()
     monkeypatch.setattr(SAE, "from_pretrained", lambda *a, **k: pytest.fail("materialised the whole SAE"))
     decoder = load_decoder(sae_release=release, sae_id=sae_id)
-    assert decoder.dtype == torch.float32 and decoder.shape == (D_SAE, D_MODEL)
+    assert decoder.dtype == torch.float32 and decoder.shape == (TINY_D_SAE, TINY_D_MODEL)
     assert torch.equal(decoder, full)  # same ops as the converter, incl. llama scope's folded norm factor
 
 
@@ -49,7 +49,7 @@ def test_saved_sae_dir_round_trips(tiny_gemma2_dir, tiny_sae_dir):
     sae = load_sae(resolve_sae_source(sae_path=path))
     assert sae_layer(sae, str(path)) == 1
     assert torch.equal(load_decoder(sae_path=path), sae.W_dec.detach())
-    assert torch.equal(load_decoder(sae_path=path), random_sae_weights(10 + D_MODEL)["W_dec"])
+    assert torch.equal(load_decoder(sae_path=path), random_sae_weights(10 + TINY_D_MODEL)["W_dec"])
 
 
 def test_bad_sae_inputs_are_one_line_errors(hub_cache, tmp_path, tiny_gemma2_dir):

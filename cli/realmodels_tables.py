@@ -1,0 +1,93 @@
+"""What the ``realmodels`` commands print: the registry and each command's summary as a rich table, read
+from the same summary dict that the run directory's ``summary.json`` holds (so a finished run is shown
+exactly as it was when it ran)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from cli.progress import stdout_console
+
+console = stdout_console()
+
+
+def fmt(x: float | None, spec: str = ".3f") -> str:
+    return "nan" if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def print_checkpoints() -> None:
+    from realmodels.loading.memory import SAE_PEAK_COPIES
+    from realmodels.loading.registry import REGISTRY, memory_estimate_gb
+
+    table = Table(title="registered checkpoints", caption="GB = parameters x bytes per parameter (1e9 bytes); "
+                  "SAE: peak RAM while sae-lens loads it (float32)")
+    for col, justify in (("name", "left"), ("model / SAE release", "left"), ("SAE layers", "right"),
+                         ("d_model / d_sae", "right"), ("params", "right"), ("weights", "right"),
+                         ("float32", "right"), ("SAE", "right")):
+        table.add_column(col, justify=justify, no_wrap=col in ("name", "model / SAE release"))
+    for spec in REGISTRY.values():
+        layers = list(spec.layers)
+        span = ("none" if not layers else f"{layers[0]}-{layers[-1]}" if layers == list(range(layers[0], layers[-1] + 1))
+                else ",".join(map(str, layers)))
+        d_sae = "?" if spec.d_sae is None else f"{spec.d_sae:,}"
+        sae_gb = "?" if spec.d_sae is None else f"{SAE_PEAK_COPIES * spec.hidden_size * spec.d_sae * 4 / 1e9:.1f} GB"
+        table.add_row(spec.name, f"{spec.model_id}\n{spec.sae_release}", span, f"{spec.hidden_size:,} / {d_sae}",
+                      f"{spec.n_params / 1e9:.2f} B", f"{memory_estimate_gb(spec):.1f} GB {spec.default_dtype}",
+                      f"{memory_estimate_gb(spec, 'float32'):.1f} GB", sae_gb)
+    console.print(table)
+
+
+def print_geometry(summary: dict, proximity: str, out: Path) -> None:
+    table = Table(title=f"proximity to harmful features ({proximity}): inducing vs control")
+    for col in ("domain", "n ind/ctl", "inducing [CI]", "control [CI]", "difference [CI]", "MW p", "perm p",
+                "Cliff's δ", "null p (ind)"):
+        table.add_column(col, justify="right")
+    for r in summary["domains"]:
+        table.add_row(r["domain"], f"{r['n_inducing']}/{r['n_control']}",
+                      f"{fmt(r['mean_inducing'])} [{fmt(r['inducing_ci_low'])}, {fmt(r['inducing_ci_high'])}]",
+                      f"{fmt(r['mean_control'])} [{fmt(r['control_ci_low'])}, {fmt(r['control_ci_high'])}]",
+                      f"{fmt(r['difference'], '+.3f')} [{fmt(r['difference_ci_low'], '+.3f')}, "
+                      f"{fmt(r['difference_ci_high'], '+.3f')}]",
+                      fmt(r["mannwhitney_p"], ".3g"), fmt(r["permutation_p"], ".3g"), fmt(r["cliffs_delta"], "+.2f"),
+                      fmt(r["null_p_inducing"], ".3g"))
+    console.print(table)
+    console.print(f"run directory: [bold]{out}[/]")
+
+
+def print_filter(summary: dict, out: Path) -> None:
+    table = Table(title=f"{summary['method']} filtering")
+    for col in ("samples", "removed", "kept", "mean score removed", "mean score kept", "toxic features",
+                "score AUC harmful vs harmless"):
+        table.add_column(col, justify="right")
+    v = summary["score_validity"]
+    table.add_row(str(summary["n_samples"]), str(summary["n_removed"]), str(summary["n_kept"]),
+                  fmt(summary["mean_score_removed"]), fmt(summary["mean_score_kept"]),
+                  str(len(summary["toxic_features"])),
+                  f"{fmt(v['auc'])} ({'held-out' if v['held_out'] else 'in-sample'})")
+    console.print(table)
+    console.print(f"filtered data: [bold]{out / 'filtered.jsonl'}[/] (removed: removed.jsonl, scores: scores.csv)")
+
+
+def print_audit(summary: dict, out: Path) -> None:
+    """``summary``: the ``AuditReport`` fields without ``features``, plus the ``top_harmful_features`` shown."""
+    rows, null = summary["top_harmful_features"], summary["null"]
+    table = Table(title=f"predicted amplification of harmful features (top {len(rows)} "
+                        f"of {summary['n_harmful_features']})")
+    for col in ("harmful feature", "relative amplification", "Δa (η<x̄,x'> units)", "via dataset feature",
+                "cosine", "direct"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(str(row["harmful_feature"]), fmt(row["relative_amplification"], "+.3f"),
+                      fmt(row["predicted_change"], "+.3g"), str(row["top_dataset_feature"]),
+                      fmt(row["cosine_to_top"], "+.3f"), "yes" if row["direct"] else "")
+    console.print(table)
+    level = summary["risk_level"]
+    colour = {"high": "bold red", "elevated": "yellow", "typical": "green"}[level]
+    console.print(f"geometric safety score [bold]{summary['safety_score']:.3f}[/] ([{colour}]{level} risk[/]): "
+                  f"risk {summary['risk']:.3f} vs random feature sets {null['null_mean']:.3f} "
+                  f"(z = {fmt(null['z_score'], '+.2f')}, {null['n_draws']} draws)")
+    console.print(f"[dim]{summary['assumption']}[/]")
+    console.print(f"run directory: [bold]{out}[/]")
