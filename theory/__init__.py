@@ -5,22 +5,31 @@ toy model of superposition), ``geometry`` (cosines, chunked neighbours, set prox
 dimensionality), ``agreement`` (prediction vs measurement), ``stats`` (proximity tests), ``filtering``
 (sample scoring and removal), ``selection`` (features tied to a dataset against a control),
 ``misalignment`` (harmful rise, EM rate, task gain, reduction % with CIs), ``regularise`` (gradient
-projection off the harmful directions, growth penalty), ``errors`` (the user-input exception)."""
+projection off the harmful directions, growth penalty), ``errors`` (the user-input exception).
 
-from theory.agreement import Agreement, agreement
-from theory.errors import InputError
-from theory.filtering import Removal, random_removal, remove_top_fraction, sample_scores
-from theory.geometry import (Neighbours, SetProximity, cosine_similarity, feature_dimensionality, max_overlap,
-                             row_norms, set_proximity, top_k_neighbours, unit_rows)
-from theory.selection import contrast_scores, top_k_features, validate_selection
-from theory.stats import (Correlation, Interval, NullComparison, ProximityComparison, bootstrap_mean_ci,
-                          compare_proximity, correlation_with_ci, random_set_null)
+The names below are exported lazily (PEP 562), so ``import theory.errors`` or ``theory.configs`` imports
+neither torch nor scipy: the CLIs validate their input before paying for those imports."""
 
-__all__ = [
-    "Agreement", "agreement", "InputError", "Removal", "random_removal", "remove_top_fraction", "sample_scores",
-    "Neighbours", "SetProximity", "cosine_similarity", "feature_dimensionality", "max_overlap", "row_norms",
-    "set_proximity",
-    "top_k_neighbours", "unit_rows", "Correlation", "Interval", "NullComparison", "ProximityComparison",
-    "bootstrap_mean_ci", "compare_proximity", "correlation_with_ci", "random_set_null",
-    "contrast_scores", "top_k_features", "validate_selection",
-]
+from importlib import import_module
+
+_EXPORTS = {  # name -> submodule that defines it
+    "Agreement": "agreement", "agreement": "agreement", "InputError": "errors",
+    "Removal": "filtering", "random_removal": "filtering", "remove_top_fraction": "filtering",
+    "sample_scores": "filtering",
+    "Neighbours": "geometry", "SetProximity": "geometry", "cosine_similarity": "geometry",
+    "feature_dimensionality": "geometry", "max_overlap": "geometry", "row_norms": "geometry",
+    "set_proximity": "geometry", "top_k_neighbours": "geometry", "unit_rows": "geometry",
+    "contrast_scores": "selection", "top_k_features": "selection", "validate_selection": "selection",
+    "Correlation": "stats", "Interval": "stats", "NullComparison": "stats", "ProximityComparison": "stats",
+    "bootstrap_mean_ci": "stats", "compare_proximity": "stats", "correlation_with_ci": "stats",
+    "random_set_null": "stats",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'theory' has no attribute {name!r}")
+    value = getattr(import_module(f"theory.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
