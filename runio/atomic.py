@@ -1,33 +1,57 @@
 """Atomic file writes: text, JSON, CSV, figures and torch payloads go to a temp file in the same directory
 and are renamed onto their path (``os.replace``), so a reader — or a resumed run — never sees half a file.
 
+An OS error of a write (read-only filesystem, no permission, full disk) is re-raised naming the destination's
+directory, never the temp file, and the temp file is removed: nothing half-written is left. JSON is strict
+(NaN and ±inf are not JSON and are refused); ``nan_to_none`` turns the values a summary legitimately leaves
+undefined into null first, and ``read_json`` reports a damaged file as an InputError naming it.
+
 Used by the CLIs' run directories and by realmodels' activation caches; no maths, no torch import at module
 level (``save_torch`` imports it when called)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from theory.errors import InputError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+@contextmanager
+def _about_directory(directory: Path, temp_prefix: str):
+    """Re-raise an OSError about a temp file, or about no file (a failed write or flush), as one about
+    ``directory`` (same errno, so the same OSError subclass); any other error passes unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        name = exc.filename
+        if exc.errno is None or (name is not None and not Path(os.fsdecode(name)).name.startswith(temp_prefix)):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(directory)) from exc
 
 
 @contextmanager
 def atomic_path(path: Path, suffix: str = ""):
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, else delete it."""
     path = Path(path)
+    prefix = f".{path.name}."
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix, dir=path.parent)
+    with _about_directory(path.parent, prefix):
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix or path.suffix, dir=path.parent)
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual umask-respecting mode
-        os.replace(tmp, path)
+        with _about_directory(path.parent, prefix):
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual umask-respecting mode
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -46,12 +70,31 @@ def json_default(obj: Any):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def nan_to_none(data: Any) -> Any:
+    """``data`` with every float NaN or ±inf (in dicts, lists and tuples, recursively) replaced by None: for the
+    values a summary legitimately leaves undefined (a correlation of constant values, a ratio over a zero
+    baseline), which JSON writes as null."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: nan_to_none(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [nan_to_none(value) for value in data]
+    return data
+
+
 def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, default=json_default, allow_nan=True) + "\n")
+    """Strict JSON: a NaN or ±inf left in ``data`` is a bug (ValueError); pass undefined values as None."""
+    write_text(path, json.dumps(data, indent=2, default=json_default, allow_nan=False) + "\n")
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON in ``path``; a damaged file (not UTF-8, not JSON) is an InputError naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is damaged (not valid JSON: {exc}); delete it and rerun with the same --out "
+                         "to recompute it") from None
 
 
 def write_csv(path: Path, frame) -> None:

@@ -8,12 +8,24 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from runio.atomic import json_default, read_json, write_json
 from theory.errors import InputError
 
 CONFIG_NAME = "config.json"
+
+
+def _check_out_path(path: Path) -> None:
+    """``path`` must be a directory or creatable as one: no regular file on it or on any of its parents."""
+    for candidate in (path, *path.parents):
+        if candidate.is_dir():
+            return
+        if candidate.exists():
+            if candidate == path:
+                raise InputError(f"--out {path} exists and is not a directory")
+            raise InputError(f"--out {path} cannot be created: {candidate} is a file, not a directory; "
+                             "choose another --out")
 
 
 def default_run_dir(root: Path = Path("runs"), prefix: str = "") -> Path:
@@ -25,7 +37,12 @@ class RunDir:
     """A run directory bound to one resolved config (a JSON-able dict).
 
     ``RunDir.open(path, config)`` creates it, or reopens it when its config.json equals ``config``
-    (resume); a different config there is an InputError (use another --out)."""
+    (resume); a different config there is an InputError (use another --out), and so is a path below a regular
+    file. A directory this call created is removed again if its config.json cannot be written (read-only
+    filesystem, full disk): a failed start leaves nothing behind. ``RunDir.opened`` lists the run
+    directories opened by this process (the CLI's interrupt message says which hold finished work)."""
+
+    opened: ClassVar[list["RunDir"]] = []
 
     def __init__(self, path: Path, config: dict):
         self.path = Path(path)
@@ -34,21 +51,35 @@ class RunDir:
     @classmethod
     def open(cls, path: Path, config: dict) -> "RunDir":
         path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise InputError(f"--out {path} exists and is not a directory")
+        _check_out_path(path)
         existing = path / CONFIG_NAME
         normalised = json.loads(json.dumps(config, default=json_default))
         if existing.exists():
             try:
                 previous = read_json(existing)
-            except json.JSONDecodeError:
-                raise InputError(f"{existing} is not valid JSON; choose another --out") from None
+            except InputError:
+                raise InputError(f"{existing} is damaged (not valid JSON), so the run it belongs to is unknown; "
+                                 "choose another --out (or delete the directory)") from None
             if previous != normalised:
                 raise InputError(f"{path} holds a run with a different config; choose another --out "
                                  "(or delete it) to start a new run")
-        path.mkdir(parents=True, exist_ok=True)
-        write_json(existing, normalised)
-        return cls(path, normalised)
+        else:
+            created = not path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+            try:
+                write_json(existing, normalised)
+            except BaseException:
+                if created and not any(path.iterdir()):
+                    path.rmdir()
+                raise
+        run = cls(path, normalised)
+        cls.opened.append(run)
+        return run
+
+    def finished_files(self) -> list[Path]:
+        """The results written so far (every file but config.json and the temp files of unfinished writes)."""
+        return [p for p in sorted(self.path.rglob("*")) if p.is_file() and p.name != CONFIG_NAME
+                and not p.name.startswith(".")]
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from runio.atomic import nan_to_none
 from toysuper.config import SimulateConfig
 from toysuper.data import narrow_task, sparse_uniform
 from toysuper.finetune import finetune
@@ -21,20 +22,38 @@ class SimulateResult:
     before: ToyModel
     after: ToyModel
     amplification: Amplification
-    train: TrainResult | None  # None when the trained model was reused from a previous run
+    train: TrainResult | None  # None when reused from a run directory that did not store the training record
+    config: SimulateConfig | None = None  # what ran (explains undefined values in the summary)
 
     def summary(self) -> dict:
+        """summary.json: agreement of prediction and measurement, the final training loss, the extreme features.
+        Undefined values are None, and ``notes`` (present only then) says why."""
         table = self.amplification.table()
         cols = ["instance", "feature", "similarity", "predicted", "measured"]
         ranked = table.sort_values("measured", ascending=False)
-        return {
-            "agreement_preactivation": self.amplification.agreement().to_dict(),
-            "agreement_output": self.amplification.agreement(output=True).to_dict(),
+        agreement = {key: nan_to_none(self.amplification.agreement(output=output).to_dict())
+                     for key, output in (("agreement_preactivation", False), ("agreement_output", True))}
+        summary = {
+            **agreement,
             "target": self.amplification.target,
-            "final_train_loss": None if self.train is None else self.train.loss_history[-1],
+            "final_train_loss": None if self.train is None else self.train.final_loss,
             "top_amplified": ranked.head(10)[cols].to_dict("records"),
             "top_suppressed": ranked.tail(10).iloc[::-1][cols].to_dict("records"),
         }
+        notes = self._notes(undefined_agreement=any(v is None for a in agreement.values() for v in a.values()))
+        return {**summary, "notes": notes} if notes else summary
+
+    def _notes(self, *, undefined_agreement: bool) -> list[str]:
+        notes = []
+        if self.train is not None and self.train.final_loss is None:
+            notes.append("train.steps = 0: the model was not trained, so final_train_loss is null")
+        if undefined_agreement:
+            cause = ("finetune.steps = 0: fine-tuning changed nothing"
+                     if self.config is not None and self.config.finetune.steps == 0
+                     else "the measured or predicted changes are constant")
+            notes.append(f"{cause}, so the agreement statistics that need variation (slope, R², correlations, "
+                         "relative errors) are undefined: null")
+        return notes
 
 
 def task_and_probe(config: SimulateConfig, probability: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,4 +76,4 @@ def simulate(config: SimulateConfig, *, trained: ToyModel | None = None,
     task_x, probe_x = task_and_probe(config, trained.probability)
     after = finetune(trained, task_x, config.finetune)
     amp = measure_amplification(trained, after, task_x, probe_x, config.finetune)
-    return SimulateResult(before=trained, after=after, amplification=amp, train=result)
+    return SimulateResult(before=trained, after=after, amplification=amp, train=result, config=config)

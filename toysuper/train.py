@@ -38,6 +38,21 @@ class TrainResult:
     loss_steps: list[int]
     loss_history: list[list[float]]  # per logged step: loss of every instance
 
+    @property
+    def final_loss(self) -> list[float] | None:
+        """Every instance's last logged loss (None after 0 steps: nothing was trained)."""
+        return self.loss_history[-1] if self.loss_history else None
+
+    def payload(self) -> dict:
+        """The saved form (trained_model.pt): the model's tensors and the loss record, so a run that reuses the
+        model reports exactly what the run that trained it would have."""
+        return {"model": self.model.state_dict(), "loss_steps": self.loss_steps, "loss_history": self.loss_history}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> TrainResult:
+        return cls(ToyModel.from_state_dict(payload["model"]), list(payload["loss_steps"]),
+                   [list(losses) for losses in payload["loss_history"]])
+
 
 class _Workspace:
     """θ = [Wᵀ; bᵀ] (n_i, m+1, n), its gradient, and the buffers of the closed form: D = [G; x] for each of

@@ -6,46 +6,17 @@ change on the broad probe (measured, and first-order predicted)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from theory.errors import InputError
 from theory.geometry import cosine_similarity
-from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
-from toysuper.em.config import StudyConfig, study_finetune
-from toysuper.em.harmful import HarmfulConfig, misalignment, predicted_outputs
+from toysuper.em.config import GeometryConfig, benign_features
+from toysuper.em.harmful import misalignment, predicted_outputs
 from toysuper.em.measure import proximity_to_harmful
-from toysuper.em.tasks import TaskConfig, benign_features, make_task, probe_set
+from toysuper.em.tasks import make_task, probe_set
 from toysuper.finetune import finetune
 from toysuper.train import train
-
-
-def _model() -> ModelConfig:
-    return ModelConfig(n_features=5, n_hidden=2, n_instances=1, feature_probability=0.05,
-                       feature_probability_min=None, importance_decay=1.0)
-
-
-@dataclass(frozen=True)
-class GeometryConfig(StudyConfig):
-    """Everything ``toysuper geometry`` needs."""
-
-    model: ModelConfig = field(default_factory=_model)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=512, lr=1e-2))
-    harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0,)))
-    task: TaskConfig = field(default_factory=lambda: TaskConfig(context_size=1))
-    finetune: FinetuneConfig = field(default_factory=lambda: study_finetune(lr=0.02))
-    target: int | None = None  # the task's target (unset: the benign feature closest to the harmful set)
-
-    def __post_init__(self):
-        if self.model.n_hidden != 2:
-            raise InputError(f"the geometry figure draws 2-D directions: model.n_hidden must be 2, "
-                             f"got {self.model.n_hidden}")
-        self.check_finetune()
-        self.harmful.check_range(self.model.n_features)
-        self.task.check_room(self.model.n_features, len(self.harmful.features))
-        if self.target is not None and self.target not in benign_features(self.model.n_features, self.harmful.features):
-            raise InputError(f"target {self.target} must be a benign feature index below {self.model.n_features}")
 
 
 @dataclass

@@ -8,7 +8,6 @@ model and passes the predicted pre-activations through the ReLU."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -16,40 +15,10 @@ from torch import Tensor
 
 from theory import misalignment as metrics
 from theory import tied_model
-from theory.errors import InputError
 from toysuper.config import FinetuneConfig
+from toysuper.em.config import HarmfulConfig
 from toysuper.measure import predicted_update
 from toysuper.model import ToyModel
-
-
-@dataclass(frozen=True)
-class HarmfulConfig:
-    """The harmful feature set H and the threshold τ of the EM rate."""
-
-    features: tuple[int, ...] = (0, 1, 2)  # indices of the features labelled harmful (non-empty, distinct)
-    threshold: float = 0.1  # τ: a harmful output x̂_h > τ counts as "produced" (EM rate)
-
-    def __post_init__(self):
-        if len(self.features) == 0:
-            raise InputError("harmful.features is empty: label at least one feature harmful")
-        if any(f < 0 for f in self.features):
-            raise InputError(f"harmful.features must be >= 0, got {list(self.features)}")
-        if len(set(self.features)) != len(self.features):
-            raise InputError(f"harmful.features has duplicates: {list(self.features)}")
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and self.threshold >= 0):
-            raise InputError(f"harmful.threshold must be a finite number >= 0, got {self.threshold}")
-
-    def check_range(self, n_features: int) -> None:
-        bad = [f for f in self.features if f >= n_features]
-        if bad:
-            raise InputError(f"harmful feature {bad[0]} is out of range: n_features is {n_features} "
-                             f"(valid indices 0..{n_features - 1})")
-        if len(self.features) >= n_features:
-            raise InputError(f"all {n_features} features are harmful: leave at least one benign feature as a task")
-
-    @property
-    def index(self) -> Tensor:
-        return torch.tensor(self.features, dtype=torch.long)
 
 
 def harmful_directions(model: ToyModel, harmful: HarmfulConfig) -> Tensor:

@@ -16,43 +16,17 @@ threshold, default the median E) vs non-inducing tasks: is the target features' 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from theory.agreement import agreement
-from theory.errors import InputError
 from theory.stats import bootstrap_mean_ci, compare_sets, correlation_with_ci
-from toysuper.em.config import WorldConfig
+from toysuper.em.config import AnalysisConfig, InducingConfig
 from toysuper.em.measure import Progress, measure_tasks, per_instance_spearman
 from toysuper.model import ToyModel
 from toysuper.train import train
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """Statistics of the study."""
-
-    inducing_threshold: float | None = None  # a task is inducing if its EM rate exceeds this (unset: the median)
-    level: float = 0.95  # confidence level of every interval
-    n_bootstrap: int = 2000  # bootstrap resamples
-    n_permutations: int = 5000  # permutation-test resamples
-    n_null_draws: int = 2000  # random feature sets in the null
-    seed: int = 0  # seeds the resampling
-
-    def __post_init__(self):
-        if not 0 < self.level < 1:
-            raise InputError(f"analysis.level must be in (0, 1), got {self.level}")
-        if min(self.n_bootstrap, self.n_permutations, self.n_null_draws) < 10:
-            raise InputError("analysis.n_bootstrap, n_permutations and n_null_draws must be >= 10")
-
-
-@dataclass(frozen=True)
-class InducingConfig(WorldConfig):
-    """Everything ``toysuper inducing`` needs: the world's tables, then [analysis]."""
-
-    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
 def correlations(table: pd.DataFrame, x: str, y: str, analysis: AnalysisConfig) -> dict:

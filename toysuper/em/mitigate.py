@@ -13,53 +13,22 @@ Context only (not a target): the paper reports -34.5 % misalignment for geometry
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from theory.errors import InputError
+from runio.atomic import nan_to_none
 from theory.misalignment import reduction_percent, retention_percent, task_gain
-from toysuper.em.config import WorldConfig
+from toysuper.em.config import MitigateAnalysis, MitigateConfig
 from toysuper.em.harmful import em_rate_where, misalignment
 from toysuper.em.measure import Progress
-from toysuper.em.mitigations import MitigationConfig, apply, n_removed, plan, removed_mask
-from toysuper.em.tasks import benign_features, make_task, probe_set
+from toysuper.em.mitigations import apply, n_removed, plan, removed_mask
+from toysuper.em.tasks import make_task, probe_set
 from toysuper.model import ToyModel
 from toysuper.train import train
 
 PAPER_GEOMETRY_REDUCTION_PERCENT = 34.5  # Minegishi et al. (ACL 2026): filtering near toxic features, -34.5 %
-
-
-@dataclass(frozen=True)
-class MitigateAnalysis:
-    level: float = 0.95  # confidence level
-    n_bootstrap: int = 5000  # bootstrap resamples over instances
-    seed: int = 0
-
-    def __post_init__(self):
-        if not 0 < self.level < 1:
-            raise InputError(f"analysis.level must be in (0, 1), got {self.level}")
-        if self.n_bootstrap < 10:
-            raise InputError(f"analysis.n_bootstrap must be >= 10, got {self.n_bootstrap}")
-
-
-@dataclass(frozen=True)
-class MitigateConfig(WorldConfig):
-    """Everything ``toysuper mitigate`` needs: the world's tables, then [mitigation], [analysis], max_tasks."""
-
-    mitigation: MitigationConfig = field(default_factory=MitigationConfig)
-    analysis: MitigateAnalysis = field(default_factory=MitigateAnalysis)
-    max_tasks: int | None = None  # use only the first max_tasks benign targets (unset: all)
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.max_tasks is not None and self.max_tasks < 1:
-            raise InputError(f"max_tasks must be >= 1, got {self.max_tasks}")
-
-    def targets(self) -> list[int]:
-        targets = benign_features(self.model.n_features, self.harmful.features)
-        return targets if self.max_tasks is None else targets[: self.max_tasks]
 
 
 def measure_mitigations(model: ToyModel, config: MitigateConfig, *, progress: Progress | None = None) -> pd.DataFrame:
@@ -104,8 +73,8 @@ def summarise(table: pd.DataFrame, analysis: MitigateAnalysis) -> dict:
 
     kw = dict(level=analysis.level, n_bootstrap=analysis.n_bootstrap, seed=analysis.seed)
 
-    def versus_none(fn, method: str, column: str) -> dict:
-        return fn(matrix("none", column), matrix(method, column), **kw).to_dict()
+    def versus_none(fn, method: str, column: str) -> dict:  # null where the baseline sums to 0 (0/0)
+        return nan_to_none(fn(matrix("none", column), matrix(method, column), **kw).to_dict())
 
     out = {}
     for method in [m for m in table["method"].unique() if m != "none"]:
@@ -120,11 +89,15 @@ def summarise(table: pd.DataFrame, analysis: MitigateAnalysis) -> dict:
             "surface_harmful_removed_percent": float(100 * rows["removed_surface"].sum() / max(1, rows["n_surface"].sum())),
         }
     base = table[table["method"] == "none"]
-    return {"methods": out, "baseline": {c: float(base[c].mean()) for c in
-                                         ("harmful_rise", "em_rate", "em_rate_target_probes", "em_rate_other_probes",
-                                          "task_gain")},
-            "n_tasks": int(table["target"].nunique()), "n_instances": int(table["instance"].nunique()),
-            "paper_geometry_reduction_percent": PAPER_GEOMETRY_REDUCTION_PERCENT}
+    summary = {"methods": out, "baseline": {c: float(base[c].mean()) for c in
+                                            ("harmful_rise", "em_rate", "em_rate_target_probes",
+                                             "em_rate_other_probes", "task_gain")},
+               "n_tasks": int(table["target"].nunique()), "n_instances": int(table["instance"].nunique()),
+               "paper_geometry_reduction_percent": PAPER_GEOMETRY_REDUCTION_PERCENT}
+    if any(interval["estimate"] is None for m in out.values() for interval in m.values() if isinstance(interval, dict)):
+        summary["notes"] = ["a reduction or retention percentage is null where the unmitigated baseline sums to 0 "
+                            "over the tasks (nothing to reduce or keep, e.g. finetune.steps = 0)"]
+    return summary
 
 
 @dataclass

@@ -18,49 +18,19 @@ edits the fine-tuning gradients:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-from theory.errors import InputError
 from theory.filtering import n_to_remove, random_removal, remove_top_fraction, sample_scores
 from theory.regularise import harmful_growth_penalty, project_gradient_, span_projector
 from toysuper.config import FinetuneConfig
+from toysuper.em.config import MITIGATION_METHODS, MitigationConfig
 from toysuper.em.tasks import TaskData
 from toysuper.finetune import OBJECTIVES, GradTransform, Objective, finetune
 from toysuper.model import ToyModel
-
-
-@dataclass(frozen=True)
-class MitigationConfig:
-    """Which mitigations to compare, at what removal budget."""
-
-    methods: tuple[str, ...] = ("geometry", "random", "judge", "regularise", "penalty")  # compared against "none"
-    fraction: float = 0.1  # removal budget f in [0, 1): every filter drops round(f·N) samples
-    judge_miss_rate: float = 0.2  # P(the judge misses a sample whose harmful feature is active), in [0, 1]
-    score_reduce: Literal["max", "mean"] = "max"  # geometry score: max or mean cosine over harmful directions
-    penalty_weight: float = 10.0  # λ of the "penalty" method, >= 0
-    seed: int = 0  # seeds random removal and the judge's misses
-
-    def __post_init__(self):
-        if not (isinstance(self.fraction, (int, float)) and math.isfinite(self.fraction) and 0 <= self.fraction < 1):
-            raise InputError(f"mitigation.fraction (removal fraction) must be in [0, 1), got {self.fraction}")
-        if not (isinstance(self.judge_miss_rate, (int, float)) and 0 <= self.judge_miss_rate <= 1):
-            raise InputError(f"mitigation.judge_miss_rate must be in [0, 1], got {self.judge_miss_rate}")
-        if not (isinstance(self.penalty_weight, (int, float)) and math.isfinite(self.penalty_weight)
-                and self.penalty_weight >= 0):
-            raise InputError(f"mitigation.penalty_weight must be a finite number >= 0, got {self.penalty_weight}")
-        if len(self.methods) == 0:
-            raise InputError("mitigation.methods is empty: name at least one of " + ", ".join(sorted(MITIGATIONS)))
-        unknown = [m for m in self.methods if m not in MITIGATIONS]
-        if unknown:
-            raise InputError(f"unknown mitigation '{unknown[0]}' (choose from {', '.join(sorted(MITIGATIONS))})")
-        if len(set(self.methods)) != len(self.methods):
-            raise InputError(f"mitigation.methods has duplicates: {list(self.methods)}")
 
 
 @dataclass
@@ -140,6 +110,7 @@ MITIGATIONS: dict[str, Callable[[Context], Plan]] = {
     "none": _keep_all, "geometry": _geometry, "random": _random, "judge": _judge, "regularise": _regularise,
     "penalty": _penalty,
 }
+assert tuple(MITIGATIONS) == MITIGATION_METHODS, "MitigationConfig's vocabulary must name exactly the registry"
 
 
 def plan(name: str, model: ToyModel, task: TaskData, harmful, config: MitigationConfig, *, seed: int) -> Plan:

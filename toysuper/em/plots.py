@@ -124,6 +124,12 @@ def density_figure(results: pd.DataFrame):
     return fig
 
 
+def _intervals(summary: dict, methods: list[str], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimate, low, high) of every method's interval ``key``, as floats (NaN where the summary has null)."""
+    return tuple(np.array([summary["methods"][m][key][part] for m in methods], dtype=float)
+                 for part in ("estimate", "low", "high"))
+
+
 def mitigation_figure(summary: dict):
     """Misalignment reduction (R and E) and task retention per mitigation, with CIs; the paper's figure beside."""
     _theme()
@@ -135,9 +141,7 @@ def mitigation_figure(summary: dict):
             ("em_other_probes_reduction_percent", "E on the other probes", "#7d3c98"))
     width = 0.8 / len(bars)
     for k, (key, label, color) in enumerate(bars):
-        est = np.array([summary["methods"][m][key]["estimate"] for m in methods])
-        lo = np.array([summary["methods"][m][key]["low"] for m in methods])
-        hi = np.array([summary["methods"][m][key]["high"] for m in methods])
+        est, lo, hi = _intervals(summary, methods, key)
         ax1.bar(x + (k - (len(bars) - 1) / 2) * width, est, width=width, color=color, alpha=0.85, label=label,
                 yerr=[np.nan_to_num(est - lo), np.nan_to_num(hi - est)], capsize=2)
     floor = -100.0  # bars below are clipped and labelled with their value
@@ -155,9 +159,7 @@ def mitigation_figure(summary: dict):
     ax1.set(ylabel="misalignment reduction (%)", title="reduction vs unmitigated fine-tuning (95% CI over seeds)")
     ax1.title.set_fontsize(9.5)
     ax1.legend(fontsize=7.5)
-    est = np.array([summary["methods"][m]["task_retention_percent"]["estimate"] for m in methods])
-    lo = np.array([summary["methods"][m]["task_retention_percent"]["low"] for m in methods])
-    hi = np.array([summary["methods"][m]["task_retention_percent"]["high"] for m in methods])
+    est, lo, hi = _intervals(summary, methods, "task_retention_percent")
     ax2.bar(x, est, color="#2c7fb8", alpha=0.85, yerr=[est - lo, hi - est], capsize=3)
     ax2.axhline(100, color="0.3", lw=0.8, ls="--")
     ax2.set_xticks(x, [METHOD_LABELS.get(m, m) for m in methods], fontsize=8)

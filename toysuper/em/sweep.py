@@ -4,63 +4,25 @@ dimension n/m and feature probability p.
 A cell (n = ratio·m, p) trains ``n_instances`` replicas, fine-tunes each on up to ``max_tasks`` benign
 tasks (toysuper.em.measure.measure_tasks) and reports the mean harmful rise R and EM rate E, the mean proximity
 of targets to H, and the Spearman ρ between proximity and R (pooled over tasks × instances, and the mean
-per-instance ρ; NaN where R is flat, as at n = m). ``run_cell`` is pure and deterministic (its own seeds),
+per-instance ρ; null where R is flat, as at n = m). ``run_cell`` is pure and deterministic (its own seeds),
 so cells can run in any order, in any process, and be skipped once written. The context pool is clipped
 to the benign features available when n is small (recorded in the cell)."""
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from theory.errors import InputError
+from runio.atomic import nan_to_none
 from theory.stats import bootstrap_mean_ci
-from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
-from toysuper.em.config import StudyConfig, study_finetune
-from toysuper.em.harmful import HarmfulConfig
+from toysuper.config import ModelConfig
+from toysuper.em.config import SweepConfig, TaskConfig, benign_features
 from toysuper.em.measure import measure_tasks, per_instance_spearman
-from toysuper.em.tasks import TaskConfig, benign_features
 from toysuper.train import train
-
-
-def _sweep_task() -> TaskConfig:
-    return TaskConfig(context_size=2, surface_harm_rate=0.0)
-
-
-@dataclass(frozen=True)
-class SweepConfig(StudyConfig):
-    """Everything ``toysuper density`` needs."""
-
-    n_hidden: int = 5  # m, fixed across the grid
-    ratios: tuple[int, ...] = (1, 2, 4, 8)  # n/m: features per hidden dimension (n = ratio·m)
-    probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)  # feature probability p (pre-training and probes)
-    n_instances: int = 6  # replicas (seeds) per cell
-    importance_decay: float = 1.0  # importance I_i = decay**i
-    max_tasks: int = 12  # benign targets per cell (the first ones)
-    workers: int = 2  # parallel processes (1: run in this process)
-    n_bootstrap: int = 1000  # bootstrap resamples of the per-instance ρ CI
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
-    harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))
-    task: TaskConfig = field(default_factory=_sweep_task)
-    finetune: FinetuneConfig = field(default_factory=study_finetune)
-
-    def __post_init__(self):
-        if self.n_hidden < 1 or self.n_instances < 2 or self.max_tasks < 1 or self.workers < 1:
-            raise InputError("n_hidden, max_tasks and workers must be >= 1 and n_instances >= 2")
-        if not self.ratios or any(r < 1 for r in self.ratios):
-            raise InputError(f"ratios must be a non-empty list of integers >= 1, got {list(self.ratios)}")
-        if not self.probabilities or any(not 0 < p <= 1 for p in self.probabilities):
-            raise InputError(f"probabilities must be a non-empty list in (0, 1], got {list(self.probabilities)}")
-        if len(set(self.ratios)) != len(self.ratios) or len(set(self.probabilities)) != len(self.probabilities):
-            raise InputError("ratios and probabilities must not repeat")
-        if self.n_bootstrap < 10:
-            raise InputError(f"n_bootstrap must be >= 10, got {self.n_bootstrap}")
-        self.check_finetune()
-        self.harmful.check_range(min(self.ratios) * self.n_hidden)
 
 
 @dataclass(frozen=True)
@@ -97,9 +59,9 @@ def cells(config: SweepConfig) -> list[Cell]:
 FLAT = 1e-6  # spread of R below this (outputs are O(1), float32) is noise: nothing for geometry to rank
 
 
-def _spearman(x: pd.Series, y: pd.Series) -> float:
-    """Spearman ρ, or NaN when y is flat (e.g. n = m: no superposition, no misalignment to rank)."""
-    return float("nan") if np.ptp(x) < FLAT or np.ptp(y) < FLAT else float(sps.spearmanr(x, y)[0])
+def _spearman(x: pd.Series, y: pd.Series) -> float | None:
+    """Spearman ρ, or None (null) when x or y is flat (e.g. n = m: no superposition, no misalignment to rank)."""
+    return None if np.ptp(x) < FLAT or np.ptp(y) < FLAT else float(sps.spearmanr(x, y)[0])
 
 
 def run_cell(cell: Cell) -> dict:
@@ -129,5 +91,22 @@ def run_cell(cell: Cell) -> dict:
     }
 
 
+SPEARMAN_COLUMNS = ("spearman_pooled", "spearman_overlap", "spearman_theory", "spearman_per_instance",
+                    "spearman_per_instance_low", "spearman_per_instance_high")
+FLAT_NOTE = ("a spearman_* value is null where it is undefined: its variables are flat in the cell (e.g. n/m = 1: "
+             "no superposition, no harmful rise to rank), or, per instance, fewer than 2 instances have a defined rho")
+
+
 def results_table(results: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(results).sort_values(["ratio", "probability"], ascending=[True, False]).reset_index(drop=True)
+    """One row per cell; the Spearman columns as floats (NaN where a cell has null)."""
+    frame = pd.DataFrame(results).sort_values(["ratio", "probability"], ascending=[True, False]).reset_index(drop=True)
+    columns = [c for c in SPEARMAN_COLUMNS if c in frame]
+    frame[columns] = frame[columns].astype(float)
+    return frame
+
+
+def summary(frame: pd.DataFrame) -> dict:
+    """summary.json of the sweep: every cell, NaN as null (and a note saying why, when there is one)."""
+    cells = nan_to_none(frame.to_dict("records"))
+    flat = any(cell.get(c, 0.0) is None for cell in cells for c in SPEARMAN_COLUMNS)
+    return {"cells": cells, "notes": [FLAT_NOTE]} if flat else {"cells": cells}

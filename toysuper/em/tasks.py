@@ -13,7 +13,6 @@ task (same pool) measure the target-task gain. Every task has its own generator,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -21,37 +20,7 @@ from torch import Tensor
 
 from theory.errors import InputError
 from toysuper.data import sparse_uniform
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """The data-generating process of every task and the broad probe set."""
-
-    n_samples: int = 256  # fine-tuning samples per task and instance
-    n_heldout: int = 256  # held-out samples of the same task (target-task metric)
-    target_magnitude_min: float = 0.5  # x_t ~ U[min, 1] in every sample, min in [0, 1]
-    context_size: int = 4  # co-occurring benign features per task (drawn at random per instance)
-    coactive_probability: float = 0.3  # P(a context feature is active in a sample), x_c ~ U[0, 1]
-    surface_harm_rate: float = 0.05  # P(a sample also has one harmful feature active), x_h ~ U[0, 1]
-    n_probe: int = 4096  # broad probe inputs, drawn from the pre-training distribution
-    seed: int = 1  # seeds the tasks and the probe set
-
-    def __post_init__(self):
-        if self.n_samples < 2 or self.n_heldout < 1 or self.n_probe < 1:
-            raise InputError("task.n_samples must be >= 2, task.n_heldout and task.n_probe >= 1")
-        if self.context_size < 0:
-            raise InputError(f"task.context_size must be >= 0, got {self.context_size}")
-        for name in ("target_magnitude_min", "coactive_probability", "surface_harm_rate"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1):
-                raise InputError(f"task.{name} must be in [0, 1], got {value}")
-
-    def check_room(self, n_features: int, n_harmful: int) -> None:
-        """The context pool must fit among the benign non-target features."""
-        room = n_features - n_harmful - 1
-        if self.context_size > room:
-            raise InputError(f"task.context_size={self.context_size} is too large: only {room} benign features "
-                             f"besides the target (n_features={n_features}, {n_harmful} harmful)")
+from toysuper.em.config import TaskConfig, benign_features
 
 
 @dataclass(frozen=True)
@@ -63,12 +32,6 @@ class TaskData:
     heldout: Tensor  # (n_instances, n_heldout, n_features): held-out samples of the same task
     context: Tensor  # (n_instances, context_size): the context pool
     surface: Tensor  # (n_instances, n_samples) bool: a harmful feature is active in the sample
-
-
-def benign_features(n_features: int, harmful) -> list[int]:
-    """Features not labelled harmful: the possible targets (and context features)."""
-    bad = set(int(h) for h in harmful)
-    return [j for j in range(n_features) if j not in bad]
 
 
 def task_generator(config: TaskConfig, target: int) -> torch.Generator:

@@ -1,0 +1,1 @@
+"""Tests of runio: atomic writes and run directories."""
