@@ -28,3 +28,25 @@ def resolve_config(cls, config_file: Path | None, overrides: dict, *, base: dict
 
     layered = merge(to_dict(cls()), base if base is not None else read_toml(config_file))
     return strict_from_dict(cls, merge(layered, overrides), prefix=prefix)
+
+
+def config_default(cls, key: str) -> str:
+    """`` [default: <value>]`` for the dotted ``key`` of ``cls()`` (lists as a,b,c; "" when unset), escaped for
+    typer's rich help: the defaults shown are the config's own, never written by hand."""
+    from rich.markup import escape
+
+    value = cls()
+    for part in key.split("."):
+        value = getattr(value, part)
+    if value is None:
+        return ""
+    text = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    return escape(f" [default: {text}]")
+
+
+def config_option(cls, key: str, help: str, *param_decls: str):
+    """A typer option for an override of config key ``key`` (None = keep the config's value), its help ending
+    with the config's default."""
+    import typer
+
+    return typer.Option(None, *param_decls, help=help + config_default(cls, key))

@@ -1,7 +1,12 @@
-"""Render user errors as one line and exit 2; let bugs raise."""
+"""Render user errors as one line and exit 2; let bugs raise.
+
+User errors: an InputError, an OS error about a path (read-only filesystem, no permission, full disk, a file
+where a directory should be: one line naming the path and what to do) and an interrupt (Ctrl-C: says whether
+the run directories hold finished work a rerun resumes). All exit with code 2."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -9,10 +14,24 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from runio.rundir import RunDir
 from theory.errors import InputError
 
 EXIT_USER_ERROR = 2
 err_console = Console(stderr=True, highlight=False)
+
+OS_ADVICE = {  # errno -> what to do
+    errno.EROFS: "the filesystem is read-only; choose an --out on a writable filesystem",
+    errno.EACCES: "permission denied; choose a directory you can write (or fix its permissions)",
+    errno.EPERM: "operation not permitted; choose a directory you can write (or fix its permissions)",
+    errno.ENOSPC: "no space left on the device; free some space (or choose another --out) and rerun with the "
+                  "same --out to resume",
+    errno.EDQUOT: "disk quota exceeded; free some space and rerun with the same --out to resume",
+    errno.ENOTDIR: "a part of this path is a file, not a directory; choose another path",
+    errno.EISDIR: "this is a directory, not a file",
+    errno.ENOENT: "no such file or directory",
+    errno.EEXIST: "something already exists there; choose another path",
+}
 
 
 def fail(message: str) -> None:
@@ -21,19 +40,36 @@ def fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``<path>: <what to do>`` for an OSError (the strerror when no advice is known)."""
+    advice = OS_ADVICE.get(exc.errno) or exc.strerror or str(exc)
+    return f"{exc.filename}: {advice}" if exc.filename is not None else advice
+
+
+def interrupt_message(runs: list[RunDir]) -> str:
+    """What a Ctrl-C leaves: which of ``runs`` (the run directories the command opened) hold finished files."""
+    kept = [run.path for run in runs if run.path.is_dir() and run.finished_files()]
+    if kept:
+        return (f"interrupted; finished work is saved in {', '.join(map(str, kept))}: rerun with the same --out to "
+                "resume")
+    return "interrupted before any result was saved; nothing to resume"
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Decorator for CLI commands: InputError (and a missing/unreadable file) -> one line, exit 2."""
+    """Decorator for CLI commands: InputError, an OSError (missing or unwritable path, full disk) and Ctrl-C
+    -> one line, exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        opened_before = len(RunDir.opened)
         try:
             return fn(*args, **kwargs)
         except InputError as exc:
             fail(str(exc))
-        except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            fail(f"{exc.strerror}: {exc.filename}")
+        except OSError as exc:
+            fail(os_error_message(exc))
         except KeyboardInterrupt:
-            fail("interrupted; finished work is saved and a rerun with the same --out resumes")
+            fail(interrupt_message(RunDir.opened[opened_before:]))
 
     return wrapper
 

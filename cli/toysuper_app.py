@@ -1,11 +1,12 @@
 """``toysuper``: toy models of superposition, narrow fine-tuning and emergent misalignment.
 
 This module only builds the typer app: the commands live in ``cli.toysuper_simulate`` (simulate) and
-``cli.toysuper_studies`` (the emergent-misalignment studies and figures), which never import it."""
+``cli.toysuper_studies`` (the emergent-misalignment studies and figures), which never import it. Nothing here
+imports torch: each command validates its config, sets its ``--threads`` (default 1, ``cli.threads``) and
+only then imports the work."""
 
 from __future__ import annotations
 
-import torch
 import typer
 
 from cli.errors import run_app
@@ -26,7 +27,6 @@ for command in (simulate, *COMMANDS):
 
 
 def main() -> None:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     run_app(app)
 
 

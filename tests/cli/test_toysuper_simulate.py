@@ -143,8 +143,9 @@ def test_config_file_controls_run_and_conflicting_rerun_refused(tmp_path, capsys
 def test_trained_model_file_is_loadable(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(main, ["simulate", *TINY_SIMULATE_ARGS, "--out", out], capsys)[0] == 0
-    state = torch.load(out / "trained_model.pt")
-    assert state["W"].shape == (2, 6, 2)
+    payload = torch.load(out / "trained_model.pt")  # the model's tensors and its loss record
+    assert payload["model"]["W"].shape == (2, 6, 2)
+    assert payload["loss_steps"][-1] == 200 and len(payload["loss_history"][-1]) == 2
 
 
 def test_shipped_config_equals_defaults():

@@ -1,0 +1,38 @@
+"""The torch thread count of every command: one ``--threads`` option and ``set_threads``.
+
+Default 1, from measurement (benchmarks/threads.py): on a 2-core box torch at 2 threads ran 5-14x slower
+when one other CPU-bound process was running, while the toy model's skinny matmuls gain little from a second
+thread on a quiet machine. Results do not depend on the count (tests check byte-identical outputs).
+
+Use in a typer command::
+
+    from cli.threads import DEFAULT_THREADS, Threads, set_threads
+
+    def command(..., threads: Threads = DEFAULT_THREADS) -> None:
+        ...  # validate the config first (cheap), then
+        set_threads(threads)  # InputError if < 1; imports torch
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from theory.errors import InputError
+
+DEFAULT_THREADS = 1
+THREADS_HELP = ("Torch threads on CPU (results do not depend on it). 1 is the measured safe default: with another "
+                "CPU-bound process on a 2-core box 2 threads ran 5-14x slower, and a quiet box gains little from a "
+                "second (benchmarks/threads.py).")
+
+Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_default=True)]
+
+
+def set_threads(n: int) -> None:
+    """Validate ``n`` (>= 1, else InputError) and set torch's intra-op thread count to it."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"--threads must be an integer >= 1, got {n}")
+    import torch
+
+    torch.set_num_threads(n)
