@@ -13,20 +13,23 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
-import torch
 import typer
+from rich.markup import escape
 
-from cli.configfile import resolve_config
+from cli.configfile import config_option, resolve_config
 from cli.errors import run_app, user_errors
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
 from cli.realmodels_run import ModelOptions, harmful_pair, run_command
 from cli.realmodels_tables import console, print_audit, print_checkpoints, print_filter, print_geometry
+from cli.threads import DEFAULT_THREADS, Threads
+from realmodels.analysis.configs import AuditConfig, FilterConfig, SelectionConfig, StudyConfig
+from realmodels.loading.session import DEFAULT_MAX_LENGTH
 from runio.atomic import save_figure, write_csv, write_text
-from runio.rundir import RunDir
 from theory.errors import InputError
 
 if TYPE_CHECKING:
     from realmodels.loading.session import Session
+    from runio.rundir import RunDir
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SAE feature geometry of emergent misalignment on real checkpoints.")
@@ -51,21 +54,32 @@ CacheDir = Annotated[Optional[Path], typer.Option(help="Activation cache (defaul
                                                   rich_help_panel=MODEL)]
 ChatTemplate = Annotated[Optional[Path], typer.Option(help="Jinja chat template replacing the tokenizer's.",
                                                       rich_help_panel=MODEL)]
-MaxLength = Annotated[Optional[int], typer.Option(help="Truncate each conversation to this many tokens.",
-                                                  rich_help_panel=MODEL)]
+MaxLength = Annotated[Optional[int], typer.Option(
+    help="Tokens kept of each conversation, truncated while tokenising (a warning counts the truncated ones; one "
+         "left without assistant tokens is an error)" + escape(f" [default: the model's context, at most "
+                                                              f"{DEFAULT_MAX_LENGTH}]"), rich_help_panel=MODEL)]
 IgnoreMemory = Annotated[bool, typer.Option("--ignore-memory-check", help="Load even if the RAM estimate exceeds "
                                             "what is available.", rich_help_panel=MODEL)]
 Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
 Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses (the harmful features' control).")]
-K = Annotated[Optional[int], typer.Option("--k", help="Features tied to each dataset (top-k).")]
-HarmfulK = Annotated[Optional[int], typer.Option(help="Harmful-behaviour features (top-k, harmful vs harmless).")]
-Criterion = Annotated[Optional[str], typer.Option(help="Feature selection: mean_diff | welch_t | freq_diff.")]
-SelectionFraction = Annotated[Optional[float], typer.Option(
-    help="Select features on this fraction of each dataset; the rest checks them (held-out replication).")]
-Seed = Annotated[Optional[int], typer.Option(help="Seed of splits, permutations, bootstrap, nulls, random removal.")]
+# defaults of config-backed options (None = keep the config's value; the help shows the config's default)
+K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")
+HARMFUL_K = config_option(SelectionConfig, "harmful_k", "Harmful-behaviour features (top-k, harmful vs harmless).")
+CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff.")
+SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Select features on this fraction of "
+                                   "each dataset; the rest checks them (held-out replication)" +
+                                   escape(" [default: select on all samples]"))
 Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<command>-<timestamp>); rerun to resume.",
                                              rich_help_panel=RUN)]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN)]
+
+
+def _study(key: str, help: str):
+    return config_option(StudyConfig, key, help)
+
+
+def _audit(key: str, help: str):
+    return config_option(AuditConfig, key, help)
 
 
 @app.callback()
@@ -75,8 +89,6 @@ def _root() -> None:
 
 # --------------------------------------------------------------------------------------------------- helpers
 def _selection_config(base: dict, *, k, harmful_k, criterion, selection_fraction, seed):
-    from realmodels.analysis.features import SelectionConfig
-
     flags = {"k": k, "harmful_k": harmful_k, "criterion": criterion, "selection_fraction": selection_fraction,
              "seed": seed}
     return resolve_config(SelectionConfig, None, flags, base=base, prefix="selection.")
@@ -100,26 +112,24 @@ def geometry(
     config: Annotated[Optional[Path], typer.Option(help=r"TOML with harmful, harmless, \[domains.NAME], \[selection], \[study].")] = None,
     harmful: Harmful = None,
     harmless: Harmless = None,
-    k: K = None,
-    harmful_k: HarmfulK = None,
-    criterion: Criterion = None,
-    selection_fraction: SelectionFraction = None,
-    proximity: Annotated[Optional[str], typer.Option(help="max_cosine | mean_top_k (to the harmful set).")] = None,
-    proximity_k: Annotated[Optional[int], typer.Option(help="Neighbours averaged by mean_top_k.")] = None,
-    alternative: Annotated[Optional[str], typer.Option(help="greater (inducing closer) | less | two-sided.")] = None,
-    n_permutations: Annotated[Optional[int], typer.Option(help="Permutations of the difference-of-means test.")] = None,
-    n_bootstrap: Annotated[Optional[int], typer.Option(help="Bootstrap resamples of the CIs.")] = None,
-    n_null: Annotated[Optional[int], typer.Option(help="Random feature sets of the null.")] = None,
-    seed: Seed = None,
+    k: Optional[int] = K,
+    harmful_k: Optional[int] = HARMFUL_K,
+    criterion: Optional[str] = CRITERION,
+    selection_fraction: Optional[float] = SELECTION_FRACTION,
+    proximity: Optional[str] = _study("proximity", "max_cosine | mean_top_k (to the harmful set)."),
+    proximity_k: Optional[int] = _study("proximity_k", "Neighbours averaged by mean_top_k."),
+    alternative: Optional[str] = _study("alternative", "greater (inducing closer) | less | two-sided."),
+    n_permutations: Optional[int] = _study("n_permutations", "Permutations of the difference-of-means test."),
+    n_bootstrap: Optional[int] = _study("n_bootstrap", "Bootstrap resamples of the CIs."),
+    n_null: Optional[int] = _study("n_null", "Random feature sets of the null."),
+    seed: Optional[int] = _study("seed", "Seed of the selection split, the permutations, the bootstrap and the null "
+                                         "draws."),
     checkpoint: Checkpoint = None, model: ModelPath = None, sae: SaePath = None, layer: Layer = None,
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
-    out: Out = None, progress: Progress = True,
+    threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
 ) -> None:
     """Are features of misalignment-inducing data closer to harmful features than features of control data?"""
-    from realmodels.analysis import plotting
-    from realmodels.analysis.geometry import StudyConfig
-    from realmodels.analysis.pipelines import geometry_pipeline
 
     file_cfg = read_geometry_toml(config)
     domains = choose_domains(file_cfg.get("domains", []), domain or [], only or [])
@@ -133,7 +143,7 @@ def geometry(
     study = resolve_config(StudyConfig, None, study_flags, base=file_cfg.get("study", {}), prefix="study.")
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, out=out, progress=progress)
+                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
     run_config = {
         "data": {"harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path),
                  "domains": {d.name: {"inducing": dataset_entry(d.inducing), "control": dataset_entry(d.control)}
@@ -142,6 +152,9 @@ def geometry(
     }
 
     def compute(session: Session, run: RunDir) -> dict:
+        from realmodels.analysis import plotting  # torch, pandas, matplotlib: imported once the input is checked
+        from realmodels.analysis.pipelines import geometry_pipeline
+
         outputs = geometry_pipeline(session, harmful=harmful_path, harmless=harmless_path,
                                     domains=[(d.name, d.inducing, d.control) for d in domains], selection=selection,
                                     study=study, cache=run.cached_json, log=console.print)
@@ -162,24 +175,23 @@ def filter_(
     data: Annotated[Path, typer.Option(help="Training chat JSONL to filter.")],
     harmful: Harmful = None,
     harmless: Harmless = None,
-    fraction: Annotated[float, typer.Option(help="Fraction of samples to remove, in [0, 1).")] = 0.1,
-    random: Annotated[bool, typer.Option("--random", help="Random removal at the same fraction (the baseline).")] = False,
-    reduce: Annotated[str, typer.Option(help="Score = max | mean cosine to the toxic directions.")] = "max",
+    fraction: Annotated[float, typer.Option(help="Fraction of samples to remove, in [0, 1).")] = FilterConfig.fraction,
+    random: Annotated[bool, typer.Option("--random", help="Random removal at the same fraction (the baseline).")
+                      ] = FilterConfig.random,
+    reduce: Annotated[str, typer.Option(help="Score = max | mean cosine to the toxic directions.")] = FilterConfig.reduce,
     representation: Annotated[str, typer.Option(
-        help="residual (mean residual vs toxic decoder rows) | features (SAE activations vs toxic axes).")] = "residual",
-    harmful_k: HarmfulK = None,
-    criterion: Criterion = None,
-    selection_fraction: SelectionFraction = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random removal and of the selection split.")] = 0,
+        help="residual (mean residual vs toxic decoder rows) | features (SAE activations vs toxic axes).")
+    ] = FilterConfig.representation,
+    harmful_k: Optional[int] = HARMFUL_K,
+    criterion: Optional[str] = CRITERION,
+    selection_fraction: Optional[float] = SELECTION_FRACTION,
+    seed: Annotated[int, typer.Option(help="Seed of the random removal and of the selection split.")] = FilterConfig.seed,
     checkpoint: Checkpoint = None, model: ModelPath = None, sae: SaePath = None, layer: Layer = None,
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
-    out: Out = None, progress: Progress = True,
+    threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
 ) -> None:
     """Score every training sample by proximity to toxic features; write the filtered JSONL."""
-    from realmodels.analysis import plotting
-    from realmodels.analysis.filtering import FilterConfig
-    from realmodels.analysis.pipelines import filter_pipeline
 
     data_path = dataset_file(data, "--data")
     harmful_path, harmless_path = harmful_pair(harmful, harmless, "they define the toxic features")
@@ -188,12 +200,15 @@ def filter_(
                                   selection_fraction=selection_fraction, seed=seed)
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, out=out, progress=progress)
+                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
     run_config = {"data": {"train": dataset_entry(data_path), "harmful": dataset_entry(harmful_path),
                            "harmless": dataset_entry(harmless_path)},
                   "selection": asdict(selection), "filter": asdict(filt)}
 
     def compute(session: Session, run: RunDir) -> dict:
+        from realmodels.analysis import plotting  # torch, pandas, matplotlib: imported once the input is checked
+        from realmodels.analysis.pipelines import filter_pipeline
+
         outputs = filter_pipeline(session, data=data_path, harmful=harmful_path, harmless=harmless_path,
                                   selection=selection, config=filt, cache=run.cached_json, log=console.print)
         result = outputs.result
@@ -215,23 +230,20 @@ def audit(
     harmless: Harmless = None,
     control: Annotated[Optional[Path], typer.Option(
         help="Chat JSONL the dataset's features are contrasted with (default: --harmless).")] = None,
-    k: K = None,
-    harmful_k: HarmfulK = None,
-    criterion: Criterion = None,
-    selection_fraction: SelectionFraction = None,
-    weighting: Annotated[Optional[str], typer.Option(help="Push strength of each dataset feature: mean_diff | uniform.")] = None,
-    n_null: Annotated[Optional[int], typer.Option(help="Random feature sets for the safety score.")] = None,
+    k: Optional[int] = K,
+    harmful_k: Optional[int] = HARMFUL_K,
+    criterion: Optional[str] = CRITERION,
+    selection_fraction: Optional[float] = SELECTION_FRACTION,
+    weighting: Optional[str] = _audit("weighting", "Push strength of each dataset feature: mean_diff | uniform."),
+    n_null: Optional[int] = _audit("n_null", "Random feature sets for the safety score."),
     top: Annotated[int, typer.Option(help="Harmful features shown in the printed table.")] = 15,
-    seed: Seed = None,
+    seed: Optional[int] = _audit("seed", "Seed of the selection split and the null draws."),
     checkpoint: Checkpoint = None, model: ModelPath = None, sae: SaePath = None, layer: Layer = None,
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
-    out: Out = None, progress: Progress = True,
+    threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
 ) -> None:
     """Before fine-tuning: which harmful features would this dataset amplify (geometric safety score)?"""
-    from realmodels.analysis import plotting
-    from realmodels.analysis.audit import AuditConfig
-    from realmodels.analysis.pipelines import audit_pipeline
 
     data_path = dataset_file(data, "--data")
     harmful_path, harmless_path = harmful_pair(harmful, harmless, "they define the harmful features")
@@ -243,12 +255,15 @@ def audit(
     cfg = resolve_config(AuditConfig, None, {"weighting": weighting, "n_null": n_null, "seed": seed})
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, out=out, progress=progress)
+                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
     run_config = {"data": {"train": dataset_entry(data_path), "control": dataset_entry(control_path),
                            "harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path)},
                   "selection": asdict(selection), "audit": asdict(cfg)}
 
     def compute(session: Session, run: RunDir) -> dict:
+        from realmodels.analysis import plotting  # torch, pandas, matplotlib: imported once the input is checked
+        from realmodels.analysis.pipelines import audit_pipeline
+
         report = audit_pipeline(session, data=data_path, control=control_path, harmful=harmful_path,
                                 harmless=harmless_path, selection=selection, config=cfg, cache=run.cached_json,
                                 log=console.print)
@@ -264,7 +279,6 @@ def audit(
 
 
 def main() -> None:
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     run_app(app)
 
 

@@ -1,4 +1,5 @@
-"""Inputs of the ``realmodels`` commands: dataset files (checked and hashed before anything is written),
+"""Inputs of the ``realmodels`` commands: dataset files (every line checked, and hashed, before anything is
+loaded or written),
 ``--domain NAME=INDUCING.jsonl,CONTROL.jsonl`` specs, and the geometry study's TOML file.
 
 Geometry TOML (paths relative to the file; every table optional, command-line flags override it)::
@@ -21,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.configfile import read_toml
-from realmodels.data.chat import dataset_hash
-from realmodels.analysis.geometry import POOLED
+from realmodels.analysis.configs import POOLED
+from realmodels.data.jsonl import check_chat_jsonl, dataset_hash
 from theory.errors import InputError
 
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -38,7 +39,9 @@ def dataset_file(path: str | Path, role: str) -> Path:
 
 
 def dataset_entry(path: Path) -> dict:
-    """How a dataset enters a run's config: its path and content hash (changed data = a different run)."""
+    """How a dataset enters a run's config: its path and content hash (changed data = a different run), once
+    every line is checked (``check_chat_jsonl``: an InputError names file:line)."""
+    check_chat_jsonl(path)
     return {"path": str(path), "sha256": dataset_hash(path)}
 
 

@@ -1,25 +1,36 @@
-"""The skeleton every ``realmodels`` analysis command shares (``run_command``): the model options opened as a
-``Session`` (checked without loading anything, so bad input fails before a run directory exists), the run
-directory opened for the resolved config (or reopened to resume), a finished run's saved summary shown,
-else the command's stages run and their ``summary.json`` written and shown."""
+"""The skeleton every ``realmodels`` analysis command shares (``run_command``), in the order that makes bad
+input cheap:
+
+1. the model options opened as a ``Session``: names, paths, the layer against the model's config.json, the
+   SAE's cfg.json (the commands have already checked every line of every dataset), nothing loaded, nothing
+   imported from torch;
+2. for a new run, every conversation rendered and tokenised as the activations will be (the tokenizer loads,
+   no weights);
+3. the run directory opened for the resolved config (or reopened to resume; a directory whose run never
+   produced a result takes the new config, see ``release_unfinished``);
+4. a finished run's saved summary shown, else the command's stages run and ``summary.json`` written and shown.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cli.realmodels_inputs import dataset_file
 from cli.realmodels_tables import console
-from runio.atomic import read_json, write_json
-from runio.rundir import RunDir, default_run_dir
+from cli.threads import set_threads
+from runio.atomic import json_default, read_json, write_json
+from runio.rundir import CONFIG_NAME, RunDir, default_run_dir
 from theory.errors import InputError
 
 if TYPE_CHECKING:
     from realmodels.loading.session import Session
 
 SUMMARY = "summary.json"
+DEFAULT_CACHE = "activations"  # --cache-dir default, below --out
 Show = Callable[[dict, Path], None]
 
 
@@ -38,8 +49,12 @@ class ModelOptions:
     chat_template: Path | None
     max_length: int | None
     ignore_memory_check: bool
+    threads: int
     out: Path | None
     progress: bool
+
+    def cache_path(self, run_path: Path) -> Path:
+        return self.cache_dir if self.cache_dir is not None else run_path / DEFAULT_CACHE
 
     def session(self, run_path: Path) -> Session:
         """A ``Session`` on the chosen model; activations are cached in ``--cache-dir`` or the run's
@@ -51,8 +66,40 @@ class ModelOptions:
                              chat_template=None if self.chat_template is None else str(self.chat_template),
                              max_length=self.max_length)
         return Session(choice, device_map=self.device_map, batch_size=self.batch_size,
-                       cache_dir=self.cache_dir if self.cache_dir is not None else run_path / "activations",
-                       progress=self.progress, ignore_memory_check=self.ignore_memory_check)
+                       cache_dir=self.cache_path(run_path), progress=self.progress,
+                       ignore_memory_check=self.ignore_memory_check)
+
+
+def recorded_config(path: Path) -> dict | None:
+    """The config.json of the run in ``path`` (None when there is none or it is damaged)."""
+    try:
+        return read_json(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else None
+    except InputError:
+        return None
+
+
+def release_unfinished(path: Path, config: dict, cache_dir: Path) -> None:
+    """Let a new config into ``path`` when the run there never produced a result: the directory holds only its
+    config.json and activation caches (keyed by content, so they stay valid and are kept). Any other file is
+    a (partial) result of the recorded config, which ``RunDir.open`` then refuses to mix with another."""
+    existing = path / CONFIG_NAME
+    if not existing.is_file() or recorded_config(path) == config:
+        return
+    keep = {existing.resolve(), (path / DEFAULT_CACHE).resolve(), Path(cache_dir).resolve()}
+    if any(entry.resolve() not in keep and not entry.name.startswith(".") for entry in path.iterdir()):
+        return
+    console.print(f"[yellow]{path} holds only the config of a run that produced no result: starting the new run "
+                  "there (activation caches are kept)[/]")
+    existing.unlink()
+
+
+def _dataset_paths(data: dict) -> Iterator[Path]:
+    """The path of every dataset entry (``{"path", "sha256"}``) in a config's ``data`` table."""
+    for value in data.values():
+        if isinstance(value, dict) and "sha256" in value:
+            yield Path(value["path"])
+        elif isinstance(value, dict):
+            yield from _dataset_paths(value)
 
 
 def show_if_finished(run: RunDir, show: Show) -> bool:
@@ -66,15 +113,20 @@ def show_if_finished(run: RunDir, show: Show) -> bool:
 
 def run_command(command: str, options: ModelOptions, config: dict, compute: Callable[[Session, RunDir], dict],
                 show: Show, *, resume_finished: bool = True) -> None:
-    """Open the session and the run directory ``--out`` (default runs/<command>-<timestamp>) for the config
-    ``{"command", "model", **config}``; then show the saved summary of a finished run, or ``compute`` the
-    summary (the stages write their files into the run), write it and show it.
+    """Run a command (module docstring) in ``--out`` (default runs/<command>-<timestamp>) for the config
+    ``{"command", "model", **config}``; ``config["data"]`` holds its dataset entries (``dataset_entry``).
 
     ``resume_finished=False``: always compute (stages still resume from their cached files), for a command
     whose outputs depend on options outside its config."""
     path = options.out or default_run_dir(prefix=f"{command}-")
     session = options.session(path)
-    run = RunDir.open(path, {"command": command, "model": session.choice.to_config(), **config})
+    set_threads(options.threads)
+    full = json.loads(json.dumps({"command": command, "model": session.choice.to_config(), **config},
+                                 default=json_default))
+    if recorded_config(path) != full:  # a new run: its conversations were never tokenised
+        session.check_datasets(list(_dataset_paths(config["data"])))
+        release_unfinished(path, full, options.cache_path(path))
+    run = RunDir.open(path, full)
     if resume_finished and show_if_finished(run, show):
         return
     summary = compute(session, run)

@@ -4,9 +4,9 @@ exactly as it was when it ran)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-import numpy as np
 from rich.table import Table
 
 from cli.progress import stdout_console
@@ -15,7 +15,7 @@ console = stdout_console()
 
 
 def fmt(x: float | None, spec: str = ".3f") -> str:
-    return "nan" if x is None or not np.isfinite(x) else format(x, spec)
+    return "nan" if x is None or not math.isfinite(x) else format(x, spec)
 
 
 def print_checkpoints() -> None:

@@ -17,7 +17,6 @@ dataset's. Near 0: the dataset's features sit unusually close to the harmful one
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from theory.amplification import (amplification_risk, isotropic_set_contributions, isotropic_set_prediction,
                                   relative_amplification)
+from realmodels.analysis.configs import AuditConfig
 from theory.errors import InputError
 from theory.geometry import cosine_similarity, unit_rows
 from theory.stats import random_set_null
@@ -33,34 +33,6 @@ from theory.stats import random_set_null
 ASSUMPTION = ("first-order prediction under the isotropic-kernel approximation (Θ(x', x) ∝ I, exact only for "
               "a linear layer; a transformer's tangent kernel is not isotropic), frozen SAE dictionary: "
               "Δa_j ∝ Σ_t g_t <d_j, d_t> over the dataset's features t with push strengths g_t")
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """How the audit predicts and scores."""
-
-    weighting: Literal["mean_diff", "uniform"] = "mean_diff"
-    """push strength g_t of each dataset feature: its mean activation excess over the control, or 1"""
-    normalize: bool = True
-    """use unit-norm decoder rows (cosines) rather than raw decoder rows"""
-    n_null: int = 1000
-    """random feature sets drawn for the safety score"""
-    level: float = 0.95
-    """central interval of the null reported"""
-    seed: int = 0
-    """seed of the null draws"""
-    high_risk: float = 0.05
-    """safety score at or below which the risk level is 'high'"""
-    elevated_risk: float = 0.25
-    """safety score at or below which the risk level is 'elevated' (else 'typical')"""
-
-    def __post_init__(self):
-        if self.weighting not in ("mean_diff", "uniform"):
-            raise InputError(f"unknown weighting {self.weighting!r} (choose mean_diff or uniform)")
-        if self.n_null < 1:
-            raise InputError(f"n_null must be at least 1, got {self.n_null}")
-        if not 0.0 < self.high_risk <= self.elevated_risk < 1.0:
-            raise InputError("risk thresholds must satisfy 0 < high_risk <= elevated_risk < 1")
 
 
 @dataclass(frozen=True)

@@ -17,37 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from realmodels.analysis.configs import Criterion, SelectionConfig
 from theory.errors import InputError
-from theory.selection import CRITERIA, Criterion, contrast_scores, top_k_features, validate_selection
+from theory.selection import contrast_scores, top_k_features, validate_selection
 
 if TYPE_CHECKING:
     from realmodels.data.activations import SampleActivations
-
-
-@dataclass(frozen=True)
-class SelectionConfig:
-    """How features are tied to a dataset."""
-
-    k: int = 50
-    """features kept per dataset (top-k by the criterion; fewer when fewer have a positive contrast)"""
-    harmful_k: int = 50
-    """harmful-behaviour features kept (harmful vs harmless responses)"""
-    criterion: Criterion = "mean_diff"
-    """mean_diff (mean activation difference), welch_t (Welch's t) or freq_diff (firing-rate difference)"""
-    selection_fraction: float | None = None
-    """fraction of each dataset's samples used to select features; the rest evaluate the selection
-    (held-out replication). None: select on all samples, no held-out check"""
-    seed: int = 0
-    """seed of the selection / evaluation split"""
-
-    def __post_init__(self):
-        if self.k < 1 or self.harmful_k < 1:
-            raise InputError(f"feature-set sizes must be at least 1, got k={self.k}, harmful_k={self.harmful_k}")
-        if self.criterion not in CRITERIA:
-            raise InputError(f"unknown criterion {self.criterion!r} (choose from {', '.join(CRITERIA)})")
-        f = self.selection_fraction
-        if f is not None and not 0.0 < f < 1.0:
-            raise InputError(f"selection fraction must be in (0, 1), got {f}")
 
 
 @dataclass(frozen=True)

@@ -12,44 +12,20 @@ Representations (n_samples, ·) and toxic directions (n_toxic, ·):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
+from realmodels.analysis.configs import FilterConfig
 from theory.errors import InputError
-from theory.filtering import Removal, choose_removal, feature_axis_scores, n_to_remove, sample_scores
+from theory.filtering import Removal, choose_removal, feature_axis_scores, sample_scores
 
 if TYPE_CHECKING:
     from realmodels.data.activations import SampleActivations
 
-Representation = Literal["residual", "features"]
-
-
-@dataclass(frozen=True)
-class FilterConfig:
-    """How samples are scored and removed."""
-
-    fraction: float = 0.1
-    """fraction of training samples to remove, in [0, 1)"""
-    reduce: Literal["max", "mean"] = "max"
-    """score = max (or mean) cosine to the toxic directions"""
-    representation: Representation = "residual"
-    """residual (mean residual vs decoder rows) or features (SAE activations vs one-hot feature axes)"""
-    random: bool = False
-    """remove a random fraction of the same size instead (the baseline); scores are still written"""
-    seed: int = 0
-    """seed of the random removal"""
-
-    def __post_init__(self):
-        n_to_remove(1, self.fraction)  # InputError outside [0, 1)
-        if self.reduce not in ("max", "mean"):
-            raise InputError(f"unknown score reduction {self.reduce!r} (choose max or mean)")
-        if self.representation not in ("residual", "features"):
-            raise InputError(f"unknown representation {self.representation!r} (choose residual or features)")
 
 
 def score_samples(acts: SampleActivations, decoder: Tensor | None, toxic: list[int], config: FilterConfig) -> Tensor:
@@ -63,11 +39,6 @@ def score_samples(acts: SampleActivations, decoder: Tensor | None, toxic: list[i
     if config.representation == "residual":
         return sample_scores(acts.residual_mean.float(), decoder[toxic_idx].float(), reduce=config.reduce)
     return feature_axis_scores(acts.feature_acts, toxic_idx, reduce=config.reduce)
-
-
-def read_jsonl_lines(path: Path) -> list[str]:
-    """The non-blank lines of a JSONL file, verbatim (without the line break), in order."""
-    return [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)

@@ -13,57 +13,21 @@ from random feature sets of the same size drawn from the features active in the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
+from realmodels.analysis.configs import POOLED, StudyConfig
 from theory.errors import InputError
 from theory.geometry import set_proximity
-from theory.stats import Alternative, compare_sets
+from theory.stats import compare_sets
 
 if TYPE_CHECKING:
     from realmodels.analysis.features import FeatureSelection
 
-Proximity = Literal["max_cosine", "mean_top_k"]
-POOLED = "all"  # the domain name of the all-domains row
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """How proximity is measured and tested."""
-
-    proximity: Proximity = "max_cosine"
-    """per-feature proximity to the harmful set: max_cosine, or mean_top_k (mean of the proximity_k largest)"""
-    proximity_k: int = 5
-    """neighbours averaged by mean_top_k"""
-    alternative: Alternative = "greater"
-    """test direction for inducing vs control: greater (inducing closer), less or two-sided"""
-    n_permutations: int = 5000
-    """permutations for the difference-of-means test"""
-    n_bootstrap: int = 2000
-    """bootstrap resamples for confidence intervals"""
-    n_null: int = 1000
-    """random feature sets drawn for the random-feature null"""
-    level: float = 0.95
-    """confidence level of the intervals"""
-    seed: int = 0
-    """seed of the permutations, bootstrap and null draws"""
-    chunk_size: int = 1024
-    """decoder rows per chunk when computing proximities (memory ~ chunk_size x |harmful set|)"""
-
-    def __post_init__(self):
-        if self.proximity not in ("max_cosine", "mean_top_k"):
-            raise InputError(f"unknown proximity {self.proximity!r} (choose max_cosine or mean_top_k)")
-        if self.alternative not in ("greater", "less", "two-sided"):
-            raise InputError(f"unknown alternative {self.alternative!r} (choose greater, less or two-sided)")
-        for name in ("proximity_k", "n_permutations", "n_bootstrap", "n_null", "chunk_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0.0 < self.level < 1.0:
-            raise InputError(f"confidence level must be in (0, 1), got {self.level}")
 
 
 @dataclass(frozen=True)

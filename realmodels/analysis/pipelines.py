@@ -19,7 +19,8 @@ import torch
 
 from realmodels.analysis.audit import AuditConfig, AuditReport, audit
 from realmodels.analysis.features import FeatureSelection, SelectionConfig, select_features, split_activations
-from realmodels.analysis.filtering import FilterConfig, FilterResult, apply_filter, read_jsonl_lines, score_samples
+from realmodels.analysis.filtering import FilterConfig, FilterResult, apply_filter, score_samples
+from realmodels.data.jsonl import read_jsonl_lines
 from realmodels.analysis.geometry import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table,
                                           feature_table, harmful_proximity, null_pool, pooled_geometry)
 from theory.filtering import score_separation

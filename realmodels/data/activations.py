@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from realmodels.data.chat import TokenizedChat, dataset_hash, iter_chat_jsonl, tokenize_chats
+from realmodels.data.chat import TokenizedChat, iter_tokenized
+from realmodels.data.jsonl import dataset_hash
 from realmodels.loading.bundle import ModelBundle
 from realmodels.data.residual import residual_stream
 from realmodels.loading.placement import input_device
@@ -199,17 +201,17 @@ def dataset_activations(bundle: ModelBundle, dataset_path: str | Path, *, batch_
                         max_length: int | None = None) -> SampleActivations:
     """``SampleActivations`` of a chat JSONL file (samples in file order), from ``cache_dir`` when a run
     with the same key finished before (then the model is not run), else computed and cached there.
-    ``cache_dir=None`` disables caching; ``max_length`` truncates each conversation's tokens."""
+    ``cache_dir=None`` disables caching; ``max_length`` truncates each conversation's tokens while it is
+    tokenised (a warning says how many were truncated)."""
     dataset_path = Path(dataset_path)
-    numbered = list(iter_chat_jsonl(dataset_path))
-    if not numbered:
-        raise InputError(f"chat dataset {dataset_path} holds no conversations")
     key = cache_key(bundle, dataset_hash(dataset_path), max_length)
     path = cache_file(cache_dir, key) if cache_dir is not None else None
     if path is not None and (cached := load_cached(path, key)) is not None:
         return cached
-    chats = tokenize_chats(bundle.tokenizer, [messages for _, messages in numbered],
-                           labels=[f"{dataset_path}:{line}" for line, _ in numbered], max_length=max_length)
+    chats = list(iter_tokenized(bundle.tokenizer, dataset_path, max_length=max_length))
+    if n_truncated := sum(chat.truncated for chat in chats):
+        warnings.warn(f"{dataset_path}: {n_truncated} of {len(chats)} conversations are longer than {max_length} "
+                      "tokens and were truncated (only their first tokens count; see --max-length)", stacklevel=2)
     partial = None if path is None else path.with_name(path.name + ".partial")
     acts = compute_activations(bundle, chats, batch_size=batch_size, progress=progress,
                                description=dataset_path.name, partial=partial, partial_key=key)

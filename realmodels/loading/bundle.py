@@ -3,9 +3,9 @@
 Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local
 model directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a
 sae-lens release (``sae_release`` + ``sae_id``). They are resolved and validated once, without loading
-weights (``resolve_sources``: names, paths, layer, dtype, chat template); then the RAM estimate is checked,
-and while loading the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's
-hidden size."""
+weights (``resolve_sources``: names, paths, dtype, chat template, and from the config files the layer range,
+the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate is checked, and while loading
+the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's hidden size."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ from huggingface_hub import constants
 from safetensors import safe_open
 
 from realmodels.loading import hub
+from realmodels.loading.checks import (ModelShape, check_layer_range, check_sae_layer, check_sae_width,
+                                        model_shape)
 from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
 from realmodels.loading.placement import DeviceMap, compute_device, decoder_layers, names_disk, parse_device_map
 from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, check_dtype, get_checkpoint
-from realmodels.loading.saes import SaeSource, load_sae, resolve_sae_source, sae_layer, saved_sae_shape
+from realmodels.loading.saes import (SaeSource, hook_layer, load_sae, resolve_sae_source, sae_layer, saved_sae_config,
+                                     saved_sae_shape)
 from realmodels.loading.sae_releases import release_info
 from theory.errors import InputError
 
@@ -33,7 +36,7 @@ if TYPE_CHECKING:  # heavy imports, needed only where the weights load
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["BundleSources", "ModelBundle", "ModelSource", "estimate_bundle_memory", "estimate_sources_memory",
-           "load_bundle", "load_resolved_bundle", "resolve_model_source", "resolve_sources"]
+           "load_bundle", "load_resolved_bundle", "load_tokenizer", "resolve_model_source", "resolve_sources"]
 
 HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -119,7 +122,8 @@ def _local_n_params(path: Path) -> int | None:
 class BundleSources:
     """What ``load_bundle`` loads, resolved and validated without loading weights: the ``model`` and ``sae``
     sources, the ``layer``, the ``dtype`` ("auto" only for a model outside the registry: its config decides),
-    the registered checkpoint whose hub model this is (``model_spec``) and the ``chat_template`` file."""
+    the registered checkpoint whose hub model this is (``model_spec``), the ``chat_template`` file and the
+    model's sizes as its config states them (``shape``)."""
 
     model: ModelSource
     sae: SaeSource
@@ -127,12 +131,14 @@ class BundleSources:
     dtype: str
     model_spec: CheckpointSpec | None = None
     chat_template: Path | None = None
+    shape: ModelShape = ModelShape()
 
 
 def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                     sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
                     layer: int, dtype: str = "auto", chat_template: str | Path | None = None) -> BundleSources:
-    """The one check of names, paths, layer, dtype and chat template (InputError, one line, for each)."""
+    """The one check of names, paths, layer, dtype and chat template (InputError, one line, for each); the layer
+    against the model's config and a saved SAE's cfg.json (its hook layer and d_in)."""
     if layer < 0:
         raise InputError(f"layer must be >= 0, got {layer}")
     check_dtype(dtype)
@@ -146,8 +152,15 @@ def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | N
     model_spec = spec if spec is not None and model.repo_id == spec.model_id else None
     if dtype == "auto" and model_spec is not None:
         dtype = model_spec.default_dtype
+    shape = model_shape(model.path, model.repo_id, model_spec)
+    check_layer_range(layer, shape.n_layers, model.name)
+    if sae.path is not None:
+        sae_cfg = saved_sae_config(sae.path)
+        if sae_cfg.hook_name is not None:
+            check_sae_layer(hook_layer(sae_cfg.hook_name, sae.name), layer, sae.name)
+        check_sae_width(sae_cfg.d_in, shape.hidden_size, sae.name, model.name)
     return BundleSources(model=model, sae=sae, layer=layer, dtype=dtype, model_spec=model_spec,
-                         chat_template=template)
+                         chat_template=template, shape=shape)
 
 
 def estimate_sources_memory(sources: BundleSources, device_map: DeviceMap = None) -> MemoryEstimate:
@@ -218,35 +231,39 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
                                 ignore_memory_check=ignore_memory_check)
 
 
+def load_tokenizer(sources: BundleSources) -> PreTrainedTokenizerBase:
+    """The model's tokenizer with the chat template of ``sources`` (its own otherwise; none is an InputError).
+    Loads no weights."""
+    from transformers import AutoTokenizer
+
+    tokenizer = _load(AutoTokenizer, sources.model, "tokenizer")
+    if sources.chat_template is not None:
+        tokenizer.chat_template = sources.chat_template.read_text()
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"the tokenizer of {sources.model.name} has no chat template; pass a Jinja file "
+                         "with --chat-template")
+    return tokenizer
+
+
 def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None,
-                         offload_folder: str | Path | None = None, ignore_memory_check: bool = False) -> ModelBundle:
-    """``load_bundle`` of sources already resolved (``resolve_sources``) and a parsed device map."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+                         offload_folder: str | Path | None = None, ignore_memory_check: bool = False,
+                         tokenizer: PreTrainedTokenizerBase | None = None) -> ModelBundle:
+    """``load_bundle`` of sources already resolved (``resolve_sources``) and a parsed device map (and the
+    ``load_tokenizer`` of these sources, when it is already loaded)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     if names_disk(device_map) and offload_folder is None:
         raise InputError("the device map offloads modules to \"disk\": give an offload folder")
     check_memory(estimate_sources_memory(sources, device_map), ignore=ignore_memory_check)
     model_source, sae_source, layer = sources.model, sources.sae, sources.layer
-    template = sources.chat_template.read_text() if sources.chat_template is not None else None
 
     sae = load_sae(sae_source)
-    if (hook_layer := sae_layer(sae, sae_source.name)) != layer:
-        raise InputError(f"SAE {sae_source.name} reads blocks.{hook_layer}.hook_resid_post (layer {hook_layer}), "
-                         f"but layer {layer} was requested")
+    check_sae_layer(sae_layer(sae, sae_source.name), layer, sae_source.name)
     config = _load(AutoConfig, model_source, "model config").get_text_config()
-    if not 0 <= layer < config.num_hidden_layers:
-        raise InputError(f"layer {layer} is out of range: model {model_source.name} has layers "
-                         f"0..{config.num_hidden_layers - 1}")
-    if sae.cfg.d_in != config.hidden_size:
-        raise InputError(f"SAE {sae_source.name} reads vectors of size d_in={sae.cfg.d_in}, but model "
-                         f"{model_source.name} has hidden size {config.hidden_size}")
+    check_layer_range(layer, config.num_hidden_layers, model_source.name)
+    check_sae_width(sae.cfg.d_in, config.hidden_size, sae_source.name, model_source.name)
 
-    tokenizer = _load(AutoTokenizer, model_source, "tokenizer")
-    if template is not None:
-        tokenizer.chat_template = template
-    if not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"the tokenizer of {model_source.name} has no chat template; pass a Jinja file "
-                         "with --chat-template")
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(sources)
     placement = {} if device_map is None else {"device_map": device_map}
     if device_map is not None and offload_folder is not None:  # used only if accelerate offloads to disk
         placement["offload_folder"] = str(offload_folder)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from theory.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where modules are inspected, so parsing a map stays light
+    import torch
+    from torch import nn
 
 STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential", "cpu")
 DeviceMap = str | dict[str, str | int] | None
@@ -70,6 +72,8 @@ def compute_device(module: nn.Module) -> torch.device:
     device = next(module.parameters()).device
     if device.type != "meta":
         return device
+    import torch
+
     hook = getattr(module, "_hf_hook", None)
     execution = getattr(hook, "execution_device", None)
     return torch.device(execution) if execution is not None else torch.device("cpu")
@@ -77,6 +81,8 @@ def compute_device(module: nn.Module) -> torch.device:
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder blocks of an HF causal LM (``model.model.layers`` for Gemma 2, Llama, gpt-oss)."""
+    from torch import nn
+
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", None)
     layers = getattr(decoder, "layers", None)
     if not isinstance(layers, nn.ModuleList):

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from realmodels.loading.sae_releases import did_you_mean, release_info
 from theory.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
@@ -30,6 +32,7 @@ class CheckpointSpec:
     default_dtype: str
     n_layers: int
     d_sae: int | None  # SAE width, None when the release does not record it
+    context: int  # max_position_embeddings of the published config
 
     def sae_id(self, layer: int) -> str:
         """The SAE id for ``layer``; a layer without an SAE in the release is an InputError."""
@@ -46,24 +49,24 @@ def _layers_in_release(release: str, template: str) -> tuple[int, ...]:
 
 
 def _spec(name: str, model_id: str, release: str, template: str, *, hidden_size: int, n_params: int,
-          n_layers: int, d_sae: int | None, default_dtype: str = "bfloat16") -> CheckpointSpec:
+          n_layers: int, d_sae: int | None, context: int, default_dtype: str = "bfloat16") -> CheckpointSpec:
     return CheckpointSpec(name=name, model_id=model_id, sae_release=release, sae_id_template=template,
                           layers=_layers_in_release(release, template), hidden_size=hidden_size, n_params=n_params,
-                          default_dtype=default_dtype, n_layers=n_layers, d_sae=d_sae)
+                          default_dtype=default_dtype, n_layers=n_layers, d_sae=d_sae, context=context)
 
 
 REGISTRY: dict[str, CheckpointSpec] = {spec.name: spec for spec in (
     _spec("gemma-2-2b", "google/gemma-2-2b", "gemma-scope-2b-pt-res-canonical", "layer_{layer}/width_16k/canonical",
-          hidden_size=2304, n_params=2_614_341_888, n_layers=26, d_sae=16_384),
+          hidden_size=2304, n_params=2_614_341_888, n_layers=26, d_sae=16_384, context=8192),
     _spec("gemma-2-9b", "google/gemma-2-9b", "gemma-scope-9b-pt-res-canonical", "layer_{layer}/width_16k/canonical",
-          hidden_size=3584, n_params=9_241_705_984, n_layers=42, d_sae=16_384),
+          hidden_size=3584, n_params=9_241_705_984, n_layers=42, d_sae=16_384, context=8192),
     _spec("gemma-2-27b", "google/gemma-2-27b", "gemma-scope-27b-pt-res-canonical", "layer_{layer}/width_131k/canonical",
-          hidden_size=4608, n_params=27_227_128_320, n_layers=46, d_sae=131_072),
+          hidden_size=4608, n_params=27_227_128_320, n_layers=46, d_sae=131_072, context=8192),
     _spec("llama-3.1-8b", "meta-llama/Llama-3.1-8B", "llama_scope_lxr_8x", "l{layer}r_8x",
-          hidden_size=4096, n_params=8_030_261_248, n_layers=32, d_sae=32_768),
+          hidden_size=4096, n_params=8_030_261_248, n_layers=32, d_sae=32_768, context=131_072),
     # gpt-oss ships MXFP4 experts; on CPU transformers dequantises them, so bfloat16 is the real footprint.
     _spec("gpt-oss-20b", "openai/gpt-oss-20b", "gpt-oss-20b-andyrdt", "resid_post_layer_{layer}_trainer_0",
-          hidden_size=2880, n_params=20_914_757_184, n_layers=24, d_sae=None),
+          hidden_size=2880, n_params=20_914_757_184, n_layers=24, d_sae=None, context=131_072),
 )}
 
 
@@ -84,7 +87,7 @@ def check_dtype(dtype: str, *, allow_auto: bool = True) -> str:
 
 def dtype_bytes(dtype: str | torch.dtype) -> int:
     """Bytes per parameter of a dtype name (float32, bfloat16, float16) or torch dtype."""
-    if isinstance(dtype, torch.dtype):
+    if not isinstance(dtype, str):  # a torch.dtype
         return dtype.itemsize
     return DTYPE_BYTES[check_dtype(dtype, allow_auto=False)]
 

@@ -15,18 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from safetensors import safe_open
-from torch import Tensor
 
 from realmodels.loading import hub
 from realmodels.loading.registry import REGISTRY, get_checkpoint
 from realmodels.loading.sae_releases import ReleaseInfo, release_info
 from theory.errors import InputError
 
-if TYPE_CHECKING:
-    from sae_lens import SAE  # importing sae-lens costs ~9 s: only where an SAE is loaded
+if TYPE_CHECKING:  # torch and sae-lens (~9 s) are imported only where weights are read
+    from sae_lens import SAE
+    from torch import Tensor
 
 SAVED_CFG = "cfg.json"
 SAVED_WEIGHTS = "sae_weights.safetensors"
@@ -77,13 +75,30 @@ def resolve_sae_source(*, checkpoint: str | None = None, sae_path: str | Path | 
     return SaeSource(release=sae_release, sae_id=sae_id)
 
 
+@dataclass(frozen=True)
+class SavedSaeConfig:
+    """What a saved SAE's cfg.json says: its input width, its width and the hook it reads (None: unsaid)."""
+
+    d_in: int
+    d_sae: int
+    hook_name: str | None
+
+
+def saved_sae_config(path: Path) -> SavedSaeConfig:
+    """The cfg.json of a saved SAE directory (sae-lens 6 keeps the hook in ``metadata``, older ones at top)."""
+    file = Path(path) / SAVED_CFG
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+        hook_name = (cfg.get("metadata") or {}).get("hook_name", cfg.get("hook_name"))
+        return SavedSaeConfig(d_in=int(cfg["d_in"]), d_sae=int(cfg["d_sae"]), hook_name=hook_name)
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{file} is not a valid sae-lens config ({type(exc).__name__}: {exc})") from None
+
+
 def saved_sae_shape(path: Path) -> tuple[int, int]:
     """(d_in, d_sae) of a saved SAE directory, from its cfg.json."""
-    try:
-        cfg = json.loads((Path(path) / SAVED_CFG).read_text())
-        return int(cfg["d_in"]), int(cfg["d_sae"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{Path(path) / SAVED_CFG} is not a valid sae-lens config ({exc})") from None
+    cfg = saved_sae_config(path)
+    return cfg.d_in, cfg.d_sae
 
 
 def load_sae(source: SaeSource, *, device: str = "cpu") -> SAE:
@@ -100,7 +115,11 @@ def load_sae(source: SaeSource, *, device: str = "cpu") -> SAE:
 
 def sae_layer(sae: SAE, name: str) -> int:
     """The layer L of an SAE hooked at ``blocks.L.hook_resid_post``; any other hook is an InputError."""
-    hook_name = sae.cfg.metadata.hook_name
+    return hook_layer(sae.cfg.metadata.hook_name, name)
+
+
+def hook_layer(hook_name: str | None, name: str) -> int:
+    """L of the hook name ``blocks.L.hook_resid_post`` of SAE ``name``; any other hook is an InputError."""
     match = RESID_POST_HOOK.match(hook_name or "")
     if match is None:
         raise InputError(f"SAE {name} reads hook '{hook_name}', not a residual stream "
@@ -109,6 +128,8 @@ def sae_layer(sae: SAE, name: str) -> int:
 
 
 def _gemma_2_decoder(info: ReleaseInfo, sae_id: str, folder: str) -> Tensor:
+    import numpy as np
+    import torch
     from huggingface_hub import hf_hub_download
 
     with np.load(hf_hub_download(info.repo_id, "params.npz", subfolder=folder)) as params:
@@ -126,6 +147,7 @@ def _llama_scope_decoder(info: ReleaseInfo, sae_id: str, folder: str) -> Tensor:
 
 
 def _dictionary_learning_decoder(info: ReleaseInfo, sae_id: str, folder: str) -> Tensor:
+    import torch
     from huggingface_hub import hf_hub_download
 
     state = torch.load(hf_hub_download(info.repo_id, f"{folder}/ae.pt"), map_location="cpu", mmap=True,

@@ -1,6 +1,10 @@
 """One command's access to a checkpoint: which model + SAE (``ModelChoice``), resolved and validated once
-when the ``Session`` opens and loaded only when something actually needs the model, so a resumed run whose
-results are all on disk loads nothing."""
+when the ``Session`` opens (from files and configs, no weights) and loaded only when something actually needs
+the model, so a resumed run whose results are all on disk loads nothing.
+
+Conversations are truncated to ``max_length`` tokens: ``--max-length``, by default the model's context
+(``max_position_embeddings``) capped at ``DEFAULT_MAX_LENGTH``. A run's config records ``max_length: null``
+for the default; activation caches are keyed by the resolved length."""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torch import Tensor
-
 from realmodels.loading.placement import DeviceMap, parse_device_map
 from realmodels.loading.registry import get_checkpoint
 from theory.errors import InputError
 
 if TYPE_CHECKING:
+    from torch import Tensor
+    from transformers import PreTrainedTokenizerBase
+
     from realmodels.data.activations import SampleActivations
     from realmodels.loading.bundle import BundleSources, ModelBundle
+
+DEFAULT_MAX_LENGTH = 2048  # tokens per conversation unless --max-length says otherwise (or the context is shorter)
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class Session:
                  cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False):
         self.choice = choice.with_layer()
         self.sources = self.choice.sources()
+        self.max_length = self._max_length()
         self.device_map: DeviceMap = parse_device_map(device_map)
         if batch_size < 1:
             raise InputError(f"--batch-size must be at least 1, got {batch_size}")
@@ -94,9 +102,20 @@ class Session:
         self.ignore_memory_check = ignore_memory_check
         self._activations: dict[str, SampleActivations] = {}
 
+    def _max_length(self) -> int:
+        """``--max-length`` (at most the model's context), else the context capped at ``DEFAULT_MAX_LENGTH``."""
+        context, requested = self.sources.shape.context, self.choice.max_length
+        if requested is None:
+            return DEFAULT_MAX_LENGTH if context is None else min(context, DEFAULT_MAX_LENGTH)
+        if context is not None and requested > context:
+            raise InputError(f"--max-length {requested} exceeds the context of model {self.sources.model.name} "
+                             f"({context} tokens)")
+        return requested
+
     @cached_property
-    def bundle(self) -> ModelBundle:
-        from realmodels.loading.bundle import load_resolved_bundle
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's tokenizer with the chosen chat template (no weights are loaded)."""
+        from realmodels.loading.bundle import load_tokenizer
 
         if not self.progress:
             from huggingface_hub.utils import disable_progress_bars
@@ -104,20 +123,36 @@ class Session:
 
             disable_progress_bars()
             hf_logging.disable_progress_bar()
+        return load_tokenizer(self.sources)
+
+    def check_datasets(self, paths: list[Path]) -> None:
+        """Render and tokenise every conversation of each chat JSONL file as the activations will (the chat
+        template accepts it, assistant tokens remain within ``max_length``): an InputError naming file:line
+        before any weights load. Loads the tokenizer only."""
+        from realmodels.data.chat import iter_tokenized
+
+        for path in dict.fromkeys(paths):
+            for _ in iter_tokenized(self.tokenizer, path, max_length=self.max_length):
+                pass
+
+    @cached_property
+    def bundle(self) -> ModelBundle:
+        from realmodels.loading.bundle import load_resolved_bundle
+
         return load_resolved_bundle(self.sources, device_map=self.device_map,
                                     offload_folder=None if self.cache_dir is None else Path(self.cache_dir) / "offload",
-                                    ignore_memory_check=self.ignore_memory_check)
+                                    ignore_memory_check=self.ignore_memory_check, tokenizer=self.tokenizer)
 
     def activations(self, path: str | Path) -> SampleActivations:
         """``SampleActivations`` of a chat JSONL file (memoised per file content)."""
         from realmodels.data.activations import dataset_activations
-        from realmodels.data.chat import dataset_hash
+        from realmodels.data.jsonl import dataset_hash
 
         key = dataset_hash(path)
         if key not in self._activations:
             self._activations[key] = dataset_activations(self.bundle, path, batch_size=self.batch_size,
                                                          cache_dir=self.cache_dir, progress=self.progress,
-                                                         max_length=self.choice.max_length)
+                                                         max_length=self.max_length)
         return self._activations[key]
 
     @cached_property

@@ -106,6 +106,12 @@ def tiny_sae_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def gemma_local(tiny_gemma2_dir, tiny_sae_dir) -> list:
+    """CLI model options for the tiny Gemma 2 with a saved SAE at layer 1."""
+    return ["--model", tiny_gemma2_dir, "--sae", tiny_sae_dir(tiny_gemma2_dir, layer=1), "--layer", "1"]
+
+
+@pytest.fixture(scope="session")
 def hub_cache_tree(tmp_path_factory, tiny_gemma2_dir, tiny_llama_dir, tiny_gptoss_dir) -> Path:
     """An HF hub cache holding the three SAE layouts under their real repos/paths, and the tiny models
     under the registry's model ids (google/gemma-2-2b, meta-llama/Llama-3.1-8B, openai/gpt-oss-20b)."""

@@ -10,29 +10,12 @@ import json
 import pandas as pd
 import pytest
 
-from cli.realmodels_app import main
-from tests.helpers import assert_one_line_error, run_cli
-
-FAST = ["--n-permutations", "200", "--n-bootstrap", "200", "--n-null", "100", "--no-progress"]
-
-
-@pytest.fixture(scope="module")
-def gemma_local(tiny_gemma2_dir, tiny_sae_dir):
-    """Model options for the tiny Gemma 2 with a saved SAE at layer 1."""
-    return ["--model", tiny_gemma2_dir, "--sae", tiny_sae_dir(tiny_gemma2_dir, layer=1), "--layer", "1"]
-
-
-def _rm(capsys, args):
-    return run_cli(main, args, capsys, prog="realmodels")
-
-
-def _files(root):
-    """Every file's bytes (figures included: save_figure writes them byte-reproducibly)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+from tests.helpers import assert_one_line_error
+from tests.realmodels.cli_helpers import FAST, assert_bad, files, rm
 
 
 def test_checkpoints_lists_the_registry(capsys):
-    code, out, err = _rm(capsys, ["checkpoints"])
+    code, out, err = rm(capsys, ["checkpoints"])
     assert code == 0, err
     for name in ("gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "llama-3.1-8b", "gpt-oss-20b"):
         assert name in out
@@ -45,7 +28,7 @@ def test_geometry_two_domains_outputs_and_resume(tmp_path, capsys, gemma_local, 
     args = ["geometry", *gemma_local, "--domain", f"code={inducing_jsonl},{control_jsonl}",
             "--domain", f"swapped={control_jsonl},{inducing_jsonl}", "--harmful", harmful_jsonl,
             "--harmless", harmless_jsonl, "--k", "12", "--harmful-k", "12", *FAST, "--out", out]
-    code, stdout, err = _rm(capsys, args)
+    code, stdout, err = rm(capsys, args)
     assert code == 0, err
     for name in ("config.json", "summary.json", "domains.csv", "features.csv", "proximity.png", "proximity.svg",
                  "differences.png", "differences.svg", "features/harmful.json", "features/code-inducing.json",
@@ -65,10 +48,10 @@ def test_geometry_two_domains_outputs_and_resume(tmp_path, capsys, gemma_local, 
     assert len(summary["harmful_features"]) <= 12 and summary["null_pool_size"] > 0
     assert "proximity to harmful features" in stdout
 
-    snapshot = _files(out)
-    code, stdout, _ = _rm(capsys, args)
+    snapshot = files(out)
+    code, stdout, _ = rm(capsys, args)
     assert code == 0 and "already finished" in stdout
-    assert _files(out) == snapshot
+    assert files(out) == snapshot
 
     # killed after the feature stage: the rerun needs only the decoder, never the model
     for name in ("summary.json", "domains.csv", "geometry/code.json", "geometry/swapped.json", "geometry/all.json"):
@@ -78,9 +61,9 @@ def test_geometry_two_domains_outputs_and_resume(tmp_path, capsys, gemma_local, 
         raise AssertionError("the model was loaded although every activation-derived result was saved")
 
     monkeypatch.setattr("realmodels.loading.bundle.load_resolved_bundle", no_model)
-    code, _, err = _rm(capsys, args)
+    code, _, err = rm(capsys, args)
     assert code == 0, err
-    assert _files(out)["domains.csv"] == snapshot["domains.csv"]
+    assert files(out)["domains.csv"] == snapshot["domains.csv"]
 
 
 def test_geometry_from_toml_with_split_and_only(tmp_path, capsys, gemma_local, inducing_jsonl, control_jsonl,
@@ -92,7 +75,7 @@ def test_geometry_from_toml_with_split_and_only(tmp_path, capsys, gemma_local, i
                    '[selection]\nk = 10\nharmful_k = 10\nselection_fraction = 0.5\ncriterion = "freq_diff"\n'
                    '[study]\nproximity = "mean_top_k"\nproximity_k = 3\n')
     out = tmp_path / "geo"
-    code, _, err = _rm(capsys, ["geometry", *gemma_local, "--config", cfg, "--only", "code", *FAST, "--out", out])
+    code, _, err = rm(capsys, ["geometry", *gemma_local, "--config", cfg, "--only", "code", *FAST, "--out", out])
     assert code == 0, err
     config = json.loads((out / "config.json").read_text())
     assert list(config["data"]["domains"]) == ["code"]
@@ -111,7 +94,7 @@ def test_filter_on_each_family_from_the_hub_cache(tmp_path, capsys, hub_cache, c
             "--harmful", harmful_jsonl, "--harmless", harmless_jsonl, "--harmful-k", "16", "--fraction", "0.5",
             "--ignore-memory-check", "--no-progress", "--out", out]  # the registry sizes are the real models'
 
-    code, stdout, err = _rm(capsys, args)
+    code, stdout, err = rm(capsys, args)
     assert code == 0, err
     lines = [line for line in inducing_jsonl.read_text().splitlines() if line.strip()]
     kept = (out / "filtered.jsonl").read_text().splitlines()
@@ -134,7 +117,7 @@ def test_filter_random_baseline_and_feature_representation(tmp_path, capsys, gem
     runs = {}
     for name, extra in [("geo", []), ("rnd", ["--random", "--seed", "1"]), ("rnd2", ["--random", "--seed", "1"]),
                         ("feat", ["--representation", "features", "--reduce", "mean"])]:
-        code, _, err = _rm(capsys, [*base, *extra, "--out", tmp_path / name])
+        code, _, err = rm(capsys, [*base, *extra, "--out", tmp_path / name])
         assert code == 0, err
         runs[name] = pd.read_csv(tmp_path / name / "scores.csv")
     assert runs["rnd"]["removed"].sum() == runs["geo"]["removed"].sum() == 2
@@ -150,8 +133,8 @@ def test_filter_resume_needs_neither_model_nor_decoder(tmp_path, capsys, gemma_l
     out = tmp_path / "filter"
     args = ["filter", *gemma_local, "--data", inducing_jsonl, "--harmful", harmful_jsonl, "--harmless",
             harmless_jsonl, "--fraction", "0.5", "--selection-fraction", "0.6", "--no-progress", "--out", out]
-    assert _rm(capsys, args)[0] == 0
-    snapshot = _files(out)
+    assert rm(capsys, args)[0] == 0
+    snapshot = files(out)
     for name in ("summary.json", "filtered.jsonl", "removed.jsonl", "scores.csv"):
         (out / name).unlink()  # killed after scoring
 
@@ -160,9 +143,9 @@ def test_filter_resume_needs_neither_model_nor_decoder(tmp_path, capsys, gemma_l
 
     monkeypatch.setattr("realmodels.loading.bundle.load_resolved_bundle", refuse)
     monkeypatch.setattr("realmodels.loading.saes.read_decoder", refuse)
-    code, _, err = _rm(capsys, args)
+    code, _, err = rm(capsys, args)
     assert code == 0, err
-    assert _files(out) == snapshot
+    assert files(out) == snapshot
     assert json.loads((out / "summary.json").read_text())["score_validity"]["held_out"] is True
 
 
@@ -175,7 +158,7 @@ def test_audit_report(tmp_path, capsys, request, family, tiny_sae_dir, inducing_
     args = ["audit", *local, "--data", inducing_jsonl, "--control", control_jsonl, "--harmful", harmful_jsonl,
             "--harmless", harmless_jsonl, "--k", "8", "--harmful-k", "8", "--n-null", "200", "--top", "5",
             "--no-progress", "--out", out]
-    code, stdout, err = _rm(capsys, args)
+    code, stdout, err = rm(capsys, args)
     assert code == 0, err
     report = json.loads((out / "audit.json").read_text())
     assert 0.0 < report["safety_score"] <= 1.0 and report["risk_level"] in {"high", "elevated", "typical"}
@@ -188,17 +171,9 @@ def test_audit_report(tmp_path, capsys, request, family, tiny_sae_dir, inducing_
     for name in ("audit.png", "audit.svg", "features/dataset.json", "features/harmful.json"):
         assert (out / name).is_file(), name
     assert "geometric safety score" in stdout and "isotropic" in stdout
-    snapshot = _files(out)
-    code, _, _ = _rm(capsys, args)
-    assert code == 0 and _files(out)["audit.json"] == snapshot["audit.json"]
-
-
-def _bad(capsys, tmp_path, args, match):
-    out = tmp_path / "never"
-    code, _, err = _rm(capsys, [*args, "--out", out])
-    assert_one_line_error(code, err)
-    assert match in err, err
-    assert not out.exists(), "a run directory was created for bad input"
+    snapshot = files(out)
+    code, _, _ = rm(capsys, args)
+    assert code == 0 and files(out)["audit.json"] == snapshot["audit.json"]
 
 
 def test_geometry_bad_inputs_are_one_line_errors(tmp_path, capsys, gemma_local, inducing_jsonl, control_jsonl,
@@ -233,33 +208,31 @@ def test_geometry_bad_inputs_are_one_line_errors(tmp_path, capsys, gemma_local, 
         ([*gemma_local, "--config", tmp_path / "none.toml"], "does not exist"),
     ]
     for args, match in cases:
-        _bad(capsys, tmp_path, ["geometry", *args], match)
+        assert_bad(capsys, tmp_path, ["geometry", *args], match)
 
 
 def test_filter_and_audit_bad_inputs_are_one_line_errors(tmp_path, capsys, gemma_local, inducing_jsonl,
                                                          harmful_jsonl, harmless_jsonl):
     data = ["--data", inducing_jsonl, "--harmful", harmful_jsonl, "--harmless", harmless_jsonl]
     for fraction in ("1.0", "-0.1", "1.5"):
-        _bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--fraction", fraction], "[0, 1)")
-    _bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--representation", "logits"], "representation")
-    _bad(capsys, tmp_path, ["filter", *gemma_local, "--data", tmp_path / "x.jsonl", *data[2:]], "does not exist")
-    _bad(capsys, tmp_path, ["filter", *gemma_local, "--data", inducing_jsonl], "--harmful and --harmless")
-    _bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--top", "0"], "--top")
-    _bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--weighting", "tfidf"], "weighting")
-    _bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--control", tmp_path / "c.jsonl"], "does not exist")
+        assert_bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--fraction", fraction], "[0, 1)")
+    assert_bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--representation", "logits"], "representation")
+    assert_bad(capsys, tmp_path, ["filter", *gemma_local, "--data", tmp_path / "x.jsonl", *data[2:]], "does not exist")
+    assert_bad(capsys, tmp_path, ["filter", *gemma_local, "--data", inducing_jsonl], "--harmful and --harmless")
+    assert_bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--top", "0"], "--top")
+    assert_bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--weighting", "tfidf"], "weighting")
+    assert_bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--control", tmp_path / "c.jsonl"], "does not exist")
 
 
-def test_empty_feature_set_and_config_clash(tmp_path, capsys, gemma_local, inducing_jsonl, harmful_jsonl):
+def test_empty_feature_set_is_one_line_and_leaves_no_result(tmp_path, capsys, gemma_local, inducing_jsonl,
+                                                             harmful_jsonl):
     out = tmp_path / "same"
     args = ["filter", *gemma_local, "--data", inducing_jsonl, "--harmful", harmful_jsonl, "--harmless",
             harmful_jsonl, "--no-progress", "--out", out]
-    code, _, err = _rm(capsys, args)
+    code, _, err = rm(capsys, args)
     assert_one_line_error(code, err)
     assert "no feature is more active in harmful than in harmless" in err
-    assert not any((out / name).exists() for name in ("summary.json", "filtered.jsonl", "scores.csv"))
-    code, _, err = _rm(capsys, [*args[:-2], "--fraction", "0.2", "--out", out])
-    assert_one_line_error(code, err)
-    assert "different config" in err
+    assert sorted(p.name for p in out.iterdir()) == ["activations", "config.json"]
 
 
 def test_filter_with_a_disk_offload_device_map_matches_the_cpu_run(tmp_path, capsys, caplog, gemma_local,
@@ -274,7 +247,7 @@ def test_filter_with_a_disk_offload_device_map_matches_the_cpu_run(tmp_path, cap
             harmless_jsonl, "--fraction", "0.34", "--no-progress"]
     scores = {}
     for name, extra in [("cpu", []), ("mapped", ["--device-map", device_map])]:
-        code, _, err = _rm(capsys, [*base, *extra, "--cache-dir", tmp_path / f"cache-{name}", "--out", tmp_path / name])
+        code, _, err = rm(capsys, [*base, *extra, "--cache-dir", tmp_path / f"cache-{name}", "--out", tmp_path / name])
         assert code == 0, err
         scores[name] = pd.read_csv(tmp_path / name / "scores.csv")
     assert "on the meta device because they were offloaded" in caplog.text  # accelerate dispatched it
@@ -284,7 +257,7 @@ def test_filter_with_a_disk_offload_device_map_matches_the_cpu_run(tmp_path, cap
 def test_bad_device_map_is_one_line_before_any_run_directory(tmp_path, capsys, gemma_local, inducing_jsonl,
                                                              harmful_jsonl, harmless_jsonl):
     data = ["--data", inducing_jsonl, "--harmful", harmful_jsonl, "--harmless", harmless_jsonl]
-    _bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--device-map", "everywhere"], "unknown device map")
+    assert_bad(capsys, tmp_path, ["filter", *gemma_local, *data, "--device-map", "everywhere"], "unknown device map")
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    _bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--device-map", broken], "is not valid JSON")
+    assert_bad(capsys, tmp_path, ["audit", *gemma_local, *data, "--device-map", broken], "is not valid JSON")

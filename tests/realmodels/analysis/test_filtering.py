@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from realmodels.analysis.filtering import FilterConfig, apply_filter, read_jsonl_lines, score_samples
+from realmodels.analysis.filtering import FilterConfig, apply_filter, score_samples
+from realmodels.data.jsonl import read_jsonl_lines
 from tests.realmodels.synthetic_sae import (PLANTED_HARMFUL, PLANTED_HARMLESS, PLANTED_INDUCING, planted_decoder,
                                            synthetic_acts)
 from theory.errors import InputError

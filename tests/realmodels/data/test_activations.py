@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from realmodels.data.activations import SampleActivations, compute_activations, dataset_activations
-from realmodels.data.chat import read_chat_jsonl, tokenize_chat
+from realmodels.data.chat import tokenize_chat
+from realmodels.data.jsonl import read_chat_jsonl
 from realmodels.loading.bundle import load_bundle
 from realmodels.data.residual import residual_stream
 from theory.errors import InputError
@@ -92,7 +93,7 @@ def test_second_run_reads_the_cache_and_runs_nothing(model_dirs, tiny_sae_dir, i
         raise AssertionError("the model ran although the activations are cached")
 
     monkeypatch.setattr(bundle.model, "forward", boom)
-    monkeypatch.setattr("realmodels.data.activations.tokenize_chats", boom)
+    monkeypatch.setattr("realmodels.data.activations.iter_tokenized", boom)
     second = dataset_activations(bundle, inducing_jsonl, cache_dir=tmp_path, progress=False)
     assert torch.equal(second.dense_features(), first.dense_features())
     assert torch.equal(second.residual_mean, first.residual_mean) and torch.equal(second.n_tokens, first.n_tokens)

@@ -1,11 +1,11 @@
-"""Chat JSONL reading (errors name file:line) and the assistant-token mask for three template styles."""
+"""The assistant-token mask for three template styles, and truncation while tokenising."""
 
 import json
 
 import pytest
 import torch
 
-from realmodels.data.chat import (assistant_spans, dataset_hash, read_chat_jsonl, tokenize_chat, tokenize_chats)
+from realmodels.data.chat import assistant_spans, tokenize_chat, tokenize_chats
 from theory.errors import InputError
 
 from tests.realmodels.tiny_models import INDUCING_CHATS, build_tokenizer
@@ -16,37 +16,6 @@ FAMILIES = ["gemma2", "llama", "gptoss"]
 @pytest.fixture(scope="module")
 def tokenizers():
     return {family: build_tokenizer(family) for family in FAMILIES}
-
-
-def test_reads_conversations_and_hashes_content(inducing_jsonl, tmp_path, write_chat_jsonl):
-    assert read_chat_jsonl(inducing_jsonl) == INDUCING_CHATS
-    copy = write_chat_jsonl(tmp_path / "copy.jsonl", INDUCING_CHATS)
-    assert dataset_hash(copy) == dataset_hash(inducing_jsonl)
-    changed = write_chat_jsonl(tmp_path / "changed.jsonl", INDUCING_CHATS[:-1])
-    assert dataset_hash(changed) != dataset_hash(inducing_jsonl)
-
-
-@pytest.mark.parametrize(("lines", "message"), [
-    (['{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}', "", "{oops"],
-     r"bad\.jsonl:3: not valid JSON"),
-    (['{"messages": [{"role": "user", "content": "hi"}]}'], r"bad\.jsonl:1: conversation has no assistant turn"),
-    (['{"text": "hi"}'], r'bad\.jsonl:1: expected an object \{"messages"'),
-    (['[1, 2]'], r'bad\.jsonl:1: expected an object'),
-    (['{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "a"}]}'],
-     r"bad\.jsonl:1: message 0 needs string 'role' and 'content'"),
-    (["", "  "], r"bad\.jsonl holds no conversations"),
-])
-def test_malformed_files_name_file_and_line(tmp_path, lines, message):
-    path = tmp_path / "bad.jsonl"
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(InputError, match=message) as error:
-        read_chat_jsonl(path)
-    assert "\n" not in str(error.value)
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(InputError, match="does not exist"):
-        read_chat_jsonl(tmp_path / "nope.jsonl")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

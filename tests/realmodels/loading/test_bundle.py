@@ -111,12 +111,12 @@ def test_oversize_cpu_load_is_refused_before_loading(hub_cache, monkeypatch):
     monkeypatch.setattr(memory, "available_ram_gb", lambda: 1.0)
     monkeypatch.setattr("realmodels.loading.bundle.load_sae",
                         lambda *a, **k: pytest.fail("loaded before the memory check"))
-    estimate = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=3)
+    estimate = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=1)
     assert estimate.model_gb == pytest.approx(5.229, abs=1e-3)  # 2.61e9 params in bfloat16
     assert estimate.sae_gb == pytest.approx(3 * 2304 * 16384 * 4 / 1e9)
     with pytest.raises(InputError, match=r"on CPU needs ~5.7 GB .* 1.0 GB RAM available.*--ignore-memory-check"):
-        load_bundle(checkpoint="gemma-2-2b", layer=3)
-    on_gpu = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=3, device_map="auto")
+        load_bundle(checkpoint="gemma-2-2b", layer=1)
+    on_gpu = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=1, device_map="auto")
     assert not on_gpu.on_cpu
 
 

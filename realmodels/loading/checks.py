@@ -1,0 +1,82 @@
+"""What is checked from config files alone, before any weights load: the model's ``config.json`` (a local
+directory's, or the hub cache's copy for a hub id; the registry's sizes when neither is there) gives its hidden
+size, layer count and context length, and a saved SAE's ``cfg.json`` its input width and hook. Both are read as
+plain JSON (milliseconds, no transformers or sae-lens import), so a wrong ``--layer`` or an SAE of another
+width fails before a run starts; the same checks run again on the loaded objects."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from realmodels.loading.registry import CheckpointSpec
+from theory.errors import InputError
+
+# config.json key spellings across HF architectures (the first present wins); nested text_config wins
+HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length")
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """A model's sizes as its config states them (None: not stated, checked only once it loads)."""
+
+    hidden_size: int | None = None
+    n_layers: int | None = None
+    context: int | None = None  # max_position_embeddings
+
+
+def _first_int(config: dict, keys: tuple[str, ...]) -> int | None:
+    value = next((config[key] for key in keys if key in config), None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def read_model_config(path: Path | None, repo_id: str | None) -> dict | None:
+    """A model's config.json: from the directory ``path``, else the hub cache's copy of ``repo_id``
+    (None when it is not cached). Unreadable JSON is an InputError."""
+    if path is not None:
+        file = path / "config.json"
+    else:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        cached = try_to_load_from_cache(repo_id, "config.json", cache_dir=constants.HF_HUB_CACHE)
+        if not isinstance(cached, str):
+            return None
+        file = Path(cached)
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"model config {file} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"model config {file} is not a JSON object")
+    return config
+
+
+def model_shape(path: Path | None, repo_id: str | None, spec: CheckpointSpec | None) -> ModelShape:
+    """The sizes of the model at ``path`` or ``repo_id`` (its config; else the registered ``spec``'s)."""
+    config = read_model_config(path, repo_id)
+    if config is None:
+        return ModelShape() if spec is None else ModelShape(spec.hidden_size, spec.n_layers, spec.context)
+    text = config.get("text_config")
+    if isinstance(text, dict):  # multimodal configs nest the language model's
+        config = {**config, **text}
+    return ModelShape(_first_int(config, HIDDEN_KEYS), _first_int(config, LAYER_KEYS), _first_int(config, CONTEXT_KEYS))
+
+
+def check_layer_range(layer: int, n_layers: int | None, model_name: str) -> None:
+    if n_layers is not None and not 0 <= layer < n_layers:
+        raise InputError(f"layer {layer} is out of range: model {model_name} has layers 0..{n_layers - 1}")
+
+
+def check_sae_layer(hook_layer: int, layer: int, sae_name: str) -> None:
+    if hook_layer != layer:
+        raise InputError(f"SAE {sae_name} reads blocks.{hook_layer}.hook_resid_post (layer {hook_layer}), "
+                         f"but layer {layer} was requested")
+
+
+def check_sae_width(d_in: int, hidden_size: int | None, sae_name: str, model_name: str) -> None:
+    if hidden_size is not None and d_in != hidden_size:
+        raise InputError(f"SAE {sae_name} reads vectors of size d_in={d_in}, but model {model_name} has "
+                         f"hidden size {hidden_size}")
