@@ -1,8 +1,8 @@
 """The torch thread count of every command: one ``--threads`` option and ``set_threads``.
 
-Default 1, from measurement (benchmarks/threads.py): on a 2-core box torch at 2 threads ran 5-14x slower
-when one other CPU-bound process was running, while the toy model's skinny matmuls gain little from a second
-thread on a quiet machine. Results do not depend on the count (tests check byte-identical outputs).
+Default 1, from measurement (benchmarks/threads.py, README "Threads"): on a 2-core box with one other
+CPU-bound process, 2 threads ran 1.5-3.8x slower than 1 on every workload (toy training and fine-tuning,
+tiny/small transformer forwards, decoder proximity); quiet, 2 threads were 1.1-1.8x faster. Results do not depend on the count (tests check byte-identical outputs).
 
 Use in a typer command::
 
@@ -23,8 +23,8 @@ from theory.errors import InputError
 
 DEFAULT_THREADS = 1
 THREADS_HELP = ("Torch threads on CPU (results do not depend on it). 1 is the measured safe default: with another "
-                "CPU-bound process on a 2-core box 2 threads ran 5-14x slower, and a quiet box gains little from a "
-                "second (benchmarks/threads.py).")
+                "CPU-bound process on a 2-core box 2 threads ran 1.5-3.8x slower, while a quiet box gains at most "
+                "1.8x from a second (benchmarks/threads.py).")
 
 Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_default=True)]
 
