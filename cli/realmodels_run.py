@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from cli.realmodels_inputs import dataset_file
 from cli.realmodels_tables import console
-from cli.threads import set_threads
+from cli.threads import check_threads, set_threads
 from runio.atomic import json_default, read_json, write_json
 from runio.rundir import CONFIG_NAME, RunDir, default_run_dir
 from theory.errors import InputError
@@ -52,6 +52,9 @@ class ModelOptions:
     threads: int
     out: Path | None
     progress: bool
+
+    def __post_init__(self):
+        check_threads(self.threads)  # before any heavy import, with the other option checks
 
     def cache_path(self, run_path: Path) -> Path:
         return self.cache_dir if self.cache_dir is not None else run_path / DEFAULT_CACHE

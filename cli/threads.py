@@ -29,10 +29,15 @@ THREADS_HELP = ("Torch threads on CPU (results do not depend on it). 1 is the me
 Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_default=True)]
 
 
-def set_threads(n: int) -> None:
-    """Validate ``n`` (>= 1, else InputError) and set torch's intra-op thread count to it."""
+def check_threads(n: int) -> None:
+    """InputError unless ``n`` is an integer >= 1 (no torch import: call it with the other cheap checks)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"--threads must be an integer >= 1, got {n}")
+
+
+def set_threads(n: int) -> None:
+    """Validate ``n`` (``check_threads``) and set torch's intra-op thread count to it."""
+    check_threads(n)
     import torch
 
     torch.set_num_threads(n)
