@@ -9,6 +9,9 @@ from rich.console import Console
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+ALREADY_FINISHED = "[green]already finished[/]: showing the saved summary (delete the directory to recompute)"
+"""What every command prints when its run directory already holds the finished result."""
+
 
 def stdout_console() -> Console:
     """The terminal's width on a terminal; 150 columns in logs and pipes (rich's 80 crushes the tables)."""

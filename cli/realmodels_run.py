@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.progress import ALREADY_FINISHED
 from cli.realmodels_inputs import dataset_file
 from cli.realmodels_tables import console
 from cli.threads import check_threads, set_threads
@@ -109,7 +110,7 @@ def show_if_finished(run: RunDir, show: Show) -> bool:
     """When the run's summary is on disk: say so, show it and return True (nothing is recomputed)."""
     if not run.done(SUMMARY):
         return False
-    console.print("[green]already finished[/]: showing the saved summary (delete the directory to recompute)")
+    console.print(ALREADY_FINISHED)
     show(read_json(run.file(SUMMARY)), run.path)
     return True
 

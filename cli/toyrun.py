@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from cli.progress import progress_bar
+from cli.progress import ALREADY_FINISHED, progress_bar
 from runio.atomic import read_json, save_torch
 from runio.rundir import RunDir
 from theory.errors import InputError
@@ -24,7 +24,6 @@ from toysuper.model import ToyModel
 from toysuper.train import TrainResult, train
 
 MODEL_KEY = "trained_model.pt"
-ALREADY_FINISHED = "[green]already finished[/]: showing the saved summary (delete the directory to recompute)"
 
 
 def load_trained(path: Path, model_config: ModelConfig) -> TrainResult | ToyModel:
