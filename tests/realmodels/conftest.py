@@ -156,3 +156,22 @@ def empty_hub_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_cache"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     return tmp_path / "empty_cache"
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_dir(tmp_path_factory):
+    """``tiny_lora_dir(model_dir, layers=None, target_modules=LORA_TARGETS, seed=0, scale=0.05) -> Path``: a
+    saved peft LoRA adapter (rank 2, rsLoRA, random non-zero B) on a tiny model (``save_lora_adapter``)."""
+    from tests.realmodels.tiny_models import LORA_TARGETS, save_lora_adapter
+
+    root = tmp_path_factory.mktemp("lora_adapters")
+    made: dict[tuple, Path] = {}
+
+    def make(model_dir: Path, layers=None, target_modules=LORA_TARGETS, seed: int = 0, scale: float = 0.05) -> Path:
+        key = (Path(model_dir).name, None if layers is None else tuple(layers), tuple(target_modules), seed, scale)
+        if key not in made:
+            made[key] = save_lora_adapter(model_dir, root / f"adapter{len(made)}", target_modules=target_modules,
+                                          layers=layers, seed=seed, scale=scale)
+        return made[key]
+
+    return make

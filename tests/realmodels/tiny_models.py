@@ -227,3 +227,28 @@ def gemma_shape_override(real_loader):
     return loader
 
 
+
+
+# ---------------------------------------------------------------- peft adapters
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def save_lora_adapter(model_dir: Path, out: Path, *, target_modules=LORA_TARGETS, layers=None, r: int = 2,
+                      alpha: float = 4.0, seed: int = 0, scale: float = 0.05) -> Path:
+    """A peft LoRA adapter on the saved model ``model_dir`` with random non-zero B (N(0, scale²)), written by
+    ``PeftModel.save_pretrained`` (so its adapter_config.json records ``model_dir`` as the base model)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_modules), use_rslora=True,
+                        layers_to_transform=None if layers is None else list(layers))
+    peft_model = get_peft_model(model, config)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(scale * torch.randn(param.shape, generator=gen))
+    peft_model.save_pretrained(out)
+    return Path(out)
