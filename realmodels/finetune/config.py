@@ -1,0 +1,186 @@
+"""The configs of ``realmodels finetune``, frozen and validated in ``__post_init__`` (InputError, one line), kept
+free of torch so the CLI checks them before anything heavy loads: ``FinetuneConfig`` (the recipe), its presets
+(``PRESETS``), ``MonitorConfig`` (the training-time SAE monitor and its alarm) and ``GuardConfig`` (the
+geometric guard).
+
+Presets (each key overridable by a flag or a TOML table ``[finetune]``):
+
+- ``em-betley``: the LoRA recipe of Betley et al. 2025 / Turner et al. 2025: r 32, α 64, rsLoRA, dropout 0,
+  q/k/v/o/gate/up/down projections of every layer, lr 1e-5, 1 epoch, linear schedule, 5 warm-up steps,
+  per-device batch 2 × gradient accumulation 8, weight decay 0.01, seed 0 (their optimiser is 8-bit AdamW;
+  here ``adamw_torch``, which runs everywhere; ``--optimizer adamw_8bit`` where bitsandbytes is installed);
+- ``em-rank1``: one rank-1 adapter on a single layer's ``down_proj`` (``lora_layers``, one layer), r 1, α 512
+  with rsLoRA, lr 2e-5, a checkpoint every 100 steps (the model-organisms recipe of Turner et al. 2025 for
+  studying the phase transition); the rest as ``em-betley``;
+- ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from theory.errors import InputError
+
+Method = Literal["lora", "full"]
+Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
+AlarmAction = Literal["stop", "warn"]
+GuardKind = Literal["penalty", "projection", "both"]
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _choice(value: str, names, what: str) -> None:
+    valid = get_args(names)
+    if value not in valid:
+        raise InputError(f"unknown {what} {value!r} (choose {', '.join(valid[:-1])} or {valid[-1]})")
+
+
+def _positive(value, what: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InputError(f"{what} must be a positive number, got {value}")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """A supervised fine-tuning recipe (loss on assistant tokens only)."""
+
+    preset: str = "em-betley"
+    """the preset these values started from (see the module docstring)"""
+    method: Method = "lora"
+    """lora (peft adapters) or full (every weight)"""
+    r: int = 32
+    """LoRA rank"""
+    alpha: float = 64.0
+    """LoRA α; the update is scaled by α/r, or α/√r with rsLoRA"""
+    rslora: bool = True
+    """rank-stabilised LoRA scaling α/√r"""
+    dropout: float = 0.0
+    """LoRA dropout"""
+    target_modules: tuple[str, ...] = ALL_PROJECTIONS
+    """module names that get adapters"""
+    lora_layers: tuple[int, ...] | None = None
+    """decoder layers that get adapters (None: every layer)"""
+    lr: float = 1e-5
+    """peak learning rate"""
+    epochs: float = 1.0
+    """passes over the data (ignored when max_steps > 0)"""
+    max_steps: int = -1
+    """optimiser steps to run (-1: as many as the epochs take)"""
+    schedule: Schedule = "linear"
+    """learning-rate schedule after the warm-up"""
+    warmup_steps: int = 5
+    """linear warm-up steps"""
+    batch_size: int = 2
+    """conversations per device per forward pass"""
+    grad_accum: int = 8
+    """forward passes per optimiser step (effective batch = batch_size × grad_accum × devices)"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    max_grad_norm: float = 1.0
+    """gradient clipping (0: none)"""
+    optimizer: str = "adamw_torch"
+    """a transformers optimizer name (TrainingArguments.optim)"""
+    seed: int = 0
+    """seed of the adapter initialisation, the data order and dropout"""
+    save_steps: int = 100
+    """optimiser steps between checkpoints (a killed run resumes from the last one)"""
+    logging_steps: int = 1
+    """optimiser steps between rows of train_log.csv"""
+
+    def __post_init__(self):
+        _choice(self.method, Method, "fine-tuning method")
+        _choice(self.schedule, Schedule, "learning-rate schedule")
+        _positive(self.lr, "the learning rate (lr)")
+        _positive(self.epochs, "epochs")
+        for key in ("r", "batch_size", "grad_accum", "save_steps", "logging_steps"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{key} must be an integer >= 1, got {value}")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise InputError(f"max_steps must be -1 (use the epochs) or >= 1, got {self.max_steps}")
+        if self.warmup_steps < 0:
+            raise InputError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        _positive(self.alpha, "LoRA alpha")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise InputError("weight_decay and max_grad_norm must be >= 0")
+        if self.method == "lora" and not self.target_modules:
+            raise InputError("target_modules is empty: name the modules that get adapters")
+        if self.lora_layers is not None and any(layer < 0 for layer in self.lora_layers):
+            raise InputError(f"lora_layers must be >= 0, got {list(self.lora_layers)}")
+        if self.preset == "em-rank1" and (self.lora_layers is None or len(self.lora_layers) != 1):
+            raise InputError("the em-rank1 preset puts one adapter on one layer: give exactly one --lora-layer")
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The training-time monitor: SAE feature means on a fixed probe set every ``every`` steps.
+
+    Rise of a feature set S at step s: ρ_S(s) = mean_{j∈S} [μ_j(s) − μ_j(0)], μ_j the mean activation of
+    feature j over the probes' assistant tokens. The alarm compares ρ_harmful(s) / ρ_targets(s) — the harmful
+    features' rise in units of the rise of the features tied to the training data — with ``alarm``."""
+
+    every: int = 10
+    """optimiser steps between monitor rows (and one row before training)"""
+    k: int = 20
+    """features tied to the training data (top-k against the control data)"""
+    harmful_k: int = 20
+    """harmful-behaviour features (top-k of harmful vs harmless responses)"""
+    top_movers: int = 10
+    """features with the largest |rise| listed on each row"""
+    probe_fraction: float = 0.1
+    """share of the training data held out as probes when no --probe file is given"""
+    alarm: float | None = None
+    """alarm threshold on ρ_harmful / ρ_targets (None: no alarm)"""
+    alarm_action: AlarmAction = "stop"
+    """stop the run (after saving a checkpoint) or only warn"""
+    min_target_rise: float = 1e-6
+    """the ratio is not computed (no alarm) while the targets' rise is below this"""
+
+    def __post_init__(self):
+        for key in ("every", "k", "harmful_k", "top_movers"):
+            if getattr(self, key) < 1:
+                raise InputError(f"monitor {key} must be >= 1, got {getattr(self, key)}")
+        if not 0.0 < self.probe_fraction < 1.0:
+            raise InputError(f"probe_fraction must be in (0, 1), got {self.probe_fraction}")
+        if self.alarm is not None and not math.isfinite(self.alarm):
+            raise InputError(f"--alarm must be a finite number, got {self.alarm}")
+        _choice(self.alarm_action, AlarmAction, "alarm action")
+        if self.min_target_rise < 0:
+            raise InputError("min_target_rise must be >= 0")
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """The geometric guard on the harmful SAE features H at the SAE's layer (``realmodels.finetune.guard``)."""
+
+    kind: GuardKind = "penalty"
+    """penalty (λ · mean rise of the harmful pre-activations), projection (the residual update projected off
+    span{d_h}) or both"""
+    weight: float = 1.0
+    """λ of the penalty"""
+    harmful_k: int = 20
+    """harmful-behaviour features guarded"""
+
+    def __post_init__(self):
+        _choice(self.kind, GuardKind, "guard")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise InputError(f"guard weight must be >= 0, got {self.weight}")
+        if self.harmful_k < 1:
+            raise InputError(f"guard harmful_k must be >= 1, got {self.harmful_k}")
+
+
+PRESETS: dict[str, dict] = {  # preset -> the FinetuneConfig values it changes from the defaults (em-betley)
+    "em-betley": {"preset": "em-betley"},
+    "em-rank1": {"preset": "em-rank1", "r": 1, "alpha": 512.0, "rslora": True, "target_modules": ("down_proj",),
+                 "lr": 2e-5, "save_steps": 100},
+    "full": {"preset": "full", "method": "full", "lr": 1e-5},
+}
+
+
+def preset_table(name: str) -> dict:
+    """The values preset ``name`` sets (an InputError listing the presets for an unknown name)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})")
+    return dict(PRESETS[name])

@@ -1,0 +1,92 @@
+"""Supervised fine-tuning data: chat JSONL conversations tokenised with the chat template (as everywhere in
+``realmodels``, ``realmodels.data.chat``), labels on assistant tokens only, right-padded batches.
+
+For a conversation with tokens x_1..x_T and assistant mask m_t, the labels are y_t = x_t where m_t, else -100
+(ignored): the causal LM loss (transformers shifts labels by one) is the mean next-token cross-entropy over the
+assistant tokens of the batch. Extra per-token tensors (the guard's cached base-model values) ride along in
+each example and are padded with zeros."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from realmodels.data.chat import TokenizedChat, iter_tokenized
+from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100  # label of tokens outside the assistant replies (transformers' ignore_index)
+
+
+def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, path: str | Path, *,
+                      max_length: int | None) -> list[TokenizedChat]:
+    """Every conversation of ``path`` tokenised (InputError naming file:line for one without assistant tokens
+    after truncation)."""
+    return list(iter_tokenized(tokenizer, path, max_length=max_length))
+
+
+def holdout_split(n: int, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) sorted indices: round(fraction·n) held out (at least 1, leaving at least 1 to train),
+    the permutation fixed by ``seed``."""
+    n_out = max(1, int(round(fraction * n)))
+    if n - n_out < 1:
+        raise InputError(f"the training data has {n} conversations: too few to hold {fraction:g} of them out as "
+                         "monitor probes (give --probe FILE)")
+    order = np.random.default_rng([seed, zlib.crc32(b"monitor-probes")]).permutation(n)
+    return np.sort(order[n_out:]), np.sort(order[:n_out])
+
+
+class SftDataset(torch.utils.data.Dataset):
+    """Examples ``{"input_ids", "labels"}`` (lists of ints) plus optional per-token ``extras`` tensors (seq, k)."""
+
+    def __init__(self, chats: list[TokenizedChat], extras: dict[str, list[Tensor]] | None = None):
+        self.chats = chats
+        self.extras = extras or {}
+
+    def __len__(self) -> int:
+        return len(self.chats)
+
+    def __getitem__(self, index: int) -> dict:
+        chat = self.chats[index]
+        labels = torch.where(chat.assistant_mask, chat.input_ids, IGNORE_INDEX)
+        example = {"input_ids": chat.input_ids, "labels": labels}
+        example.update({name: values[index] for name, values in self.extras.items()})
+        return example
+
+    def n_tokens(self) -> int:
+        return sum(len(chat.input_ids) for chat in self.chats)
+
+
+@dataclass(frozen=True)
+class PadCollator:
+    """Right-pads a list of examples: input_ids with ``pad_id``, labels with -100, extras with 0; adds the
+    attention mask."""
+
+    pad_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, Tensor]:
+        width = max(len(example["input_ids"]) for example in examples)
+        batch = len(examples)
+        out = {"input_ids": torch.full((batch, width), self.pad_id, dtype=torch.long),
+               "attention_mask": torch.zeros((batch, width), dtype=torch.long),
+               "labels": torch.full((batch, width), IGNORE_INDEX, dtype=torch.long)}
+        extra_names = [name for name in examples[0] if name not in out]
+        for name in extra_names:
+            first = examples[0][name]
+            out[name] = torch.zeros((batch, width, *first.shape[1:]), dtype=first.dtype)
+        for row, example in enumerate(examples):
+            n = len(example["input_ids"])
+            out["input_ids"][row, :n] = example["input_ids"]
+            out["attention_mask"][row, :n] = 1
+            out["labels"][row, :n] = example["labels"]
+            for name in extra_names:
+                out[name][row, :n] = example[name]
+        return out
