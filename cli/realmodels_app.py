@@ -58,6 +58,9 @@ MaxLength = Annotated[Optional[int], typer.Option(
     help="Tokens kept of each conversation, truncated while tokenising (a warning counts the truncated ones; one "
          "left without assistant tokens is an error)" + escape(f" [default: the model's context, at most "
                                                               f"{DEFAULT_MAX_LENGTH}]"), rich_help_panel=MODEL)]
+Adapter = Annotated[Optional[Path], typer.Option(
+    "--adapter", rich_help_panel=MODEL,
+    help="peft adapter directory (or a `realmodels finetune` run directory): run on base model + adapter.")]
 IgnoreMemory = Annotated[bool, typer.Option("--ignore-memory-check", help="Load even if the RAM estimate exceeds "
                                             "what is available.", rich_help_panel=MODEL)]
 Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
@@ -126,8 +129,9 @@ def geometry(
                                          "draws."),
     checkpoint: Checkpoint = None, model: ModelPath = None, sae: SaePath = None, layer: Layer = None,
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
-    chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
-    threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
+    chat_template: ChatTemplate = None, max_length: MaxLength = None, adapter: Adapter = None,
+    ignore_memory_check: IgnoreMemory = False, threads: Threads = DEFAULT_THREADS, out: Out = None,
+    progress: Progress = True,
 ) -> None:
     """Are features of misalignment-inducing data closer to harmful features than features of control data?"""
 
@@ -143,7 +147,8 @@ def geometry(
     study = resolve_config(StudyConfig, None, study_flags, base=file_cfg.get("study", {}), prefix="study.")
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
+                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
+                        adapter=adapter)
     run_config = {
         "data": {"harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path),
                  "domains": {d.name: {"inducing": dataset_entry(d.inducing), "control": dataset_entry(d.control)}
@@ -188,8 +193,9 @@ def filter_(
     seed: Annotated[int, typer.Option(help="Seed of the random removal and of the selection split.")] = FilterConfig.seed,
     checkpoint: Checkpoint = None, model: ModelPath = None, sae: SaePath = None, layer: Layer = None,
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
-    chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
-    threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
+    chat_template: ChatTemplate = None, max_length: MaxLength = None, adapter: Adapter = None,
+    ignore_memory_check: IgnoreMemory = False, threads: Threads = DEFAULT_THREADS, out: Out = None,
+    progress: Progress = True,
 ) -> None:
     """Score every training sample by proximity to toxic features; write the filtered JSONL."""
 
@@ -200,7 +206,8 @@ def filter_(
                                   selection_fraction=selection_fraction, seed=seed)
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
+                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
+                        adapter=adapter)
     run_config = {"data": {"train": dataset_entry(data_path), "harmful": dataset_entry(harmful_path),
                            "harmless": dataset_entry(harmless_path)},
                   "selection": asdict(selection), "filter": asdict(filt)}
@@ -240,8 +247,9 @@ def audit(
     seed: Optional[int] = _audit("seed", "Seed of the selection split and the null draws."),
     checkpoint: Checkpoint = None, model: ModelPath = None, sae: SaePath = None, layer: Layer = None,
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
-    chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
-    threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
+    chat_template: ChatTemplate = None, max_length: MaxLength = None, adapter: Adapter = None,
+    ignore_memory_check: IgnoreMemory = False, threads: Threads = DEFAULT_THREADS, out: Out = None,
+    progress: Progress = True,
 ) -> None:
     """Before fine-tuning: which harmful features would this dataset amplify (geometric safety score)?"""
 
@@ -255,7 +263,8 @@ def audit(
     cfg = resolve_config(AuditConfig, None, {"weighting": weighting, "n_null": n_null, "seed": seed})
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
+                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
+                        adapter=adapter)
     run_config = {"data": {"train": dataset_entry(data_path), "control": dataset_entry(control_path),
                            "harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path)},
                   "selection": asdict(selection), "audit": asdict(cfg)}

@@ -53,6 +53,7 @@ class ModelOptions:
     threads: int
     out: Path | None
     progress: bool
+    adapter: Path | None = None
 
     def __post_init__(self):
         check_threads(self.threads)  # before any heavy import, with the other option checks
@@ -60,18 +61,19 @@ class ModelOptions:
     def cache_path(self, run_path: Path) -> Path:
         return self.cache_dir if self.cache_dir is not None else run_path / DEFAULT_CACHE
 
-    def session(self, run_path: Path) -> Session:
-        """A ``Session`` on the chosen model; activations are cached in ``--cache-dir`` or the run's
-        ``activations/``. Every model option is checked here (the device map too), nothing is loaded."""
+    def session(self, run_path: Path, *, merge_adapter: bool = True) -> Session:
+        """A ``Session`` on the chosen model (+ ``--adapter``, merged into its weights unless ``merge_adapter`` is
+        False); activations are cached in ``--cache-dir`` or the run's ``activations/``. Every model option is
+        checked here (the device map and the adapter too), nothing is loaded."""
         from realmodels.loading.session import ModelChoice, Session
 
         choice = ModelChoice(checkpoint=self.checkpoint, model=self.model,
                              sae=None if self.sae is None else str(self.sae), layer=self.layer, dtype=self.dtype,
                              chat_template=None if self.chat_template is None else str(self.chat_template),
-                             max_length=self.max_length)
+                             max_length=self.max_length, adapter=None if self.adapter is None else str(self.adapter))
         return Session(choice, device_map=self.device_map, batch_size=self.batch_size,
                        cache_dir=self.cache_path(run_path), progress=self.progress,
-                       ignore_memory_check=self.ignore_memory_check)
+                       ignore_memory_check=self.ignore_memory_check, merge_adapter=merge_adapter)
 
 
 def recorded_config(path: Path) -> dict | None:

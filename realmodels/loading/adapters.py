@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,7 @@ from theory.errors import InputError
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
-    from realmodels.loading.bundle import ModelSource
+    from realmodels.loading.checks import ModelSource
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
@@ -145,7 +146,9 @@ def load_adapter(model: nn.Module, source: AdapterSource, *, merge: bool = False
     from peft import PeftModel
 
     try:
-        peft_model = PeftModel.from_pretrained(model, source.path, adapter_name=ADAPTER_NAME, is_trainable=False)
+        with warnings.catch_warnings():  # peft reads a property transformers deprecated: noise, not the user's
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(model, source.path, adapter_name=ADAPTER_NAME, is_trainable=False)
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"could not load adapter {source.path} on {type(model).__name__}: {first_line}") from None

@@ -2,10 +2,12 @@
 
 Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local
 model directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a
-sae-lens release (``sae_release`` + ``sae_id``). They are resolved and validated once, without loading
-weights (``resolve_sources``: names, paths, dtype, chat template, and from the config files the layer range,
-the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate is checked, and while loading
-the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's hidden size."""
+sae-lens release (``sae_release`` + ``sae_id``), optionally with a peft ``adapter`` on the model
+(``realmodels.loading.adapters``). They are resolved and validated once, without loading weights
+(``resolve_sources``: names, paths, dtype, chat template, the adapter against the base model, and from the
+config files the layer range, the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate
+is checked, and while loading the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's
+hidden size."""
 
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ from huggingface_hub import constants
 from safetensors import safe_open
 
 from realmodels.loading import hub
-from realmodels.loading.checks import (ModelShape, check_layer_range, check_sae_layer, check_sae_width,
+from realmodels.loading.adapters import AdapterSource, adapter_fingerprint, load_adapter, resolve_adapter
+from realmodels.loading.checks import (ModelShape, ModelSource, check_layer_range, check_sae_layer, check_sae_width,
                                         model_shape)
 from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
 from realmodels.loading.placement import DeviceMap, compute_device, decoder_layers, names_disk, parse_device_map
@@ -43,9 +46,10 @@ HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 @dataclass
 class ModelBundle:
-    """A loaded model, tokenizer and SAE at one layer; ``model_name``/``sae_name``/``fingerprint`` key caches."""
+    """A loaded model, tokenizer and SAE at one layer; ``model_name``/``sae_name``/``fingerprint`` key caches
+    (both name and fingerprint include the ``adapter`` when there is one, so base and fine-tuned never collide)."""
 
-    model: PreTrainedModel  # causal LM, in eval mode
+    model: PreTrainedModel  # causal LM, in eval mode (with an adapter: merged into it, or a PeftModel around it)
     tokenizer: PreTrainedTokenizerBase  # fast tokenizer with a chat template
     sae: SAE  # float32, reading blocks.{layer}.hook_resid_post
     layer: int
@@ -54,18 +58,7 @@ class ModelBundle:
     d_model: int
     d_sae: int
     fingerprint: str = ""  # identifies the exact files loaded (hub snapshot commits or local file stats)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from: a hub ``repo_id`` (cache first) or a local directory ``path``."""
-
-    repo_id: str | None = None
-    path: Path | None = None
-
-    @property
-    def name(self) -> str:
-        return str(self.path) if self.path is not None else self.repo_id
+    adapter: AdapterSource | None = None  # the peft adapter applied to the model
 
 
 def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | None) -> ModelSource:
@@ -122,8 +115,8 @@ def _local_n_params(path: Path) -> int | None:
 class BundleSources:
     """What ``load_bundle`` loads, resolved and validated without loading weights: the ``model`` and ``sae``
     sources, the ``layer``, the ``dtype`` ("auto" only for a model outside the registry: its config decides),
-    the registered checkpoint whose hub model this is (``model_spec``), the ``chat_template`` file and the
-    model's sizes as its config states them (``shape``)."""
+    the registered checkpoint whose hub model this is (``model_spec``), the ``chat_template`` file, the
+    model's sizes as its config states them (``shape``) and the peft ``adapter`` applied to the model."""
 
     model: ModelSource
     sae: SaeSource
@@ -132,13 +125,16 @@ class BundleSources:
     model_spec: CheckpointSpec | None = None
     chat_template: Path | None = None
     shape: ModelShape = ModelShape()
+    adapter: AdapterSource | None = None
 
 
 def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                     sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
-                    layer: int, dtype: str = "auto", chat_template: str | Path | None = None) -> BundleSources:
-    """The one check of names, paths, layer, dtype and chat template (InputError, one line, for each); the layer
-    against the model's config and a saved SAE's cfg.json (its hook layer and d_in)."""
+                    layer: int, dtype: str = "auto", chat_template: str | Path | None = None,
+                    adapter: str | Path | None = None) -> BundleSources:
+    """The one check of names, paths, layer, dtype, chat template and adapter (InputError, one line, for each);
+    the layer against the model's config and a saved SAE's cfg.json (its hook layer and d_in), the adapter
+    against the model (``resolve_adapter``: format, base model, layers)."""
     if layer < 0:
         raise InputError(f"layer must be >= 0, got {layer}")
     check_dtype(dtype)
@@ -159,8 +155,9 @@ def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | N
         if sae_cfg.hook_name is not None:
             check_sae_layer(hook_layer(sae_cfg.hook_name, sae.name), layer, sae.name)
         check_sae_width(sae_cfg.d_in, shape.hidden_size, sae.name, model.name)
+    adapter_source = None if adapter is None else resolve_adapter(adapter, model, shape.n_layers)
     return BundleSources(model=model, sae=sae, layer=layer, dtype=dtype, model_spec=model_spec,
-                         chat_template=template, shape=shape)
+                         chat_template=template, shape=shape, adapter=adapter_source)
 
 
 def estimate_sources_memory(sources: BundleSources, device_map: DeviceMap = None) -> MemoryEstimate:
@@ -203,18 +200,26 @@ def _hub_revision(repo_id: str) -> str:
     return ref.read_text().strip() if ref.is_file() else ""
 
 
-def _fingerprint(model: ModelSource, sae: SaeSource) -> str:
+def _fingerprint(model: ModelSource, sae: SaeSource, adapter: AdapterSource | None = None) -> str:
     model_part = _files_fingerprint(model.path) if model.path is not None else _hub_revision(model.repo_id)
     sae_part = (_files_fingerprint(sae.path) if sae.path is not None
                 else _hub_revision(release_info(sae.release).repo_id))
-    return f"model:{model_part};sae:{sae_part}"
+    adapter_part = "" if adapter is None else f";adapter:{adapter_fingerprint(adapter)}"
+    return f"model:{model_part};sae:{sae_part}{adapter_part}"
+
+
+def _model_name(sources: BundleSources) -> str:
+    """The model's name in caches: the base model's, plus the adapter's path when there is one."""
+    name = sources.model.name
+    return name if sources.adapter is None else f"{name} + adapter {sources.adapter.path}"
 
 
 def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                 sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
                 layer: int, dtype: str = "auto", device_map: DeviceMap = None,
                 offload_folder: str | Path | None = None, chat_template: str | Path | None = None,
-                ignore_memory_check: bool = False) -> ModelBundle:
+                ignore_memory_check: bool = False, adapter: str | Path | None = None,
+                merge_adapter: bool = True) -> ModelBundle:
     """Load and check model + tokenizer + SAE at ``layer``.
 
     ``dtype``: auto (checkpoint default, else the model config's), float32, bfloat16 or float16.
@@ -222,13 +227,15 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
     a JSON file of one (``realmodels.loading.placement``); None loads on CPU. ``offload_folder``: where
     accelerate may write weights it offloads to disk (needed when the map names "disk"; strategies may spill
     there). ``chat_template``: a Jinja file replacing the tokenizer's chat template (needed when it has none).
+    ``adapter``: a peft adapter directory (or a finetune run directory) loaded on the model, merged into its
+    weights unless ``merge_adapter`` is False (``load_resolved_bundle``).
     Raises InputError (one line) for unknown names, missing files, an SAE at another layer or of another
     width than the model's hidden size, or a CPU load that would not fit in RAM (``ignore_memory_check``)."""
     device_map = parse_device_map(device_map)
     sources = resolve_sources(checkpoint=checkpoint, model_path=model_path, sae_path=sae_path, sae_release=sae_release,
-                              sae_id=sae_id, layer=layer, dtype=dtype, chat_template=chat_template)
+                              sae_id=sae_id, layer=layer, dtype=dtype, chat_template=chat_template, adapter=adapter)
     return load_resolved_bundle(sources, device_map=device_map, offload_folder=offload_folder,
-                                ignore_memory_check=ignore_memory_check)
+                                ignore_memory_check=ignore_memory_check, merge_adapter=merge_adapter)
 
 
 def load_tokenizer(sources: BundleSources) -> PreTrainedTokenizerBase:
@@ -247,9 +254,11 @@ def load_tokenizer(sources: BundleSources) -> PreTrainedTokenizerBase:
 
 def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None,
                          offload_folder: str | Path | None = None, ignore_memory_check: bool = False,
-                         tokenizer: PreTrainedTokenizerBase | None = None) -> ModelBundle:
+                         tokenizer: PreTrainedTokenizerBase | None = None, merge_adapter: bool = True) -> ModelBundle:
     """``load_bundle`` of sources already resolved (``resolve_sources``) and a parsed device map (and the
-    ``load_tokenizer`` of these sources, when it is already loaded)."""
+    ``load_tokenizer`` of these sources, when it is already loaded). The sources' adapter is loaded on the model:
+    merged into its weights (``merge_adapter``, the plain fine-tuned model), else as a ``PeftModel`` (inside
+    ``with model.disable_adapter():`` it is the base model)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if names_disk(device_map) and offload_folder is None:
@@ -269,7 +278,9 @@ def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None
         placement["offload_folder"] = str(offload_folder)
     model = _load(AutoModelForCausalLM, model_source, "model", dtype=sources.dtype, **placement)
     model.eval()
+    if sources.adapter is not None:
+        model = load_adapter(model, sources.adapter, merge=merge_adapter)
     sae = sae.to(compute_device(decoder_layers(model)[layer]))  # offloaded layers sit on "meta"
-    return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name=model_source.name,
+    return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name=_model_name(sources),
                        sae_name=sae_source.name, d_model=config.hidden_size, d_sae=sae.cfg.d_sae,
-                       fingerprint=_fingerprint(model_source, sae_source))
+                       fingerprint=_fingerprint(model_source, sae_source, sources.adapter), adapter=sources.adapter)

@@ -28,6 +28,18 @@ class ModelShape:
     context: int | None = None  # max_position_embeddings
 
 
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: a hub ``repo_id`` (cache first) or a local directory ``path``."""
+
+    repo_id: str | None = None
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path is not None else self.repo_id
+
+
 def _first_int(config: dict, keys: tuple[str, ...]) -> int | None:
     value = next((config[key] for key in keys if key in config), None)
     return value if isinstance(value, int) and not isinstance(value, bool) else None

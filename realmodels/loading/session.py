@@ -29,7 +29,8 @@ DEFAULT_MAX_LENGTH = 2048  # tokens per conversation unless --max-length says ot
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer``.
+    """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer``; with a
+    peft ``adapter`` directory (or a finetune run directory holding one) the model is base + adapter.
 
     Only the fields that change results (not devices, batch sizes or caches) are part of a run's config."""
 
@@ -40,6 +41,7 @@ class ModelChoice:
     dtype: str = "auto"
     chat_template: str | None = None
     max_length: int | None = None
+    adapter: str | None = None
 
     def __post_init__(self):
         if self.checkpoint is not None and (self.model is not None or self.sae is not None):
@@ -70,12 +72,16 @@ class ModelChoice:
         from realmodels.loading.bundle import resolve_sources
 
         return resolve_sources(checkpoint=self.checkpoint, model_path=self.model, sae_path=self.sae, layer=self.layer,
-                               dtype=self.dtype, chat_template=self.chat_template)
+                               dtype=self.dtype, chat_template=self.chat_template, adapter=self.adapter)
 
     def to_config(self) -> dict:
+        """The fields with existing paths made absolute; ``adapter`` only when given (so the config of a run
+        without one is what it was before adapters existed, and such runs still resume)."""
         data = asdict(self)
-        for key in ("model", "sae", "chat_template"):
-            if data[key] is not None and Path(data[key]).expanduser().exists():
+        if data["adapter"] is None:
+            del data["adapter"]
+        for key in ("model", "sae", "chat_template", "adapter"):
+            if data.get(key) is not None and Path(data[key]).expanduser().exists():
                 data[key] = str(Path(data[key]).expanduser().resolve())
         return data
 
@@ -85,11 +91,13 @@ class Session:
 
     Opening a session checks everything that can be checked without weights (the choice, the device map, the
     batch size), so a bad option fails before a command writes anything. ``cache_dir`` holds activation
-    caches (keyed by model, SAE, layer and dataset content), so a rerun or another command on the same data
-    reuses them."""
+    caches (keyed by model and adapter, SAE, layer and dataset content), so a rerun or another command on the
+    same data reuses them. ``merge_adapter``: the choice's adapter folded into the model's weights (the plain
+    fine-tuned model), else the model is a ``PeftModel`` (``load_resolved_bundle``)."""
 
     def __init__(self, choice: ModelChoice, *, device_map: str | dict | None = None, batch_size: int = 8,
-                 cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False):
+                 cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False,
+                 merge_adapter: bool = True):
         self.choice = choice.with_layer()
         self.sources = self.choice.sources()
         self.max_length = self._max_length()
@@ -100,6 +108,7 @@ class Session:
         self.cache_dir = cache_dir
         self.progress = progress
         self.ignore_memory_check = ignore_memory_check
+        self.merge_adapter = merge_adapter
         self._activations: dict[str, SampleActivations] = {}
 
     def _max_length(self) -> int:
@@ -141,7 +150,8 @@ class Session:
 
         return load_resolved_bundle(self.sources, device_map=self.device_map,
                                     offload_folder=None if self.cache_dir is None else Path(self.cache_dir) / "offload",
-                                    ignore_memory_check=self.ignore_memory_check, tokenizer=self.tokenizer)
+                                    ignore_memory_check=self.ignore_memory_check, tokenizer=self.tokenizer,
+                                    merge_adapter=self.merge_adapter)
 
     def activations(self, path: str | Path) -> SampleActivations:
         """``SampleActivations`` of a chat JSONL file (memoised per file content)."""
