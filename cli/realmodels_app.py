@@ -287,9 +287,15 @@ def audit(
     run_command("audit", opts, run_config, compute, show=print_audit, resume_finished=False)
 
 
+# commands defined in their own modules register themselves on ``app`` when imported
+from cli import realmodels_finetune as _finetune  # noqa: E402,F401
+
+
 def main() -> None:
     run_app(app)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m cli.realmodels_app` (e.g. under `accelerate launch -m`): run the imported
+    from cli.realmodels_app import main as canonical_main  # module's app, where every command is registered
+
+    canonical_main()

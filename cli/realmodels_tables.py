@@ -91,3 +91,27 @@ def print_audit(summary: dict, out: Path) -> None:
                   f"(z = {fmt(null['z_score'], '+.2f')}, {null['n_draws']} draws)")
     console.print(f"[dim]{summary['assumption']}[/]")
     console.print(f"run directory: [bold]{out}[/]")
+
+
+def print_finetune(summary: dict, out: Path) -> None:
+    """``summary``: the finetune run's summary.json (``realmodels.finetune.pipeline.finetune_pipeline``)."""
+    recipe = summary["recipe"]
+    table = Table(title=f"fine-tuning ({recipe['preset']}, {recipe['method']})")
+    for col in ("steps", "final loss", "trainable parameters", "conversations", "resumed from"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{summary['steps']} / {summary['max_steps']}", fmt(summary["final_loss"], ".4f"),
+                  f"{summary['trainable_parameters']:,}", str(summary["n_train"]),
+                  "-" if summary["resumed_from"] is None else f"step {summary['resumed_from']}")
+    console.print(table)
+    if (monitor := summary.get("monitor")) is not None:
+        alarm = "" if monitor["alarm_step"] is None else f"; [bold red]alarm at step {monitor['alarm_step']}[/]"
+        console.print(f"monitor: harmful features rose {fmt(monitor['harmful_rise'], '+.4g')}, training-data features "
+                      f"{fmt(monitor['targets_rise'], '+.4g')} (ratio {fmt(monitor['ratio'], '.3g')}) on "
+                      f"{monitor['n_probes']} probes{alarm}")
+    if (guard := summary.get("guard")) is not None:
+        console.print(f"guard: {guard['kind']} (λ {guard['weight']:g}) on {guard['harmful_k']} harmful features "
+                      f"(span rank {guard['rank']})")
+    if summary["stopped_early"]:
+        console.print("[yellow]training stopped before the planned steps (the monitor's alarm)[/]")
+    console.print(f"{'adapter' if recipe['method'] == 'lora' else 'model'}: [bold]{summary['output']}[/]")
+    console.print(f"run directory: [bold]{out}[/]")

@@ -29,6 +29,16 @@ from theory.errors import InputError
 from theory.tied_model import preactivation
 
 
+def span_basis(directions: Tensor, *, rtol: float = 1e-6) -> Tensor:
+    """An orthonormal basis Q (d, r) of the span of the rows of ``directions`` (k, d), r = their numerical rank
+    (singular directions with σ ≤ rtol·σ_max dropped: collinear or zero rows are fine); P_S = Q Qᵀ."""
+    if directions.ndim != 2 or directions.shape[0] == 0:
+        raise InputError("the harmful direction set is empty: give at least one direction")
+    _, sigma, vh = torch.linalg.svd(directions, full_matrices=False)
+    keep = sigma > rtol * sigma.amax().clamp_min(1e-30)
+    return vh[keep].T.contiguous()
+
+
 def span_projector(directions: Tensor, *, rtol: float = 1e-6) -> Tensor:
     """P_S, the orthogonal projector onto the span of the rows of ``directions`` (..., k, d) -> (..., d, d).
 
@@ -51,8 +61,13 @@ def project_gradient_(grad_W: Tensor, grad_b: Tensor, harmful, projector: Tensor
     grad_b[..., index] = 0.0
 
 
+def squared_growth(z: Tensor, z0: Tensor) -> Tensor:
+    """Σ_h (z_h − z_h^0)² over the last axis: the growth of a set of pre-activations from their values z0
+    before fine-tuning, per input. z, z0 (..., |H|) -> (...)."""
+    return (z - z0).pow(2).sum(dim=-1)
+
+
 def harmful_growth_penalty(W: Tensor, b: Tensor, W0: Tensor, b0: Tensor, x: Tensor, harmful) -> Tensor:
     """P = Σ_instances mean_x Σ_h (z_h(x) - z_h^0(x))²: W, W0 (..., n, d), b, b0 (..., n), x (..., N, n) -> scalar."""
     index = torch.as_tensor(harmful, dtype=torch.long)
-    dz = preactivation(W, b, x)[..., index] - preactivation(W0, b0, x)[..., index]
-    return dz.pow(2).sum(dim=-1).mean(dim=-1).sum()
+    return squared_growth(preactivation(W, b, x)[..., index], preactivation(W0, b0, x)[..., index]).mean(dim=-1).sum()

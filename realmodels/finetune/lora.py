@@ -64,10 +64,14 @@ def make_trainable(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     if cfg.method == "full":
         model.requires_grad_(True)
         return model
+    import warnings
+
     from peft import get_peft_model
 
     torch.manual_seed(cfg.seed)
-    return get_peft_model(model, lora_config(cfg))
+    with warnings.catch_warnings():  # peft calls a transformers property deprecated in v5
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, lora_config(cfg))
 
 
 def rank1_direction(model: nn.Module) -> Tensor | None:

@@ -130,19 +130,28 @@ def _save_atomically(save, target: Path) -> None:
 
 
 def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: FinetuneConfig, out: Path, *,
-                 callbacks: Sequence[TrainerCallback] = (), trainer_class: type[Trainer] = Trainer,
-                 progress: bool = True, use_cpu: bool | None = None) -> TrainResult:
+                 callbacks: Sequence[TrainerCallback] = (), guard=None, progress: bool = True,
+                 use_cpu: bool | None = None) -> TrainResult:
     """Train ``model`` (already made trainable, ``realmodels.finetune.lora.make_trainable``) on ``dataset`` in
-    the run directory ``out`` (module docstring), resuming from its last checkpoint when there is one."""
+    the run directory ``out`` (module docstring), resuming from its last checkpoint when there is one; with
+    ``guard`` (a ``realmodels.finetune.guard.GuardState``; the dataset then carries its cached pass) the loss
+    is the guarded one."""
     out = Path(out)
     checkpoints = out / CHECKPOINTS
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     log = TrainLog(out / TRAIN_LOG)
+    trainer_class = Trainer
+    if guard is not None:
+        from realmodels.finetune.guard import GuardedTrainer
+
+        trainer_class = GuardedTrainer
     trainer = trainer_class(model=model, args=training_arguments(cfg, checkpoints, use_cpu=use_cpu),
                             train_dataset=dataset, data_collator=PadCollator(pad_id),
                             callbacks=[log, RichProgress(progress), *callbacks])
     trainer.remove_callback(PrinterCallback)  # the log dicts go to train_log.csv and the progress bar
+    if guard is not None:
+        trainer.guard = guard
     trainer.train(resume_from_checkpoint=last)
     state = trainer.state
     is_peft = hasattr(model, "peft_config")

@@ -39,7 +39,8 @@ if TYPE_CHECKING:  # heavy imports, needed only where the weights load
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = ["BundleSources", "ModelBundle", "ModelSource", "estimate_bundle_memory", "estimate_sources_memory",
-           "load_bundle", "load_resolved_bundle", "load_tokenizer", "resolve_model_source", "resolve_sources"]
+           "load_bundle", "load_model_tokenizer", "load_pretrained", "load_resolved_bundle", "load_tokenizer",
+           "resolve_model_source", "resolve_sources"]
 
 HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -77,7 +78,7 @@ def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | N
     raise InputError(f"model path {model_path} does not exist")
 
 
-def _load(loader, source: ModelSource, what: str, **kwargs):
+def load_pretrained(loader, source: ModelSource, what: str, **kwargs):
     """``loader.from_pretrained`` from a local directory (errors -> InputError) or the hub, cache first."""
     if source.path is None:
         return hub.cached_first(lambda: loader.from_pretrained(source.repo_id, **kwargs),
@@ -239,15 +240,20 @@ def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None 
 
 
 def load_tokenizer(sources: BundleSources) -> PreTrainedTokenizerBase:
-    """The model's tokenizer with the chat template of ``sources`` (its own otherwise; none is an InputError).
-    Loads no weights."""
+    """The model's tokenizer with the chat template of ``sources`` (``load_model_tokenizer``)."""
+    return load_model_tokenizer(sources.model, sources.chat_template)
+
+
+def load_model_tokenizer(model: ModelSource, chat_template: Path | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer of ``model`` with the Jinja ``chat_template`` file (its own otherwise; none is an
+    InputError). Loads no weights."""
     from transformers import AutoTokenizer
 
-    tokenizer = _load(AutoTokenizer, sources.model, "tokenizer")
-    if sources.chat_template is not None:
-        tokenizer.chat_template = sources.chat_template.read_text()
+    tokenizer = load_pretrained(AutoTokenizer, model, "tokenizer")
+    if chat_template is not None:
+        tokenizer.chat_template = Path(chat_template).read_text()
     if not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"the tokenizer of {sources.model.name} has no chat template; pass a Jinja file "
+        raise InputError(f"the tokenizer of {model.name} has no chat template; pass a Jinja file "
                          "with --chat-template")
     return tokenizer
 
@@ -268,7 +274,7 @@ def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None
 
     sae = load_sae(sae_source)
     check_sae_layer(sae_layer(sae, sae_source.name), layer, sae_source.name)
-    config = _load(AutoConfig, model_source, "model config").get_text_config()
+    config = load_pretrained(AutoConfig, model_source, "model config").get_text_config()
     check_layer_range(layer, config.num_hidden_layers, model_source.name)
     check_sae_width(sae.cfg.d_in, config.hidden_size, sae_source.name, model_source.name)
 
@@ -276,7 +282,7 @@ def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None
     placement = {} if device_map is None else {"device_map": device_map}
     if device_map is not None and offload_folder is not None:  # used only if accelerate offloads to disk
         placement["offload_folder"] = str(offload_folder)
-    model = _load(AutoModelForCausalLM, model_source, "model", dtype=sources.dtype, **placement)
+    model = load_pretrained(AutoModelForCausalLM, model_source, "model", dtype=sources.dtype, **placement)
     model.eval()
     if sources.adapter is not None:
         model = load_adapter(model, sources.adapter, merge=merge_adapter)

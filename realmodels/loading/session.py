@@ -27,6 +27,15 @@ if TYPE_CHECKING:
 DEFAULT_MAX_LENGTH = 2048  # tokens per conversation unless --max-length says otherwise (or the context is shorter)
 
 
+def resolve_max_length(context: int | None, requested: int | None, model_name: str) -> int:
+    """``--max-length`` (at most the model's ``context``), else the context capped at ``DEFAULT_MAX_LENGTH``."""
+    if requested is None:
+        return DEFAULT_MAX_LENGTH if context is None else min(context, DEFAULT_MAX_LENGTH)
+    if context is not None and requested > context:
+        raise InputError(f"--max-length {requested} exceeds the context of model {model_name} ({context} tokens)")
+    return requested
+
+
 @dataclass(frozen=True)
 class ModelChoice:
     """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer``; with a
@@ -112,14 +121,7 @@ class Session:
         self._activations: dict[str, SampleActivations] = {}
 
     def _max_length(self) -> int:
-        """``--max-length`` (at most the model's context), else the context capped at ``DEFAULT_MAX_LENGTH``."""
-        context, requested = self.sources.shape.context, self.choice.max_length
-        if requested is None:
-            return DEFAULT_MAX_LENGTH if context is None else min(context, DEFAULT_MAX_LENGTH)
-        if context is not None and requested > context:
-            raise InputError(f"--max-length {requested} exceeds the context of model {self.sources.model.name} "
-                             f"({context} tokens)")
-        return requested
+        return resolve_max_length(self.sources.shape.context, self.choice.max_length, self.sources.model.name)
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:

@@ -1,0 +1,136 @@
+"""``realmodels finetune`` as one function: tokenise, hold out the monitor's probes, pick the monitored and
+guarded SAE features on the base model, build the monitor and the guard's cached pass, make the model
+trainable, train (resuming), and write the figures and the summary.
+
+Order (bad input before weights): the recipe's targets are checked against the architecture on the meta
+device (``lora.check_targets``) and every conversation is tokenised before the model loads; the SAE (and the
+harmful / control data) are needed only with the monitor or the guard."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
+from realmodels.finetune.data import SftDataset, holdout_split, tokenized_dataset
+from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase, TrainerCallback
+
+    from realmodels.analysis.configs import Criterion
+    from realmodels.loading.session import Session
+
+
+@dataclass(frozen=True)
+class FeatureData:
+    """The chat JSONL files that define the monitored / guarded features: harmful vs harmless responses (the
+    harmful features) and the control the training data is contrasted with (its target features)."""
+
+    harmful: Path
+    harmless: Path
+    control: Path
+    criterion: Criterion = "mean_diff"
+
+
+@dataclass
+class Prepared:
+    """Everything tokenised and checked before the model loads."""
+
+    train: list
+    probes: list
+    n_conversations: int
+    n_truncated: int
+
+
+def prepare_data(tokenizer: PreTrainedTokenizerBase, data: Path, *, max_length: int, probe: Path | None,
+                 monitor: MonitorConfig | None, seed: int) -> Prepared:
+    """Tokenise the training data (and the probe file); without a probe file the monitor holds out
+    ``probe_fraction`` of the training conversations (not trained on)."""
+    chats = tokenized_dataset(tokenizer, data, max_length=max_length)
+    probes: list = []
+    train = chats
+    if monitor is not None:
+        if probe is not None:
+            probes = tokenized_dataset(tokenizer, probe, max_length=max_length)
+        else:
+            keep, held = holdout_split(len(chats), monitor.probe_fraction, seed=seed)
+            train, probes = [chats[i] for i in keep], [chats[i] for i in held]
+    return Prepared(train=train, probes=probes, n_conversations=len(chats),
+                    n_truncated=sum(chat.truncated for chat in chats))
+
+
+def feature_sets(session: Session, data: Path, features: FeatureData, *, k: int, harmful_k: int) -> tuple[list, list]:
+    """(harmful features, target features) on the base model: top ``harmful_k`` of harmful vs harmless, top
+    ``k`` of the training data vs the control (``realmodels.analysis.features``)."""
+    from realmodels.analysis.features import dataset_features, harmful_features
+
+    harmful = harmful_features(session.activations(features.harmful), session.activations(features.harmless),
+                               harmful_k, features.criterion)
+    targets = dataset_features(session.activations(data), session.activations(features.control), k,
+                               features.criterion, names=("the training data", "the control"))
+    return harmful.tolist(), targets.tolist()
+
+
+def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Path, cfg: FinetuneConfig, out: Path,
+                      prepared: Prepared, monitor: MonitorConfig | None = None, guard: GuardConfig | None = None,
+                      features: FeatureData | None = None, batch_size: int = 8, progress: bool = True,
+                      log: Callable[[str], None] = print,
+                      callbacks: Sequence[TrainerCallback] = ()) -> dict:
+    """Train and return the run's summary (module docstring). ``model`` is the loaded base model (the
+    session's bundle model when ``session`` is given: the monitor and the guard read its SAE)."""
+    from realmodels.finetune.lora import make_trainable
+    from realmodels.finetune.plotting import loss_figure, monitor_figure
+    from realmodels.finetune.train import run_training
+    from runio.atomic import save_figure
+
+    if (monitor is not None or guard is not None) and (session is None or features is None):
+        raise InputError("the monitor and the guard need an SAE (--sae or a checkpoint) and --harmful/--harmless")
+    extra_callbacks = list(callbacks)
+    watcher = None
+    guard_state = None
+    extras = None
+    summary: dict = {}
+    if session is not None and features is not None:
+        k = monitor.k if monitor is not None else 1
+        harmful_k = max(monitor.harmful_k if monitor is not None else 1, guard.harmful_k if guard is not None else 1)
+        harmful, targets = feature_sets(session, data, features, k=k, harmful_k=harmful_k)
+        summary["features"] = {"harmful": harmful, "targets": targets if monitor is not None else None}
+        if monitor is not None:
+            from realmodels.finetune.monitor import Monitor, MonitorSets
+
+            watcher = Monitor(session.bundle, prepared.probes, MonitorSets(harmful=harmful[:monitor.harmful_k],
+                                                                           targets=targets), monitor, out,
+                              batch_size=batch_size, warn=log)
+            extra_callbacks.append(watcher)
+        if guard is not None:
+            from realmodels.finetune.guard import GuardState, guard_cache
+
+            guard_state = GuardState.build(session.bundle, harmful[:guard.harmful_k], guard)
+            extras = guard_cache(session.bundle, guard_state, prepared.train, batch_size=batch_size)
+    trainable = make_trainable(model, cfg)
+    n_trainable = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
+    result = run_training(trainable, tokenizer, SftDataset(prepared.train, extras), cfg, out,
+                          callbacks=extra_callbacks, guard=guard_state, progress=progress)
+    from realmodels.finetune.train import TRAIN_LOG
+
+    save_figure(loss_figure(out / TRAIN_LOG), out / "loss")
+    summary.update({
+        "steps": result.steps, "max_steps": result.max_steps, "resumed_from": result.resumed_from,
+        "stopped_early": result.stopped_early, "final_loss": result.final_loss, "output": str(result.output),
+        "n_train": len(prepared.train), "n_probes": len(prepared.probes), "n_truncated": prepared.n_truncated,
+        "trainable_parameters": int(n_trainable), "recipe": asdict(cfg),
+    })
+    if watcher is not None:
+        from realmodels.finetune.monitor import MONITOR
+
+        save_figure(monitor_figure(out / MONITOR, alarm=monitor.alarm), out / "monitor")
+        summary["monitor"] = watcher.summary()
+    if guard_state is not None:
+        summary["guard"] = {**asdict(guard), "rank": int(guard_state.basis.shape[1]),
+                            "cached_tokens": int(np.sum([len(c.input_ids) for c in prepared.train]))}
+    return summary

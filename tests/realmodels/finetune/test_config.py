@@ -1,0 +1,86 @@
+"""The fine-tuning recipes: the presets are the published recipes, bad values are one-line InputErrors, and the
+adapter targets are checked against the architecture on the meta device (no weights)."""
+
+from __future__ import annotations
+
+import pytest
+
+from realmodels.finetune.config import PRESETS, FinetuneConfig, GuardConfig, MonitorConfig, preset_table
+from realmodels.finetune.lora import check_targets, lora_config
+from theory.errors import InputError
+
+
+def _preset(name: str, **overrides) -> FinetuneConfig:
+    return FinetuneConfig(**{**preset_table(name), **overrides})
+
+
+def test_em_betley_is_the_published_recipe():
+    cfg = _preset("em-betley")
+    assert (cfg.r, cfg.alpha, cfg.rslora, cfg.dropout) == (32, 64.0, True, 0.0)
+    assert cfg.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert (cfg.lr, cfg.epochs, cfg.schedule, cfg.warmup_steps) == (1e-5, 1.0, "linear", 5)
+    assert (cfg.batch_size, cfg.grad_accum, cfg.weight_decay, cfg.seed) == (2, 8, 0.01, 0)
+    assert cfg.lora_layers is None and cfg.method == "lora"
+
+
+def test_em_rank1_is_one_rank1_down_proj_adapter():
+    cfg = _preset("em-rank1", lora_layers=(1,))
+    assert (cfg.r, cfg.alpha, cfg.rslora, cfg.lr, cfg.save_steps) == (1, 512.0, True, 2e-5, 100)
+    assert cfg.target_modules == ("down_proj",) and cfg.lora_layers == (1,)
+    peft_cfg = lora_config(cfg)
+    assert peft_cfg.layers_to_transform == [1] and set(peft_cfg.target_modules) == {"down_proj"}
+    with pytest.raises(InputError, match="exactly one --lora-layer"):
+        _preset("em-rank1")
+    with pytest.raises(InputError, match="exactly one --lora-layer"):
+        _preset("em-rank1", lora_layers=(0, 1))
+
+
+def test_full_trains_every_weight():
+    assert _preset("full").method == "full"
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(InputError) as exc:
+        preset_table("em-nonsense")
+    for name in PRESETS:
+        assert name in str(exc.value)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"lr": 0.0}, "learning rate"), ({"lr": -1e-5}, "learning rate"), ({"lr": float("nan")}, "learning rate"),
+    ({"r": 0}, "r must be"), ({"batch_size": 0}, "batch_size"), ({"max_steps": 0}, "max_steps"),
+    ({"method": "qlora"}, "fine-tuning method"), ({"schedule": "step"}, "schedule"), ({"dropout": 1.0}, "dropout"),
+    ({"target_modules": ()}, "target_modules"), ({"lora_layers": (-1,)}, "lora_layers"),
+])
+def test_bad_recipe_values(overrides, match):
+    with pytest.raises(InputError, match=match):
+        FinetuneConfig(**overrides)
+
+
+def test_bad_monitor_and_guard_values():
+    with pytest.raises(InputError, match="every"):
+        MonitorConfig(every=0)
+    with pytest.raises(InputError, match="alarm action"):
+        MonitorConfig(alarm_action="panic")
+    with pytest.raises(InputError, match="guard"):
+        GuardConfig(kind="wall")
+    with pytest.raises(InputError, match="weight"):
+        GuardConfig(weight=-1.0)
+
+
+def _config(model_dir):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(model_dir)
+
+
+def test_targets_checked_on_the_architecture(tiny_llama_dir, tiny_gptoss_dir):
+    check_targets(_config(tiny_llama_dir), _preset("em-betley"), "llama")
+    check_targets(_config(tiny_llama_dir), _preset("em-rank1", lora_layers=(1,)), "llama")
+    with pytest.raises(InputError, match="--lora-layer 2 is not a decoder layer of llama"):
+        check_targets(_config(tiny_llama_dir), _preset("em-rank1", lora_layers=(2,)), "llama")
+    # gpt-oss experts are fused parameters: no linear gate/up/down projections to put LoRA on
+    with pytest.raises(InputError, match="cannot target layer 0 of gptoss: it has no linear gate_proj, up_proj, "
+                                         "down_proj"):
+        check_targets(_config(tiny_gptoss_dir), _preset("em-betley"), "gptoss")
+    check_targets(_config(tiny_gptoss_dir), _preset("em-betley", target_modules=("q_proj", "v_proj")), "gptoss")
