@@ -3,8 +3,9 @@
 Commands: ``checkpoints`` (the registry with memory estimates), ``geometry`` (are features of
 misalignment-inducing data closer to harmful features than those of control data?), ``filter`` (remove the
 training samples closest to toxic features, or a random baseline), ``audit`` (predict, before fine-tuning,
-which harmful features a dataset would amplify). The logic lives in ``realmodels/``; this module reads
-options and resolves configs; ``cli.realmodels_run`` is the skeleton the analysis commands share (session, run
+which harmful features a dataset would amplify), ``finetune`` (``cli.realmodels_finetune``: LoRA / full
+fine-tuning with a training-time SAE monitor and guard). The logic lives in ``realmodels/``; this module reads
+options and resolves configs; ``cli.realmodels_options`` holds the shared options; ``cli.realmodels_run`` is the skeleton the analysis commands share (session, run
 directory, resume), ``cli.realmodels_tables`` prints, ``cli.realmodels_inputs`` checks dataset files."""
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from cli.configfile import config_option, resolve_config
 from cli.errors import run_app, user_errors
+from cli.realmodels_finetune import finetune
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
+from cli.realmodels_options import (CRITERION, HARMFUL_K, SELECTION_FRACTION, Adapter, BatchSize, CacheDir,
+                                    ChatTemplate, Checkpoint, DeviceMap, Dtype, Harmful, Harmless, IgnoreMemory, K,
+                                    Layer, MaxLength, ModelPath, Out, Progress, SaePath)
 from cli.realmodels_run import ModelOptions, harmful_pair, run_command
 from cli.realmodels_tables import console, print_audit, print_checkpoints, print_filter, print_geometry
 from cli.threads import DEFAULT_THREADS, Threads
 from realmodels.analysis.configs import AuditConfig, FilterConfig, SelectionConfig, StudyConfig
-from realmodels.loading.session import DEFAULT_MAX_LENGTH
 from runio.atomic import save_figure, write_csv, write_text
 from theory.errors import InputError
 
@@ -33,49 +36,6 @@ if TYPE_CHECKING:
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SAE feature geometry of emergent misalignment on real checkpoints.")
-
-MODEL = "Model (--checkpoint, or --model with --sae)"
-RUN = "Run"
-
-Checkpoint = Annotated[Optional[str], typer.Option(help="Registered checkpoint (see `realmodels checkpoints`).",
-                                                   rich_help_panel=MODEL)]
-ModelPath = Annotated[Optional[str], typer.Option("--model", help="Local HF model directory or hub id (with --sae).",
-                                                  rich_help_panel=MODEL)]
-SaePath = Annotated[Optional[Path], typer.Option("--sae", help="SAE directory saved by sae-lens SAE.save_model.",
-                                                 rich_help_panel=MODEL)]
-Layer = Annotated[Optional[int], typer.Option(help="Layer whose resid_post the SAE reads (default: the checkpoint's "
-                                                   "only SAE layer).", rich_help_panel=MODEL)]
-Dtype = Annotated[str, typer.Option(help="Model weights: auto | float32 | bfloat16 | float16.", rich_help_panel=MODEL)]
-DeviceMap = Annotated[Optional[str], typer.Option(
-    help="transformers/accelerate device_map: auto | balanced | balanced_low_0 | sequential | cpu, or a JSON file "
-         "{module: device} (default: CPU). Disk offload goes to <cache-dir>/offload.", rich_help_panel=MODEL)]
-BatchSize = Annotated[int, typer.Option(help="Conversations per forward pass.", rich_help_panel=MODEL)]
-CacheDir = Annotated[Optional[Path], typer.Option(help="Activation cache (default: <out>/activations).",
-                                                  rich_help_panel=MODEL)]
-ChatTemplate = Annotated[Optional[Path], typer.Option(help="Jinja chat template replacing the tokenizer's.",
-                                                      rich_help_panel=MODEL)]
-MaxLength = Annotated[Optional[int], typer.Option(
-    help="Tokens kept of each conversation, truncated while tokenising (a warning counts the truncated ones; one "
-         "left without assistant tokens is an error)" + escape(f" [default: the model's context, at most "
-                                                              f"{DEFAULT_MAX_LENGTH}]"), rich_help_panel=MODEL)]
-Adapter = Annotated[Optional[Path], typer.Option(
-    "--adapter", rich_help_panel=MODEL,
-    help="peft adapter directory (or a `realmodels finetune` run directory): run on base model + adapter.")]
-IgnoreMemory = Annotated[bool, typer.Option("--ignore-memory-check", help="Load even if the RAM estimate exceeds "
-                                            "what is available.", rich_help_panel=MODEL)]
-Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
-Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses (the harmful features' control).")]
-# defaults of config-backed options (None = keep the config's value; the help shows the config's default)
-K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")
-HARMFUL_K = config_option(SelectionConfig, "harmful_k", "Harmful-behaviour features (top-k, harmful vs harmless).")
-CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff.")
-SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Select features on this fraction of "
-                                   "each dataset; the rest checks them (held-out replication)" +
-                                   escape(" [default: select on all samples]"))
-Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<command>-<timestamp>); rerun to resume.",
-                                             rich_help_panel=RUN)]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN)]
-
 
 def _study(key: str, help: str):
     return config_option(StudyConfig, key, help)
@@ -287,15 +247,13 @@ def audit(
     run_command("audit", opts, run_config, compute, show=print_audit, resume_finished=False)
 
 
-# commands defined in their own modules register themselves on ``app`` when imported
-from cli import realmodels_finetune as _finetune  # noqa: E402,F401
+# commands defined in their own modules
+app.command()(finetune)
 
 
 def main() -> None:
     run_app(app)
 
 
-if __name__ == "__main__":  # `python -m cli.realmodels_app` (e.g. under `accelerate launch -m`): run the imported
-    from cli.realmodels_app import main as canonical_main  # module's app, where every command is registered
-
-    canonical_main()
+if __name__ == "__main__":  # `python -m cli.realmodels_app ...`, e.g. under `accelerate launch -m`
+    main()

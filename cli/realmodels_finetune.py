@@ -19,8 +19,8 @@ import typer
 
 from cli.configfile import read_toml, resolve_config
 from cli.errors import user_errors
-from cli.realmodels_app import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory, Layer,
-                                MaxLength, ModelPath, Out, Progress, SaePath, app)
+from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
+                                    Layer, MaxLength, ModelPath, Out, Progress, SaePath)
 from cli.realmodels_inputs import dataset_entry, dataset_file
 from cli.realmodels_run import SUMMARY, ModelOptions, harmful_pair, show_if_finished
 from cli.realmodels_tables import console, print_finetune
@@ -47,7 +47,6 @@ def _comma_list(value: Optional[str]) -> Optional[list[str]]:
     return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
 
 
-@app.command()
 @user_errors
 def finetune(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (loss on assistant tokens only).")],

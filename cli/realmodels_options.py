@@ -1,0 +1,57 @@
+"""The options the ``realmodels`` commands share (model, run, feature selection), as typer ``Annotated``
+types: one definition each, imported by every command module (``cli.realmodels_app`` and the commands in their
+own modules, which it registers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from cli.configfile import config_option
+from realmodels.analysis.configs import SelectionConfig
+from realmodels.loading.session import DEFAULT_MAX_LENGTH
+
+MODEL = "Model (--checkpoint, or --model with --sae)"
+RUN = "Run"
+
+Checkpoint = Annotated[Optional[str], typer.Option(help="Registered checkpoint (see `realmodels checkpoints`).",
+                                                   rich_help_panel=MODEL)]
+ModelPath = Annotated[Optional[str], typer.Option("--model", help="Local HF model directory or hub id (with --sae).",
+                                                  rich_help_panel=MODEL)]
+SaePath = Annotated[Optional[Path], typer.Option("--sae", help="SAE directory saved by sae-lens SAE.save_model.",
+                                                 rich_help_panel=MODEL)]
+Layer = Annotated[Optional[int], typer.Option(help="Layer whose resid_post the SAE reads (default: the checkpoint's "
+                                                   "only SAE layer).", rich_help_panel=MODEL)]
+Dtype = Annotated[str, typer.Option(help="Model weights: auto | float32 | bfloat16 | float16.", rich_help_panel=MODEL)]
+DeviceMap = Annotated[Optional[str], typer.Option(
+    help="transformers/accelerate device_map: auto | balanced | balanced_low_0 | sequential | cpu, or a JSON file "
+         "{module: device} (default: CPU). Disk offload goes to <cache-dir>/offload.", rich_help_panel=MODEL)]
+BatchSize = Annotated[int, typer.Option(help="Conversations per forward pass.", rich_help_panel=MODEL)]
+CacheDir = Annotated[Optional[Path], typer.Option(help="Activation cache (default: <out>/activations).",
+                                                  rich_help_panel=MODEL)]
+ChatTemplate = Annotated[Optional[Path], typer.Option(help="Jinja chat template replacing the tokenizer's.",
+                                                      rich_help_panel=MODEL)]
+MaxLength = Annotated[Optional[int], typer.Option(
+    help="Tokens kept of each conversation, truncated while tokenising (a warning counts the truncated ones; one "
+         "left without assistant tokens is an error)" + escape(f" [default: the model's context, at most "
+                                                              f"{DEFAULT_MAX_LENGTH}]"), rich_help_panel=MODEL)]
+Adapter = Annotated[Optional[Path], typer.Option(
+    "--adapter", rich_help_panel=MODEL,
+    help="peft adapter directory (or a `realmodels finetune` run directory): run on base model + adapter.")]
+IgnoreMemory = Annotated[bool, typer.Option("--ignore-memory-check", help="Load even if the RAM estimate exceeds "
+                                            "what is available.", rich_help_panel=MODEL)]
+Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
+Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses (the harmful features' control).")]
+# defaults of config-backed options (None = keep the config's value; the help shows the config's default)
+K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")
+HARMFUL_K = config_option(SelectionConfig, "harmful_k", "Harmful-behaviour features (top-k, harmful vs harmless).")
+CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff.")
+SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Select features on this fraction of "
+                                   "each dataset; the rest checks them (held-out replication)" +
+                                   escape(" [default: select on all samples]"))
+Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<command>-<timestamp>); rerun to resume.",
+                                             rich_help_panel=RUN)]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN)]
