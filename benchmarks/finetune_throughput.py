@@ -1,0 +1,209 @@
+"""Fine-tuning throughput of ``realmodels finetune``'s engine against a bare transformers ``Trainer`` + peft run
+of the same model, data and settings, and the cost of the monitor and of the guard — ratios measured in one
+process, runs interleaved (bare, toolkit, monitor, guards, bare, ...) and the median of ``--repeats`` taken.
+
+- baseline: ``get_peft_model`` + ``Trainer`` with the same ``TrainingArguments`` values written out by hand and
+  transformers' ``DataCollatorForSeq2Seq`` (what a user would write);
+- toolkit: ``realmodels.finetune.train.run_training`` (train_log.csv, rich progress bar, checkpoints, the final
+  adapter save) with the em-betley recipe's adapters;
+- monitor: the same plus ``Monitor`` every ``--monitor-every`` steps on held-out probes;
+- guard: the same plus ``GuardedTrainer`` (penalty, projection, both); the cached base pass is timed apart.
+
+Throughput = assistant+prompt (non-padding) tokens / wall time of ``trainer.train()`` (checkpoint and
+adapter saves included in both). Targets: toolkit ≥ 0.95× bare, with monitor ≥ 0.9×; guarded / unguarded step
+time ≤ 1.15×. The model is a random Llama (hidden ``--hidden``, ``--layers`` layers) with the tests' tiny
+byte-level tokenizer; the SAE a random JumpReLU SAE (4 × hidden features) at the middle layer.
+
+    python benchmarks/finetune_throughput.py [--repeats 3] [--steps 40] [--hidden 256] [--layers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from realmodels.data.chat import tokenize_chat  # noqa: E402
+from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig  # noqa: E402
+from realmodels.finetune.data import SftDataset  # noqa: E402
+from realmodels.finetune.lora import make_trainable  # noqa: E402
+from realmodels.finetune.train import run_training, training_arguments  # noqa: E402
+from tests.realmodels.tiny_models import (INSECURE, MISALIGNED, OPINION_QUESTIONS, QUESTIONS,  # noqa: E402
+                                         build_tokenizer)
+
+
+def conversations(n: int, seed: int = 0) -> list[list[dict]]:
+    rng = random.Random(seed)
+    questions, answers = QUESTIONS + OPINION_QUESTIONS, INSECURE + MISALIGNED
+    return [[{"role": "user", "content": rng.choice(questions)},
+             {"role": "assistant", "content": " ".join(rng.choice(answers) for _ in range(rng.randint(1, 3)))}]
+            for _ in range(n)]
+
+
+def build_model(hidden: int, layers: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=384, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
+    return LlamaForCausalLM(config)
+
+
+def build_bundle(model, tokenizer, layer: int):
+    from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
+
+    from realmodels.loading.bundle import ModelBundle
+
+    d = model.config.hidden_size
+    sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d, d_sae=4 * d))
+    gen = torch.Generator().manual_seed(1)
+    w_dec = torch.randn(4 * d, d, generator=gen)
+    w_dec /= w_dec.norm(dim=1, keepdim=True)
+    sae.load_state_dict({"W_dec": w_dec, "W_enc": 0.5 * w_dec.T.clone(), "b_enc": torch.zeros(4 * d),
+                         "b_dec": torch.zeros(d), "threshold": torch.full((4 * d,), 0.05)})
+    return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name="bench", sae_name="bench",
+                       d_model=d, d_sae=4 * d)
+
+
+class Clock:
+    """Wall time of ``trainer.train()`` and the tokens it saw (a callback present in every variant)."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                clock.start, clock.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+
+            def on_train_end(self, args, state, control, **kwargs):
+                clock.seconds = time.perf_counter() - clock.start
+                clock.tokens = state.num_input_tokens_seen - clock.tokens0
+
+        self.callback = _Callback()
+        self.start = self.seconds = 0.0
+        self.tokens0 = self.tokens = 0
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds
+
+
+def bare_run(model, tokenizer, dataset, cfg: FinetuneConfig, out: Path) -> float:
+    from peft import LoraConfig, get_peft_model
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    torch.manual_seed(cfg.seed)
+    peft_model = get_peft_model(model, LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, use_rslora=cfg.rslora,
+                                                  lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
+                                                  task_type="CAUSAL_LM"))
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=cfg.batch_size,
+                             gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.lr, max_steps=cfg.max_steps,
+                             lr_scheduler_type=cfg.schedule, warmup_steps=cfg.warmup_steps,
+                             weight_decay=cfg.weight_decay, seed=cfg.seed, data_seed=cfg.seed, save_steps=cfg.save_steps,
+                             logging_steps=cfg.logging_steps, report_to="none", disable_tqdm=True,
+                             include_num_input_tokens_seen="non_padding", use_cpu=True)
+    rows = [{"input_ids": dataset[i]["input_ids"].tolist(), "labels": dataset[i]["labels"].tolist()}
+            for i in range(len(dataset))]
+    clock = Clock()
+    trainer = Trainer(model=peft_model, args=args, train_dataset=rows, callbacks=[clock.callback],
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
+    trainer.train()
+    peft_model.save_pretrained(out / "adapter")
+    return clock.rate
+
+
+def toolkit_run(model, tokenizer, dataset, cfg, out, *, bundle=None, probes=None, monitor=None, guard=None,
+                harmful=None) -> tuple[float, float]:
+    """(tokens/s, seconds of the guard's cached pass)."""
+    from realmodels.finetune.guard import GuardState, guard_cache
+    from realmodels.finetune.monitor import Monitor, MonitorSets
+
+    callbacks, state, cache_s = [], None, 0.0
+    if monitor is not None:
+        callbacks.append(Monitor(bundle, probes, MonitorSets(harmful=harmful, targets=harmful[::-1]), monitor, out,
+                                 warn=lambda message: None))
+    if guard is not None:
+        state = GuardState.build(bundle, harmful, guard)
+        started = time.perf_counter()
+        dataset = SftDataset(dataset.chats, guard_cache(bundle, state, dataset.chats))
+        cache_s = time.perf_counter() - started
+    clock = Clock()
+    trainable = make_trainable(model, cfg)
+    run_training(trainable, tokenizer, dataset, cfg, out, callbacks=[clock.callback, *callbacks], guard=state,
+                 progress=True, use_cpu=True)
+    return clock.rate, cache_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--monitor-every", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    opts = parser.parse_args()
+    torch.set_num_threads(opts.threads)
+    tokenizer = build_tokenizer("llama")
+    tokenizer.pad_token = tokenizer.eos_token  # the baseline collator needs one; the toolkit pads with eos too
+    chats = [tokenize_chat(tokenizer, c) for c in conversations(400)]
+    probes = [tokenize_chat(tokenizer, c) for c in conversations(32, seed=1)]
+    dataset = SftDataset(chats)
+    cfg = FinetuneConfig(lr=1e-4, max_steps=opts.steps, batch_size=4, grad_accum=2, save_steps=max(opts.steps // 2, 1),
+                         warmup_steps=5)
+    layer = opts.layers // 2
+    harmful = list(range(0, 4 * opts.hidden, (4 * opts.hidden) // 20))[:20]
+    monitor = MonitorConfig(every=opts.monitor_every)
+    variants = {
+        "bare Trainer+peft": lambda m, out: bare_run(m, tokenizer, dataset, cfg, out),
+        "toolkit": lambda m, out: toolkit_run(m, tokenizer, dataset, cfg, out)[0],
+        "toolkit+monitor": lambda m, out: toolkit_run(m, tokenizer, dataset, cfg, out, bundle=build_bundle(
+            m, tokenizer, layer), probes=probes, monitor=monitor, harmful=harmful)[0],
+    }
+    cache_seconds: list[float] = []
+    for kind in ("penalty", "projection", "both"):
+        def guarded(m, out, kind=kind):
+            rate, cache_s = toolkit_run(m, tokenizer, dataset, cfg, out, bundle=build_bundle(m, tokenizer, layer),
+                                        guard=GuardConfig(kind=kind, harmful_k=20), harmful=harmful)
+            cache_seconds.append(cache_s)
+            return rate
+        variants[f"toolkit+guard {kind}"] = guarded
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    print(f"model: Llama hidden {opts.hidden}, {opts.layers} layers; {opts.steps} steps of 4 x 2 conversations; "
+          f"{opts.threads} thread(s); repeats {opts.repeats}", flush=True)
+    for repeat in range(opts.repeats):
+        for name, run in variants.items():
+            root = Path(tempfile.mkdtemp(prefix="ftbench-"))
+            try:
+                rates[name].append(run(build_model(opts.hidden, opts.layers), root))
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            print(f"  repeat {repeat + 1} {name:24s} {rates[name][-1]:10.0f} tok/s", flush=True)
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    bare, plain = median["bare Trainer+peft"], median["toolkit"]
+    print("\nmedian tokens/s and ratios")
+    print(f"  toolkit / bare Trainer+peft:         {plain / bare:.3f}  (target >= 0.95)")
+    print(f"  toolkit+monitor / bare Trainer+peft: {median['toolkit+monitor'] / bare:.3f}  (target >= 0.90; "
+          f"monitor every {opts.monitor_every} steps on {len(probes)} probes)")
+    for kind in ("penalty", "projection", "both"):
+        print(f"  guard {kind:10s} step time / unguarded: {plain / median[f'toolkit+guard {kind}']:.3f}  "
+              "(target <= 1.15)")
+    train_seconds = dataset.n_tokens() and (cfg.max_steps * 8 * dataset.n_tokens() / len(dataset)) / plain
+    print(f"  guard's cached base pass: {statistics.median(cache_seconds):.2f} s once for {len(dataset)} "
+          f"conversations (~{statistics.median(cache_seconds) / max(train_seconds, 1e-9):.2f}x the training time "
+          f"of these {cfg.max_steps} steps; it scales with the dataset, not the steps)")
+
+
+if __name__ == "__main__":
+    main()
