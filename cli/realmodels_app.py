@@ -249,6 +249,8 @@ def audit(
 
 # commands defined in their own modules
 app.command()(finetune)
+from cli.realmodels_amplification import amplification  # noqa: E402  (after finetune: one line each)
+app.command()(amplification)
 
 
 def main() -> None:

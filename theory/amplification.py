@@ -23,15 +23,27 @@ anti-aligned features are suppressed.
 
 Adam's first step. With bias correction m̂ = ∇, v̂ = ∇² so Δθ = -η ∇/(|∇| + ε): the preconditioner is
 P = diag(1 / (|∇_θ L| + ε)) (an elementwise sign step), see ``adam_first_step_preconditioner``.
+
+Made to scale (``first_order_change``). For any update Δθ — one step as above, or a whole fine-tuning run's
+weight change (e.g. a LoRA adapter's ΔW = s B A) — the first-order change of any differentiable f (the
+representation h_θ(x'), a feature's pre-activation) is the Jacobian-vector product
+
+    f(θ + Δθ) − f(θ) = J_f(θ) Δθ + O(‖Δθ‖²),
+
+computed in one forward-mode pass (a few times the cost of f) without forming J_f. With f = θ ↦ d_jᵀ h_θ(x')
+and Δθ = η g P J̄ᵀ d_t it is ``predict_change``; the O(‖Δθ‖²) remainder vanishes when f is affine in θ.
+``calibrated_to_targets`` fixes the unknown scale η <x̄, x'> of the isotropic prediction without the
+measurement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
-from torch.func import jacrev
+from torch.func import jacrev, jvp
 
 from theory.errors import InputError
 
@@ -119,3 +131,30 @@ def amplification_risk(relative: Tensor) -> float:
     if relative.numel() == 0:
         raise InputError("the feature set is empty: no amplification risk to compute")
     return float(relative.clamp_min(0).mean())
+
+
+def first_order_change(fn: Callable[..., Any], primals: tuple, tangents: tuple) -> tuple[Any, Any]:
+    """(f(θ), J_f(θ) Δθ): the value and the first-order change f(θ + Δθ) − f(θ) = J_f(θ) Δθ + O(‖Δθ‖²) of any
+    differentiable ``fn`` at ``primals`` θ along ``tangents`` Δθ (tuples of tensors or pytrees of tensors of
+    the same structure, shapes and dtypes), by one forward-mode pass (``torch.func.jvp``): J_f is never formed.
+    Exact (to rounding) when ``fn`` is affine in θ. ``fn`` must be functional (no in-place change of state
+    torch.func cannot trace, e.g. no ``requires_grad_`` inside)."""
+    if len(primals) != len(tangents):
+        raise ValueError(f"{len(primals)} primals but {len(tangents)} tangents")
+    return jvp(fn, tuple(primals), tuple(tangents))
+
+
+def calibrated_to_targets(prediction: Tensor, reference: Tensor, targets: Tensor) -> tuple[Tensor, float | None]:
+    """Fix the unknown scale c of a prediction known up to a factor (the isotropic one, in units of η <x̄, x'>)
+    from another prediction of the same change, not from the measurement: c = mean_t reference_t / mean_t
+    prediction_t over the ``targets`` (indices), so that the targets' mean predicted change is the same under
+    both. Returns (c · prediction, c), or (prediction, None) unscaled when either mean is not positive (the
+    reference would not push the targets up, or the prediction's sign is undefined there).
+    prediction, reference (n_features,), targets (n_targets,) long."""
+    if targets.numel() == 0:
+        raise InputError("no target features: nothing to calibrate the prediction's scale on")
+    want, have = float(reference[targets].double().mean()), float(prediction[targets].double().mean())
+    if not (want > 0 and have > 0):
+        return prediction, None
+    scale = want / have
+    return prediction * scale, scale

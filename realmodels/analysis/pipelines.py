@@ -1,11 +1,11 @@
-"""The stages of the ``geometry``, ``filter`` and ``audit`` commands on a ``Session``, each stage memoised
+"""The stages of the ``geometry``, ``filter``, ``audit`` and ``amplification`` commands on a ``Session``, each stage memoised
 through a ``cache(name, compute) -> dict`` callable (the CLI passes its run directory's ``cached_json``; the
 default computes every time). A stage whose result is cached never touches the model, so a resumed run loads
 the model (or the decoder) only if some stage still needs it. The cache holds JSON (dicts); stages hand each
 other typed results (``FeatureSelection``, ``DomainGeometry``, ``AuditReport``), converted at the cache edge.
 
 Stages: harmful-behaviour features -> the datasets' features -> the measurement (study per domain, sample
-scores, or the audit prediction)."""
+scores, the audit prediction, or the measured vs predicted amplification of a fine-tuned model)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from realmodels.analysis.geometry import (POOLED, DomainGeometry, StudyConfig, d
 from theory.filtering import score_separation
 
 if TYPE_CHECKING:
+    from realmodels.analysis.amplification import AmplificationReport
     from realmodels.data.activations import SampleActivations
     from realmodels.loading.session import Session
 
@@ -184,3 +185,29 @@ def audit_pipeline(session: Session, *, data: Path, control: Path, harmful: Path
         return audit(session.decoder, ds.indices, ds.mean_diff, harm.indices, pool, config).to_dict()
 
     return AuditReport(**cache("audit.json", report))
+
+
+def amplification_pipeline(session: Session, *, probe: Path, data: Path, control: Path, harmful: Path,
+                           harmless: Path, selection: SelectionConfig, cache: Cache = compute_always,
+                           log: Log = _quiet) -> AmplificationReport:
+    """Harmful features and the training data's features (against ``control``), both on the base model's
+    activations (the session's model is base + an unmerged adapter), then every SAE feature's measured and
+    predicted change on the ``probe`` conversations (``realmodels.analysis.amplification``)."""
+    from realmodels.analysis.amplification import (AmplificationMeasurement, BaseModelActivations,
+                                                   amplification_report, measure_amplification)
+    from realmodels.data.chat import iter_tokenized
+
+    base = BaseModelActivations(session)
+    harm = harmful_selection(base, harmful, harmless, selection, cache=cache, log=log)
+    ds = cached_selection(base, "features/dataset.json", data, control, selection, names=("dataset", "control"),
+                          name="dataset", cache=cache, log=log,
+                          message="identifying the training data's features (training data vs control, base model)")
+
+    def measure() -> dict:
+        log("measuring every feature's change on the probes, and its first-order prediction (JVP)")
+        chats = list(iter_tokenized(session.tokenizer, probe, max_length=session.max_length))
+        return measure_amplification(session.bundle, chats, batch_size=session.batch_size,
+                                     progress=session.progress, description=probe.name).to_dict()
+
+    measurement = AmplificationMeasurement.from_dict(cache("stages/measurement.json", measure))
+    return amplification_report(session.decoder, measurement, ds.indices, ds.mean_diff, harm.indices)

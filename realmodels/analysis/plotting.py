@@ -86,3 +86,35 @@ def audit_bars(report: AuditReport, top: int = 20) -> Figure:
     ax.set_title(f"Geometric safety score {report.safety_score:.3f} ({report.risk_level} risk)")
     sns.despine(fig)
     return fig
+
+
+def amplification_scatter(table: pd.DataFrame, summary: dict) -> Figure:
+    """Measured change of every SAE feature against the first-order (JVP) prediction, against the isotropic
+    (similarity-only) prediction, and the activation-level version; harmful features and the training data's
+    features highlighted, y = x dashed, R² and Spearman in the titles."""
+    panels = (("predicted", "measured", "first_order", "predicted (first order: J(x') ΔW)"),
+              ("predicted_isotropic", "measured", "isotropic", "predicted (isotropic: similarity only)"),
+              ("predicted_output", "measured_output", "first_order_output", "predicted activation change"))
+    fig, axes = plt.subplots(1, 3, figsize=(14.0, 4.4))
+    groups = (("other", ~table["harmful"] & ~table["target"], "0.65", 10),
+              ("training-data feature", table["target"], PALETTE["control"], 22),
+              ("harmful feature", table["harmful"], PALETTE["inducing"], 22))
+    for ax, (x, y, key, xlabel) in zip(axes, panels):
+        for label, rows, colour, size in groups:
+            ax.scatter(table.loc[rows, x], table.loc[rows, y], s=size, color=colour, alpha=0.8, label=label,
+                       linewidths=0)
+        lo = float(min(table[x].min(), table[y].min()))
+        hi = float(max(table[x].max(), table[y].max()))
+        ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--")
+        stats = summary["agreement"][key]
+        r2, rho = stats["r2"], stats["spearman"]
+        ax.set_title(f"R² {'nan' if r2 is None else f'{r2:.3f}'}, Spearman "
+                     f"{'nan' if rho is None else f'{rho:.3f}'}", fontsize=10)
+        unscaled = key == "isotropic" and summary["isotropic_scale"] is None
+        ax.set_xlabel(xlabel + (" (unscaled)" if unscaled else ""))
+        ax.set_ylabel("measured activation change" if key.endswith("output") else "measured pre-activation change")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"Amplification of every SAE feature after fine-tuning ({summary['n_tokens']} probe tokens)")
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig
