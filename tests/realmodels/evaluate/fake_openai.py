@@ -1,0 +1,101 @@
+"""A small OpenAI-compatible HTTP server on 127.0.0.1 for the evaluation tests: each request's JSON body goes
+to a scripted ``handler(path, body) -> Reply`` (status, JSON body or raw bytes, delay), and every request is
+recorded (``server.requests``: path, body, headers), so tests can count requests, check what was sent (the API
+key arrives only in the Authorization header) and script 429/500/timeouts/malformed bodies.
+
+    with FakeOpenAI(handler) as server:
+        client_url = server.url   # "http://127.0.0.1:PORT/v1"
+
+Helpers build the bodies the real API returns: ``chat_reply(text, top_logprobs={"75": -0.1, ...})`` and
+``completion_reply(text)``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: dict | None = None
+    raw: bytes | None = None  # sent instead of body (malformed replies)
+    delay: float = 0.0  # seconds to wait before answering (timeouts)
+    headers: dict = field(default_factory=dict)
+
+
+def chat_reply(text: str, top_logprobs: dict[str, float] | None = None, *, model: str = "fake-judge") -> dict:
+    """A chat.completions body; with ``top_logprobs`` ({token: logprob}) its first token carries them."""
+    choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+    if top_logprobs is not None:
+        first = max(top_logprobs, key=top_logprobs.get) if top_logprobs else text
+        choice["logprobs"] = {"content": [{
+            "token": first, "logprob": top_logprobs.get(first, 0.0), "bytes": None,
+            "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top_logprobs.items()]}]}
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": model, "choices": [choice],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def completion_reply(text: str, *, model: str = "fake-model") -> dict:
+    """A (legacy) completions body."""
+    return {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+class FakeOpenAI:
+    """The server (a context manager): ``url``, ``requests`` (list of {"path", "body", "headers"})."""
+
+    def __init__(self, handler: Callable[[str, dict], Reply]):
+        self.handler = handler
+        self.requests: list[dict] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw or b"{}")
+                except json.JSONDecodeError:
+                    body = {}
+                with outer._lock:
+                    outer.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                reply = outer.handler(self.path, body)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                payload = reply.raw if reply.raw is not None else json.dumps(reply.body or {}).encode()
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                    pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
