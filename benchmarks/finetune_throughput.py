@@ -9,17 +9,24 @@ process, runs interleaved (bare, toolkit, monitor, guards, bare, ...) and the me
 - monitor: the same plus ``Monitor`` every ``--monitor-every`` steps on held-out probes;
 - guard: the same plus ``GuardedTrainer`` (penalty, projection, both); the cached base pass is timed apart.
 
-Throughput = assistant+prompt (non-padding) tokens / wall time of ``trainer.train()`` (checkpoint and
-adapter saves included in both). Targets: toolkit ≥ 0.95× bare, with monitor ≥ 0.9×; guarded / unguarded step
+Throughput = non-padding tokens / time of ``trainer.train()`` (checkpoint and adapter saves included in
+both), as wall time and as this process's CPU time (torch on one thread: CPU time is what the code costs and is
+far less sensitive to other jobs on a shared machine than wall time); ratios are medians over repeats of the
+ratio within each repeat (paired, run next to each other). On a shared machine whose speed drifts by ±15% from
+run to run these cross-run ratios are noisy, so the script first measures the same costs *within one process*:
+the CPU time spent inside the toolkit's callbacks (train log, progress bar, monitor) as a share of the training
+time, and the guard's forward+backward time against the unguarded one on the same micro-batches, alternating
+A/B per micro-batch. Targets: toolkit ≥ 0.95× bare, with monitor ≥ 0.9×; guarded / unguarded step
 time ≤ 1.15×. The model is a random Llama (hidden ``--hidden``, ``--layers`` layers) with the tests' tiny
 byte-level tokenizer; the SAE a random JumpReLU SAE (4 × hidden features) at the middle layer.
 
-    python benchmarks/finetune_throughput.py [--repeats 3] [--steps 40] [--hidden 256] [--layers 4]
+    python benchmarks/finetune_throughput.py [--repeats 5] [--steps 40] [--hidden 256] [--layers 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -84,22 +91,25 @@ class Clock:
 
         class _Callback(TrainerCallback):
             def on_train_begin(self, args, state, control, **kwargs):
-                clock.start, clock.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+                clock.start, clock.cpu0 = time.perf_counter(), time.process_time()
+                clock.tokens0 = state.num_input_tokens_seen
 
             def on_train_end(self, args, state, control, **kwargs):
                 clock.seconds = time.perf_counter() - clock.start
+                clock.cpu_seconds = time.process_time() - clock.cpu0
                 clock.tokens = state.num_input_tokens_seen - clock.tokens0
 
         self.callback = _Callback()
-        self.start = self.seconds = 0.0
+        self.start = self.seconds = self.cpu0 = self.cpu_seconds = 0.0
         self.tokens0 = self.tokens = 0
 
     @property
-    def rate(self) -> float:
-        return self.tokens / self.seconds
+    def rate(self) -> tuple[float, float]:
+        """(tokens per wall second, tokens per CPU second of this process)."""
+        return self.tokens / self.seconds, self.tokens / self.cpu_seconds
 
 
-def bare_run(model, tokenizer, dataset, cfg: FinetuneConfig, out: Path) -> float:
+def bare_run(model, tokenizer, dataset, cfg: FinetuneConfig, out: Path) -> tuple[float, float]:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
 
@@ -145,14 +155,103 @@ def toolkit_run(model, tokenizer, dataset, cfg, out, *, bundle=None, probes=None
     return clock.rate, cache_s
 
 
+class CallbackTimer:
+    """Benchmark instrumentation: the CPU time spent inside the toolkit's callbacks (train log, progress bar,
+    monitor) during a run, so their share of the training time is measured within one run, free of the
+    run-to-run drift of a shared machine."""
+
+    def __init__(self, classes):
+        self.seconds = 0.0
+        self._saved = []
+        for cls in classes:
+            for name in ("on_train_begin", "on_step_end", "on_log", "on_train_end", "on_save"):
+                if name in cls.__dict__:
+                    self._wrap(cls, name)
+
+    def _wrap(self, cls, name):
+        original = cls.__dict__[name]
+        timer = self
+
+        def timed(*args, **kwargs):
+            started = time.process_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timer.seconds += time.process_time() - started
+
+        self._saved.append((cls, name, original))
+        setattr(cls, name, timed)
+
+    def restore(self):
+        for cls, name, original in self._saved:
+            setattr(cls, name, original)
+
+
+def within_run(model_fn, tokenizer, dataset, cfg, probes, monitor, harmful, layer, repeats: int) -> None:
+    """Shares measured inside one process: callbacks' share of a toolkit run, and the guard's step time against
+    the unguarded step on the same model and micro-batches, alternating A/B per micro-batch."""
+    from realmodels.finetune.guard import GuardedTrainer, GuardState, guard_cache
+    from realmodels.finetune.monitor import Monitor, MonitorSets
+    from realmodels.finetune.train import RichProgress, TrainLog
+
+    root = Path(tempfile.mkdtemp(prefix="ftbench-"))
+    try:
+        model = model_fn()
+        bundle = build_bundle(model, tokenizer, layer)
+        watcher = Monitor(bundle, probes, MonitorSets(harmful=harmful, targets=harmful[::-1]), monitor, root,
+                          warn=lambda message: None)
+        own, monitor_timer = CallbackTimer([TrainLog, RichProgress]), CallbackTimer([Monitor])
+        clock = Clock()
+        try:
+            run_training(make_trainable(model, cfg), tokenizer, dataset, cfg, root, callbacks=[clock.callback, watcher],
+                         progress=True, use_cpu=True)
+        finally:
+            own.restore()
+            monitor_timer.restore()
+        own_share, monitor_share = own.seconds / clock.cpu_seconds, monitor_timer.seconds / clock.cpu_seconds
+        print(f"  within one run ({cfg.max_steps} steps): train log + progress bar took {own_share:.2%} of the training "
+              f"CPU time (throughput {1 - own_share:.3f}x the bare engine), the monitor's rows "
+              f"{monitor_share:.2%} (with the monitor: {1 - own_share - monitor_share:.3f}x)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    from realmodels.finetune.data import PadCollator
+
+    model = model_fn()
+    bundle = build_bundle(model, tokenizer, layer)
+    collate = PadCollator(tokenizer.pad_token_id)
+    for kind in ("penalty", "projection", "both"):
+        state = GuardState.build(bundle, harmful, GuardConfig(kind=kind, harmful_k=20))
+        chats = dataset.chats[:64]
+        data = SftDataset(chats, guard_cache(bundle, state, chats))
+        trainable = make_trainable(build_model(model.config.hidden_size, model.config.num_hidden_layers), cfg)
+        trainer = GuardedTrainer(model=trainable, args=training_arguments(cfg, root / "unused", use_cpu=True),
+                                 train_dataset=data, data_collator=collate)
+        times = {"guarded": [], "plain": []}
+        for repeat in range(repeats):
+            for index in range(0, len(chats), cfg.batch_size):
+                batch = collate([data[i] for i in range(index, min(index + cfg.batch_size, len(chats)))])
+                for name in ("plain", "guarded") if (index // cfg.batch_size + repeat) % 2 else ("guarded", "plain"):
+                    trainer.guard = state if name == "guarded" else None
+                    inputs = dict(batch)
+                    started = time.process_time()
+                    trainer.compute_loss(trainable, inputs).backward()
+                    times[name].append(time.process_time() - started)
+                trainable.zero_grad()
+        ratio = sum(times["guarded"]) / sum(times["plain"])
+        print(f"  guard {kind:10s}: forward+backward per micro-batch, alternating A/B: {ratio:.3f}x unguarded")
+    shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--monitor-every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--within-only", action="store_true", help="only the within-run measurements")
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
     tokenizer = build_tokenizer("llama")
@@ -160,8 +259,8 @@ def main() -> None:
     chats = [tokenize_chat(tokenizer, c) for c in conversations(400)]
     probes = [tokenize_chat(tokenizer, c) for c in conversations(32, seed=1)]
     dataset = SftDataset(chats)
-    cfg = FinetuneConfig(lr=1e-4, max_steps=opts.steps, batch_size=4, grad_accum=2, save_steps=max(opts.steps // 2, 1),
-                         warmup_steps=5)
+    cfg = FinetuneConfig(lr=1e-4, max_steps=opts.steps, batch_size=2, grad_accum=8, save_steps=max(opts.steps // 2, 1),
+                         warmup_steps=5)  # the em-betley batch shape
     layer = opts.layers // 2
     harmful = list(range(0, 4 * opts.hidden, (4 * opts.hidden) // 20))[:20]
     monitor = MonitorConfig(every=opts.monitor_every)
@@ -179,9 +278,14 @@ def main() -> None:
             cache_seconds.append(cache_s)
             return rate
         variants[f"toolkit+guard {kind}"] = guarded
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    print(f"model: Llama hidden {opts.hidden}, {opts.layers} layers; {opts.steps} steps of 4 x 2 conversations; "
-          f"{opts.threads} thread(s); repeats {opts.repeats}", flush=True)
+    print("within-run measurements (robust to the machine's speed drift):", flush=True)
+    within_run(lambda: build_model(opts.hidden, opts.layers), tokenizer, dataset, cfg, probes, monitor, harmful, layer,
+               repeats=3)
+    if opts.within_only:
+        return
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    print(f"model: Llama hidden {opts.hidden}, {opts.layers} layers; {opts.steps} steps of {cfg.batch_size} x "
+          f"{cfg.grad_accum} conversations; {opts.threads} thread(s); repeats {opts.repeats}", flush=True)
     for repeat in range(opts.repeats):
         for name, run in variants.items():
             root = Path(tempfile.mkdtemp(prefix="ftbench-"))
@@ -189,20 +293,26 @@ def main() -> None:
                 rates[name].append(run(build_model(opts.hidden, opts.layers), root))
             finally:
                 shutil.rmtree(root, ignore_errors=True)
-            print(f"  repeat {repeat + 1} {name:24s} {rates[name][-1]:10.0f} tok/s", flush=True)
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    bare, plain = median["bare Trainer+peft"], median["toolkit"]
-    print("\nmedian tokens/s and ratios")
-    print(f"  toolkit / bare Trainer+peft:         {plain / bare:.3f}  (target >= 0.95)")
-    print(f"  toolkit+monitor / bare Trainer+peft: {median['toolkit+monitor'] / bare:.3f}  (target >= 0.90; "
-          f"monitor every {opts.monitor_every} steps on {len(probes)} probes)")
+            wall, cpu = rates[name][-1]
+            print(f"  repeat {repeat + 1} {name:24s} {wall:8.0f} tok/s wall {cpu:8.0f} tok/s CPU", flush=True)
+
+    def ratio(a: str, b: str, which: int) -> float:
+        return statistics.median(x[which] / y[which] for x, y in zip(rates[a], rates[b], strict=True))
+
+    print(f"\nratios (median over repeats of the paired ratio; wall / CPU time)  load average "
+          f"{os.getloadavg()[0]:.2f}")
+    for name, target in (("toolkit", ">= 0.95"), ("toolkit+monitor", ">= 0.90")):
+        print(f"  {name + ' / bare Trainer+peft':38s} {ratio(name, 'bare Trainer+peft', 0):.3f} / "
+              f"{ratio(name, 'bare Trainer+peft', 1):.3f}  (target {target})")
     for kind in ("penalty", "projection", "both"):
-        print(f"  guard {kind:10s} step time / unguarded: {plain / median[f'toolkit+guard {kind}']:.3f}  "
-              "(target <= 1.15)")
-    train_seconds = dataset.n_tokens() and (cfg.max_steps * 8 * dataset.n_tokens() / len(dataset)) / plain
+        print(f"  {'guard ' + kind + ' step time / unguarded':38s} {ratio('toolkit', f'toolkit+guard {kind}', 0):.3f} / "
+              f"{ratio('toolkit', f'toolkit+guard {kind}', 1):.3f}  (target <= 1.15)")
+    step_s = cfg.max_steps * cfg.batch_size * cfg.grad_accum * dataset.n_tokens() / len(dataset) / statistics.median(
+        r[0] for r in rates["toolkit"])
     print(f"  guard's cached base pass: {statistics.median(cache_seconds):.2f} s once for {len(dataset)} "
-          f"conversations (~{statistics.median(cache_seconds) / max(train_seconds, 1e-9):.2f}x the training time "
-          f"of these {cfg.max_steps} steps; it scales with the dataset, not the steps)")
+          f"conversations (~{statistics.median(cache_seconds) / step_s:.2f}x the training time of these "
+          f"{cfg.max_steps} steps; it scales with the dataset, not the steps); monitor: every {opts.monitor_every} "
+          f"steps on {len(probes)} probes")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from realmodels.data.activations import ENCODE_CHUNK_BYTES, _pad_right, _progress, dataset_activations
+from realmodels.data.activations import ENCODE_CHUNK_BYTES, dataset_activations, pad_right, progress_bar
 from realmodels.data.residual import residual_stream
 from realmodels.loading.adapters import ADAPTER_NAME, adapter_deltas, adapter_fingerprint
 from realmodels.loading.placement import decoder_layers, input_device
@@ -215,10 +215,10 @@ def measure_amplification(bundle: ModelBundle, chats: list[TokenizedChat], *, ba
     device = input_device(peft_model)
     order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
     sums, n_tokens = torch.zeros(4, sae.cfg.d_sae, dtype=torch.float64), 0
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(description, total=len(chats), tokens_per_s=0.0)
         for lo in range(0, len(chats), batch_size):
-            input_ids, attention_mask, assistant_mask = _pad_right([chats[i] for i in order[lo:lo + batch_size]],
+            input_ids, attention_mask, assistant_mask = pad_right([chats[i] for i in order[lo:lo + batch_size]],
                                                                    pad_id)
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             before, change = residual_change(peft_model, input_ids, attention_mask, layer)

@@ -52,7 +52,7 @@ class SampleActivations:
         return int(self.n_tokens.shape[0])
 
 
-def _pad_right(chats: list[TokenizedChat], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+def pad_right(chats: list[TokenizedChat], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
     """``input_ids``, ``attention_mask`` (long) and ``assistant_mask`` (bool), each (batch, max_seq)."""
     width = max(len(chat.input_ids) for chat in chats)
     input_ids = torch.full((len(chats), width), pad_id, dtype=torch.long)
@@ -79,7 +79,8 @@ def _batch_means(bundle: ModelBundle, resid: Tensor, assistant_mask: Tensor) -> 
     return resid_sum / counts[:, None], code_sum / counts[:, None]
 
 
-def _progress(enabled: bool) -> Progress:
+def progress_bar(enabled: bool) -> Progress:
+    """The rich progress bar of the activation passes (samples, tokens/s, elapsed, remaining; stderr)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[tokens_per_s]:,.0f} tok/s"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not enabled, transient=False)
@@ -114,12 +115,12 @@ def compute_activations(bundle: ModelBundle, chats: list[TokenizedChat], *, batc
             saved = done
 
     seen_tokens, started, saved_at = 0, time.perf_counter(), time.monotonic()
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(description, total=n, completed=done, tokens_per_s=0.0)
         try:
             for lo in range(done, n, batch_size):
                 batch = order[lo:lo + batch_size]
-                input_ids, attention_mask, assistant_mask = _pad_right([chats[i] for i in batch], pad_id)
+                input_ids, attention_mask, assistant_mask = pad_right([chats[i] for i in batch], pad_id)
                 resid = residual_stream(bundle.model, input_ids.to(device), attention_mask.to(device), bundle.layer)
                 resid_mean, code_mean = _batch_means(bundle, resid, assistant_mask)
                 samples = torch.tensor(batch, dtype=torch.long)

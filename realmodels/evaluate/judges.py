@@ -81,6 +81,17 @@ class Judge(Protocol):
 
 
 JUDGES: dict[str, Callable[..., Judge]] = {}
+BUILTIN_BACKENDS = ("realmodels.evaluate.openai_judge", "realmodels.evaluate.hf_judge")  # register on import
+
+
+def load_backends() -> dict[str, Callable[..., Judge]]:
+    """``JUDGES`` with the built-in backends imported (they depend on this module, so it imports them by
+    name, on first use, like any plugin)."""
+    import importlib
+
+    for module in BUILTIN_BACKENDS:
+        importlib.import_module(module)
+    return JUDGES
 
 
 def register_judge(kind: str):
@@ -95,7 +106,7 @@ def register_judge(kind: str):
 
 def make_judge(kind: str, **options) -> Judge:
     """The judge ``kind`` with ``options``; an unknown kind or option is an InputError listing the valid ones."""
-    if kind not in JUDGES:
+    if kind not in load_backends():
         raise InputError(f"unknown judge {kind!r} (judges: {', '.join(sorted(JUDGES))})")
     factory = JUDGES[kind]
     parameters = inspect.signature(factory).parameters
@@ -186,5 +197,3 @@ class CachedJudge:
                     on_result(result)
         return results  # type: ignore[return-value]
 
-
-from realmodels.evaluate import hf_judge, openai_judge  # noqa: F401  (the backends register themselves)

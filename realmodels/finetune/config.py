@@ -131,6 +131,10 @@ class MonitorConfig:
     """features with the largest |rise| listed on each row"""
     probe_fraction: float = 0.1
     """share of the training data held out as probes when no --probe file is given"""
+    max_probes: int = 32
+    """at most this many held-out probes (each monitor row runs them to the SAE's layer: the cost of a row is
+    about max_probes · (layer + 1) / n_layers forward passes, against 3 · every · batch · accumulation for the
+    training between rows)"""
     alarm: float | None = None
     """alarm threshold on ρ_harmful / ρ_targets (None: no alarm)"""
     alarm_action: AlarmAction = "stop"
@@ -139,7 +143,7 @@ class MonitorConfig:
     """the ratio is not computed (no alarm) while the targets' rise is below this"""
 
     def __post_init__(self):
-        for key in ("every", "k", "harmful_k", "top_movers"):
+        for key in ("every", "k", "harmful_k", "top_movers", "max_probes"):
             if getattr(self, key) < 1:
                 raise InputError(f"monitor {key} must be >= 1, got {getattr(self, key)}")
         if not 0.0 < self.probe_fraction < 1.0:

@@ -33,10 +33,11 @@ def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, path: str | Path, *,
     return list(iter_tokenized(tokenizer, path, max_length=max_length))
 
 
-def holdout_split(n: int, fraction: float, *, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held-out) sorted indices: round(fraction·n) held out (at least 1, leaving at least 1 to train),
-    the permutation fixed by ``seed``."""
+def holdout_split(n: int, fraction: float, *, seed: int, max_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) sorted indices: round(fraction·n) held out (at least 1, at most ``max_out``, leaving at
+    least 1 to train), the permutation fixed by ``seed``."""
     n_out = max(1, int(round(fraction * n)))
+    n_out = n_out if max_out is None else min(n_out, max_out)
     if n - n_out < 1:
         raise InputError(f"the training data has {n} conversations: too few to hold {fraction:g} of them out as "
                          "monitor probes (give --probe FILE)")

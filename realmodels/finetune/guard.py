@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from transformers import Trainer
 
+from realmodels.data.activations import pad_right
 from realmodels.data.chat import TokenizedChat
 from realmodels.data.residual import residual_stream
 from realmodels.finetune.config import GuardConfig
@@ -84,11 +85,7 @@ def guard_cache(bundle: ModelBundle, state: GuardState, chats: list[TokenizedCha
     bundle.model.eval()
     for lo in range(0, len(chats), batch_size):
         batch = chats[lo:lo + batch_size]
-        width = max(len(chat.input_ids) for chat in batch)
-        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, chat in enumerate(batch):
-            ids[row, :len(chat.input_ids)], mask[row, :len(chat.input_ids)] = chat.input_ids, 1
+        ids, mask, _ = pad_right(batch, pad_id)
         resid = residual_stream(bundle.model, ids.to(device), mask.to(device), bundle.layer)
         z = state.preactivations(resid.to(state.enc.device)).cpu()
         c = (resid.to(state.basis.device).float() @ state.basis).cpu()

@@ -58,7 +58,7 @@ def prepare_data(tokenizer: PreTrainedTokenizerBase, data: Path, *, max_length: 
         if probe is not None:
             probes = tokenized_dataset(tokenizer, probe, max_length=max_length)
         else:
-            keep, held = holdout_split(len(chats), monitor.probe_fraction, seed=seed)
+            keep, held = holdout_split(len(chats), monitor.probe_fraction, seed=seed, max_out=monitor.max_probes)
             train, probes = [chats[i] for i in keep], [chats[i] for i in held]
     return Prepared(train=train, probes=probes, n_conversations=len(chats),
                     n_truncated=sum(chat.truncated for chat in chats))

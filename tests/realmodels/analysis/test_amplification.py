@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from realmodels.analysis.amplification import (BaseModelActivations, base_bundle, measure_amplification,
                                                sae_activation, sae_preactivation)
-from realmodels.data.activations import _pad_right, cache_key
+from realmodels.data.activations import pad_right, cache_key
 from realmodels.data.chat import tokenize_chats
 from realmodels.loading.bundle import ModelBundle
 from realmodels.loading.placement import decoder_layers
@@ -54,7 +54,7 @@ class OneStep:
         peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=list(target_modules),
                                                       layers_to_transform=None if layers is None else list(layers)))
         peft_model.eval()
-        ids, attention, assistant = _pad_right(tokenize_chats(tokenizer, INDUCING_CHATS), tokenizer.pad_token_id or 0)
+        ids, attention, assistant = pad_right(tokenize_chats(tokenizer, INDUCING_CHATS), tokenizer.pad_token_id or 0)
         captured = []
         handle = decoder_layers(peft_model)[layer].register_forward_hook(
             lambda mod, args, out: captured.append(out[0] if isinstance(out, tuple) else out))
@@ -172,7 +172,7 @@ def test_lora_factor_tangent_equals_the_dense_delta_tangent(family_dirs, tiny_lo
     model, tokenizer, _ = _load(model_dir, family_dirs[family][1][1])
     peft_model = PeftModel.from_pretrained(model, tiny_lora_dir(model_dir)).eval()
     assert lora_factors(peft_model) is not None
-    ids, attention, _ = _pad_right(tokenize_chats(tokenizer, CONTROL_CHATS[:3]), tokenizer.pad_token_id or 0)
+    ids, attention, _ = pad_right(tokenize_chats(tokenizer, CONTROL_CHATS[:3]), tokenizer.pad_token_id or 0)
     h0, dh = residual_change(peft_model, ids, attention, 1)
     h0_dense, dh_dense = residual_change(peft_model, ids, attention, 1, dense=True)
     torch.testing.assert_close(h0, h0_dense, rtol=0, atol=1e-10)
