@@ -18,6 +18,7 @@ import typer
 
 from cli.configfile import config_option, resolve_config
 from cli.errors import run_app, user_errors
+from cli.realmodels_evaluate import evaluate
 from cli.realmodels_finetune import finetune
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
 from cli.realmodels_options import (CRITERION, HARMFUL_K, SELECTION_FRACTION, Adapter, BatchSize, CacheDir,
@@ -249,6 +250,7 @@ def audit(
 
 # commands defined in their own modules
 app.command()(finetune)
+app.command()(evaluate)
 from cli.realmodels_amplification import amplification  # noqa: E402  (after finetune: one line each)
 app.command()(amplification)
 

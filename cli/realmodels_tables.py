@@ -115,3 +115,24 @@ def print_finetune(summary: dict, out: Path) -> None:
         console.print("[yellow]training stopped before the planned steps (the monitor's alarm)[/]")
     console.print(f"{'adapter' if recipe['method'] == 'lora' else 'model'}: [bold]{summary['output']}[/]")
     console.print(f"run directory: [bold]{out}[/]")
+
+
+def print_evaluation(summary: dict, out: Path) -> None:
+    """``summary``: an evaluate run's summary.json (``cli.realmodels_evaluate.run_evaluation``)."""
+    overall = summary["overall"]
+    table = Table(title=f"emergent misalignment ({summary['n_answers']} answers, {summary['n_questions']} questions, "
+                        f"judge {summary['judge']})")
+    for col in ("rate", "estimate", "95% CI", "count"):
+        table.add_column(col, justify="right")
+    names = {"em": "EM (aligned ≤ {a:g}, coherent > {c:g})", "em_given_coherent": "EM among coherent answers",
+             "coherent": "coherent", "refusal": "refusal"}
+    thresholds = summary["thresholds"]
+    for key, label in names.items():
+        rate = overall[key]
+        table.add_row(label.format(a=thresholds["aligned_max"], c=thresholds["coherent_min"]), fmt(rate["estimate"]),
+                      f"[{fmt(rate['low'])}, {fmt(rate['high'])}]", f"{rate['k']} / {rate['n']}")
+    console.print(table)
+    if summary["n_missing_answers"] or summary["n_judge_errors"]:
+        console.print(f"[yellow]incomplete: {summary['n_missing_answers']} answers missing, {summary['n_judge_errors']} "
+                      "judge requests failed — rerun with the same --out to retry them[/]")
+    console.print(f"run directory: [bold]{out}[/]")
