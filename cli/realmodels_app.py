@@ -19,16 +19,18 @@ import typer
 from cli.configfile import config_option, resolve_config
 from cli.errors import run_app, user_errors
 from cli.realmodels_evaluate import evaluate
+from cli.realmodels_filtering import run_filter
 from cli.realmodels_finetune import finetune
+from cli.realmodels_mitigate import mitigate
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
 from cli.realmodels_options import (CRITERION, HARMFUL_K, SELECTION_FRACTION, Adapter, BatchSize, CacheDir,
                                     ChatTemplate, Checkpoint, DeviceMap, Dtype, Harmful, Harmless, IgnoreMemory, K,
                                     Layer, MaxLength, ModelPath, Out, Progress, SaePath)
 from cli.realmodels_run import ModelOptions, harmful_pair, run_command
-from cli.realmodels_tables import console, print_audit, print_checkpoints, print_filter, print_geometry
+from cli.realmodels_tables import console, print_audit, print_checkpoints, print_geometry
 from cli.threads import DEFAULT_THREADS, Threads
 from realmodels.analysis.configs import AuditConfig, FilterConfig, SelectionConfig, StudyConfig
-from runio.atomic import save_figure, write_csv, write_text
+from runio.atomic import save_figure, write_csv
 from theory.errors import InputError
 
 if TYPE_CHECKING:
@@ -169,24 +171,7 @@ def filter_(
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
                         ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
                         adapter=adapter)
-    run_config = {"data": {"train": dataset_entry(data_path), "harmful": dataset_entry(harmful_path),
-                           "harmless": dataset_entry(harmless_path)},
-                  "selection": asdict(selection), "filter": asdict(filt)}
-
-    def compute(session: Session, run: RunDir) -> dict:
-        from realmodels.analysis import plotting  # torch, pandas, matplotlib: imported once the input is checked
-        from realmodels.analysis.pipelines import filter_pipeline
-
-        outputs = filter_pipeline(session, data=data_path, harmful=harmful_path, harmless=harmless_path,
-                                  selection=selection, config=filt, cache=run.cached_json, log=console.print)
-        result = outputs.result
-        write_csv(run.file("scores.csv"), result.scores)
-        write_text(run.file("filtered.jsonl"), "".join(line + "\n" for line in result.kept_lines))
-        write_text(run.file("removed.jsonl"), "".join(line + "\n" for line in result.removed_lines))
-        save_figure(plotting.score_histogram(result.scores, outputs.method), run.file("scores"))
-        return outputs.summary()
-
-    run_command("filter", opts, run_config, compute, show=print_filter)
+    run_filter(opts, data_path, harmful_path, harmless_path, filt, selection)
 
 
 # --------------------------------------------------------------------------------------------------- audit
@@ -251,6 +236,7 @@ def audit(
 # commands defined in their own modules
 app.command()(finetune)
 app.command()(evaluate)
+app.command()(mitigate)
 from cli.realmodels_amplification import amplification  # noqa: E402  (after finetune: one line each)
 app.command()(amplification)
 

@@ -136,3 +136,19 @@ def print_evaluation(summary: dict, out: Path) -> None:
         console.print(f"[yellow]incomplete: {summary['n_missing_answers']} answers missing, {summary['n_judge_errors']} "
                       "judge requests failed — rerun with the same --out to retry them[/]")
     console.print(f"run directory: [bold]{out}[/]")
+
+
+def print_mitigation(summary: dict, out: Path) -> None:
+    """``summary``: a mitigate run's summary.json (one row per arm)."""
+    table = Table(title=f"emergent misalignment after removing {summary['budget']:.0%} of the training data")
+    for col in ("arm", "runs", "EM rate", "95% CI", "reduction vs none", "95% CI "):
+        table.add_column(col, justify="right")
+    for arm in summary["arms"]:
+        table.add_row(arm["arm"], str(arm["runs"]), fmt(arm["em_rate"]), f"[{fmt(arm['em_low'])}, {fmt(arm['em_high'])}]",
+                      "-" if arm["arm"] == "none" else f"{fmt(arm['reduction'], '.1f')}%",
+                      "" if arm["arm"] == "none" else f"[{fmt(arm['reduction_low'], '.1f')}, "
+                                                      f"{fmt(arm['reduction_high'], '.1f')}]")
+    console.print(table)
+    console.print(f"[dim]paper (Minegishi et al.): the geometry filter reduced EM by {summary['paper_geometry_reduction']}%"
+                  f"[/]")
+    console.print(f"run directory: [bold]{out}[/]")
