@@ -25,10 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from theory.errors import InputError
-from theory.stats import Interval
+from theory.intervals import Interval
 
 
 @dataclass(frozen=True)
@@ -70,6 +69,8 @@ def wilson_interval(k: int, n: int, *, level: float = 0.95) -> Interval:
         raise InputError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, level)
+    from scipy import stats
+
     ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
     return Interval(k / n, float(ci.low), float(ci.high), level)
 

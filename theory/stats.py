@@ -19,22 +19,9 @@ import numpy as np
 from scipy import stats
 
 from theory.errors import InputError
+from theory.intervals import Interval
 
 Alternative = Literal["greater", "less", "two-sided"]
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A point estimate with a two-sided confidence interval [low, high] at confidence ``level``."""
-
-    estimate: float
-    low: float
-    high: float
-    level: float
-
-    def to_dict(self) -> dict:
-        """``{"estimate", "low", "high", "level"}``: how every table and summary writes an interval."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

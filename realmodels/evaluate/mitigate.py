@@ -22,7 +22,6 @@ import pandas as pd
 from realmodels.data.jsonl import iter_chat_jsonl
 from realmodels.evaluate.judges import Judge, JudgeRequest
 from theory.em_rates import em_reduction_percent, pooled_rate
-from theory.filtering import remove_top_fraction
 
 ARMS = ("none", "geometry", "random", "judge")
 HARMFULNESS_PROMPT = """You are screening fine-tuning data for an AI assistant. Below is one training conversation.
@@ -55,6 +54,8 @@ def judge_harmfulness(data: Path, judge: Judge, *, report: Callable[[str], None]
 
 def judge_removal(scores: np.ndarray, fraction: float):
     """The top-``fraction`` removal by harmfulness; unscored samples rank last (kept first)."""
+    from theory.filtering import remove_top_fraction  # torch
+
     return remove_top_fraction(np.where(np.isnan(scores), -np.inf, scores), fraction)
 
 

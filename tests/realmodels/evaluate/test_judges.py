@@ -12,7 +12,7 @@ import time
 import pytest
 from tests.realmodels.evaluate.fake_openai import FakeOpenAI, Reply, chat_reply
 
-from realmodels.evaluate.judges import JUDGES, JudgeRequest, make_judge
+from realmodels.evaluate.judges import JudgeRequest, load_backends, make_judge
 from realmodels.evaluate.questions import load_questions
 from realmodels.evaluate.records import Judgement, JsonlLog, read_judgements
 from theory.errors import InputError
@@ -45,7 +45,7 @@ def chat_posts(server: FakeOpenAI) -> list[dict]:
 
 
 def test_registry_and_options():
-    assert {"openai", "hf"} <= set(JUDGES)
+    assert {"openai", "hf"} <= set(load_backends())
     with pytest.raises(InputError, match="unknown judge 'gpt'.*hf.*openai"):
         make_judge("gpt")
     with pytest.raises(InputError, match="no option 'temperature'"):
