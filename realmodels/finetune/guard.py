@@ -100,7 +100,17 @@ class GuardedTrainer(Trainer):
     ``guard_pre`` / ``guard_coords`` (``guard_cache``, padded by ``PadCollator``)."""
 
     guard: GuardState | None = None
-    penalty_sum: float = 0.0  # the penalty terms added so far (for the summary)
+    _penalty_since_log: float = 0.0  # penalty added since the last log row (summed over micro-batches)
+    _logged_step: int = 0
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        """Adds ``guard_penalty`` (the mean per optimiser step since the previous row) to a row with a loss, so
+        ``train_log.csv`` separates the task loss from the penalty."""
+        if "loss" in logs and self.guard is not None and self.guard.penalise:
+            steps = max(self.state.global_step - self._logged_step, 1)
+            logs = {**logs, "guard_penalty": self._penalty_since_log / steps}
+            self._penalty_since_log, self._logged_step = 0.0, self.state.global_step
+        super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         guard = self.guard
@@ -132,6 +142,6 @@ class GuardedTrainer(Trainer):
             scaled_for_ga = self.model_accepts_loss_kwargs and num_items_in_batch is not None
             denominator = num_items_in_batch if scaled_for_ga else assistant.sum().clamp_min(1)
             penalty = guard.config.weight * growth.sum() / denominator
-            self.penalty_sum += float(penalty.detach())
+            self._penalty_since_log += float(penalty.detach())
             loss = loss + penalty.to(loss.dtype)
         return (loss, outputs) if return_outputs else loss

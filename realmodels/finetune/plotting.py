@@ -15,10 +15,14 @@ from realmodels.finetune.monitor import MONITOR_FEATURES  # noqa: E402
 
 
 def loss_figure(train_log: Path):
-    """Loss (and learning rate, right axis) against the optimiser step."""
-    frame = pd.read_csv(train_log) if Path(train_log).is_file() else pd.DataFrame(columns=["step", "loss", "lr"])
+    """Task loss (and the guard's penalty, when there is one; learning rate on the right axis) against the step."""
+    frame = pd.read_csv(train_log) if Path(train_log).is_file() else pd.DataFrame(
+        columns=["step", "task_loss", "guard_penalty", "lr"])
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(frame["step"], frame["loss"], color="C0", marker="." if len(frame) < 50 else None, label="loss")
+    ax.plot(frame["step"], frame["task_loss"], color="C0", marker="." if len(frame) < 50 else None, label="task loss")
+    if frame["guard_penalty"].notna().any():
+        ax.plot(frame["step"], frame["guard_penalty"], color="C3", linestyle=":", label="guard penalty")
+        ax.legend(fontsize=8, loc="upper right")
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss (assistant tokens)")
     lr_ax = ax.twinx()

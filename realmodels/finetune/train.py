@@ -4,7 +4,8 @@ configs) with the recipe's ``TrainingArguments``, a rich progress bar, ``train_l
 monitor's and the guard's callbacks.
 
 Run directory (``out``): ``checkpoints/checkpoint-N`` (Trainer's: adapter or weights, optimiser, scheduler,
-RNG states, trainer_state.json), ``train_log.csv`` (step, epoch, loss, lr, grad_norm, tokens, tokens_per_s),
+RNG states, trainer_state.json), ``train_log.csv`` (step, epoch, loss, task_loss and guard_penalty — equal to
+loss and empty without the guard —, lr, grad_norm, tokens, tokens_per_s),
 and at the end ``adapter/`` (peft's ``save_pretrained``: loadable by ``PeftModel.from_pretrained``) or, for
 full fine-tuning, ``model/`` (``save_pretrained`` of the model and its tokenizer). A killed run resumes from
 its last checkpoint (``resume_from_checkpoint``: the optimiser, scheduler, RNG and data order are restored and
@@ -34,7 +35,7 @@ from runio.atomic import write_csv
 
 CHECKPOINTS = "checkpoints"
 TRAIN_LOG = "train_log.csv"
-LOG_COLUMNS = ("step", "epoch", "loss", "lr", "grad_norm", "tokens", "tokens_per_s")
+LOG_COLUMNS = ("step", "epoch", "loss", "task_loss", "guard_penalty", "lr", "grad_norm", "tokens", "tokens_per_s")
 
 
 def training_arguments(cfg: FinetuneConfig, output_dir: Path, *, use_cpu: bool | None = None) -> TrainingArguments:
@@ -71,8 +72,10 @@ class TrainLog(TrainerCallback):
         tokens, now = state.num_input_tokens_seen, time.perf_counter()
         rate = (tokens - self._last[0]) / max(now - self._last[1], 1e-9)
         self._last = (tokens, now)
+        penalty = logs.get("guard_penalty")
         self.rows.append({"step": state.global_step, "epoch": logs.get("epoch", state.epoch), "loss": logs["loss"],
-                          "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens": tokens,
+                          "task_loss": logs["loss"] if penalty is None else logs["loss"] - penalty,
+                          "guard_penalty": penalty, "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens": tokens,
                           "tokens_per_s": rate})
         write_csv(self.path, pd.DataFrame(self.rows, columns=list(LOG_COLUMNS)))
 
@@ -116,7 +119,7 @@ class TrainResult:
     max_steps: int  # steps the schedule planned
     resumed_from: int | None  # step of the checkpoint the run resumed from
     stopped_early: bool  # a callback (the monitor's alarm) ended training before max_steps
-    final_loss: float | None
+    final_loss: float | None  # the last logged task loss (without the guard's penalty)
     output: Path  # the adapter/ or model/ directory
 
 
@@ -163,7 +166,7 @@ def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: Finetune
             tokenizer.save_pretrained(path)
 
     _save_atomically(save, output)
-    losses = [row["loss"] for row in log.rows if pd.notna(row["loss"])]
+    losses = [row["task_loss"] for row in log.rows if pd.notna(row["task_loss"])]
     return TrainResult(steps=state.global_step, max_steps=state.max_steps,
                        resumed_from=None if last is None else int(Path(last).name.rpartition("-")[2]),
                        stopped_early=state.global_step < state.max_steps,
