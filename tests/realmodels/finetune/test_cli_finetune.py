@@ -155,7 +155,7 @@ def test_monitor_rows_alarm_and_guard(tmp_path, capsys, llama_sae, inducing_json
         assert summary["guard"]["kind"] == kind
         assert guarded["harmful_rise"].iloc[-1] < 0.5 * plain["harmful_rise"].iloc[-1], kind
     log = pd.read_csv(tmp_path / "penalty" / "train_log.csv")
-    assert (log["guard_penalty"] > 0).all(), "the penalty is logged apart from the task loss"
+    assert log["guard_penalty"].notna().all() and (log["guard_penalty"].iloc[1:] > 0).all(), "logged apart"  # step 1: B = 0
     assert (log["task_loss"] - (log["loss"] - log["guard_penalty"])).abs().max() < 1e-9
     assert pd.read_csv(tmp_path / "plain" / "train_log.csv")["guard_penalty"].isna().all()
 
