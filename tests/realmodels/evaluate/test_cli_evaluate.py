@@ -169,3 +169,35 @@ def test_unreachable_endpoints_fail_fast_naming_the_url(tmp_path, capsys, questi
     assert "unreachable" in err
     code, _, err = rm(capsys, ["evaluate", "--questions", question_file, "--generate-endpoint", url, *FAST])
     assert_one_line_error(code, err)
+
+
+def test_evaluate_killed_mid_generation_resumes_to_the_uninterrupted_answers(tmp_path, capsys, monkeypatch,
+                                                                             question_file, tiny_llama_dir,
+                                                                             tiny_gemma2_dir):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    args = _hf_args(question_file, tiny_llama_dir, tiny_gemma2_dir)
+    code, _, err = rm(capsys, [*args, "--out", full])
+    assert code == 0, err
+
+    from realmodels.evaluate import generate
+
+    original, calls = generate.generate_batch, {"n": 0}
+
+    def killed_at_second_batch(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*a, **k)
+
+    monkeypatch.setattr(generate, "generate_batch", killed_at_second_batch)
+    code, _, err = rm(capsys, [*args, "--out", killed])
+    assert code == 2 and "resume" in err.lower()
+    assert len((killed / "answers.jsonl").read_text().splitlines()) == 3, "the first batch of 3 was kept"
+    calls["n"] = 10  # no more kills; count the batches the rerun generates
+    code, _, err = rm(capsys, [*args, "--out", killed])
+    assert code == 0, err
+    assert calls["n"] == 10 + 2, "the rerun generated only the two missing batches"
+    rows = lambda path: sorted((path / "answers.jsonl").read_text().splitlines())  # noqa: E731
+    assert rows(killed) == rows(full)
+    for name in ("per_question.csv", "summary.json"):
+        assert (killed / name).read_bytes() == (full / name).read_bytes(), name
