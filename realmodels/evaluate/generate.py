@@ -309,26 +309,11 @@ def _short(text: str, limit: int = 200) -> str:
 
 
 def check_endpoint(endpoint: EndpointConfig, api_key: str) -> None:
-    """Fail fast (``PROBE_TIMEOUT_S``) if the endpoint cannot be reached or rejects the key; when it lists its
-    models (GET /models), the configured model must be among them. Any other HTTP answer counts as reachable."""
-    import httpx
+    """``realmodels.evaluate.endpoints.check_endpoint`` of the generation endpoint (its model must be served)."""
+    from realmodels.evaluate.endpoints import check_endpoint as check
 
-    try:
-        response = httpx.get(f"{endpoint.url}/models", headers={"Authorization": f"Bearer {api_key}"},
-                             timeout=PROBE_TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise InputError(f"generation endpoint {endpoint.url} is unreachable ({type(exc).__name__}: "
-                         f"{_short(exc) or 'no answer'})") from None
-    if response.status_code in (401, 403):
-        raise InputError(f"generation endpoint {endpoint.url} rejected the API key from ${endpoint.api_key_env} "
-                         f"(HTTP {response.status_code})")
-    try:
-        served = [entry["id"] for entry in response.json()["data"]] if response.status_code == 200 else None
-    except (ValueError, KeyError, TypeError):
-        served = None
-    if served and endpoint.model not in served:
-        raise InputError(f"generation endpoint {endpoint.url} serves no model {endpoint.model!r} "
-                         f"(it serves: {', '.join(map(str, served[:10]))})")
+    check(endpoint.url, api_key, role="generation endpoint", api_key_env=endpoint.api_key_env, model=endpoint.model,
+          timeout=PROBE_TIMEOUT_S)
 
 
 def _ask(client, endpoint: EndpointConfig, config: GenerationConfig, item: PlanItem,

@@ -87,23 +87,13 @@ class OpenAIJudge(CachedJudge):
 
     def check_endpoint(self) -> None:
         """Fail fast (``check_timeout``) with the URL named when the endpoint cannot be reached or rejects the key
-        (GET /models; any other HTTP answer counts as reachable: some servers have no /models)."""
-        import openai
+        (``realmodels.evaluate.endpoints.check_endpoint``)."""
+        from realmodels.evaluate.endpoints import check_endpoint
 
         if self._checked:
             return
-        try:
-            self._client.with_options(timeout=self.check_timeout, max_retries=0).models.list()
-        except openai.APITimeoutError:
-            raise InputError(f"judge endpoint {self.url} did not answer within {self.check_timeout:g} s") from None
-        except openai.APIConnectionError as exc:
-            cause = _first_line(exc.__cause__ or exc) or type(exc).__name__
-            raise InputError(f"judge endpoint {self.url} is unreachable: {cause}") from None
-        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
-            raise InputError(f"judge endpoint {self.url} rejected the API key from ${self.api_key_env} "
-                             f"(HTTP {exc.status_code})") from None
-        except (openai.APIStatusError, ValueError, TypeError):
-            pass
+        check_endpoint(self.url, self._client.api_key, role="judge endpoint", api_key_env=self.api_key_env,
+                       timeout=self.check_timeout)
         self._checked = True
 
     check = check_endpoint
