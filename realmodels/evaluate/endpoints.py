@@ -38,3 +38,67 @@ def check_endpoint(url: str, api_key: str, *, role: str, api_key_env: str, model
         served = None
     if served and model not in served:
         raise InputError(f"{role} {url} serves no model {model!r} (it serves: {', '.join(map(str, served[:10]))})")
+
+
+RETRY_STATUS = (408, 409, 429)  # and every 5xx: worth another attempt
+MAX_BACKOFF_S = 30.0
+
+
+class RequestFailed(Exception):
+    """A request that failed for good: ``reason`` (one line), and whether it was retried until ``attempts``."""
+
+    def __init__(self, reason: str, *, retried: bool, attempts: int):
+        super().__init__(reason)
+        self.reason, self.retried, self.attempts = reason, retried, attempts
+
+    def line(self) -> str:
+        """``reason after N attempts`` or ``reason (not retried)``."""
+        return f"{self.reason} after {self.attempts} attempts" if self.retried else f"{self.reason} (not retried)"
+
+
+def describe_error(exc: BaseException, timeout: float) -> str:
+    """One line about an OpenAI-client failure: a time-out, an HTTP status, a connection failure, a malformed reply."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return f"timed out after {timeout:g} s"
+    if isinstance(exc, openai.APIStatusError):
+        detail = " ".join(str(exc.message).split())
+        detail = detail.split(" - ", 1)[1] if detail.startswith("Error code:") and " - " in detail else detail
+        return f"HTTP {exc.status_code}: {_short(detail)}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"connection failed: {_short(exc.__cause__ or exc) or type(exc).__name__}"
+    return f"malformed reply: {type(exc).__name__}: {_short(exc)}"
+
+
+def call_with_retries(call, *, max_attempts: int, backoff_s: float, timeout: float, wait=None, on_retry=None):
+    """``call()`` until it returns. Retried: HTTP 408/409/429/5xx, connection errors and time-outs, after
+    backoff_s · 2^(k−1) · U(0.5, 1.5) seconds (at most ``MAX_BACKOFF_S``; ``wait(seconds)`` sleeps and may return
+    True to give up, e.g. a cancellation event's ``wait``); anything else — another HTTP status, a malformed reply
+    (ValueError, TypeError, KeyError, AttributeError, IndexError) — fails at once. ``on_retry(reason, attempt,
+    delay)`` is told of every retry. Raises ``RequestFailed``."""
+    import random
+    import time
+
+    import openai
+
+    wait = wait or time.sleep
+    reason = ""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return call()
+        except openai.APIStatusError as exc:
+            reason = describe_error(exc, timeout)
+            if exc.status_code not in RETRY_STATUS and exc.status_code < 500:
+                raise RequestFailed(reason, retried=False, attempts=attempt) from None
+        except openai.APIConnectionError as exc:  # time-outs included
+            reason = describe_error(exc, timeout)
+        except (openai.APIError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+            raise RequestFailed(describe_error(exc, timeout), retried=False, attempts=attempt) from None
+        if attempt < max_attempts:
+            delay = min(backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5), MAX_BACKOFF_S)
+            if on_retry is not None:
+                on_retry(reason, attempt, delay)
+            if wait(delay):
+                raise RequestFailed("cancelled", retried=False, attempts=attempt)
+    raise RequestFailed(reason, retried=True, attempts=max_attempts)

@@ -40,9 +40,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 OnError = Literal["continue", "stop"]
-RETRY_STATUS = (408, 409, 429)  # and every 5xx
 PROBE_TIMEOUT_S = 1.5  # the reachability check before any work
-MAX_BACKOFF_S = 30.0
 FLUSH_EVERY_S = 1.0  # endpoint answers are appended at least this often (and at the end / on interruption)
 
 
@@ -303,11 +301,6 @@ class ItemFailed(Exception):
         self.item, self.reason = item, reason
 
 
-def _short(text: str, limit: int = 200) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[:limit - 1] + "…"
-
-
 def check_endpoint(endpoint: EndpointConfig, api_key: str) -> None:
     """``realmodels.evaluate.endpoints.check_endpoint`` of the generation endpoint (its model must be served)."""
     from realmodels.evaluate.endpoints import check_endpoint as check
@@ -318,29 +311,23 @@ def check_endpoint(endpoint: EndpointConfig, api_key: str) -> None:
 
 def _ask(client, endpoint: EndpointConfig, config: GenerationConfig, item: PlanItem,
          cancelled: threading.Event) -> Answer:
-    """One chat completion with retries (module docstring); raises ItemFailed."""
-    import openai
+    """One chat completion with ``realmodels.evaluate.endpoints.call_with_retries``; raises ItemFailed."""
+    from realmodels.evaluate.endpoints import RequestFailed, call_with_retries
 
-    for attempt in range(1, endpoint.max_attempts + 1):
+    def ask() -> Answer:
         if cancelled.is_set():
-            raise ItemFailed(item, "cancelled")
-        try:
-            response = client.chat.completions.create(
-                model=endpoint.model, messages=item.messages(), temperature=config.temperature, top_p=config.top_p,
-                max_tokens=config.max_new_tokens, seed=derived_seed(config.seed, item.key, bits=31), n=1)
-            choice = response.choices[0]
-            return item.answer(choice.message.content or "", choice.finish_reason)
-        except openai.APIStatusError as exc:
-            reason = f"HTTP {exc.status_code}: {_short(exc.message)}"
-            if exc.status_code not in RETRY_STATUS and exc.status_code < 500:
-                raise ItemFailed(item, reason) from None
-        except openai.APIConnectionError as exc:  # includes time-outs
-            reason = f"{type(exc).__name__}: {_short(exc)}"
-        except (openai.APIError, AttributeError, IndexError, TypeError, ValueError) as exc:  # a malformed reply
-            raise ItemFailed(item, f"malformed reply ({type(exc).__name__}: {_short(exc)})") from None
-        if attempt < endpoint.max_attempts:
-            cancelled.wait(min(endpoint.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
-    raise ItemFailed(item, f"{reason} (after {endpoint.max_attempts} attempts)")
+            raise RequestFailed("cancelled", retried=False, attempts=0)
+        response = client.chat.completions.create(
+            model=endpoint.model, messages=item.messages(), temperature=config.temperature, top_p=config.top_p,
+            max_tokens=config.max_new_tokens, seed=derived_seed(config.seed, item.key, bits=31), n=1)
+        choice = response.choices[0]
+        return item.answer(choice.message.content or "", choice.finish_reason)
+
+    try:
+        return call_with_retries(ask, max_attempts=endpoint.max_attempts, backoff_s=endpoint.backoff_s,
+                                 timeout=endpoint.timeout_s, wait=cancelled.wait)
+    except RequestFailed as failure:
+        raise ItemFailed(item, failure.reason if not failure.retried else failure.line()) from None
 
 
 def generate_from_endpoint(endpoint: EndpointConfig, questions: list[Question], config: GenerationConfig,

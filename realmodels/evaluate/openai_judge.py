@@ -2,10 +2,10 @@
 token at temperature 0 with its top-20 logprobs, scored by ``theory.judging.logprob_score`` (the single-token
 rule: it assumes every number 0..100 is one token of the judge's tokenizer, true of GPT-4o's).
 
-Requests run on ``concurrency`` threads. The client never retries by itself (``max_retries=0``): 429, 5xx,
-timeouts and connection errors are retried here with exponential backoff and jitter (``backoff_s · 2^(k-1)``
-times U(0.5, 1.5)), each retry logged and counted in ``stats``; other errors (4xx, a malformed body) fail at
-once. A request that still fails is a result with label "error" and a one-line ``error``; ``on_error="stop"``
+Requests run on ``concurrency`` threads. The client never retries by itself (``max_retries=0``): 408/409/429,
+5xx, timeouts and connection errors are retried by ``realmodels.evaluate.endpoints.call_with_retries`` (the one
+retry policy, shared with the endpoint generator: exponential backoff with jitter), each retry logged and counted
+in ``stats``; other errors (4xx, a malformed body) fail at once. A request that still fails is a result with label "error" and a one-line ``error``; ``on_error="stop"``
 raises an InputError naming the endpoint instead. The API key comes from the environment variable
 ``api_key_env`` ("EMPTY" when unset: local servers need none) and is only ever sent in the request header."""
 
@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import random
-import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -30,11 +27,6 @@ logger = logging.getLogger(__name__)
 
 class MalformedReply(ValueError):
     """The endpoint answered 2xx with a body that has no first-token top logprobs."""
-
-
-def _first_line(text: str, limit: int = 200) -> str:
-    line = next((part.strip() for part in str(text).splitlines() if part.strip()), "")
-    return line if len(line) <= limit else line[:limit] + "..."
 
 
 def top_logprobs_of(completion) -> dict[str, float]:
@@ -102,44 +94,28 @@ class OpenAIJudge(CachedJudge):
         with self._lock:
             self.stats[what] += 1
 
-    def _describe(self, exc: Exception) -> str:
-        import openai
-
-        if isinstance(exc, openai.APITimeoutError):
-            return f"timed out after {self.timeout:g} s"
-        if isinstance(exc, openai.APIStatusError):
-            detail = re.sub(r"^Error code: \d+ - ", "", _first_line(exc.message))
-            return f"HTTP {exc.status_code}: {detail}"
-        if isinstance(exc, openai.APIConnectionError):
-            return f"connection failed: {_first_line(exc.__cause__ or exc) or type(exc).__name__}"
-        if isinstance(exc, MalformedReply):
-            return str(exc)
-        return f"malformed reply: {type(exc).__name__}: {_first_line(exc)}"
-
     def _request(self, request: JudgeRequest) -> JudgeResult:
-        import openai
+        """One scoring request with ``realmodels.evaluate.endpoints.call_with_retries``."""
+        from realmodels.evaluate.endpoints import RequestFailed, call_with_retries
 
-        error = ""
-        for attempt in range(1, self.max_attempts + 1):
+        def ask() -> JudgeResult:
             self._count("requests")
-            try:
-                completion = self._client.chat.completions.create(
-                    model=self.model, messages=[{"role": "user", "content": request.prompt}], temperature=0,
-                    max_tokens=1, logprobs=True, top_logprobs=self.top_logprobs, seed=0)
-                return JudgeResult.of(request, logprob_score(top_logprobs_of(completion), min_mass=self.min_mass))
-            except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as exc:
-                error = self._describe(exc)
-            except (openai.APIStatusError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
-                self._count("failed")
-                return JudgeResult.failed(request, f"{self._describe(exc)} (not retried)")
-            if attempt < self.max_attempts:
-                delay = self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-                self._count("retries")
-                logger.warning("judge %s: %s (attempt %d/%d), retrying in %.2f s", self.url, error, attempt,
-                               self.max_attempts, delay)
-                time.sleep(delay)
-        self._count("failed")
-        return JudgeResult.failed(request, f"{error} after {self.max_attempts} attempts")
+            completion = self._client.chat.completions.create(
+                model=self.model, messages=[{"role": "user", "content": request.prompt}], temperature=0,
+                max_tokens=1, logprobs=True, top_logprobs=self.top_logprobs, seed=0)
+            return JudgeResult.of(request, logprob_score(top_logprobs_of(completion), min_mass=self.min_mass))
+
+        def retrying(reason: str, attempt: int, delay: float) -> None:
+            self._count("retries")
+            logger.warning("judge %s: %s (attempt %d/%d), retrying in %.2f s", self.url, reason, attempt,
+                           self.max_attempts, delay)
+
+        try:
+            return call_with_retries(ask, max_attempts=self.max_attempts, backoff_s=self.backoff_s,
+                                     timeout=self.timeout, on_retry=retrying)
+        except RequestFailed as failure:
+            self._count("failed")
+            return JudgeResult.failed(request, failure.line())
 
     def _score_missing(self, requests: list[JudgeRequest]):
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)), thread_name_prefix="judge")
