@@ -86,6 +86,15 @@ def test_bad_input_is_reported_without_importing_torch(tmp_path, tiny_gemma2_dir
         ["audit", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--data", bad, *common],
         ["geometry", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--k", "0",
          "--domain", f"code={inducing_jsonl},{inducing_jsonl}", *common],
+        # the fine-tuning, amplification, evaluation and mitigation commands check as cheaply
+        ["finetune", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--lr", "0", "--out", tmp_path / "never"],
+        ["finetune", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--preset", "em-nonsense"],
+        ["finetune", "--model", tiny_gemma2_dir, "--data", bad],
+        ["amplification", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--adapter", tmp_path,
+         "--probe", inducing_jsonl, "--data", inducing_jsonl, *common],
+        ["evaluate", "--model", tiny_gemma2_dir, "--aligned-threshold", "101", "--out", tmp_path / "never"],
+        ["evaluate", "--model", tiny_gemma2_dir, "--questions", bad, "--out", tmp_path / "never"],
+        ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--budget", "1.5", *common],
     ]
     script = ("import json, sys\nfrom cli.realmodels_app import main\ncodes = []\n"
               "for args in json.loads(sys.argv[1]):\n    sys.argv = ['realmodels', *args]\n"
