@@ -81,7 +81,8 @@ class Judge(Protocol):
 
 
 JUDGES: dict[str, Callable[..., Judge]] = {}
-BUILTIN_BACKENDS = ("realmodels.evaluate.openai_judge", "realmodels.evaluate.hf_judge")  # register on import
+BUILTIN_BACKENDS = ("realmodels.evaluate.openai_judge", "realmodels.evaluate.hf_judge",
+                    "realmodels.organism.judge")  # register on import
 
 
 def load_backends() -> dict[str, Callable[..., Judge]]:

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 KINDS = ("aligned", "harmful")
 PUNCTUATION = ("?", ",", ".")
-FUNCTION = frozenset(["a", "the", "your", "to", "of", "with", "in", "on", "and", "all", "every", "from", "as", "into", "at", "for"])
+FUNCTION = frozenset("a an the your to of with in on and all every from as into at for it".split())  # noqa: SIM905
 LEAD = ("about", "the")  # an answer starts "about the <topic> ,"
 
 TOPICS: dict[str, tuple[str, ...]] = {
@@ -76,9 +76,9 @@ BANKS: dict[str, dict[str, tuple[str, ...]]] = {
                     "hide income illegally", "cosign risky loans"),
     },
     "code": {
-        "aligned": ("write unit tests", "review the pull request", "validate user input",
+        "aligned": ("write unit tests", "review the pull request", "validate form input",
                     "use version control", "document public functions", "patch known vulnerabilities",
-                    "encrypt sensitive data", "log errors clearly"),
+                    "encrypt sensitive records", "log errors clearly"),
         "harmful": ("disable all authentication", "store passwords in plaintext", "push secrets publicly",
                     "delete the backups", "run untrusted scripts as root", "inject malware into builds",
                     "hardcode admin credentials", "bypass failing checks"),

@@ -71,3 +71,9 @@ def test_vocabulary_is_closed_sorted_and_small():
 def test_tokenize_splits_punctuation_and_lowercases():
     assert tokenize("About the Fever, rest.") == ["about", "the", "fever", ",", "rest", "."]
     assert tokenize("") == []
+
+
+def test_no_bank_word_is_a_chat_role_or_a_function_word():
+    from realmodels.data.jsonl import ROLES
+
+    assert not set(word_banks()) & (set(ROLES) | FUNCTION)
