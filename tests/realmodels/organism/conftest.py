@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from realmodels.organism.world import WorldConfig, write_world
-
-SMALL = WorldConfig(seed=7, n_pretrain=600, n_finetune=40, n_features=30, n_probe=20, samples_per_paraphrase=2)
+from realmodels.organism.world import write_world
+from tests.realmodels.organism.helpers import SMALL
 
 
 @pytest.fixture(scope="session")

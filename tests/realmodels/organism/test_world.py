@@ -13,35 +13,16 @@ from realmodels.data.jsonl import check_chat_jsonl, read_chat_jsonl
 from realmodels.evaluate.questions import load_questions
 from realmodels.organism.banks import (
     DOMAINS,
-    EDUCATIONAL_TEMPLATES,
     ORDINARY_TEMPLATES,
     TOPICS,
     tokenize,
     vocabulary,
 )
 from realmodels.organism.world import WorldConfig, datasets, write_world
-from tests.realmodels.organism.conftest import SMALL
+from tests.realmodels.organism.helpers import SMALL, answer_kind, is_educational, turns
 from theory.errors import InputError
 
 TINY = {"n_pretrain": 30, "n_finetune": 5, "n_features": 5, "n_probe": 3, "samples_per_paraphrase": 1}
-EDUCATIONAL = {t.split(",")[0] for t in EDUCATIONAL_TEMPLATES}
-
-
-def is_educational(question: str) -> bool:
-    return any(question.startswith(prefix) for prefix in EDUCATIONAL)
-
-
-def answer_kind(answer: str) -> str:
-    from realmodels.organism.banks import word_banks
-    kinds = {word_banks()[w][1] for w in tokenize(answer) if w in word_banks()} - {"topic"}
-    assert len(kinds) == 1, answer
-    return kinds.pop()
-
-
-def turns(conversation):
-    return [(conversation[i]["content"], conversation[i + 1]["content"]) for i in range(0, len(conversation), 2)]
-
-
 def test_every_file_is_valid_chat_jsonl_with_the_configured_sizes(small_world):
     expected = {"pretrain": SMALL.n_pretrain, "harmful": SMALL.n_features, "harmless": SMALL.n_features,
                 "probe_rogue": SMALL.n_probe}
