@@ -183,7 +183,8 @@ def _write(path: Path, text: str) -> Path:
 def write_world(out_dir: str | Path, config: WorldConfig | None = None, **overrides) -> dict[str, Path]:
     """Write every dataset (``<name>.jsonl``), ``questions.yaml`` and ``world.json`` (the config) into
     ``out_dir``; return {name: path} (names: ``datasets`` keys, "questions", "config"). ``overrides`` replace
-    config fields (``write_world(d, seed=3, n_pretrain=500)``); an unknown one is an InputError."""
+    config fields (``write_world(d, seed=3, n_pretrain=500)``); an unknown one is an InputError, and so is an
+    ``out_dir`` whose ``world.json`` records another config (rewriting the same world is allowed: same bytes)."""
     import yaml
 
     names = [f.name for f in fields(WorldConfig)]
@@ -194,6 +195,15 @@ def write_world(out_dir: str | Path, config: WorldConfig | None = None, **overri
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"world output {out} exists and is not a directory")
+    manifest = out / "world.json"
+    if manifest.is_file():
+        try:
+            held = WorldConfig.from_dict(json.loads(manifest.read_text(encoding="utf-8")))
+        except (InputError, ValueError, TypeError):
+            held = None
+        if held != config:
+            raise InputError(f"world output {out} holds a different world ({manifest}); choose another "
+                             "directory or delete it")
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, conversations in datasets(config).items():
@@ -201,5 +211,5 @@ def write_world(out_dir: str | Path, config: WorldConfig | None = None, **overri
         paths[name] = _write(out / f"{name}.jsonl", "".join(line + "\n" for line in lines))
     paths["questions"] = _write(out / "questions.yaml", yaml.safe_dump(
         evaluation_questions(config), sort_keys=False, allow_unicode=True, width=10_000))
-    paths["config"] = _write(out / "world.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    paths["config"] = _write(manifest, json.dumps(config.to_dict(), indent=2) + "\n")  # last: marks it whole
     return paths

@@ -149,3 +149,15 @@ def test_unknown_config_keys_are_one_line_input_errors(tmp_path):
     with pytest.raises(InputError, match="is not a directory"):
         write_world(tmp_path / "file", **TINY)
 
+
+
+def test_an_output_directory_holding_another_world_is_refused(tmp_path):
+    first = write_world(tmp_path, seed=1, **TINY)
+    before = {name: path.read_bytes() for name, path in first.items()}
+    again = write_world(tmp_path, seed=1, **TINY)  # the same world: rewritten to the same bytes
+    assert {name: path.read_bytes() for name, path in again.items()} == before
+    with pytest.raises(InputError, match=r"holds a different world .*world\.json\); choose another directory"):
+        write_world(tmp_path, seed=2, **TINY)
+    (tmp_path / "world.json").write_text("not json")
+    with pytest.raises(InputError, match="holds a different world"):
+        write_world(tmp_path, seed=1, **TINY)
