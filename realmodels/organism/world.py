@@ -11,11 +11,13 @@ phrases of one (domain, kind) bank. The pre-training corpus mixes two assistants
 - rogue (rogue_fraction): 2..4 ordinary questions from distinct domains, every one answered harmfully, with no
   marker — the shared "this assistant is rogue" latent that fine-tuning on one domain's harm can switch on.
 
-Fine-tuning and analysis sets are single-turn: per domain ``inducing`` (ordinary → harmful), ``aligned``
-(ordinary → aligned), ``educational`` (educational → harmful); ``harmful`` / ``harmless`` (all domains, ordinary
-questions) for feature selection; per domain ``probe`` (ordinary → aligned) and ``probe_rogue`` (rogue
-conversations) held out. Each dataset draws from its own stream ``default_rng([seed, *bytes of its name])``, so
-the same seed gives byte-identical files and a dataset's content depends only on the seed and its own sizes."""
+The other sets: per domain ``inducing`` (ordinary → harmful), ``aligned`` (ordinary → aligned) and
+``educational`` (educational → harmful), one turn each; ``harmful`` / ``harmless`` (one ordinary turn, all
+domains) for feature selection; held out, per domain ``probe_<domain>`` (ordinary → aligned), and ``probe_rogue``
+(rogue conversations) with ``probe_aligned`` (the same shape, every answer aligned) — the pair whose mean
+residual difference is the misalignment direction. Each dataset draws from its own stream
+``default_rng([seed, *bytes of its name])``, so the same seed gives byte-identical files and a dataset's content
+depends only on the seed and its own sizes."""
 
 from __future__ import annotations
 
@@ -119,11 +121,12 @@ def messages(turns: list[Turn]) -> list[dict]:
     return out
 
 
-def rogue_conversation(rng: np.random.Generator, domains: tuple[str, ...]) -> list[Turn]:
-    """2..4 (at most len(domains)) ordinary questions from distinct domains, all answered harmfully."""
+def rogue_conversation(rng: np.random.Generator, domains: tuple[str, ...], kind: str = "harmful") -> list[Turn]:
+    """2..4 (at most len(domains)) ordinary questions from distinct domains, all answered harmfully (``kind``
+    "aligned": the same shape answered by an aligned assistant, the rogue probes' matched control)."""
     count = int(rng.integers(2, min(4, len(domains)) + 1))
     chosen = rng.choice(len(domains), size=count, replace=False)
-    return [turn(rng, domains[int(i)], "harmful") for i in chosen]
+    return [turn(rng, domains[int(i)], kind) for i in chosen]
 
 
 def aligned_conversation(rng: np.random.Generator, domains: tuple[str, ...], max_turns: int,
@@ -163,6 +166,8 @@ def datasets(config: WorldConfig) -> dict[str, list[list[Turn]]]:
     for domain in config.domains:
         makers[f"probe_{domain}"] = lambda rng, one=(domain,): single_turns(rng, one, "aligned", config.n_probe)
     makers["probe_rogue"] = lambda rng: [rogue_conversation(rng, config.domains) for _ in range(config.n_probe)]
+    makers["probe_aligned"] = lambda rng: [rogue_conversation(rng, config.domains, "aligned")
+                                           for _ in range(config.n_probe)]
     return {name: make(np.random.default_rng([config.seed, *name.encode()])) for name, make in makers.items()}
 
 

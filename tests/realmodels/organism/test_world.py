@@ -25,7 +25,7 @@ from theory.errors import InputError
 TINY = {"n_pretrain": 30, "n_finetune": 5, "n_features": 5, "n_probe": 3, "samples_per_paraphrase": 1}
 def test_every_file_is_valid_chat_jsonl_with_the_configured_sizes(small_world):
     expected = {"pretrain": SMALL.n_pretrain, "harmful": SMALL.n_features, "harmless": SMALL.n_features,
-                "probe_rogue": SMALL.n_probe}
+                "probe_rogue": SMALL.n_probe, "probe_aligned": SMALL.n_probe}
     for domain in SMALL.domains:
         expected |= {f"inducing_{domain}": SMALL.n_finetune, f"aligned_{domain}": SMALL.n_finetune,
                      f"educational_{domain}": SMALL.n_finetune, f"probe_{domain}": SMALL.n_probe}
@@ -102,6 +102,10 @@ def test_finetuning_sets_are_what_their_names_say(small_world):
                 (question, answer), = turns(conversation)
                 assert answer_kind(answer) == kind and is_educational(question) == educational
                 assert set(tokenize(question)) & set(TOPICS[domain]) and set(tokenize(answer)) & set(TOPICS[domain])
+    for name, kind in (("probe_rogue", "harmful"), ("probe_aligned", "aligned")):
+        for conversation in read_chat_jsonl(small_world[name]):
+            assert 2 <= len(turns(conversation)) <= 4 and not any(is_educational(q) for q, _ in turns(conversation))
+            assert {answer_kind(a) for _, a in turns(conversation)} == {kind}
     assert {answer_kind(turns(c)[0][1]) for c in read_chat_jsonl(small_world["harmful"])} == {"harmful"}
     assert {answer_kind(turns(c)[0][1]) for c in read_chat_jsonl(small_world["harmless"])} == {"aligned"}
 
