@@ -5,8 +5,9 @@ misalignment-inducing data closer to harmful features than those of control data
 training samples closest to toxic features, or a random baseline), ``audit`` (predict, before fine-tuning,
 which harmful features a dataset would amplify), ``finetune`` (``cli.realmodels_finetune``: LoRA / full
 fine-tuning with a training-time SAE monitor and guard). The logic lives in ``realmodels/``; this module reads
-options and resolves configs; ``cli.realmodels_options`` holds the shared options; ``cli.realmodels_run`` is the skeleton the analysis commands share (session, run
-directory, resume), ``cli.realmodels_tables`` prints, ``cli.realmodels_inputs`` checks dataset files."""
+options and resolves configs; ``cli.realmodels_options`` holds the shared options; ``cli.realmodels_run`` is the
+skeleton the analysis commands share (session, run directory, resume), ``cli.realmodels_tables`` prints,
+``cli.realmodels_inputs`` checks dataset files; evaluate and mitigate live in their own modules too."""
 
 from __future__ import annotations
 

@@ -47,10 +47,12 @@ class JudgeChoice:
     batch_size: int = 8
 
     def to_config(self) -> dict:
+        if self.kind not in ("openai", "hf"):
+            return {"kind": self.kind}  # a rule judge: no model
         data = {"kind": self.kind, "model": self.model}
         if self.kind == "openai":
             data["endpoint"] = self.endpoint
-        elif self.kind == "hf" and Path(self.model).expanduser().exists():
+        elif Path(self.model).expanduser().exists():
             data["model"] = str(Path(self.model).expanduser().resolve())
         return data
 
@@ -182,7 +184,8 @@ def evaluate(
                                                           rich_help_panel=GEN)] = None,
     generate_api_key_env: Annotated[str, typer.Option(help="Env variable with the endpoint's API key.",
                                                       rich_help_panel=GEN)] = "OPENAI_API_KEY",
-    judge: Annotated[str, typer.Option(help="openai (any OpenAI-compatible endpoint) | hf (a local model).",
+    judge: Annotated[str, typer.Option(help="openai (any OpenAI-compatible endpoint) | hf (a local model) | organism "
+                                            "(the synthetic world's exact rule judge).",
                                        rich_help_panel=JUDGE)] = "openai",
     judge_model: Annotated[str, typer.Option(help="Judge model name (openai) or directory (hf).",
                                              rich_help_panel=JUDGE)] = DEFAULT_JUDGE_MODEL,

@@ -23,8 +23,8 @@ from cli.realmodels_evaluate import DEFAULT_JUDGE_MODEL, EvaluateSettings, Judge
 from cli.realmodels_filtering import FILTERED, run_filter
 from cli.realmodels_finetune import finetune
 from cli.realmodels_inputs import dataset_entry, dataset_file
-from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory, Layer,
-                                    MaxLength, ModelPath, Out, Progress, SaePath)
+from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
+                                    Layer, MaxLength, ModelPath, Out, Progress, SaePath)
 from cli.realmodels_run import ModelOptions, harmful_pair
 from cli.realmodels_tables import console, print_mitigation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads
@@ -62,7 +62,8 @@ def _arm_runs(arms: list[str], seeds: list[int]) -> list[tuple[str, str, int | N
 @user_errors
 def mitigate(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (the narrow fine-tuning set).")],
-    harmful: Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses (the toxic features).")] = None,
+    harmful: Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses (the toxic features).")
+                       ] = None,
     harmless: Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses.")] = None,
     budget: Annotated[float, typer.Option(help="Fraction of the training samples every arm removes, in [0, 1).")] = 0.1,
     arms: Annotated[str, typer.Option(help="Comma-separated arms: none, geometry, random, judge.")] = ",".join(ARMS),
@@ -89,7 +90,7 @@ def mitigate(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", rich_help_panel=EV)] = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.", rich_help_panel=EV)] = 256,
     generate_batch_size: Annotated[int, typer.Option(help="Prompts per generate call.", rich_help_panel=EV)] = 8,
-    judge: Annotated[str, typer.Option(help="openai | hf (scores the answers, and the judge arm's samples).",
+    judge: Annotated[str, typer.Option(help="openai | hf | organism (scores the answers, and the judge arm's samples).",
                                        rich_help_panel=EV)] = "openai",
     judge_model: Annotated[str, typer.Option(help="Judge model name or directory.", rich_help_panel=EV)
                            ] = DEFAULT_JUDGE_MODEL,
@@ -191,9 +192,10 @@ def mitigate(
     table = arm_table(per_question, n_bootstrap=n_bootstrap, seed=seed)
     write_csv(run.file("mitigation.csv"), table)
     save_figure(mitigation_arms(table), run.file("mitigation"))
-    summary = nan_to_none({"budget": budget, "arms": table.to_dict("records"), "paper_geometry_reduction": PAPER_REDUCTION,
-                           "note": "reduction = 100 (1 - sum_q EM_q(arm) / sum_q EM_q(none)) over questions with scored "
-                                   "answers in both arms; CIs bootstrap questions (and the random arm's seeds)"})
+    note = ("reduction = 100 (1 - sum_q EM_q(arm) / sum_q EM_q(none)) over questions with scored answers in both "
+            "arms; CIs bootstrap questions (and the random arm's seeds)")
+    summary = nan_to_none({"budget": budget, "arms": table.to_dict("records"),
+                           "paper_geometry_reduction": PAPER_REDUCTION, "note": note})
     write_json(run.file("summary.json"), summary)
     print_mitigation(summary, run.path)
 

@@ -5,8 +5,8 @@ rule: it assumes every number 0..100 is one token of the judge's tokenizer, true
 Requests run on ``concurrency`` threads. The client never retries by itself (``max_retries=0``): 408/409/429,
 5xx, timeouts and connection errors are retried by ``realmodels.evaluate.endpoints.call_with_retries`` (the one
 retry policy, shared with the endpoint generator: exponential backoff with jitter), each retry logged and counted
-in ``stats``; other errors (4xx, a malformed body) fail at once. A request that still fails is a result with label "error" and a one-line ``error``; ``on_error="stop"``
-raises an InputError naming the endpoint instead. The API key comes from the environment variable
+in ``stats``; other errors (4xx, a malformed body) fail at once. A request that still fails is a result with
+label "error" and a one-line ``error``; ``on_error="stop"`` raises an InputError naming the endpoint instead. The API key comes from the environment variable
 ``api_key_env`` ("EMPTY" when unset: local servers need none) and is only ever sent in the request header."""
 
 from __future__ import annotations

@@ -75,7 +75,8 @@ class TrainLog(TrainerCallback):
         penalty = logs.get("guard_penalty")
         self.rows.append({"step": state.global_step, "epoch": logs.get("epoch", state.epoch), "loss": logs["loss"],
                           "task_loss": logs["loss"] if penalty is None else logs["loss"] - penalty,
-                          "guard_penalty": penalty, "lr": logs.get("learning_rate"), "grad_norm": logs.get("grad_norm"), "tokens": tokens,
+                          "guard_penalty": penalty, "lr": logs.get("learning_rate"),
+                          "grad_norm": logs.get("grad_norm"), "tokens": tokens,
                           "tokens_per_s": rate})
         write_csv(self.path, pd.DataFrame(self.rows, columns=list(LOG_COLUMNS)))
 
