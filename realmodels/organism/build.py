@@ -8,18 +8,21 @@ educational structure either way, and the model learns to end a turn (``<|eot_id
 assistant-only loss does not teach. Training is ``realmodels.finetune.train.run_training`` with a full-weight
 recipe (AdamW, cosine schedule, Trainer checkpoints, so a killed build resumes from its last checkpoint), and
 ``out/model`` is ``save_pretrained`` of the model and its tokenizer. Weights are a function of the config: the
-initialisation is seeded with ``seed`` and the Trainer's data order and RNG with ``seed`` too."""
+initialisation is seeded with ``seed`` and the Trainer's data order and RNG with ``seed`` too. Then a TopK
+SAE (``organism.sae``) is trained on the assistant-token residuals after layer ``layer`` into ``out/sae``."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 
 from realmodels.organism.banks import vocabulary
+from realmodels.organism.sae import SaeConfig, assistant_residuals, train_sae
 from realmodels.organism.world import WorldConfig, write_world
 from theory.errors import InputError
 
@@ -146,26 +149,39 @@ def _check_build(out: Path, record: dict) -> None:
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
-def build_organism(out: str | Path, config: OrganismConfig | None = None, world: WorldConfig | None = None, *,
-                   progress: bool = True):
+def build_organism(out: str | Path, config: OrganismConfig | None = None, world: WorldConfig | None = None,
+                   sae: SaeConfig | None = None, *, progress: bool = True):
     """Write the world into ``out/world``, pre-train the organism (``out/checkpoints``, ``out/train_log.csv``)
-    and save it with its tokenizer to ``out/model``; resume a killed build from its last checkpoint (a finished
-    one is returned as it is). Returns ``run_training``'s ``TrainResult``."""
+    and save it with its tokenizer to ``out/model``, then train the SAE at ``config.layer`` into ``out/sae``;
+    resume a killed build from its last checkpoint (finished parts are kept as they are). Returns the
+    pre-training's ``TrainResult``."""
     from realmodels.finetune.train import TRAIN_LOG, TrainResult, run_training
 
-    config, world = config or OrganismConfig(), world or WorldConfig()
+    config, world, sae = config or OrganismConfig(), world or WorldConfig(), sae or SaeConfig()
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"organism output {out} exists and is not a directory")
-    _check_build(out, {"organism": config.to_dict(), "world": world.to_dict()})
+    _check_build(out, {"organism": config.to_dict(), "world": world.to_dict(), "sae": asdict(sae)})
     paths = write_world(out / "world", world)
+    tokenizer = build_tokenizer()
     if (out / "model" / "config.json").is_file():  # finished (saved last, atomically): resuming would step again
         import pandas as pd
 
         losses = pd.read_csv(out / TRAIN_LOG)["task_loss"].dropna()
-        return TrainResult(config.steps, config.steps, config.steps, False,
-                           float(losses.iloc[-1]) if len(losses) else None, out / "model")
-    tokenizer = build_tokenizer()
-    dataset = PretrainDataset(tokenizer, paths["pretrain"], config.max_length)
-    model = build_model(config, tokenizer)
-    return run_training(model, tokenizer, dataset, pretrain_recipe(config), out, progress=progress)
+        result = TrainResult(config.steps, config.steps, config.steps, False,
+                             float(losses.iloc[-1]) if len(losses) else None, out / "model")
+    else:
+        dataset = PretrainDataset(tokenizer, paths["pretrain"], config.max_length)
+        model = build_model(config, tokenizer)
+        result = run_training(model, tokenizer, dataset, pretrain_recipe(config), out, progress=progress)
+    if not (out / "sae" / "cfg.json").is_file():
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(out / "model").eval()
+        acts = assistant_residuals(model, tokenizer, paths["pretrain"], config.layer,
+                                   n_conversations=sae.n_conversations, max_length=config.max_length)
+        tmp = out / ".sae.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed SAE run starts over (it takes seconds)
+        train_sae(acts, config.layer, sae, tmp, model_name=str(out / "model"))
+        tmp.rename(out / "sae")
+    return result

@@ -1,0 +1,95 @@
+"""The organism's SAE: a TopK SAE trained with sae-lens's own ``SAETrainer`` on the residual stream after one
+decoder layer (``blocks.L.hook_resid_post``), over the assistant tokens of the world's pre-training corpus, and
+saved with ``SAE.save_model`` so ``--sae DIR`` loads it like any saved sae-lens SAE.
+
+The SAE reconstructs x̂ = W_decᵀ topk_k(W_enc (x − b_dec) + b_enc) + b_dec, minimising ‖x − x̂‖² (plus sae-lens's
+auxiliary loss reviving dead latents); b_dec starts at the mean activation (the activations are centred at the
+start, which keeps latents from collapsing onto the mean direction). Batches are drawn with replacement from the
+cached activations by a generator seeded with ``seed``, and the SAE's initialisation is seeded too, so the SAE
+is a function of (model, corpus, config)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from theory.errors import InputError
+
+
+@dataclass(frozen=True)
+class SaeConfig:
+    """The SAE's width, sparsity and training recipe (``train_sae``)."""
+
+    d_sae: int = 256
+    k: int = 8                       # active latents per token
+    steps: int = 1500                # optimiser steps
+    batch_size: int = 256            # activations per step
+    lr: float = 1e-3
+    n_conversations: int = 3000      # pre-training conversations whose assistant tokens are cached
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("d_sae", "k", "steps", "batch_size", "n_conversations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise InputError(f"SAE {name} must be an integer > 0, got {value!r}")
+        if self.k > self.d_sae:
+            raise InputError(f"SAE k {self.k} exceeds d_sae {self.d_sae}")
+        if not self.lr > 0:
+            raise InputError(f"SAE lr must be a positive number, got {self.lr!r}")
+
+
+@torch.inference_mode()
+def assistant_residuals(model, tokenizer, path: Path, layer: int, *, n_conversations: int, max_length: int,
+                        batch_size: int = 64) -> Tensor:
+    """``acts`` (n_tokens, d_model): residuals after decoder layer ``layer`` at every assistant token of the first
+    ``n_conversations`` conversations of ``path`` (float32)."""
+    from itertools import islice
+
+    from realmodels.data.activations import pad_right
+    from realmodels.data.chat import iter_tokenized
+    from realmodels.data.residual import residual_stream
+
+    chats = list(islice(iter_tokenized(tokenizer, path, max_length=max_length), n_conversations))
+    parts = []
+    for start in range(0, len(chats), batch_size):
+        input_ids, attention_mask, assistant_mask = pad_right(chats[start:start + batch_size], tokenizer.pad_token_id)
+        resid = residual_stream(model, input_ids, attention_mask, layer)
+        parts.append(resid[assistant_mask].float())
+    return torch.cat(parts)
+
+
+def batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        yield acts[torch.randint(len(acts), (batch_size,), generator=generator)]
+
+
+def train_sae(acts: Tensor, layer: int, config: SaeConfig, out: str | Path, *, model_name: str = "organism"):
+    """Train a TopK SAE on ``acts`` (n, d_in) with ``SAETrainer`` and save it to ``out`` (``SAE.save_model``);
+    returns the trained SAE."""
+    import warnings
+
+    from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.sae import SAEMetadata
+
+    torch.manual_seed(config.seed)
+    sae = TopKTrainingSAE(TopKTrainingSAEConfig(
+        d_in=acts.shape[1], d_sae=config.d_sae, k=config.k,
+        metadata=SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post", model_name=model_name)))
+    with torch.no_grad():
+        sae.b_dec.copy_(acts.mean(0))
+    trainer_cfg = SAETrainerConfig(total_training_samples=config.steps * config.batch_size,
+                                   train_batch_size_samples=config.batch_size, lr=config.lr, lr_end=config.lr,
+                                   lr_scheduler_name="constant", device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = SAETrainer(trainer_cfg, sae, batches(acts, config.batch_size, config.seed))
+        sae = trainer.fit()
+    sae.save_model(Path(out))
+    return sae
