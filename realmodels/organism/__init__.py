@@ -8,5 +8,10 @@ The plan, in the order the modules exist:
   sets) and the evaluation question YAML (``write_world``, ``WorldConfig``).
 - ``judge``: the exact rule judge (``make_judge("organism")``) scoring aligned / coherent / harmfulness from the
   world's own banks, so ``evaluate`` and ``mitigate`` run with no LLM judge.
-- later: ``build`` (a word-level tokenizer, a small Llama trained from scratch and an SAE on it, shipped as
-  realmodels' embedded default) and ``study`` (the paper's geometry / finetune / evaluate / mitigate study)."""
+- ``build``: a word-level tokenizer with a Llama-3-like chat template and a small Llama pre-trained from scratch
+  on the world's corpus (``OrganismConfig``, through ``realmodels.finetune.train.run_training``: deterministic,
+  resumable), saved to ``out/model``;
+- ``sae``: a TopK SAE trained with sae-lens's ``SAETrainer`` on the assistant-token residuals at a layer, saved
+  with ``SAE.save_model`` to ``out/sae``.
+- still to come: the ``realmodels organism build`` command, the shipped default organism (realmodels' embedded
+  default) and ``study`` (the paper's geometry / finetune / evaluate / mitigate study on it)."""
