@@ -23,6 +23,7 @@ from cli.realmodels_evaluate import evaluate
 from cli.realmodels_filtering import run_filter
 from cli.realmodels_finetune import finetune
 from cli.realmodels_mitigate import mitigate
+from cli.realmodels_organism import organism_app
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
 from cli.realmodels_options import (CRITERION, HARMFUL_K, SELECTION_FRACTION, Adapter, BatchSize, CacheDir,
                                     ChatTemplate, Checkpoint, DeviceMap, Dtype, Harmful, Harmless, IgnoreMemory, K,
@@ -238,6 +239,7 @@ def audit(
 app.command()(finetune)
 app.command()(evaluate)
 app.command()(mitigate)
+app.add_typer(organism_app, name="organism")
 from cli.realmodels_amplification import amplification  # noqa: E402  (after finetune: one line each)
 app.command()(amplification)
 

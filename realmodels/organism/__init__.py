@@ -13,5 +13,5 @@ The plan, in the order the modules exist:
   resumable), saved to ``out/model``;
 - ``sae``: a TopK SAE trained with sae-lens's ``SAETrainer`` on the assistant-token residuals at a layer, saved
   with ``SAE.save_model`` to ``out/sae``.
-- still to come: the ``realmodels organism build`` command, the shipped default organism (realmodels' embedded
-  default) and ``study`` (the paper's geometry / finetune / evaluate / mitigate study on it)."""
+- ``realmodels organism build`` (``cli/realmodels_organism.py``) runs the two.
+- still to come: the shipped default organism (realmodels' embedded default) and ``study`` (the paper's geometry / finetune / evaluate / mitigate study on it)."""
