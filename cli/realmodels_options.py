@@ -14,7 +14,7 @@ from cli.configfile import config_option
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
 
-MODEL = "Model (--checkpoint, or --model with --sae)"
+MODEL = "Model (--checkpoint, or --model with --sae; neither: the embedded model organism)"
 RUN = "Run"
 
 Checkpoint = Annotated[Optional[str], typer.Option(help="Registered checkpoint (see `realmodels checkpoints`).",

@@ -1,6 +1,6 @@
 """A causal LM without an SAE — for the commands that train or sample from a model but read no features
-(``finetune`` without monitor or guard, ``evaluate``): a registered checkpoint's hub model or a local HF
-directory, optionally with a peft adapter (merged), resolved and checked from its files the way
+(``finetune`` without monitor or guard, ``evaluate``): a registered checkpoint's hub model, a local HF
+directory or (neither given) the embedded model organism, optionally with a peft adapter (merged), resolved and checked from its files the way
 ``bundle.resolve_sources`` checks a bundle (names, dtype, chat template, context length, the adapter against
 the base model), nothing loaded until ``tokenizer`` or ``model`` is read."""
 
@@ -40,8 +40,10 @@ class PlainModel:
     def resolve(cls, *, checkpoint: str | None, model: str | None, dtype: str = "auto",
                 chat_template: str | Path | None = None, max_length: int | None = None,
                 adapter: str | Path | None = None, device_map: str | dict | None = None) -> PlainModel:
-        if checkpoint is None and model is None:
-            raise InputError("no model given: pass --checkpoint NAME (see `realmodels checkpoints`) or --model PATH")
+        if checkpoint is None and model is None:  # the embedded organism
+            from realmodels.loading.embedded import embedded_default
+
+            model = str(embedded_default().model)
         if checkpoint is not None and model is not None:
             raise InputError("give either --checkpoint NAME or --model PATH, not both")
         spec = get_checkpoint(checkpoint) if checkpoint is not None else None

@@ -38,7 +38,8 @@ def resolve_max_length(context: int | None, requested: int | None, model_name: s
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer``; with a
+    """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer`` — none of
+    the three: the embedded model organism (``realmodels.loading.embedded``) at its SAE's layer; with a
     peft ``adapter`` directory (or a finetune run directory holding one) the model is base + adapter.
 
     Only the fields that change results (not devices, batch sizes or caches) are part of a run's config."""
@@ -56,9 +57,17 @@ class ModelChoice:
         if self.checkpoint is not None and (self.model is not None or self.sae is not None):
             # a checkpoint with --model/--sae overrides is allowed by load_bundle; keep the CLI unambiguous
             raise InputError("give either --checkpoint NAME or --model PATH --sae PATH, not both")
+        if self.checkpoint is None and self.model is None and self.sae is None:  # the embedded organism
+            from realmodels.loading.embedded import embedded_default
+
+            embedded = embedded_default()
+            object.__setattr__(self, "model", str(embedded.model))
+            object.__setattr__(self, "sae", str(embedded.sae))
+            if self.layer is None:
+                object.__setattr__(self, "layer", embedded.layer)
         if self.checkpoint is None and (self.model is None or self.sae is None):
-            raise InputError("no model given: pass --checkpoint NAME (see `realmodels checkpoints`) or both "
-                             "--model PATH and --sae PATH")
+            raise InputError("no SAE given: pass --checkpoint NAME (see `realmodels checkpoints`), or both "
+                             "--model PATH and --sae PATH, or neither (the embedded organism)")
         if self.max_length is not None and self.max_length < 1:
             raise InputError(f"--max-length must be at least 1, got {self.max_length}")
 

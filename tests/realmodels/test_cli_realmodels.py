@@ -200,7 +200,7 @@ def test_geometry_bad_inputs_are_one_line_errors(tmp_path, capsys, gemma_local, 
         (["--checkpoint", "gemma-2-2b", *data, *dom], "--layer is required"),
         (["--checkpoint", "gemma-2-2b", "--model", "x", "--layer", "0", *data, *dom], "not both"),
         ([*gemma_local[:4], *data, *dom], "--layer is required"),
-        ([*data, *dom], "no model given"),
+        ([*gemma_local[:2], *data, *dom], "no SAE given"),
         ([*gemma_local, *data, *dom, "--dtype", "fp8"], "unknown dtype 'fp8'"),  # checked before the run directory
         ([*gemma_local, *data, *dom, "--batch-size", "0"], "--batch-size must be at least 1"),
         ([*gemma_local[:2], "--sae", tmp_path / "no-sae", "--layer", "1", *data, *dom], "SAE directory"),
