@@ -1,5 +1,6 @@
 """The embedded default: the shipped model organism loads offline with transformers and sae-lens, and the
-realmodels commands run on it when no model is given (no download, no pre-training)."""
+realmodels commands (audit, finetune, evaluate with the organism judge, geometry, filter, amplification) run on it
+when no model is given (no download, no pre-training)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,13 @@ def test_commands_run_on_the_embedded_organism(tmp_path, capsys, world):
     assert code == 0, err
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     assert summary["n_answers"] >= 1 and summary["complete"]
+    pairs = ["--harmful", world["harmful"], "--harmless", world["harmless"], "--no-progress"]
+    for args in (["geometry", "--domain", f"health={world['inducing_health']},{world['aligned_health']}",
+                  "--domain", f"code={world['inducing_code']},{world['aligned_code']}", "--k", "5", "--harmful-k", "5",
+                  "--n-permutations", "100", "--n-bootstrap", "100", "--n-null", "50"],
+                 ["filter", "--data", world["inducing_health"], "--fraction", "0.25"],
+                 ["amplification", "--adapter", tmp_path / "ft", "--probe", world["probe_health"], "--control",
+                  world["aligned_health"], "--k", "5", "--harmful-k", "5"]):
+        code, _, err = rm(capsys, [*args, *pairs, "--out", tmp_path / args[0]])
+        assert code == 0, (args[0], err)
+        assert (tmp_path / args[0] / "summary.json").is_file()
