@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -34,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from realmodels.evaluate.questions import Question
 from realmodels.evaluate.records import Answer, JsonlLog, item_key
+from theory.configs import strict_from_dict
 from theory.errors import InputError
 
 if TYPE_CHECKING:
@@ -53,13 +54,6 @@ def _number(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{what} must be a finite number, got {value!r}")
     return float(value)
-
-
-def _from_dict(cls, data: dict, what: str):
-    unknown = sorted(set(data) - {f.name for f in fields(cls)})
-    if unknown:
-        raise InputError(f"unknown {what} key {unknown[0]!r} (allowed: {', '.join(f.name for f in fields(cls))})")
-    return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -95,7 +89,7 @@ class GenerationConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> GenerationConfig:
-        return _from_dict(cls, data, "generation")
+        return strict_from_dict(cls, data, prefix="generation.")
 
 
 @dataclass(frozen=True)
@@ -137,7 +131,7 @@ class EndpointConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> EndpointConfig:
-        return _from_dict(cls, data, "endpoint")
+        return strict_from_dict(cls, data, prefix="endpoint.")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -74,11 +74,10 @@ class OrganismConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> OrganismConfig:
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise InputError(f"organism config has no key {unknown[0]!r} (keys: {', '.join(names)})")
-        return cls(**data)
+        """Strict: an unknown key or a wrong type is an InputError naming it (``theory.configs.strict_from_dict``)."""
+        from theory.configs import strict_from_dict
+
+        return strict_from_dict(cls, data, prefix="organism.")
 
 
 def build_tokenizer():

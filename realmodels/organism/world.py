@@ -22,7 +22,7 @@ depends only on the seed and its own sizes."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +89,10 @@ class WorldConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> WorldConfig:
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        if unknown:
-            raise InputError(f"world config has no key {unknown[0]!r} (keys: {', '.join(names)})")
-        return cls(**data)
+        """Strict: an unknown key or a wrong type is an InputError naming it (``theory.configs.strict_from_dict``)."""
+        from theory.configs import strict_from_dict
+
+        return strict_from_dict(cls, data, prefix="world.")
 
 
 def question(rng: np.random.Generator, topic: str, educational: bool = False) -> str:
@@ -192,11 +191,7 @@ def write_world(out_dir: str | Path, config: WorldConfig | None = None, **overri
     ``out_dir`` whose ``world.json`` records another config (rewriting the same world is allowed: same bytes)."""
     import yaml
 
-    names = [f.name for f in fields(WorldConfig)]
-    unknown = sorted(set(overrides) - set(names))
-    if unknown:
-        raise InputError(f"world config has no key {unknown[0]!r} (keys: {', '.join(names)})")
-    config = replace(config or WorldConfig(), **overrides)
+    config = WorldConfig.from_dict({**(config or WorldConfig()).to_dict(), **overrides})
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"world output {out} exists and is not a directory")

@@ -76,7 +76,7 @@ def test_generation_config_refuses_bad_values_in_one_line(bad):
 def test_configs_round_trip_and_refuse_unknown_keys():
     config = GenerationConfig(temperature=0.0, seed=3)
     assert GenerationConfig.from_dict(config.to_dict()) == config and not config.sampling
-    with pytest.raises(InputError, match="unknown generation key 'temp'"):
+    with pytest.raises(InputError, match="unknown config key 'generation.temp'"):
         GenerationConfig.from_dict({"temp": 1.0})
     endpoint = EndpointConfig(url="http://localhost:8000/v1/", model="em")
     assert endpoint.url == "http://localhost:8000/v1" and EndpointConfig.from_dict(endpoint.to_dict()) == endpoint

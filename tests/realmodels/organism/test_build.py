@@ -115,5 +115,5 @@ def test_bad_sae_config_is_one_line_input_error(change, message):
 
 def test_config_round_trips_and_refuses_unknown_keys():
     assert OrganismConfig.from_dict(TINY.to_dict()) == TINY
-    with pytest.raises(InputError, match="no key 'width'"):
+    with pytest.raises(InputError, match="unknown config key 'organism.width'"):
         OrganismConfig.from_dict({"width": 3})

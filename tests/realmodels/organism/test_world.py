@@ -145,9 +145,9 @@ def test_bad_config_is_a_one_line_input_error(options, message):
 
 
 def test_unknown_config_keys_are_one_line_input_errors(tmp_path):
-    with pytest.raises(InputError, match=r"^world config has no key 'n_pretrian' \(keys: seed, "):
+    with pytest.raises(InputError, match=r"^unknown config key 'world.n_pretrian' \(valid keys: "):
         write_world(tmp_path, n_pretrian=5)
-    with pytest.raises(InputError, match="no key 'colour'"):
+    with pytest.raises(InputError, match="unknown config key 'world.colour'"):
         WorldConfig.from_dict({"colour": 1})
     (tmp_path / "file").write_text("x")
     with pytest.raises(InputError, match="is not a directory"):
