@@ -16,6 +16,13 @@ from theory.errors import InputError
 T = TypeVar("T")
 
 
+def check_choice(value: str, names, what: str) -> None:
+    """InputError unless ``value`` is one of the names of the Literal type ``names``."""
+    valid = typing.get_args(names)
+    if value not in valid:
+        raise InputError(f"unknown {what} {value!r} (choose {', '.join(valid[:-1])} or {valid[-1]})")
+
+
 def to_dict(config: Any) -> dict:
     return dataclasses.asdict(config)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
+from theory.configs import check_choice
 from theory.errors import InputError
 
 Criterion = Literal["mean_diff", "welch_t", "freq_diff"]
@@ -21,13 +22,6 @@ Representation = Literal["residual", "features"]
 Reduce = Literal["max", "mean"]
 Weighting = Literal["mean_diff", "uniform"]
 POOLED = "all"  # the domain name of the all-domains row
-
-
-def _choice(value: str, names, what: str) -> None:
-    """InputError unless ``value`` is one of the Literal ``names``."""
-    valid = get_args(names)
-    if value not in valid:
-        raise InputError(f"unknown {what} {value!r} (choose {', '.join(valid[:-1])} or {valid[-1]})")
 
 
 @dataclass(frozen=True)
@@ -49,7 +43,7 @@ class SelectionConfig:
     def __post_init__(self):
         if self.k < 1 or self.harmful_k < 1:
             raise InputError(f"feature-set sizes must be at least 1, got k={self.k}, harmful_k={self.harmful_k}")
-        _choice(self.criterion, Criterion, "criterion")
+        check_choice(self.criterion, Criterion, "criterion")
         f = self.selection_fraction
         if f is not None and not 0.0 < f < 1.0:
             raise InputError(f"selection fraction must be in (0, 1), got {f}")
@@ -79,8 +73,8 @@ class StudyConfig:
     """decoder rows per chunk when computing proximities (memory ~ chunk_size x |harmful set|)"""
 
     def __post_init__(self):
-        _choice(self.proximity, Proximity, "proximity")
-        _choice(self.alternative, Alternative, "alternative")
+        check_choice(self.proximity, Proximity, "proximity")
+        check_choice(self.alternative, Alternative, "alternative")
         for name in ("proximity_k", "n_permutations", "n_bootstrap", "n_null", "chunk_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -106,8 +100,8 @@ class FilterConfig:
     def __post_init__(self):
         if not (0.0 <= self.fraction < 1.0) or not math.isfinite(self.fraction):  # as theory.filtering.n_to_remove
             raise InputError(f"removal fraction must be in [0, 1), got {self.fraction}")
-        _choice(self.reduce, Reduce, "score reduction")
-        _choice(self.representation, Representation, "representation")
+        check_choice(self.reduce, Reduce, "score reduction")
+        check_choice(self.representation, Representation, "representation")
 
 
 @dataclass(frozen=True)
@@ -130,7 +124,7 @@ class AuditConfig:
     """safety score at or below which the risk level is 'elevated' (else 'typical')"""
 
     def __post_init__(self):
-        _choice(self.weighting, Weighting, "weighting")
+        check_choice(self.weighting, Weighting, "weighting")
         if self.n_null < 1:
             raise InputError(f"n_null must be at least 1, got {self.n_null}")
         if not 0.0 < self.high_risk <= self.elevated_risk < 1.0:

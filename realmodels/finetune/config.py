@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Literal
 
+from theory.configs import check_choice
 from theory.errors import InputError
 
 Method = Literal["lora", "full"]
@@ -27,12 +28,6 @@ Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 AlarmAction = Literal["stop", "warn"]
 GuardKind = Literal["penalty", "projection", "both"]
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-def _choice(value: str, names, what: str) -> None:
-    valid = get_args(names)
-    if value not in valid:
-        raise InputError(f"unknown {what} {value!r} (choose {', '.join(valid[:-1])} or {valid[-1]})")
 
 
 def _positive(value, what: str) -> None:
@@ -88,8 +83,8 @@ class FinetuneConfig:
     """optimiser steps between rows of train_log.csv"""
 
     def __post_init__(self):
-        _choice(self.method, Method, "fine-tuning method")
-        _choice(self.schedule, Schedule, "learning-rate schedule")
+        check_choice(self.method, Method, "fine-tuning method")
+        check_choice(self.schedule, Schedule, "learning-rate schedule")
         _positive(self.lr, "the learning rate (lr)")
         _positive(self.epochs, "epochs")
         for key in ("r", "batch_size", "grad_accum", "save_steps", "logging_steps"):
@@ -150,7 +145,7 @@ class MonitorConfig:
             raise InputError(f"probe_fraction must be in (0, 1), got {self.probe_fraction}")
         if self.alarm is not None and not math.isfinite(self.alarm):
             raise InputError(f"--alarm must be a finite number, got {self.alarm}")
-        _choice(self.alarm_action, AlarmAction, "alarm action")
+        check_choice(self.alarm_action, AlarmAction, "alarm action")
         if self.min_target_rise < 0:
             raise InputError("min_target_rise must be >= 0")
 
@@ -168,7 +163,7 @@ class GuardConfig:
     """harmful-behaviour features guarded"""
 
     def __post_init__(self):
-        _choice(self.kind, GuardKind, "guard")
+        check_choice(self.kind, GuardKind, "guard")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise InputError(f"guard weight must be >= 0, got {self.weight}")
         if self.harmful_k < 1:
