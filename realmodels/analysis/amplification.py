@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from realmodels.data.activations import ENCODE_CHUNK_BYTES, dataset_activations, pad_right, progress_bar
-from realmodels.data.residual import residual_stream
+from realmodels.data.residual import module_output, residual_stream
 from realmodels.loading.adapters import ADAPTER_NAME, adapter_deltas, adapter_fingerprint
 from realmodels.loading.placement import decoder_layers, input_device
 from theory.amplification import first_order_change
@@ -52,33 +52,13 @@ if TYPE_CHECKING:
     from realmodels.loading.session import Session
 
 
-class _StopForward(Exception):
-    """Raised by a capture hook to end a forward pass once the wanted value exists."""
-
-
-def _captured(module: nn.Module, run: Callable[[], object], *, replace: Tensor | None = None) -> Tensor:
-    """The output of ``module`` while ``run()`` executes, which stops right there; with ``replace``, the module's
-    output is replaced by it instead and ``run()``'s own result is returned (the rest of the forward runs)."""
-    captured: list[Tensor] = []
-
-    def hook(mod, args, output):
-        if replace is not None:
-            return replace
-        captured.append(output[0] if isinstance(output, tuple) else output)
-        raise _StopForward
-
-    handle = module.register_forward_hook(hook)
+def _replaced_output(module: nn.Module, value: Tensor, run: Callable[[], object]):
+    """``run()``'s result with the output of ``module`` replaced by ``value`` (the rest of the forward runs)."""
+    handle = module.register_forward_hook(lambda mod, args, output: value)
     try:
-        result = run()
-    except _StopForward:
-        result = None
+        return run()
     finally:
         handle.remove()
-    if replace is not None:
-        return result
-    if not captured:
-        raise RuntimeError(f"{type(module).__name__} did not run during the forward pass")
-    return captured[0]
 
 
 # ------------------------------------------------------------------------------------------------ model JVP
@@ -134,7 +114,7 @@ def residual_change(peft_model: nn.Module, input_ids: Tensor, attention_mask: Te
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
 
     def resid(weights: dict[str, Tensor]) -> Tensor:
-        return _captured(block, lambda: functional_call(base, weights, args=(), kwargs=kwargs))
+        return module_output(block, lambda: functional_call(base, weights, args=(), kwargs=kwargs))
 
     factors = None if dense else lora_factors(peft_model)
     if factors is not None:
@@ -149,14 +129,14 @@ def residual_change(peft_model: nn.Module, input_ids: Tensor, attention_mask: Te
 # ------------------------------------------------------------------------------------------------ SAE
 def sae_preactivation(sae: SAE, x: Tensor) -> Tensor:
     """a(x): the SAE's pre-activation (the value at ``hook_sae_acts_pre``), (n, d_in) -> (n, d_sae)."""
-    return _captured(sae.hook_sae_acts_pre, lambda: sae.encode(x))
+    return module_output(sae.hook_sae_acts_pre, lambda: sae.encode(x))
 
 
 def sae_activation(sae: SAE, pre: Tensor) -> Tensor:
     """f(a): the SAE's activation of a given pre-activation ``pre`` (n, d_sae), whatever the architecture
     applies after ``hook_sae_acts_pre`` (JumpReLU, ReLU, TopK), by substituting ``pre`` at that hook."""
     dummy = pre.new_zeros(*pre.shape[:-1], sae.cfg.d_in)
-    return _captured(sae.hook_sae_acts_pre, lambda: sae.encode(dummy), replace=pre)
+    return _replaced_output(sae.hook_sae_acts_pre, pre, lambda: sae.encode(dummy))
 
 
 def _token_changes(sae: SAE, before: Tensor, change: Tensor, after: Tensor) -> Tensor:

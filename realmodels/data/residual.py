@@ -6,6 +6,8 @@ its output and raises a private exception, so the layers above L never run."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -13,25 +15,35 @@ from realmodels.loading.placement import decoder_layers
 
 
 class _StopForward(Exception):
-    """Raised by the capture hook to end the forward pass after layer L."""
+    """Raised by the capture hook to end the forward pass once the module ran."""
 
 
-@torch.inference_mode()
-def residual_stream(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
-    """``resid`` (batch, seq, d_model) after decoder layer ``layer``, in the model's dtype."""
+def module_output(module: nn.Module, run: Callable[[], object]) -> Tensor:
+    """The output of ``module`` (its first element when a tuple) while ``run()`` executes; the forward pass stops
+    right there. Runs under whatever autograd mode the caller chose (``torch.func`` transforms included)."""
     captured: list[Tensor] = []
 
-    def hook(module, args, output):
+    def hook(mod, args, output):
         captured.append(output[0] if isinstance(output, tuple) else output)
         raise _StopForward
 
-    handle = decoder_layers(model)[layer].register_forward_hook(hook)
+    handle = module.register_forward_hook(hook)
     try:
-        model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        run()
     except _StopForward:
         pass
     finally:
         handle.remove()
     if not captured:
-        raise RuntimeError(f"decoder layer {layer} did not run during the forward pass")
+        raise RuntimeError(f"{type(module).__name__} did not run during the forward pass")
     return captured[0]
+
+
+@torch.inference_mode()
+def residual_stream(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
+    """``resid`` (batch, seq, d_model) after decoder layer ``layer``, in the model's dtype."""
+    try:
+        return module_output(decoder_layers(model)[layer], lambda: model(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False))
+    except RuntimeError:
+        raise RuntimeError(f"decoder layer {layer} did not run during the forward pass") from None
