@@ -126,11 +126,10 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
                       "only": list(settings.only), "samples_per_paraphrase": settings.samples_per_paraphrase},
         "generation": settings.generation.to_dict(), "judge": settings.judge.to_config()}, default=json_default))
     if settings.endpoint is not None:
-        import os
-
+        from realmodels.evaluate.endpoints import api_key
         from realmodels.evaluate.generate import check_endpoint
 
-        check_endpoint(settings.endpoint, os.environ.get(settings.endpoint.api_key_env) or "EMPTY")
+        check_endpoint(settings.endpoint, api_key(settings.endpoint.api_key_env))
     else:
         plain.tokenizer  # noqa: B018  (a missing chat template fails here, before the run directory exists)
     if settings.judge.kind == "openai":

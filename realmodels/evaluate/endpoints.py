@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from theory.errors import InputError
 
+def api_key(env: str) -> str:
+    """The API key in the environment variable ``env``; "EMPTY" when unset (local servers need none). It is only
+    ever put in a request's Authorization header, never in a file, record or message."""
+    import os
+
+    return os.environ.get(env) or "EMPTY"
+
+
 PROBE_TIMEOUT_S = 1.5  # seconds: a local server answers in milliseconds, a remote API in well under a second
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -337,7 +336,9 @@ def generate_from_endpoint(endpoint: EndpointConfig, questions: list[Question], 
     todo = [item for item in plan if item.key not in done]
     if not todo:
         return [done[item.key] for item in plan]
-    api_key = os.environ.get(endpoint.api_key_env) or "EMPTY"
+    from realmodels.evaluate.endpoints import api_key as read_key
+
+    api_key = read_key(endpoint.api_key_env)
     check_endpoint(endpoint, api_key)
     client = openai.OpenAI(base_url=endpoint.url, api_key=api_key, max_retries=0, timeout=endpoint.timeout_s)
     cancelled, pending_log, flushed_at = threading.Event(), [], time.monotonic()

@@ -14,8 +14,7 @@ from realmodels.evaluate.records import Answer, Judgement
 from runio.atomic import nan_to_none
 from theory.em_rates import EmThresholds, classify, pooled_rate, wilson_interval
 
-RATES = {  # rate -> (the flag counted, its denominator: answers where the flag is defined)
-    "em": "em", "em_given_coherent": "em_given_coherent", "coherent": "coherent", "refusal": "refusal"}
+RATES = ("em", "em_given_coherent", "coherent", "refusal")  # each over the answers where its flag is defined
 
 
 def answer_table(answers: Sequence[Answer], judgements: Sequence[Judgement],
@@ -67,8 +66,8 @@ def em_report(table: pd.DataFrame, *, thresholds: EmThresholds = EmThresholds(),
     for question_id, part in table.groupby("question_id", sort=False):
         row = {"question_id": question_id, "n_answers": int(len(part)),
                "mean_aligned": float(part["aligned"].mean()), "mean_coherent": float(part["coherent"].mean())}
-        for rate, flag in RATES.items():
-            k, n = _counts(part, flag)
+        for rate in RATES:
+            k, n = _counts(part, rate)
             counts[rate][0].append(k)
             counts[rate][1].append(n)
             interval = wilson_interval(k, n, level=level)

@@ -12,13 +12,13 @@ label "error" and a one-line ``error``; ``on_error="stop"`` raises an InputError
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from realmodels.evaluate.judges import (CachedJudge, JudgeCache, JudgeRequest, JudgeResult, check_on_error,
                                        register_judge)
+from realmodels.evaluate.endpoints import api_key
 from theory.errors import InputError
 from theory.judging import logprob_score
 
@@ -66,7 +66,7 @@ class OpenAIJudge(CachedJudge):
         self.max_attempts, self.backoff_s = max_attempts, backoff_s
         self.min_mass, self.top_logprobs = min_mass, top_logprobs
         self.api_key_env = api_key_env
-        self._client = OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=self.timeout,
+        self._client = OpenAI(base_url=base_url, api_key=api_key(api_key_env), timeout=self.timeout,
                               max_retries=0)
         self.url = str(self._client.base_url).rstrip("/")
         self.cache = JudgeCache(cache_dir, self.name, f"openai/top{top_logprobs}/min_mass={min_mass}")
