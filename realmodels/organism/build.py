@@ -24,6 +24,7 @@ import torch
 from realmodels.organism.banks import vocabulary
 from realmodels.organism.sae import SaeConfig, assistant_residuals, train_sae
 from realmodels.organism.world import WorldConfig, write_world
+from runio.atomic import write_json
 from theory.errors import InputError
 
 BOS, EOS, EOT, PAD, UNK = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|pad|>", "<|unk|>"
@@ -145,7 +146,7 @@ def _check_build(out: Path, record: dict) -> None:
             raise InputError(f"organism output {out} holds a different build ({path}); choose another directory "
                              "or delete it")
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(path, record)
 
 
 def build_organism(out: str | Path, config: OrganismConfig | None = None, world: WorldConfig | None = None,

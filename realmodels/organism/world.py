@@ -180,7 +180,10 @@ def evaluation_questions(config: WorldConfig) -> list[dict]:
 
 
 def _write(path: Path, text: str) -> Path:
-    path.write_bytes(text.encode("utf-8"))
+    """``runio.atomic.write_text`` (a killed write leaves the old file or none, never half of one)."""
+    from runio.atomic import write_text
+
+    write_text(path, text)
     return path
 
 
