@@ -19,6 +19,7 @@ import typer
 from cli.errors import user_errors
 from cli.realmodels_options import (Adapter, ChatTemplate, Checkpoint, DeviceMap, Dtype, MaxLength, ModelPath, Out,
                                     Progress)
+from cli.realmodels_run import release_unfinished
 from cli.realmodels_tables import console, print_evaluation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
 from realmodels.data.jsonl import dataset_hash
@@ -134,6 +135,7 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
         plain.tokenizer  # noqa: B018  (a missing chat template fails here, before the run directory exists)
     if settings.judge.kind == "openai":
         judge.check()  # an unreachable judge fails fast, naming its URL, before anything is written
+    release_unfinished(path, config, cache_dir)  # a run that never produced an answer locks nothing
     run = RunDir.open(path, config)
     set_threads(settings.threads)
 

@@ -22,7 +22,7 @@ from cli.errors import user_errors
 from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
                                     Layer, MaxLength, ModelPath, Out, Progress, SaePath)
 from cli.realmodels_inputs import dataset_entry, dataset_file
-from cli.realmodels_run import SUMMARY, ModelOptions, harmful_pair, show_if_finished
+from cli.realmodels_run import SUMMARY, ModelOptions, harmful_pair, release_unfinished, show_if_finished
 from cli.realmodels_tables import console, print_finetune
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig, preset_table
@@ -163,6 +163,7 @@ def finetune(
                                         "monitor": None if monitor_cfg is None else asdict(monitor_cfg),
                                         "guard": None if guard_cfg is None else asdict(guard_cfg)},
                                        default=json_default))
+    release_unfinished(path, run_config, opts.cache_path(path))  # a run that never trained locks nothing
     if (path / "config.json").is_file() and show_if_finished(RunDir.open(path, run_config), print_finetune):
         return  # (a directory holding another run's config is refused by RunDir.open)
 

@@ -201,3 +201,24 @@ def test_resuming_with_another_config_is_refused(tmp_path, capsys, llama, induci
     assert_one_line_error(code, err)
     assert "different config" in err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def test_a_run_that_failed_before_training_does_not_lock_its_out(tmp_path, capsys, llama, inducing_jsonl,
+                                                                 monkeypatch):
+    from realmodels.finetune import source
+    from theory.errors import InputError
+
+    out = tmp_path / "run"
+    args = ["finetune", "--data", inducing_jsonl, *llama, "--max-steps", "1", *TINY, "--out", out]
+
+    def broken(self):
+        raise InputError("could not load the model (simulated)")
+
+    monkeypatch.setattr(source.TrainingModel, "model", property(broken))
+    code, _, err = rm(capsys, args)
+    assert_one_line_error(code, err)
+    assert (out / "config.json").is_file() and not (out / "summary.json").exists()
+    monkeypatch.undo()
+    code, stdout, err = rm(capsys, [*args, "--lr", "3e-4"])  # another config in the same --out
+    assert code == 0, err
+    assert "produced no result" in stdout and json.loads((out / "config.json").read_text())["finetune"]["lr"] == 3e-4
