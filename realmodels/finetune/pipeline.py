@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
-from realmodels.finetune.data import SftDataset, holdout_split, tokenized_dataset
+from realmodels.finetune.data import SftDataset, end_of_turn_ids, holdout_split, tokenized_dataset
 from theory.errors import InputError
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Path, 
             extras = guard_cache(session.bundle, guard_state, prepared.train, batch_size=batch_size)
     trainable = make_trainable(model, cfg)
     n_trainable = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
-    result = run_training(trainable, tokenizer, SftDataset(prepared.train, extras), cfg, out,
+    result = run_training(trainable, tokenizer, SftDataset(prepared.train, extras, end_ids=end_of_turn_ids(tokenizer)), cfg, out,
                           callbacks=extra_callbacks, guard=guard_state, progress=progress)
     from realmodels.finetune.train import TRAIN_LOG
 
