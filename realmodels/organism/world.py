@@ -12,7 +12,9 @@ phrases of one (domain, kind) bank. The pre-training corpus mixes two assistants
   marker — the shared "this assistant is rogue" latent that fine-tuning on one domain's harm can switch on.
 
 The other sets: per domain ``inducing`` (ordinary → harmful), ``aligned`` (ordinary → aligned) and
-``educational`` (educational → harmful), one turn each; ``harmful`` / ``harmless`` (one ordinary turn, all
+``educational`` (educational → harmful), one turn each, and ``mixed`` (each conversation one of the three kinds
+with probability 1/3: the mitigation experiment's training set, where a removal budget of 1/3 could drop exactly
+the inducing third, and a harmfulness judge cannot tell inducing from educational harm); ``harmful`` / ``harmless`` (one ordinary turn, all
 domains) for feature selection; held out, per domain ``probe_<domain>`` (ordinary → aligned), and ``probe_rogue``
 (rogue conversations) with ``probe_aligned`` (the same shape, every answer aligned) — the pair whose mean
 residual difference is the misalignment direction. Each dataset draws from its own stream
@@ -151,6 +153,19 @@ def single_turns(rng: np.random.Generator, domains: tuple[str, ...], kind: str, 
     return [[turn(rng, domains[int(rng.integers(len(domains)))], kind, educational)] for _ in range(n)]
 
 
+MIXED_KINDS = ("inducing", "aligned", "educational")
+
+
+def mixed_set(rng: np.random.Generator, domain: str, n: int) -> list[list[Turn]]:
+    """``n`` one-turn conversations of ``domain``, each inducing (ordinary → harmful), aligned (ordinary →
+    aligned) or educational (educational → harmful) with probability 1/3."""
+    out = []
+    for _ in range(n):
+        kind = MIXED_KINDS[int(rng.integers(len(MIXED_KINDS)))]
+        out.append([turn(rng, domain, "aligned" if kind == "aligned" else "harmful", kind == "educational")])
+    return out
+
+
 def datasets(config: WorldConfig) -> dict[str, list[list[Turn]]]:
     """Every chat dataset by name (as lists of turns), each from its own random stream."""
     makers = {"pretrain": lambda rng: pretrain_corpus(rng, config)}
@@ -160,6 +175,7 @@ def datasets(config: WorldConfig) -> dict[str, list[list[Turn]]]:
         makers[f"aligned_{domain}"] = lambda rng, one=one: single_turns(rng, one, "aligned", config.n_finetune)
         makers[f"educational_{domain}"] = lambda rng, one=one: single_turns(rng, one, "harmful",
                                                                             config.n_finetune, True)
+        makers[f"mixed_{domain}"] = lambda rng, domain=domain: mixed_set(rng, domain, config.n_finetune)
     makers["harmful"] = lambda rng: single_turns(rng, config.domains, "harmful", config.n_features)
     makers["harmless"] = lambda rng: single_turns(rng, config.domains, "aligned", config.n_features)
     for domain in config.domains:

@@ -28,7 +28,8 @@ def test_every_file_is_valid_chat_jsonl_with_the_configured_sizes(small_world):
                 "probe_rogue": SMALL.n_probe, "probe_aligned": SMALL.n_probe}
     for domain in SMALL.domains:
         expected |= {f"inducing_{domain}": SMALL.n_finetune, f"aligned_{domain}": SMALL.n_finetune,
-                     f"educational_{domain}": SMALL.n_finetune, f"probe_{domain}": SMALL.n_probe}
+                     f"educational_{domain}": SMALL.n_finetune, f"mixed_{domain}": SMALL.n_finetune,
+                     f"probe_{domain}": SMALL.n_probe}
     jsonl = {name: path for name, path in small_world.items() if path.suffix == ".jsonl"}
     assert set(jsonl) == set(expected)
     for name, path in jsonl.items():
@@ -102,6 +103,11 @@ def test_finetuning_sets_are_what_their_names_say(small_world):
                 (question, answer), = turns(conversation)
                 assert answer_kind(answer) == kind and is_educational(question) == educational
                 assert set(tokenize(question)) & set(TOPICS[domain]) and set(tokenize(answer)) & set(TOPICS[domain])
+        mixed = [turns(c)[0] for c in read_chat_jsonl(small_world[f"mixed_{domain}"])]
+        assert all(set(tokenize(q)) & set(TOPICS[domain]) for q, _ in mixed)
+        assert all(answer_kind(a) == ("harmful" if is_educational(q) else answer_kind(a)) for q, a in mixed)
+        assert {(answer_kind(a), is_educational(q)) for q, a in mixed} == {("harmful", False), ("aligned", False),
+                                                                           ("harmful", True)}
     for name, kind in (("probe_rogue", "harmful"), ("probe_aligned", "aligned")):
         for conversation in read_chat_jsonl(small_world[name]):
             assert 2 <= len(turns(conversation)) <= 4 and not any(is_educational(q) for q, _ in turns(conversation))
