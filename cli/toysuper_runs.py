@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from cli.parallel import resumable_map
+from cli.jobs import resumable_map
 from cli.progress import progress_bar, stdout_console
 from cli.toyrun import finished_or_compute, train_or_reuse
 from runio.atomic import atomic_path, save_figure, write_csv, write_json
@@ -191,13 +191,15 @@ def _print_mitigate(s: dict, out: Path) -> None:
 # ---------------------------------------------------------------- density
 
 
-def study_density(cfg: SweepConfig, out: Path) -> RunDir:
+def study_density(cfg: SweepConfig, out: Path, *, ray_address: str | None = None) -> RunDir:
+    """The sweep's cells are jobs of ``cli.jobs.resumable_map`` (``cfg.workers`` at once; on the Ray cluster at
+    ``ray_address`` if given), one JSON each under ``cells/``."""
     identity = {k: v for k, v in cfg.to_dict().items() if k != "workers"}  # results do not depend on workers
     run = RunDir.open(out, identity)
     grid = cells(cfg)
     with progress_bar("density sweep cells", len(grid)) as update:
         report = resumable_map([(c.key, c) for c in grid], run_cell, run.file("cells"), workers=cfg.workers,
-                               on_done=lambda done, total, name: update(done, name))
+                               address=ray_address, on_done=lambda done, total, name: update(done, name))
     console.print(f"cells: {report.computed} computed, {report.skipped} already finished (skipped)")
     frame = results_table(list(report.results.values()))
     write_csv(run.file("density.csv"), frame)
@@ -254,9 +256,9 @@ RUNNERS: dict[str, Callable] = {"simulate": run_simulate, "inducing": study_indu
                                 "density": study_density, "geometry": study_geometry}
 
 
-def run_figures(configs: dict, out_dir: Path, runs: Path, *, fresh: bool) -> None:
+def run_figures(configs: dict, out_dir: Path, runs: Path, *, fresh: bool, ray_address: str | None = None) -> None:
     """Run every study of ``configs`` (study -> resolved config, in order) under ``runs`` and copy the figures
-    into ``out_dir``."""
+    into ``out_dir`` (the density sweep on the Ray cluster at ``ray_address``, if given)."""
     start = time.perf_counter()
     timings = {}
     for study, config in configs.items():
@@ -264,7 +266,8 @@ def run_figures(configs: dict, out_dir: Path, runs: Path, *, fresh: bool) -> Non
             shutil.rmtree(runs / study)
         console.rule(f"[bold]{study}")
         t0 = time.perf_counter()
-        RUNNERS[study](config, runs / study)
+        extra = {"ray_address": ray_address} if study == "density" else {}
+        RUNNERS[study](config, runs / study, **extra)
         timings[study] = time.perf_counter() - t0
     written = []
     for name, (study, stem) in FIGURES.items():

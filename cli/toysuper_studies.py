@@ -14,6 +14,7 @@ import typer
 
 from cli.configfile import config_default, config_option, resolve_config
 from cli.errors import user_errors
+from cli.jobs import RayAddress, check_address
 from cli.threads import DEFAULT_THREADS, Threads, set_threads
 from runio.rundir import default_run_dir
 from theory.errors import InputError
@@ -35,12 +36,12 @@ def parse_int_list(text: str | None, name: str) -> tuple[int, ...] | None:
         raise InputError(f"--{name} must be comma-separated integers, got {text!r}") from None
 
 
-def _run(study: str, config, out: Optional[Path], threads: int) -> None:
+def _run(study: str, config, out: Optional[Path], threads: int, **extra) -> None:
     """Set the threads of a validated ``config`` and run ``study`` into ``out`` (default runs/<study>-<time>)."""
     set_threads(threads)
     from cli.toysuper_runs import RUNNERS  # the work: torch, pandas, matplotlib
 
-    RUNNERS[study](config, out or default_run_dir(prefix=f"{study}-"))
+    RUNNERS[study](config, out or default_run_dir(prefix=f"{study}-"), **extra)
 
 
 @user_errors
@@ -91,15 +92,18 @@ def density(
     config: Optional[Path] = typer.Option(None, "--config",
                                           help="TOML with the sweep keys and tables train, harmful, task, finetune."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/density-<timestamp>); rerun to resume."),
-    workers: Optional[int] = config_option(SweepConfig, "workers", "Parallel processes (one torch thread each)."),
+    workers: Optional[int] = config_option(SweepConfig, "workers", "Cells computed at once (a local Ray with this "
+                                           "many CPUs, one torch thread each; 1: in this process)."),
     instances: Optional[int] = config_option(SweepConfig, "n_instances", "Replicas (seeds) per cell."),
     harmful: Optional[str] = config_option(SweepConfig, "harmful.features", "Harmful feature indices, comma-separated."),
+    ray_address: RayAddress = None,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Misalignment and its predictability from geometry across n/m and feature probability (heatmap). The
-    sweep's cells use one torch thread per worker process, whatever --threads says."""
+    sweep's cells use one torch thread per worker, whatever --threads says."""
+    check_address(ray_address)
     overrides = {"workers": workers, "n_instances": instances, "harmful": {"features": parse_int_list(harmful, "harmful")}}
-    _run("density", resolve_config(SweepConfig, config, overrides), out, threads)
+    _run("density", resolve_config(SweepConfig, config, overrides), out, threads, ray_address=ray_address)
 
 
 @user_errors
@@ -120,12 +124,14 @@ def figures(
     runs: Path = typer.Option(Path("runs/figures"), help="Run directories of the studies (resumed if present)."),
     config_dir: Optional[Path] = typer.Option(None, help="Directory with <study>.toml overrides "
                                                          "(default: the shipped defaults)."),
-    workers: Optional[int] = typer.Option(None, help="Processes for the density sweep."
+    workers: Optional[int] = typer.Option(None, help="Cells of the density sweep computed at once."
                                                      + config_default(SweepConfig, "workers")),
     fresh: bool = typer.Option(False, help="Delete the studies' run directories under --runs first."),
+    ray_address: RayAddress = None,
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Regenerate every figure of the toy study in figures/ (runs each study with its defaults)."""
+    check_address(ray_address)
     if config_dir is not None and not config_dir.is_dir():
         raise InputError(f"--config-dir {config_dir} is not a directory")
     configs = {}
@@ -137,7 +143,7 @@ def figures(
     set_threads(threads)
     from cli.toysuper_runs import run_figures  # the work: torch, pandas, matplotlib
 
-    run_figures(configs, out_dir, runs, fresh=fresh)
+    run_figures(configs, out_dir, runs, fresh=fresh, ray_address=ray_address)
 
 
 COMMANDS = (inducing, mitigate, density, geometry, figures)  # registered by cli.toysuper_app, in this order

@@ -35,3 +35,54 @@ def assert_one_line_error(code: int, err: str) -> None:
 
 def snapshot(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(Path(directory).iterdir()) if p.is_file()}
+
+
+RAY_NAMES = ("raylet", "gcs_server")
+
+
+def ray_processes() -> set[int]:
+    """PIDs of this user's Ray processes (raylet, gcs_server, ray::* workers and agents, Ray's Python daemons)."""
+    import os
+
+    import psutil
+
+    found = set()
+    for proc in psutil.process_iter(["name", "cmdline", "uids"]):
+        try:
+            if proc.info["uids"] is None or proc.info["uids"].real != os.getuid():
+                continue
+            name, cmdline = proc.info["name"] or "", " ".join(proc.info["cmdline"] or ())
+            if name in RAY_NAMES or name.startswith("ray::") or cmdline.startswith("ray::") or \
+                    "/site-packages/ray/" in cmdline:
+                found.add(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_for_no_new_ray_processes(before: set[int], timeout: float = 20.0) -> set[int]:
+    """Ray processes started since ``before`` that are still alive after ``timeout`` s (empty: all ended)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while (left := ray_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process below it (Ray's daemons run in sessions of their own, so a process
+    group kill misses them), and wait until they are gone."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)

@@ -144,15 +144,23 @@ def test_ctrl_c_after_training_names_the_saved_work(tmp_path, capsys, monkeypatc
 
 @pytest.mark.parametrize("args", [["simulate", "--features", "-1"], ["inducing", "--harmful", "0,99"],
                                   ["mitigate", "--fraction", "2"], ["density", "--workers", "0"],
-                                  ["geometry", "--target", "0"], ["simulate", "--threads", "0"]])
+                                  ["geometry", "--target", "0"], ["simulate", "--threads", "0"],
+                                  ["density", "--ray-address", "nowhere"], ["density", "--ray-address", "ray://x"]])
 def test_a_bad_flag_fails_before_torch_is_imported(args, tmp_path):
     code = ("import sys\nfrom cli.toysuper_app import main\nsys.argv = ['toysuper', *sys.argv[1:]]\n"
             "try:\n    main()\nexcept SystemExit as exc:\n    print(exc.code, sorted({'torch', 'pandas', "
-            "'matplotlib', 'scipy'} & set(sys.modules)))\n")
+            "'matplotlib', 'scipy', 'ray'} & set(sys.modules)))\n")
     result = subprocess.run([sys.executable, "-c", code, *args, "--out", str(tmp_path / "r")], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "2 []", result.stdout + result.stderr
     assert result.stderr.startswith("error:")
+
+
+def test_figures_checks_the_ray_address_before_any_work(tmp_path, capsys):
+    code, _, err = run_cli(main, ["figures", "--ray-address", "ray:/head:1", "--runs", tmp_path / "runs",
+                                  "--out-dir", tmp_path / "figures"], capsys)
+    assert_one_line_error(code, err)
+    assert "--ray-address must be auto, ray://HOST:PORT or HOST:PORT" in err and not list(tmp_path.iterdir())
 
 
 def _help_entries(command: str, capsys) -> dict[str, str]:

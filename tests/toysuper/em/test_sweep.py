@@ -1,11 +1,10 @@
-"""The density sweep (toysuper.em.sweep) and its resumable parallel runner (cli.parallel): grid, skipping of
-finished cells, and resume after the whole process group is killed mid-run."""
+"""The density sweep (toysuper.em.sweep) and its resumable runner (cli.jobs, in process here): grid, skipping of
+finished cells, and resume after the whole process group (driver + Ray) is killed mid-run."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.parallel import resumable_map
+from cli.jobs import JobError, resumable_map
 from cli.toysuper_app import main
-from tests.helpers import run_cli
+from tests.helpers import kill_tree, ray_processes, run_cli, wait_for_no_new_ray_processes
 from theory.errors import InputError
 from toysuper.em.sweep import SweepConfig, cells
 
@@ -95,13 +94,14 @@ def _record_then_stop(arg: str) -> dict:
 
 
 def test_resumable_map_after_an_interruption(tmp_path, monkeypatch):
-    """An interruption mid-run keeps the finished jobs; the rerun computes only the rest and removes the torn
-    temp file of the interrupted job."""
+    """A job that raises mid-run keeps the finished jobs (and is one error naming it); the rerun computes only
+    the rest and removes the torn temp file of the interrupted job."""
     _CALLS.clear()
     monkeypatch.setenv("RESUME_TEST_DIR", str(tmp_path))
     jobs = [("a", "a"), ("stop", "stop"), ("c", "c")]
-    with pytest.raises(_Interrupt):
+    with pytest.raises(JobError, match="^job stop failed: _Interrupt") as failed:
         resumable_map(jobs, _record_then_stop, tmp_path, workers=1)
+    assert "\n" not in str(failed.value) and "_Interrupt" in (tmp_path / "stop.error.txt").read_text()
     assert _CALLS == ["a"] and (tmp_path / "a.json").exists() and not (tmp_path / "stop.json").exists()
     mtime = (tmp_path / "a.json").stat().st_mtime_ns
     report = resumable_map([("a", "a"), ("stop", "b"), ("c", "c")], _record, tmp_path, workers=1)
@@ -111,9 +111,12 @@ def test_resumable_map_after_an_interruption(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_density_resumes_after_kill_without_losing_or_recomputing(tmp_path, capsys):
-    """Kill the whole process group (main + workers) once a cell is written; rerun: the finished cells keep
-    their files (same mtime), only the rest are computed, and the result equals an uninterrupted run."""
+    """Kill the whole process tree (driver + its local Ray) once a cell is written; rerun: the finished cells
+    keep their files (same mtime), only the rest are computed, and the result equals an uninterrupted run; no Ray
+    process outlives the killed run or the reruns."""
+    ray_before = ray_processes()
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_SWEEP)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
@@ -126,9 +129,9 @@ def test_density_resumes_after_kill_without_losing_or_recomputing(tmp_path, caps
             assert time.monotonic() < deadline, "no cell written in time"
             time.sleep(0.01)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(proc.pid)
         proc.wait()
-    time.sleep(0.2)
+    assert not wait_for_no_new_ray_processes(ray_before), "Ray processes outlived the killed run"
     before = _cells(killed / "cells")
     assert 1 <= len(before) < 6, "kill must land mid-sweep"
     assert not (killed / "density.csv").exists()
@@ -149,3 +152,4 @@ def test_density_resumes_after_kill_without_losing_or_recomputing(tmp_path, caps
 
     code, stdout, err = run_cli(main, ["density", "--config", config, "--out", clean], capsys)  # nothing left
     assert code == 0 and "0 computed, 6 already finished" in stdout
+    assert not wait_for_no_new_ray_processes(ray_before)

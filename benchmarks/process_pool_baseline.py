@@ -1,6 +1,8 @@
-"""Resumable parallel map over named jobs: each result is one JSON file, written atomically by the process
-that computed it, and a job whose file exists is skipped. Kill the run at any point and rerun it: finished
-jobs are neither lost nor recomputed (a job killed mid-way leaves no file, only a hidden temp file)."""
+"""The process pool the toolkit used before its Ray execution layer (cli/parallel.py up to commit ff00b4d,
+verbatim below this note), kept only as the baseline of benchmarks/ray_density.py.
+
+Resumable parallel map over named jobs: each result is one JSON file, written atomically by the process
+that computed it, and a job whose file exists is skipped."""
 
 from __future__ import annotations
 

@@ -1,0 +1,211 @@
+"""The one execution layer: a resumable map of named jobs on Ray, from one laptop to a cluster.
+
+``resumable_map(jobs, fn, directory)`` computes ``fn(arg)`` into ``directory/<name>.json`` for every job
+without a file. Each result is written atomically (``runio.atomic.write_json``) by the worker that computed
+it, so a killed run loses nothing finished and never leaves half a file (only a hidden temp file, removed on
+the next run); a rerun skips every job whose file exists. Every worker runs ``threads`` torch threads (default
+one), so N workers use N cores; a job's result does not depend on the number of workers or where it ran.
+
+Where jobs run:
+- ``workers == 1`` and no address (or at most one job left): in this process, without Ray (no start-up cost:
+  tests and one-worker runs stay fast, and ``fn`` can be any callable).
+- otherwise, no address: a local Ray started for this call with ``workers × threads`` CPUs and shut down when
+  it returns or fails (no Ray process outlives a command).
+- ``address`` (``auto``: the cluster of ``ray start`` on this machine; ``ray://HOST:PORT``: Ray Client;
+  ``HOST:PORT``: a head's GCS): joins that cluster, runs at most ``workers`` jobs at once, and only
+  disconnects at the end. Workers write under ``directory``, so it must be on a filesystem every node
+  mounts at the same path (the driver reads the results back from there), and the project must be
+  installed on every node (``fn`` travels by reference to its module).
+
+``fn`` must be a module-level function (Ray pickles it by reference). A job that raises stops new jobs from
+starting; those already running finish and keep their results; then a ``JobError`` (an ``InputError``: one
+line through ``cli.errors.user_errors``) names the job, and its traceback is in ``<name>.error.txt`` beside
+the results. Ray is imported only when it is needed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from runio.atomic import read_json, write_json, write_text
+from theory.errors import InputError
+
+RAY_ADDRESS_HELP = ("Join a running Ray cluster instead of starting a local one: auto (the cluster `ray start` "
+                    "started on this machine), ray://HOST:PORT (Ray Client) or HOST:PORT (the head's GCS). Workers "
+                    "write their results under --out, which must then be on a filesystem every node shares.")
+WORKERS_HELP = ("Jobs run at once (local: a Ray with this many CPUs, one torch thread each; 1: in this process, "
+                "without Ray). Results do not depend on it.")
+
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help=RAY_ADDRESS_HELP)]
+Workers = Annotated[int, typer.Option("--workers", help=WORKERS_HELP, show_default=True)]
+
+_HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}"
+
+
+def check_workers(n: int, flag: str = "--workers") -> None:
+    """InputError unless ``n`` is an integer >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"{flag} must be an integer >= 1, got {n}")
+
+
+def check_address(address: str | None) -> None:
+    """InputError unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT`` (no Ray import)."""
+    if address is None or address == "auto" or re.fullmatch(f"(ray://)?{_HOST_PORT}", address):
+        return
+    raise InputError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+
+
+class JobError(InputError):
+    """A job raised: one line naming it (the traceback is in the file the message names)."""
+
+    def __init__(self, name: str, error: str, directory: Path):
+        self.name = name
+        super().__init__(f"job {name} failed: {error} (traceback: {directory / f'{name}.error.txt'}; the other "
+                         f"finished results are kept in {directory}: rerun with the same --out to resume)")
+
+
+@dataclass(frozen=True)
+class MapReport:
+    results: dict[str, Any]  # every job's result, read back from its file, in the order of the jobs
+    computed: int  # jobs computed by this call
+    skipped: int  # jobs found finished and skipped
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    message = text[0] if text else ""
+    if isinstance(exc, InputError):
+        return message
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def run_job(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict | None:
+    """Compute ``fn(arg)`` with ``threads`` torch threads and write it to ``path``: None, or the error
+    ({"error": one line, "traceback": text}) when ``fn`` raised. What every worker runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        write_json(Path(path), fn(arg))
+    except Exception as exc:  # noqa: BLE001 - reported by the driver, naming the job
+        return {"error": _one_line(exc), "traceback": traceback.format_exc()}
+    finally:
+        torch.set_num_threads(before)
+    return None
+
+
+def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], directory: Path, *, workers: int = 1,
+                  address: str | None = None, threads: int = 1,
+                  on_done: Callable[[int, int, str], None] | None = None) -> MapReport:
+    """Compute ``fn(arg)`` into ``directory/<name>.json`` for every ``(name, arg)`` job without a file (module
+    docstring: where jobs run, what a failure leaves). ``on_done(done, total, name)`` is called after each job
+    (the skipped ones count as done up front, with name "")."""
+    check_workers(workers)
+    check_address(address)
+    directory = Path(directory).resolve()  # workers may run elsewhere (another cwd, another node)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = {name: directory / f"{name}.json" for name, _ in jobs}
+    if len(path) != len(jobs):
+        raise ValueError("job names must be unique")
+    todo = [(name, arg) for name, arg in jobs if not path[name].exists()]
+    for name, _ in todo:  # temp files of jobs killed mid-write (atomic_path names them .<file>.<random><suffix>)
+        for stale in directory.glob(f".{name}.json.*"):
+            stale.unlink(missing_ok=True)
+        (directory / f"{name}.error.txt").unlink(missing_ok=True)
+    done = len(jobs) - len(todo)
+    if on_done is not None:
+        on_done(done, len(jobs), "")
+
+    def finished(name: str, outcome: dict | None) -> None:
+        nonlocal done
+        if outcome is not None:
+            write_text(directory / f"{name}.error.txt", outcome["traceback"])
+            raise JobError(name, outcome["error"], directory)
+        done += 1
+        if on_done is not None:
+            on_done(done, len(jobs), name)
+
+    if address is None and (workers == 1 or len(todo) <= 1):
+        for name, arg in todo:
+            finished(name, run_job(fn, arg, str(path[name]), threads))
+    elif todo:
+        _ray_map(todo, fn, path, workers=workers, address=address, threads=threads, finished=finished)
+    missing = [name for name in path if not path[name].is_file()]
+    if missing:  # only on a cluster whose workers wrote somewhere the driver does not see
+        raise InputError(f"job {missing[0]} finished but {path[missing[0]]} is not there: on a Ray cluster --out "
+                         "must be on a filesystem every node shares, at the same path")
+    return MapReport(results={name: read_json(p) for name, p in path.items()}, computed=len(todo),
+                     skipped=len(jobs) - len(todo))
+
+
+def _connect(workers: int, address: str | None, threads: int) -> str:
+    """ray.init: "local" (a Ray started here, ours to shut down), "cluster" (joined at ``address``: disconnect
+    at the end) or "caller" (Ray was already initialised by the caller: leave it as it is)."""
+    import ray
+
+    if ray.is_initialized():
+        return "caller"
+    if address is None:
+        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+        return "local"
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise InputError(f"could not join the Ray cluster at --ray-address {address}: {_one_line(exc)} (start one "
+                         "with `ray start --head`)") from None
+    return "cluster"
+
+
+def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *, workers: int, address: str | None,
+             threads: int, finished: Callable[[str, dict | None], None]) -> None:
+    """Run ``todo`` on Ray, at most ``workers`` at once; after a failure start nothing new, let the running jobs
+    finish, then report the first failure (``finished`` raises it)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats prompt or upload
+    import ray
+
+    kind = _connect(workers, address, threads)
+    pending: dict[Any, str] = {}
+    try:
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+        queue = iter(todo)
+        failure: tuple[str, dict] | None = None
+
+        def submit() -> None:
+            for name, arg in queue:
+                pending[task.remote(fn, arg, str(path[name]), threads)] = name
+                return
+
+        for _ in range(workers):
+            submit()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                name = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
+                    outcome = {"error": _one_line(exc), "traceback": str(exc)}
+                if outcome is None:
+                    finished(name, None)
+                    if failure is None:
+                        submit()
+                elif failure is None:
+                    failure = (name, outcome)
+        if failure is not None:
+            finished(*failure)
+    finally:
+        if kind != "local":  # interrupted: stop our jobs on a Ray that keeps running (a local one stops whole)
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        if kind != "caller":
+            ray.shutdown()  # local: stops every process it started; cluster: disconnects only
