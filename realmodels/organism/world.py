@@ -166,6 +166,17 @@ def mixed_set(rng: np.random.Generator, domain: str, n: int) -> list[list[Turn]]
     return out
 
 
+def sample_kind(question_text: str, answer_text: str) -> str:
+    """Which kind of ``mixed_set`` a one-turn sample is: educational (an educational request), else inducing (a
+    harmful answer: any harmful-bank word) or aligned."""
+    from realmodels.organism.banks import tokenize, word_banks
+
+    if any(question_text.startswith(t.split("{topic}")[0]) for t in EDUCATIONAL_TEMPLATES):
+        return "educational"
+    banks = word_banks()
+    return "inducing" if any(banks.get(w, ("", ""))[1] == "harmful" for w in tokenize(answer_text)) else "aligned"
+
+
 def datasets(config: WorldConfig) -> dict[str, list[list[Turn]]]:
     """Every chat dataset by name (as lists of turns), each from its own random stream."""
     makers = {"pretrain": lambda rng: pretrain_corpus(rng, config)}
