@@ -5,13 +5,15 @@ EM rate per arm and each arm's reduction against ``none``, with bootstrap interv
 
 Layout of ``--out``: ``config.json``, ``filter-<arm>/`` (the removal), ``finetune-<arm>/`` (the adapter),
 ``evaluate-<arm>/`` (answers, judgements, rates), ``judge_cache/`` (shared by every judge call),
-``mitigation.csv``, ``mitigation.png/.svg``, ``summary.json``. Each stage is its own run directory and resumes
-on its own, so a killed ``mitigate`` redoes no finished arm, stage or answer."""
+``arms/<arm>.json`` (a finished arm, pointing at its evaluation), ``mitigation.csv``, ``mitigation.png/.svg``,
+``summary.json``. Each stage is its own run directory and resumes on its own, so a killed ``mitigate`` redoes no
+finished arm, stage or answer. The arms are jobs of ``cli.jobs.resumable_map``: ``--workers 1`` (default) runs
+them here one after another; more, or ``--ray-address``, runs them as Ray jobs (arms share ``judge_cache/``)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +21,7 @@ import pandas as pd
 import typer
 
 from cli.errors import user_errors
+from cli.jobs import RayAddress, Workers, check_address, check_workers, resumable_map
 from cli.realmodels_evaluate import DEFAULT_JUDGE_MODEL, EvaluateSettings, JudgeChoice, run_evaluation
 from cli.realmodels_filtering import FILTERED, run_filter
 from cli.realmodels_finetune import finetune
@@ -37,6 +40,7 @@ from runio.rundir import RunDir, default_run_dir
 from theory.em_rates import EmThresholds
 from theory.errors import InputError
 
+ARMS_DIR = "arms"
 FT = "Fine-tuning (every arm)"
 EV = "Evaluation (every arm)"
 
@@ -107,11 +111,15 @@ def mitigate(
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, ignore_memory_check: IgnoreMemory = False,
     threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
+    workers: Workers = 1, ray_address: RayAddress = None,
 ) -> None:
-    """The paper's experiment: filter (geometry | random | judge | none) -> fine-tune -> evaluate, one budget."""
+    """The paper's experiment: filter (geometry | random | judge | none) -> fine-tune -> evaluate, one budget.
+    With --workers N (or --ray-address) the arms run as Ray jobs, N at once, each loading its own model."""
     from realmodels.evaluate.judges import check_on_error
 
     check_threads(threads)
+    check_workers(workers)
+    check_address(ray_address)
     check_on_error(on_error)
     chosen = [arm.strip() for arm in arms.split(",") if arm.strip()]
     unknown = [arm for arm in chosen if arm not in ARMS]
@@ -156,36 +164,42 @@ def mitigate(
                      "generation": generation.to_dict(), "judge": judge_choice.to_config()}},
         default=json_default))
     run = RunDir.open(path, config)
-    per_question: dict[str, list] = {}
     runs = _arm_runs(chosen, seeds)
-    for index, (arm, name, arm_seed) in enumerate(runs, start=1):
-        console.print(f"[bold]arm {index}/{len(runs)}: {name}[/]")
-        train = data_path
-        if arm in ("geometry", "random"):
-            sub = replace(opts, out=run.path / f"filter-{name}")
-            selection = SelectionConfig(harmful_k=harmful_k, seed=seed)
-            run_filter(sub, data_path, harmful_path, harmless_path,
-                       replace(filt, random=arm == "random", seed=arm_seed if arm_seed is not None else seed),
-                       selection)
-            train = sub.out / FILTERED
-        elif arm == "judge":
-            train = _judge_filter(data_path, judge_instance, budget, run.path / "filter-judge")
-        finetune_dir = run.path / f"finetune-{name}"
-        finetune.__wrapped__(
-            data=train, preset=preset, config=finetune_config, r=None, alpha=None, rslora=None, dropout=None,
-            target_modules=None, lora_layer=lora_layer, lr=lr, epochs=epochs, max_steps=max_steps, schedule=None,
-            warmup_steps=None, train_batch_size=train_batch_size, grad_accum=grad_accum, weight_decay=None,
-            optimizer=None, seed=seed, save_steps=None, logging_steps=None, checkpoint=checkpoint, model=model,
-            dtype=dtype, device_map=device_map, chat_template=chat_template, max_length=max_length, threads=threads,
-            out=finetune_dir, progress=progress)
-        settings = EvaluateSettings(
-            questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
-            generation=generation, judge=judge_choice, thresholds=thresholds, checkpoint=checkpoint, model=model,
-            adapter=finetune_dir, dtype=dtype, device_map=device_map, chat_template=chat_template,
-            max_length=max_length, judge_cache=run.path / "judge_cache", on_error=on_error, n_bootstrap=n_bootstrap,
-            threads=threads, progress=progress)
-        run_evaluation(settings, run.path / f"evaluate-{name}")
-        per_question.setdefault(arm, []).append(pd.read_csv(run.path / f"evaluate-{name}" / "per_question.csv"))
+    base = ArmJob(arm="", name="", seed=None, index=0, total=len(runs), run_path=run.path, data=data_path,
+                  harmful=harmful_path, harmless=harmless_path, opts=opts, filt=filt,
+                  selection=SelectionConfig(harmful_k=harmful_k, seed=seed), judge=judge_choice, on_error=on_error,
+                  budget=budget, finetune={
+                      "preset": preset, "config": finetune_config, "r": None, "alpha": None, "rslora": None,
+                      "dropout": None, "target_modules": None, "lora_layer": lora_layer, "lr": lr, "epochs": epochs,
+                      "max_steps": max_steps, "schedule": None, "warmup_steps": None,
+                      "train_batch_size": train_batch_size, "grad_accum": grad_accum, "weight_decay": None,
+                      "optimizer": None, "seed": seed, "save_steps": None, "logging_steps": None,
+                      "checkpoint": checkpoint, "model": model, "dtype": dtype, "device_map": device_map,
+                      "chat_template": chat_template, "max_length": max_length, "threads": threads,
+                      "progress": progress},
+                  evaluate=EvaluateSettings(
+                      questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
+                      generation=generation, judge=judge_choice, thresholds=thresholds, checkpoint=checkpoint,
+                      model=model, adapter=None, dtype=dtype, device_map=device_map, chat_template=chat_template,
+                      max_length=max_length, judge_cache=run.path / "judge_cache", on_error=on_error,
+                      n_bootstrap=n_bootstrap, threads=threads, progress=progress))
+    jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index))
+            for index, (arm, name, arm_seed) in enumerate(runs, start=1)]
+    finished = [name for name, _ in jobs if (run.path / ARMS_DIR / f"{name}.json").is_file()]
+    if finished:
+        console.print(f"arms already finished (skipped): {', '.join(finished)}")
+
+    def announce(done: int, total: int, name: str) -> None:  # on Ray the arms' own output stays in the workers
+        if name:
+            console.print(f"arm {name} finished ({done}/{total})")
+
+    on_ray = workers > 1 or ray_address is not None
+    report = resumable_map(jobs, run_arm, run.path / ARMS_DIR, workers=workers, address=ray_address, threads=threads,
+                           on_done=announce if on_ray else None)
+    per_question: dict[str, list] = {}
+    for arm, name, _ in runs:
+        evaluated = Path(report.results[name]["evaluate"])
+        per_question.setdefault(arm, []).append(pd.read_csv(evaluated / "per_question.csv"))
     from realmodels.evaluate.mitigate import arm_table
     from realmodels.evaluate.plotting import PAPER_REDUCTION, mitigation_arms
 
@@ -198,6 +212,51 @@ def mitigate(
                            "paper_geometry_reduction": PAPER_REDUCTION, "note": note})
     write_json(run.file("summary.json"), summary)
     print_mitigation(summary, run.path)
+
+
+@dataclass(frozen=True)
+class ArmJob:
+    """One arm (``name``: the arm, or random-<seed>) and everything its three stages need; a job of
+    ``cli.jobs.resumable_map`` (run here, or in a Ray worker: paths are absolute, nothing is open)."""
+
+    arm: str
+    name: str
+    seed: int | None
+    index: int
+    total: int
+    run_path: Path
+    data: Path
+    harmful: Path | None
+    harmless: Path | None
+    opts: ModelOptions
+    filt: FilterConfig
+    selection: SelectionConfig
+    judge: JudgeChoice
+    on_error: str
+    budget: float
+    finetune: dict  # finetune's keyword arguments but data and out
+    evaluate: EvaluateSettings  # all but the adapter
+
+
+def run_arm(job: ArmJob) -> dict:
+    """filter -> fine-tune -> evaluate for one arm, each stage its own resumable run directory under the run;
+    the job's result points at the evaluation."""
+    console.print(f"[bold]arm {job.index}/{job.total}: {job.name}[/]")
+    train = job.data
+    if job.arm in ("geometry", "random"):
+        sub = replace(job.opts, out=job.run_path / f"filter-{job.name}")
+        run_filter(sub, job.data, job.harmful, job.harmless,
+                   replace(job.filt, random=job.arm == "random", seed=job.seed if job.seed is not None
+                           else job.selection.seed), job.selection)
+        train = sub.out / FILTERED
+    elif job.arm == "judge":
+        train = _judge_filter(job.data, job.judge.build(job.run_path / "judge_cache", job.on_error), job.budget,
+                              job.run_path / "filter-judge")
+    finetune_dir = job.run_path / f"finetune-{job.name}"
+    finetune.__wrapped__(data=train, out=finetune_dir, **job.finetune)
+    evaluated = job.run_path / f"evaluate-{job.name}"
+    run_evaluation(replace(job.evaluate, adapter=finetune_dir), evaluated)
+    return {"arm": job.arm, "name": job.name, "evaluate": str(evaluated)}
 
 
 def _judge_filter(data: Path, judge, budget: float, out: Path) -> Path:

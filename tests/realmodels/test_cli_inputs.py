@@ -95,11 +95,12 @@ def test_bad_input_is_reported_without_importing_torch(tmp_path, tiny_gemma2_dir
         ["evaluate", "--model", tiny_gemma2_dir, "--aligned-threshold", "101", "--out", tmp_path / "never"],
         ["evaluate", "--model", tiny_gemma2_dir, "--questions", bad, "--out", tmp_path / "never"],
         ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--budget", "1.5", *common],
+        ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--ray-address", "head", *common],
     ]
     script = ("import json, sys\nfrom cli.realmodels_app import main\ncodes = []\n"
               "for args in json.loads(sys.argv[1]):\n    sys.argv = ['realmodels', *args]\n"
               "    try:\n        main()\n    except SystemExit as exc:\n        codes.append(exc.code)\n"
-              "heavy = sorted(m for m in ('torch', 'transformers', 'sae_lens', 'scipy') if m in sys.modules)\n"
+              "heavy = sorted(m for m in ('torch', 'transformers', 'sae_lens', 'scipy', 'ray') if m in sys.modules)\n"
               "print(json.dumps({'codes': codes, 'heavy': heavy}))\n")
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", script, json.dumps([[str(a) for a in case] for case in cases])],

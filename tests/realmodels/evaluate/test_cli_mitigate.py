@@ -1,7 +1,7 @@
 """`realmodels mitigate` end to end on the tiny Gemma 2 + SAE (offline): every arm filters, fine-tunes and
 evaluates with a scripted judge on the local fake OpenAI server; the table, figure and summary are written; a run
-killed between arms resumes to the uninterrupted run's results without redoing a finished arm; bad input is one
-line with nothing written."""
+killed between arms resumes (the rest on a local Ray with 2 workers) to the uninterrupted one-worker run's results
+without redoing a finished arm, and leaves no Ray process; bad input is one line with nothing written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import json
 import pandas as pd
 import pytest
 
+from tests.helpers import ray_processes, wait_for_no_new_ray_processes
 from tests.realmodels.cli_helpers import assert_bad, files, rm
 from tests.realmodels.evaluate.fake_openai import FakeOpenAI, Reply, chat_reply
 
@@ -57,6 +58,7 @@ def _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_js
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, question_file, gemma_local,
                                               inducing_jsonl, harmful_jsonl, harmless_jsonl):
     with FakeOpenAI(judge_handler) as server:
@@ -101,9 +103,13 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
         finished = files(killed / "evaluate-none")
         monkeypatch.setattr(realmodels_mitigate, "run_evaluation", original)
         requests_before = len(server.requests)
-        code, _, err = rm(capsys, _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl,
-                                        server.url, killed))
+        ray_before = ray_processes()
+        code, stdout, err = rm(capsys, [*_args(question_file, gemma_local, inducing_jsonl, harmful_jsonl,
+                                               harmless_jsonl, server.url, killed), "--workers", "2"])
         assert code == 0, err
+        assert "arms already finished (skipped): none, geometry" in stdout, stdout
+        assert all(f"arm {name} finished" in stdout for name in ("random-0", "random-1", "judge")), stdout
+        assert not wait_for_no_new_ray_processes(ray_before), "Ray processes outlived the command"
         assert files(killed / "evaluate-none")["answers.jsonl"] == finished["answers.jsonl"]
         assert files(killed / "evaluate-none")["judgements.jsonl"] == finished["judgements.jsonl"]
         # the finished arms' judgements came from the shared cache or their logs: only new arms were judged
@@ -118,6 +124,8 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--arms", "geometry,random"], "must include none"),
     (["--arms", "none,prayer"], "unknown arm 'prayer'"),
     (["--random-seeds", "a,b"], "comma-separated integers"),
+    (["--workers", "0"], "--workers must be an integer >= 1"),
+    (["--ray-address", "http://head"], "--ray-address must be auto"),
 ])
 def test_mitigate_bad_input(tmp_path, capsys, question_file, gemma_local, inducing_jsonl, harmful_jsonl,
                             harmless_jsonl, extra, match):
