@@ -9,8 +9,9 @@ one), so N workers use N cores; a job's result does not depend on the number of 
 Where jobs run:
 - ``workers == 1`` and no address (or at most one job left): in this process, without Ray (no start-up cost:
   tests and one-worker runs stay fast, and ``fn`` can be any callable).
-- otherwise, no address: a local Ray started for this call with ``workers × threads`` CPUs and shut down when
-  it returns or fails (no Ray process outlives a command).
+- otherwise, no address: a local Ray started for this call and shut down when it returns or fails (no Ray
+  process outlives a command). This process is one of the ``workers`` (a thread here runs jobs from the start,
+  so Ray's seconds of start-up overlap with work) and Ray gets ``(workers - 1) × threads`` CPUs.
 - ``address`` (``auto``: the cluster of ``ray start`` on this machine; ``ray://HOST:PORT``: Ray Client;
   ``HOST:PORT``: a head's GCS): joins that cluster, runs at most ``workers`` jobs at once, and only
   disconnects at the end. Workers write under ``directory``, so it must be on a filesystem every node
@@ -27,10 +28,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
+import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from queue import SimpleQueue
 from typing import Annotated, Any, Optional
 
 import typer
@@ -168,43 +173,84 @@ def _connect(workers: int, address: str | None, threads: int) -> str:
 
 def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *, workers: int, address: str | None,
              threads: int, finished: Callable[[str, dict | None], None]) -> None:
-    """Run ``todo`` on Ray, at most ``workers`` at once; after a failure start nothing new, let the running jobs
-    finish, then report the first failure (``finished`` raises it)."""
+    """Run ``todo`` with at most ``workers`` jobs at once; after a failure start nothing new, let the running
+    jobs finish, then report the first failure (``finished`` raises it).
+
+    On a local Ray this process is one of the ``workers``: a thread here takes jobs from the same queue from the
+    start, so Ray's start-up (seconds) overlaps with work instead of adding to it, and Ray gets the other
+    ``workers - 1`` CPUs. On a cluster every job goes to Ray."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats prompt or upload
     import ray
 
-    kind = _connect(workers, address, threads)
+    queue = deque(todo)
+    lock = threading.Lock()
+    stop = threading.Event()  # a job failed: take no new one
+    events: SimpleQueue = SimpleQueue()  # (name, outcome) of the jobs run here; None when that thread ends
+
+    def take() -> tuple[str, Any] | None:
+        with lock:
+            return queue.popleft() if queue and not stop.is_set() else None
+
+    def here() -> None:
+        try:
+            while (job := take()) is not None:
+                events.put((job[0], run_job(fn, job[1], str(path[job[0]]), threads)))
+        finally:
+            events.put(None)
+
+    here_too = address is None and not ray.is_initialized()
+    local_thread = threading.Thread(target=here, name="jobs-here", daemon=True) if here_too else None
+    if local_thread is not None:
+        local_thread.start()
+    kind = "caller"
     pending: dict[Any, str] = {}
+    failure: tuple[str, dict] | None = None
+
+    def outcome_of(name: str, outcome: dict | None) -> None:
+        nonlocal failure
+        if outcome is None:
+            finished(name, None)
+        elif failure is None:
+            failure = (name, outcome)
+            stop.set()
+
     try:
+        slots = workers - 1 if here_too else workers
+        kind = _connect(slots, address, threads)
         task = ray.remote(num_cpus=threads, max_retries=0)(run_job)
-        queue = iter(todo)
-        failure: tuple[str, dict] | None = None
 
         def submit() -> None:
-            for name, arg in queue:
-                pending[task.remote(fn, arg, str(path[name]), threads)] = name
-                return
+            if (job := take()) is not None:
+                pending[task.remote(fn, job[1], str(path[job[0]]), threads)] = job[0]
 
-        for _ in range(workers):
+        for _ in range(slots):
             submit()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        here_running = local_thread is not None
+        while pending or here_running:
+            while not events.empty():
+                event = events.get()
+                if event is None:
+                    here_running = False
+                else:
+                    outcome_of(*event)
+            if not pending:
+                if here_running:
+                    time.sleep(0.02)
+                continue
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.02 if here_running else None)
             for ref in ready:
                 name = pending.pop(ref)
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
                     outcome = {"error": _one_line(exc), "traceback": str(exc)}
-                if outcome is None:
-                    finished(name, None)
-                    if failure is None:
-                        submit()
-                elif failure is None:
-                    failure = (name, outcome)
+                outcome_of(name, outcome)
+                submit()
         if failure is not None:
             finished(*failure)
     finally:
-        if kind != "local":  # interrupted: stop our jobs on a Ray that keeps running (a local one stops whole)
+        stop.set()  # interrupted: the thread here takes no new job (the one it runs dies with this process)
+        if kind != "local":  # stop our jobs on a Ray that keeps running (a local one stops whole)
             for ref in pending:
                 ray.cancel(ref, force=True)
         if kind != "caller":

@@ -41,11 +41,17 @@ def seeded_job(i: int) -> dict:
 
 
 def failing_job(name: str) -> dict:
+    """"bad" raises; "slow" (the first job: the driver's own thread takes it) runs until "bad" has raised."""
     _log(name)
+    raised = Path(os.environ["JOBS_TEST_LOG"] + ".bad")
     if name == "bad":
+        raised.touch()
         raise ValueError("boom\nand a second line")
     if name == "slow":
-        time.sleep(3)
+        deadline = time.monotonic() + 60
+        while not raised.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the driver has seen the failure by now
     return {"name": name}
 
 
