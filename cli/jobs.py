@@ -49,7 +49,8 @@ RAY_ADDRESS_HELP = ("Join a running Ray cluster instead of starting a local one:
 WORKERS_HELP = ("Jobs run at once (local: a Ray with this many CPUs, one torch thread each; 1: in this process, "
                 "without Ray). Results do not depend on it.")
 
-RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help=RAY_ADDRESS_HELP)]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help=RAY_ADDRESS_HELP,
+                                                  show_default="none: a local Ray")]
 Workers = Annotated[int, typer.Option("--workers", help=WORKERS_HELP, show_default=True)]
 
 _HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}"
