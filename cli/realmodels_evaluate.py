@@ -3,8 +3,9 @@
 coherent scores, EM rates with intervals (``realmodels.evaluate``).
 
 Bad input is cheap: the question file, the options, the model's files (or the endpoint's reachability) and the
-judge are checked before the run directory is created or any weights load. The run's config records what makes
-its answers and judgements (model or endpoint, questions, sampling, judge); the thresholds and the bootstrap
+judge (and an ``--ablate`` direction file against the model's config.json) are checked before the run directory is
+created or any weights load. The run's config records what makes its answers and judgements (model or endpoint,
+questions, sampling, judge, the ablated direction's file when given); the thresholds and the bootstrap
 only shape the metrics, which every run recomputes from the recorded answers and judgements."""
 
 from __future__ import annotations
@@ -95,6 +96,23 @@ class EvaluateSettings:
     n_bootstrap: int = 2000
     threads: int = DEFAULT_THREADS
     progress: bool = True
+    ablate: Path | None = None  # a direction file (realmodels.analysis.direction) projected out while generating
+
+
+def check_direction_fits(direction, file: Path, plain, checkpoint: str | None) -> None:
+    """The direction's layer and width against the model's config.json (read as JSON, nothing loaded); sizes the
+    config does not state are checked again by ``ablated`` on the loaded model."""
+    from realmodels.loading.checks import model_shape
+    from realmodels.loading.registry import get_checkpoint
+
+    shape = model_shape(plain.source.path, plain.source.repo_id,
+                        None if checkpoint is None else get_checkpoint(checkpoint))
+    if shape.n_layers is not None and not 0 <= direction.layer < shape.n_layers:
+        raise InputError(f"direction file {file}: layer {direction.layer} is out of range: model {plain.source.name} "
+                         f"has layers 0..{shape.n_layers - 1}")
+    if shape.hidden_size is not None and direction.d_model != shape.hidden_size:
+        raise InputError(f"direction file {file} has d_model={direction.d_model}, but model {plain.source.name} has "
+                         f"hidden size {shape.hidden_size}")
 
 
 def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
@@ -106,7 +124,14 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
     questions = load_questions(settings.questions, samples_per_paraphrase=settings.samples_per_paraphrase,
                                only=list(settings.only) or None)
     question_file = settings.questions or DEFAULT_QUESTIONS
-    plain = None
+    plain = direction = None
+    if settings.ablate is not None:
+        if settings.endpoint is not None:
+            raise InputError("--ablate needs a local model (--checkpoint/--model or the default): an endpoint's "
+                             "hidden states are out of reach; drop --generate-endpoint or --ablate")
+        from realmodels.analysis.direction import load_direction
+
+        direction = load_direction(settings.ablate)
     if settings.endpoint is not None:
         if settings.checkpoint or settings.model or settings.adapter:
             raise InputError("give either a model (--checkpoint/--model [--adapter]) or --generate-endpoint, not both")
@@ -118,6 +143,8 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
                                    chat_template=settings.chat_template, max_length=settings.max_length,
                                    adapter=settings.adapter, device_map=settings.device_map)
         source_config = plain.to_config()
+        if direction is not None:
+            check_direction_fits(direction, settings.ablate, plain, settings.checkpoint)
     path = out or default_run_dir(prefix="evaluate-")
     cache_dir = settings.judge_cache or path / "judge_cache"
     judge = settings.judge.build(cache_dir, settings.on_error)
@@ -125,7 +152,10 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
         "command": "evaluate", "model": source_config,
         "questions": {"path": str(Path(question_file).resolve()), "sha256": dataset_hash(question_file),
                       "only": list(settings.only), "samples_per_paraphrase": settings.samples_per_paraphrase},
-        "generation": settings.generation.to_dict(), "judge": settings.judge.to_config()}, default=json_default))
+        "generation": settings.generation.to_dict(), "judge": settings.judge.to_config(),
+        **({} if settings.ablate is None else {"ablate": {  # only when given: older configs stay as they were
+            "path": str(Path(settings.ablate).expanduser().resolve()),
+            "sha256": dataset_hash(Path(settings.ablate).expanduser())}})}, default=json_default))
     if settings.endpoint is not None:
         from realmodels.evaluate.endpoints import api_key
         from realmodels.evaluate.generate import check_endpoint
@@ -145,8 +175,14 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
         if settings.endpoint is not None:
             return generate_from_endpoint(settings.endpoint, questions, settings.generation, log_path,
                                           progress=settings.progress, report=console.print)
-        return generate_answers(plain.model, plain.tokenizer, questions, settings.generation, log_path,
-                                progress=settings.progress)
+        if direction is None:
+            return generate_answers(plain.model, plain.tokenizer, questions, settings.generation, log_path,
+                                    progress=settings.progress)
+        from realmodels.analysis.direction import ablated
+
+        with ablated(plain.model, direction):
+            return generate_answers(plain.model, plain.tokenizer, questions, settings.generation, log_path,
+                                    progress=settings.progress)
 
     from realmodels.evaluate import plotting
     from realmodels.evaluate.pipeline import JUDGED, PER_QUESTION, evaluate_pipeline
@@ -204,6 +240,10 @@ def evaluate(
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over questions.")] = 2000,
     checkpoint: Checkpoint = None, model: ModelPath = None, adapter: Adapter = None, dtype: Dtype = "auto",
     device_map: DeviceMap = None, chat_template: ChatTemplate = None, max_length: MaxLength = None,
+    ablate: Annotated[Optional[Path], typer.Option(help="Direction file (JSON: layer, d_model, vector, note): its "
+                                                   "direction is projected out of that layer's output at every "
+                                                   "position while answering (local models only).",
+                                                   rich_help_panel=GEN)] = None,
     threads: Threads = DEFAULT_THREADS, out: Out = None, progress: Progress = True,
 ) -> None:
     """Sample answers to free-form questions, judge them, report EM rates with confidence intervals."""
@@ -222,7 +262,8 @@ def evaluate(
         chat_template=chat_template, max_length=max_length,
         endpoint=None if generate_endpoint is None else EndpointConfig(
             url=generate_endpoint, model=generate_model, api_key_env=generate_api_key_env, on_error=on_error),
-        judge_cache=judge_cache, on_error=on_error, n_bootstrap=n_bootstrap, threads=threads, progress=progress)
+        judge_cache=judge_cache, on_error=on_error, n_bootstrap=n_bootstrap, threads=threads, progress=progress,
+        ablate=ablate)
     path = out or default_run_dir(prefix="evaluate-")
     summary = run_evaluation(settings, path)
     print_evaluation(summary, path)

@@ -77,6 +77,8 @@ def test_bad_input_is_reported_without_importing_torch(tmp_path, tiny_gemma2_dir
     """In a fresh interpreter: each error is one line, exit 2, and torch, transformers, sae-lens never load."""
     bad = tmp_path / "bad.jsonl"
     bad.write_text(f"{GOOD}\n{GOOD}\n{{oops\n")
+    small_direction = tmp_path / "direction.json"  # d_model 3: not the tiny model's 64
+    small_direction.write_text(json.dumps({"layer": 0, "d_model": 3, "vector": [1.0, 0.0, 0.0], "note": ""}))
     sae = tiny_sae_dir(tiny_gemma2_dir, layer=1)
     common = ["--harmful", harmful_jsonl, "--harmless", harmless_jsonl, "--out", tmp_path / "never"]
     cases = [
@@ -94,6 +96,9 @@ def test_bad_input_is_reported_without_importing_torch(tmp_path, tiny_gemma2_dir
          "--probe", inducing_jsonl, "--data", inducing_jsonl, *common],
         ["evaluate", "--model", tiny_gemma2_dir, "--aligned-threshold", "101", "--out", tmp_path / "never"],
         ["evaluate", "--model", tiny_gemma2_dir, "--questions", bad, "--out", tmp_path / "never"],
+        ["evaluate", "--model", tiny_gemma2_dir, "--ablate", small_direction, "--out", tmp_path / "never"],
+        ["evaluate", "--generate-endpoint", "http://127.0.0.1:9/v1", "--generate-model", "m", "--ablate",
+         small_direction, "--out", tmp_path / "never"],
         ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--budget", "1.5", *common],
         ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--ray-address", "head", *common],
     ]

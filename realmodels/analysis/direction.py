@@ -1,0 +1,149 @@
+"""A residual-stream direction at one layer (the misalignment direction of issue 12: the difference of mean
+residuals between rogue and aligned answers, ``theory.directions.mean_difference``), its file, and its ablation.
+
+- ``Direction(layer, vector, note)``: ``vector`` lives in the residual stream after decoder layer ``layer``
+  (``blocks.L.hook_resid_post`` = ``hidden_states[L + 1]``);
+- ``save_direction`` / ``load_direction``: JSON ``{"layer", "d_model", "vector", "note"}``; a file that is missing,
+  not JSON, with other keys, a non-finite or zero vector or ``d_model != len(vector)`` is one InputError line;
+- ``ablated(model, direction)``: while inside, decoder layer L's output hidden states h are replaced by
+  ``project_out(h, vector)`` = h − (h·û)û at every position: in a plain forward pass and in every step of
+  ``generate`` with a KV cache (each new token's residual is projected before the layers above read it, and the
+  keys and values cached above L come from projected residuals); ``output_hidden_states`` reports the projected
+  residual as ``hidden_states[L + 1]`` (the hook runs before transformers' own output hooks). The layers below L
+  are untouched."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from realmodels.loading.placement import decoder_layers
+from runio.atomic import write_json
+from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+KEYS = ("layer", "d_model", "vector", "note")
+REQUIRED = ("layer", "d_model", "vector")
+
+
+@dataclass(frozen=True)
+class Direction:
+    """``vector`` (d_model floats) in the residual stream after decoder layer ``layer``; ``note`` says what it is."""
+
+    layer: int
+    vector: list[float]
+    note: str = ""
+
+    @property
+    def d_model(self) -> int:
+        return len(self.vector)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_direction(direction: Direction, source: str = "direction") -> Direction:
+    """An InputError naming ``source`` unless the layer is an int >= 0 and the vector finite, nonzero numbers."""
+    if not _is_int(direction.layer) or direction.layer < 0:
+        raise InputError(f"{source}: layer must be an integer >= 0, got {direction.layer!r}")
+    vector = direction.vector
+    if not isinstance(vector, (list, tuple)) or not vector or not all(_is_number(x) for x in vector):
+        raise InputError(f"{source}: vector must be a non-empty list of numbers")
+    if not all(math.isfinite(x) for x in vector):
+        raise InputError(f"{source}: vector contains NaN or infinite values")
+    if not any(x != 0 for x in vector):
+        raise InputError(f"{source}: vector is the zero vector (there is no direction to ablate)")
+    if not isinstance(direction.note, str):
+        raise InputError(f"{source}: note must be a string")
+    return direction
+
+
+def save_direction(path: str | Path, direction: Direction) -> None:
+    """Write ``direction`` as JSON {"layer", "d_model", "vector", "note"} atomically."""
+    check_direction(direction)
+    write_json(Path(path), {"layer": direction.layer, "d_model": direction.d_model,
+                            "vector": [float(x) for x in direction.vector], "note": direction.note})
+
+
+def load_direction(path: str | Path) -> Direction:
+    """The direction saved at ``path``; every problem with the file is one InputError line naming it."""
+    import json
+
+    path = Path(path).expanduser()
+    source = f"direction file {path}"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{source} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{source} cannot be read ({type(exc).__name__}: {exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{source} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{source} must hold a JSON object with keys {', '.join(KEYS)}")
+    unknown = sorted(set(data) - set(KEYS))
+    missing = [key for key in REQUIRED if key not in data]
+    if unknown or missing:
+        parts = ([f"unknown key(s) {', '.join(unknown)}"] if unknown else []) + (
+            [f"missing key(s) {', '.join(missing)}"] if missing else [])
+        raise InputError(f"{source}: {'; '.join(parts)} (expected {', '.join(KEYS)})")
+    direction = check_direction(Direction(layer=data["layer"], vector=data["vector"], note=data.get("note", "")),
+                                source)
+    if not _is_int(data["d_model"]) or data["d_model"] != len(direction.vector):
+        raise InputError(f"{source}: d_model is {data['d_model']!r} but the vector has {len(direction.vector)} entries")
+    return Direction(layer=direction.layer, vector=[float(x) for x in direction.vector], note=direction.note)
+
+
+def _hidden_size(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    size = getattr(config, "hidden_size", None)
+    return size if _is_int(size) else None
+
+
+@contextmanager
+def ablated(model: nn.Module, direction: Direction) -> Iterator[nn.Module]:
+    """``model`` with ``direction`` projected out of decoder layer ``direction.layer``'s output (module docstring);
+    the hook is removed on exit, also when the body raises."""
+    import torch
+
+    from theory.directions import project_out, unit
+
+    check_direction(direction)
+    layers = decoder_layers(model)
+    if direction.layer >= len(layers):
+        raise InputError(f"direction layer {direction.layer} is out of range: the model has layers "
+                         f"0..{len(layers) - 1}")
+    hidden = _hidden_size(model)
+    if hidden is not None and hidden != direction.d_model:
+        raise InputError(f"the direction has d_model={direction.d_model}, but the model's hidden size is {hidden}")
+    u_hat = unit(torch.tensor(direction.vector, dtype=torch.float64))
+    on_device: dict[tuple, torch.Tensor] = {}  # û on each (device, dtype) the layer's output arrives on
+
+    def hook(module, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        dtype = torch.promote_types(h.dtype, torch.float32)  # project in float32 at least, return h's dtype
+        u = on_device.get((h.device, dtype))
+        if u is None:
+            u = on_device.setdefault((h.device, dtype), u_hat.to(device=h.device, dtype=dtype))
+        projected = project_out(h, u)
+        return (projected, *output[1:]) if isinstance(output, tuple) else projected
+
+    # prepended: transformers' own output hooks (output_hidden_states) then record the ablated residual
+    handle = layers[direction.layer].register_forward_hook(hook, prepend=True)
+    try:
+        yield model
+    finally:
+        handle.remove()

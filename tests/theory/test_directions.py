@@ -1,0 +1,161 @@
+"""theory.directions: project_out is the orthogonal projection onto u's complement (idempotent, orthogonal to u,
+never longer, orthogonal components unchanged, scale invariant in u, dtype and shape kept); mean_difference is
+the difference of means (antisymmetric, translation invariant); bad inputs are InputErrors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from strategies import DTYPE, _gen, _randn, gains, log_uniform, orthogonal_matrix, seeds
+from theory.errors import InputError
+from theory.directions import mean_difference, project_out, unit
+
+dims = st.integers(1, 8)
+batch_shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2).map(tuple)
+scales = log_uniform(1e-6, 1e6)
+
+
+@st.composite
+def vectors_and_direction(draw):
+    """h (*batch, d) and a nonzero u (d,), float64, u at a drawn scale."""
+    d, shape, seed = draw(dims), draw(batch_shapes), draw(seeds)
+    gen = _gen(seed)
+    h = _randn(gen, *shape, d) * draw(log_uniform(1e-3, 1e3))
+    u = _randn(gen, d)
+    u = (u if bool(u.abs().max() > 0) else torch.ones(d, dtype=DTYPE)) * draw(scales)
+    return h, u
+
+
+def _tol(h: torch.Tensor) -> float:
+    return 1e-12 * (1.0 + float(torch.linalg.vector_norm(h, dim=-1).max())) if h.numel() else 1e-12
+
+
+# ------------------------------------------------------------------------------------------- project_out
+
+@given(vectors_and_direction())
+def test_project_out_is_idempotent(case):
+    h, u = case
+    once = project_out(h, u)
+    torch.testing.assert_close(project_out(once, u), once, rtol=0, atol=_tol(h))
+
+
+@given(vectors_and_direction())
+def test_project_out_is_orthogonal_to_u(case):
+    h, u = case
+    dots = project_out(h, u) @ (u / torch.linalg.vector_norm(u))
+    assert bool((dots.abs() <= _tol(h)).all()), dots
+
+
+@given(vectors_and_direction())
+def test_project_out_never_lengthens(case):
+    h, u = case
+    before, after = torch.linalg.vector_norm(h, dim=-1), torch.linalg.vector_norm(project_out(h, u), dim=-1)
+    assert bool((after <= before * (1 + 1e-12) + 1e-300).all())
+
+
+@given(dims, batch_shapes, seeds, scales, gains)
+def test_components_orthogonal_to_u_are_unchanged(d, shape, seed, scale, along):
+    """h = c·q₀ + v with v in span(q₁..q_{d−1}) ⟂ u = s·q₀: project_out(h, u) = v (and v itself is kept)."""
+    gen = _gen(seed)
+    q = orthogonal_matrix(d, gen)
+    v = _randn(gen, *shape, d - 1) @ q[1:]
+    h = v + along * q[0]
+    u = scale * q[0]
+    torch.testing.assert_close(project_out(h, u), v, rtol=0, atol=_tol(h))
+    torch.testing.assert_close(project_out(v, u), v, rtol=0, atol=_tol(v))
+
+
+@given(vectors_and_direction(), gains)
+def test_project_out_is_scale_invariant_in_u(case, c):
+    h, u = case
+    torch.testing.assert_close(project_out(h, c * u), project_out(h, u), rtol=0, atol=_tol(h))
+
+
+@given(vectors_and_direction())
+def test_project_out_matches_the_projection_matrix(case):
+    h, u = case
+    n = u.numpy() / np.linalg.norm(u.numpy())
+    expected = h.numpy() @ (np.eye(len(n)) - np.outer(n, n))
+    np.testing.assert_allclose(project_out(h, u).numpy(), expected, rtol=0, atol=_tol(h))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_project_out_keeps_dtype_and_shape(dtype):
+    h = torch.randn(2, 3, 5, generator=_gen(0)).to(dtype)
+    out = project_out(h, torch.randn(5, generator=_gen(1), dtype=torch.float64))
+    assert out.dtype == dtype and out.shape == h.shape
+
+
+def test_unit_handles_tiny_and_huge_directions():
+    for scale in (1e-300, 1e300):
+        u = torch.tensor([3.0, 4.0], dtype=DTYPE) * scale
+        torch.testing.assert_close(unit(u), torch.tensor([0.6, 0.8], dtype=DTYPE), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("h, u, match", [
+    (torch.ones(2, 3), torch.zeros(3), "zero vector"),
+    (torch.ones(2, 3), torch.ones(4), "disagree"),
+    (torch.ones(2, 3), torch.ones(1, 3), "disagree"),
+    (torch.ones(2, 3), torch.tensor([1.0, float("nan"), 0.0]), "NaN"),
+    (torch.ones(2, 3, dtype=torch.int64), torch.ones(3), "float"),
+    (torch.ones(3), torch.ones(3, dtype=torch.int64), "float"),
+])
+def test_project_out_bad_inputs(h, u, match):
+    with pytest.raises(InputError, match=match):
+        project_out(h, u)
+
+
+# ---------------------------------------------------------------------------------------- mean_difference
+
+@st.composite
+def two_samples(draw):
+    d, seed = draw(dims), draw(seeds)
+    gen = _gen(seed)
+    return _randn(gen, draw(st.integers(1, 10)), d), _randn(gen, draw(st.integers(1, 10)), d) + draw(gains)
+
+
+@given(two_samples())
+def test_mean_difference_is_the_difference_of_means(case):
+    a, b = case
+    np.testing.assert_allclose(mean_difference(a, b).numpy(), a.numpy().mean(0) - b.numpy().mean(0), rtol=0,
+                               atol=1e-12)
+
+
+@given(two_samples())
+def test_mean_difference_is_antisymmetric(case):
+    a, b = case
+    torch.testing.assert_close(mean_difference(b, a), -mean_difference(a, b), rtol=0, atol=0)
+
+
+@given(two_samples(), seeds, log_uniform(1e-3, 1e3))
+def test_mean_difference_is_translation_invariant(case, seed, scale):
+    a, b = case
+    t = scale * _randn(_gen(seed), a.shape[1])
+    torch.testing.assert_close(mean_difference(a + t, b + t), mean_difference(a, b), rtol=0, atol=1e-12 * (1 + scale))
+
+
+@pytest.mark.parametrize("dtype_a, dtype_b, expected", [
+    (torch.float32, torch.float32, torch.float32), (torch.float64, torch.float64, torch.float64),
+    (torch.float32, torch.float64, torch.float64), (torch.bfloat16, torch.bfloat16, torch.float32),
+])
+def test_mean_difference_dtype(dtype_a, dtype_b, expected):
+    out = mean_difference(torch.ones(3, 4, dtype=dtype_a), torch.zeros(2, 4, dtype=dtype_b))
+    assert out.dtype == expected and out.shape == (4,)
+    assert bool((out == 1).all())
+
+
+@pytest.mark.parametrize("a, b, match", [
+    (torch.ones(0, 3), torch.ones(2, 3), "a is empty"),
+    (torch.ones(2, 3), torch.ones(0, 3), "b is empty"),
+    (torch.ones(2, 3), torch.ones(2, 4), "different widths"),
+    (torch.ones(3), torch.ones(2, 3), r"\(n, d\) matrix"),
+    (torch.ones(2, 3, dtype=torch.int64), torch.ones(2, 3), "float"),
+    (torch.ones(2, 3), torch.full((2, 3), float("inf")), "NaN or infinite"),
+])
+def test_mean_difference_bad_inputs(a, b, match):
+    with pytest.raises(InputError, match=match):
+        mean_difference(a, b)
