@@ -24,6 +24,8 @@ import contextlib
 import io
 import json
 import shlex
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +36,51 @@ COMMANDS = "commands.sh"
 
 
 # ----------------------------------------------------------------------------------------------- one command
+class _PerThread(io.TextIOBase):
+    """A stream writing to this thread's target when it has one, else to ``default`` (jobs run in a thread of
+    this process beside the main thread's progress lines, so a global redirect would swallow those)."""
+
+    def __init__(self, default, local: threading.local, name: str):
+        self.default, self.local, self.name = default, local, name
+
+    def _target(self):
+        return getattr(self.local, self.name, None) or self.default
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return self._target().isatty()
+
+
+_LOCAL = threading.local()
+_INSTALL = threading.Lock()
+_DEPTH = [0]
+
+
+@contextlib.contextmanager
+def thread_output(stdout: io.StringIO, stderr: io.StringIO):
+    """Send what this thread prints to ``stdout`` / ``stderr`` (other threads print as before)."""
+    with _INSTALL:
+        if _DEPTH[0] == 0:
+            _DEPTH.append((sys.stdout, sys.stderr))
+            sys.stdout = _PerThread(sys.stdout, _LOCAL, "stdout")
+            sys.stderr = _PerThread(sys.stderr, _LOCAL, "stderr")
+        _DEPTH[0] += 1
+    _LOCAL.stdout, _LOCAL.stderr = stdout, stderr
+    try:
+        yield
+    finally:
+        _LOCAL.stdout = _LOCAL.stderr = None
+        with _INSTALL:
+            _DEPTH[0] -= 1
+            if _DEPTH[0] == 0:
+                sys.stdout, sys.stderr = _DEPTH.pop()
+
+
 def stage_command():
     """A click group of the realmodels commands the study runs, registered as the app registers them (the app
     itself imports this module's command, so it is not imported here)."""
@@ -63,7 +110,7 @@ def invoke(args: list[str], out: Path) -> None:
         script.write(line + "\n")
     stdout, stderr = io.StringIO(), io.StringIO()
     code = 0
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with thread_output(stdout, stderr):
         try:
             stage_command().main(args=args, prog_name="realmodels", standalone_mode=False)
         except SystemExit as exc:
