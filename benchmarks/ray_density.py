@@ -8,7 +8,7 @@ each into a fresh directory, wall time of the whole call
 ray-2 / pool-2 (target <= 1.2) and local-1 / ray-2 (the speed-up of a second worker, target >= 1.7); plus the
 cost of a bare ``ray.init`` + ``ray.shutdown`` and a check that every condition wrote byte-identical cells.
 
-    python benchmarks/ray_density.py [--repeats 2] [--quick]
+    python benchmarks/ray_density.py [--repeats 2] [--quick] [--instances N]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def ray_start_stop() -> float:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     ray.shutdown()
     return time.perf_counter() - start
 
@@ -51,13 +51,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a 4-cell grid (a smoke run, not the measurement)")
+    parser.add_argument("--instances", type=int, default=SweepConfig().n_instances,
+                        help="replicas per cell (more: more work per cell, the same start-up)")
     args = parser.parse_args()
-    config = SweepConfig(ratios=(2, 4), probabilities=(0.1, 0.03)) if args.quick else SweepConfig()
+    grid = {"ratios": (2, 4), "probabilities": (0.1, 0.03)} if args.quick else {}
+    config = SweepConfig(n_instances=args.instances, **grid)
     jobs = density_jobs(cells(config))  # the command's order, the same for every condition
     runs = {"pool-2": lambda d: pool_map(jobs, run_cell, d, workers=2),
             "ray-2": lambda d: resumable_map(jobs, run_cell, d, workers=2),
             "local-1": lambda d: resumable_map(jobs, run_cell, d, workers=1)}
-    print(f"density sweep: {len(jobs)} cells; load average before: {load()}", flush=True)
+    print(f"density sweep: {len(jobs)} cells, {config.n_instances} instances each; load average before: {load()}",
+          flush=True)
     times: dict[str, list[float]] = {name: [] for name in runs}
     outputs: dict[str, dict[str, bytes]] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -161,7 +161,8 @@ def _connect(workers: int, address: str | None, threads: int) -> str:
     if ray.is_initialized():
         return "caller"
     if address is None:
-        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
+        # "local": a Ray of our own, even where `ray start` or RAY_ADDRESS would make ray.init join that one
+        ray.init(address="local", num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR)
         return "local"
     try:
