@@ -41,7 +41,8 @@ RAY_NAMES = ("raylet", "gcs_server")
 
 
 def ray_processes() -> set[int]:
-    """PIDs of this user's Ray processes (raylet, gcs_server, ray::* workers and agents, Ray's Python daemons)."""
+    """PIDs of this user's Ray processes (raylet, gcs_server, ray::* workers and agents, Ray's Python daemons,
+    ``python -m ray.*`` servers)."""
     import os
 
     import psutil
@@ -53,7 +54,7 @@ def ray_processes() -> set[int]:
                 continue
             name, cmdline = proc.info["name"] or "", " ".join(proc.info["cmdline"] or ())
             if name in RAY_NAMES or name.startswith("ray::") or cmdline.startswith("ray::") or \
-                    "/site-packages/ray/" in cmdline:
+                    "/site-packages/ray/" in cmdline or " -m ray." in cmdline:
                 found.add(proc.pid)
         except psutil.Error:
             continue
