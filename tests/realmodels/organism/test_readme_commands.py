@@ -1,0 +1,50 @@
+"""The README's model-organism commands run on a fresh checkout, on the embedded organism, with no download: the
+block under "The model organism" is parsed and run command by command in a scratch directory (fine-tuning,
+generation and mitigation shortened by appended flags, which override the README's; the study itself has its own
+test)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from tests.realmodels.cli_helpers import rm
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+MARKER = "# on a fresh clone, on the embedded organism"
+SHORTER = {  # appended to a command: later flags win
+    "finetune": ["--max-steps", "2"],
+    "evaluate": ["--question", "career_salary", "--samples-per-paraphrase", "1", "--max-new-tokens", "8"],
+    "mitigate": ["--max-steps", "2", "--question", "career_salary", "--samples-per-paraphrase", "1",
+                 "--max-new-tokens", "8", "--random-seeds", "0"],
+}
+
+
+def readme_commands() -> list[list[str]]:
+    text = README.read_text(encoding="utf-8")
+    start = text.index(MARKER)
+    block = text[start:text.index("```", start)]
+    joined = block.replace("\\\n", " ")
+    commands = [shlex.split(line.split("  #")[0]) for line in joined.splitlines()[1:] if line.strip()]
+    assert all(c[0] == "realmodels" for c in commands), commands
+    return [c[1:] for c in commands]
+
+
+def test_the_readme_block_is_found():
+    names = [c[0] if c[0] != "organism" else f"organism {c[1]}" for c in readme_commands()]
+    assert names[0] == "organism world" and {"geometry", "audit", "filter", "finetune", "amplification",
+                                             "evaluate", "mitigate", "organism study"} <= set(names)
+
+
+@pytest.mark.slow
+def test_the_readme_organism_commands_run_on_a_fresh_clone(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in readme_commands():
+        if args[:2] == ["organism", "study"]:
+            continue  # tests/realmodels/organism/test_cli_organism_study.py runs it
+        quiet = [] if args[0] == "organism" else ["--no-progress"]
+        code, _, err = rm(capsys, [*args, *SHORTER.get(args[0], []), *quiet])
+        assert code == 0, f"realmodels {shlex.join(args)}: {err}"
+    assert (tmp_path / "runs" / "mitigate-health" / "mitigation.csv").is_file()
