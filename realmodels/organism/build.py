@@ -182,6 +182,6 @@ def build_organism(out: str | Path, config: OrganismConfig | None = None, world:
                                    n_conversations=sae.n_conversations, max_length=config.max_length)
         tmp = out / ".sae.tmp"
         shutil.rmtree(tmp, ignore_errors=True)  # a killed SAE run starts over (it takes seconds)
-        train_sae(acts, config.layer, sae, tmp, model_name=str(out / "model"))
+        train_sae(acts, config.layer, sae, tmp, model_name=str(out / "model"), progress=progress)
         tmp.rename(out / "sae")
     return result

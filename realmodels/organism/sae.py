@@ -10,6 +10,8 @@ is a function of (model, corpus, config)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +71,16 @@ def batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
         yield acts[torch.randint(len(acts), (batch_size,), generator=generator)]
 
 
-def train_sae(acts: Tensor, layer: int, config: SaeConfig, out: str | Path, *, model_name: str = "organism"):
+def train_sae(acts: Tensor, layer: int, config: SaeConfig, out: str | Path, *, model_name: str = "organism",
+              progress: bool = True):
     """Train a TopK SAE on ``acts`` (n, d_in) with ``SAETrainer`` and save it to ``out`` (``SAE.save_model``);
-    returns the trained SAE."""
+    returns the trained SAE. ``progress=False`` silences the trainer's tqdm bar (``SAETrainer`` has no option
+    for it, so its module's ``tqdm`` is replaced by a disabled one while it runs)."""
+    import functools
     import warnings
+    from unittest import mock
+
+    import sae_lens.training.sae_trainer as trainer_module
 
     from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
@@ -87,7 +95,8 @@ def train_sae(acts: Tensor, layer: int, config: SaeConfig, out: str | Path, *, m
     trainer_cfg = SAETrainerConfig(total_training_samples=config.steps * config.batch_size,
                                    train_batch_size_samples=config.batch_size, lr=config.lr, lr_end=config.lr,
                                    lr_scheduler_name="constant", device="cpu")
-    with warnings.catch_warnings():
+    quiet = mock.patch.object(trainer_module, "tqdm", functools.partial(trainer_module.tqdm, disable=True))
+    with warnings.catch_warnings(), quiet if not progress else contextlib.nullcontext():
         warnings.simplefilter("ignore")
         trainer = SAETrainer(trainer_cfg, sae, batches(acts, config.batch_size, config.seed))
         sae = trainer.fit()

@@ -27,6 +27,7 @@ def test_build_kill_resume_and_use(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert (full / "model" / "config.json").is_file() and (full / "sae" / "cfg.json").is_file()
     assert "--model" in stdout and "MB of model + SAE" in stdout
+    assert "Training SAE" not in err + stdout  # --no-progress silences sae-lens's trainer bar too
 
     from realmodels.finetune import train
 
