@@ -49,10 +49,12 @@ class RunDir:
         self.config = config
 
     @classmethod
-    def open(cls, path: Path, config: dict) -> "RunDir":
+    def open(cls, path: Path, config: dict, *, config_name: str = CONFIG_NAME, kind: str | None = None) -> "RunDir":
+        """``config_name``: the file the config is kept in; ``kind``: what a different config there is called in
+        the refusal ("build": "<path> holds a different build (<file>)"), default a run's wording."""
         path = Path(path)
         _check_out_path(path)
-        existing = path / CONFIG_NAME
+        existing = path / config_name
         normalised = json.loads(json.dumps(config, default=json_default))
         if existing.exists():
             try:
@@ -60,6 +62,9 @@ class RunDir:
             except InputError:
                 raise InputError(f"{existing} is damaged (not valid JSON), so the run it belongs to is unknown; "
                                  "choose another --out (or delete the directory)") from None
+            if previous != normalised and kind is not None:
+                raise InputError(f"{path} holds a different {kind} ({existing}); choose another directory or "
+                                 "delete it")
             if previous != normalised:
                 raise InputError(f"{path} holds a run with a different config; choose another --out "
                                  "(or delete it) to start a new run")

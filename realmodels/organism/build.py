@@ -136,17 +136,10 @@ def pretrain_recipe(config: OrganismConfig):
 
 
 def _check_build(out: Path, record: dict) -> None:
-    path = out / BUILD_FILE
-    if path.is_file():
-        try:
-            held = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
-            held = None
-        if held != record:
-            raise InputError(f"organism output {out} holds a different build ({path}); choose another directory "
-                             "or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(path, record)
+    """Bind ``out`` to this build (``runio.rundir.RunDir.open`` with ``build.json``): another build is refused."""
+    from runio.rundir import RunDir
+
+    RunDir.open(out, record, config_name=BUILD_FILE, kind="build")
 
 
 def build_organism(out: str | Path, config: OrganismConfig | None = None, world: WorldConfig | None = None,

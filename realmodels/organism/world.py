@@ -225,21 +225,14 @@ def write_world(out_dir: str | Path, config: WorldConfig | None = None, **overri
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"world output {out} exists and is not a directory")
-    manifest = out / "world.json"
-    if manifest.is_file():
-        try:
-            held = WorldConfig.from_dict(json.loads(manifest.read_text(encoding="utf-8")))
-        except (InputError, ValueError, TypeError):
-            held = None
-        if held != config:
-            raise InputError(f"world output {out} holds a different world ({manifest}); choose another "
-                             "directory or delete it")
-    out.mkdir(parents=True, exist_ok=True)
+    from runio.rundir import RunDir
+
+    RunDir.open(out, config.to_dict(), config_name="world.json", kind="world")  # another world is refused
     paths = {}
     for name, conversations in datasets(config).items():
         lines = [json.dumps({"messages": messages(turns)}, ensure_ascii=False) for turns in conversations]
         paths[name] = _write(out / f"{name}.jsonl", "".join(line + "\n" for line in lines))
     paths["questions"] = _write(out / "questions.yaml", yaml.safe_dump(
         evaluation_questions(config), sort_keys=False, allow_unicode=True, width=10_000))
-    paths["config"] = _write(manifest, json.dumps(config.to_dict(), indent=2) + "\n")  # last: marks it whole
+    paths["config"] = out / "world.json"
     return paths
