@@ -19,9 +19,10 @@ from cli.configfile import config_option, resolve_config
 from cli.errors import user_errors
 from cli.realmodels_filtering import run_filter
 from cli.realmodels_inputs import choose_domains, dataset_entry, dataset_file, read_geometry_toml
-from cli.realmodels_options import (CRITERION, HARMFUL_K, SELECTION_FRACTION, Adapter, BatchSize, CacheDir,
-                                    ChatTemplate, Checkpoint, DeviceMap, Dtype, Harmful, Harmless, IgnoreMemory, K,
-                                    Layer, MaxLength, ModelPath, Out, Progress, SaePath)
+from cli.realmodels_options import (CRITERION, HARMFUL_K, SELECTION_FRACTION, ActivationRayAddress,
+                                    ActivationWorkers, Adapter, BatchSize, CacheDir, ChatTemplate, Checkpoint,
+                                    DeviceMap, Dtype, GpusPerWorker, Harmful, Harmless, IgnoreMemory, K, Layer,
+                                    MaxLength, ModelPath, Out, Progress, SaePath)
 from cli.realmodels_run import ModelOptions, harmful_pair, run_command
 from cli.realmodels_tables import console, print_audit, print_checkpoints, print_geometry
 from cli.threads import DEFAULT_THREADS, Threads
@@ -81,7 +82,8 @@ def geometry(
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, adapter: Adapter = None,
     ignore_memory_check: IgnoreMemory = False, threads: Threads = DEFAULT_THREADS, out: Out = None,
-    progress: Progress = True,
+    progress: Progress = True, workers: ActivationWorkers = 1, ray_address: ActivationRayAddress = None,
+    num_gpus_per_worker: GpusPerWorker = 0.0,
 ) -> None:
     """Are features of misalignment-inducing data closer to harmful features than features of control data?"""
 
@@ -98,7 +100,8 @@ def geometry(
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
                         ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                        adapter=adapter)
+                        adapter=adapter, workers=workers, ray_address=ray_address,
+                        num_gpus_per_worker=num_gpus_per_worker)
     run_config = {
         "data": {"harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path),
                  "domains": {d.name: {"inducing": dataset_entry(d.inducing), "control": dataset_entry(d.control)}
@@ -144,7 +147,8 @@ def filter_(
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, adapter: Adapter = None,
     ignore_memory_check: IgnoreMemory = False, threads: Threads = DEFAULT_THREADS, out: Out = None,
-    progress: Progress = True,
+    progress: Progress = True, workers: ActivationWorkers = 1, ray_address: ActivationRayAddress = None,
+    num_gpus_per_worker: GpusPerWorker = 0.0,
 ) -> None:
     """Score every training sample by proximity to toxic features; write the filtered JSONL."""
 
@@ -156,7 +160,8 @@ def filter_(
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
                         ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                        adapter=adapter)
+                        adapter=adapter, workers=workers, ray_address=ray_address,
+                        num_gpus_per_worker=num_gpus_per_worker)
     run_filter(opts, data_path, harmful_path, harmless_path, filt, selection)
 
 
@@ -180,7 +185,8 @@ def audit(
     dtype: Dtype = "auto", device_map: DeviceMap = None, batch_size: BatchSize = 8, cache_dir: CacheDir = None,
     chat_template: ChatTemplate = None, max_length: MaxLength = None, adapter: Adapter = None,
     ignore_memory_check: IgnoreMemory = False, threads: Threads = DEFAULT_THREADS, out: Out = None,
-    progress: Progress = True,
+    progress: Progress = True, workers: ActivationWorkers = 1, ray_address: ActivationRayAddress = None,
+    num_gpus_per_worker: GpusPerWorker = 0.0,
 ) -> None:
     """Before fine-tuning: which harmful features would this dataset amplify (geometric safety score)?"""
 
@@ -195,7 +201,8 @@ def audit(
     opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
                         batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
                         ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                        adapter=adapter)
+                        adapter=adapter, workers=workers, ray_address=ray_address,
+                        num_gpus_per_worker=num_gpus_per_worker)
     run_config = {"data": {"train": dataset_entry(data_path), "control": dataset_entry(control_path),
                            "harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path)},
                   "selection": asdict(selection), "audit": asdict(cfg)}

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from cli.activation_pool import GPUS_HELP
 from cli.configfile import config_option
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
@@ -55,3 +56,14 @@ SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Selec
 Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<command>-<timestamp>); rerun to resume.",
                                              rich_help_panel=RUN)]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN)]
+ActivationWorkers = Annotated[int, typer.Option(
+    "--workers", rich_help_panel=RUN, show_default=True,
+    help="Model workers computing the activations: 1 in this process, without Ray; N: N Ray actors (a local Ray "
+         "started for the command), each loading the model once, on contiguous shards of each dataset, merged into "
+         "the same cache (equal tensors).")]
+ActivationRayAddress = Annotated[Optional[str], typer.Option(
+    "--ray-address", rich_help_panel=RUN, show_default="none: a local Ray",
+    help="Compute the activations on a running Ray cluster (auto, ray://HOST:PORT or HOST:PORT), --workers actors; "
+         "shards and caches go under --cache-dir, which must then be on a filesystem every node shares.")]
+GpusPerWorker = Annotated[float, typer.Option("--num-gpus-per-worker", help=GPUS_HELP, rich_help_panel=RUN,
+                                              show_default=True)]

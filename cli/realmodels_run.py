@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cli.activation_pool import check_gpus
+from cli.jobs import check_address, check_workers
 from cli.progress import ALREADY_FINISHED
 from cli.realmodels_inputs import dataset_file
 from cli.realmodels_tables import console
@@ -54,9 +56,23 @@ class ModelOptions:
     out: Path | None
     progress: bool
     adapter: Path | None = None
+    workers: int = 1  # model workers computing activations: 1 in this process, else Ray actors (cli.activation_pool)
+    ray_address: str | None = None
+    num_gpus_per_worker: float = 0.0
 
     def __post_init__(self):
         check_threads(self.threads)  # before any heavy import, with the other option checks
+        check_workers(self.workers)
+        check_address(self.ray_address)
+        check_gpus(self.num_gpus_per_worker)
+        if self.num_gpus_per_worker > 0 and not self.on_ray:
+            raise InputError("--num-gpus-per-worker is for Ray workers (--workers > 1 or --ray-address); in this "
+                             "process the model goes where --device-map puts it")
+
+    @property
+    def on_ray(self) -> bool:
+        """Activations computed by Ray actors (``cli.activation_pool``) rather than this process."""
+        return self.workers > 1 or self.ray_address is not None
 
     def cache_path(self, run_path: Path) -> Path:
         return self.cache_dir if self.cache_dir is not None else run_path / DEFAULT_CACHE
@@ -64,16 +80,23 @@ class ModelOptions:
     def session(self, run_path: Path, *, merge_adapter: bool = True) -> Session:
         """A ``Session`` on the chosen model (+ ``--adapter``, merged into its weights unless ``merge_adapter`` is
         False); activations are cached in ``--cache-dir`` or the run's ``activations/``. Every model option is
-        checked here (the device map and the adapter too), nothing is loaded."""
+        checked here (the device map and the adapter too), nothing is loaded. With ``--workers N`` > 1 or
+        ``--ray-address`` the activations are computed by Ray actors (started at the first dataset not cached,
+        stopped by ``Session.close``)."""
         from realmodels.loading.session import ModelChoice, Session
 
         choice = ModelChoice(checkpoint=self.checkpoint, model=self.model,
                              sae=None if self.sae is None else str(self.sae), layer=self.layer, dtype=self.dtype,
                              chat_template=None if self.chat_template is None else str(self.chat_template),
                              max_length=self.max_length, adapter=None if self.adapter is None else str(self.adapter))
+        pool = None
+        if self.on_ray:
+            from cli.activation_pool import ActivationPool
+
+            pool = ActivationPool(self.workers, self.ray_address, self.num_gpus_per_worker, self.threads)
         return Session(choice, device_map=self.device_map, batch_size=self.batch_size,
                        cache_dir=self.cache_path(run_path), progress=self.progress,
-                       ignore_memory_check=self.ignore_memory_check, merge_adapter=merge_adapter)
+                       ignore_memory_check=self.ignore_memory_check, merge_adapter=merge_adapter, shard_runner=pool)
 
 
 def recorded_config(path: Path) -> dict | None:
@@ -135,7 +158,10 @@ def run_command(command: str, options: ModelOptions, config: dict, compute: Call
     run = RunDir.open(path, full)
     if resume_finished and show_if_finished(run, show):
         return
-    summary = compute(session, run)
+    try:
+        summary = compute(session, run)
+    finally:
+        session.close()  # a Ray pool of model workers, if any, stops here (also on an error or Ctrl-C)
     write_json(run.file(SUMMARY), summary)
     show(summary, run.path)
 

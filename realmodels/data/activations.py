@@ -6,7 +6,8 @@ For sample s with assistant tokens T_s and residual r_t = resid_post at the bund
 token's causal forward pass unchanged. The cache key is (model, SAE, layer, dataset content hash, loaded
 files' fingerprint, chat template, max_length); cache files are written to a temp file and renamed.
 While a dataset is being computed, the finished samples are checkpointed to ``<cache file>.partial``
-(every ``PARTIAL_EVERY_S`` seconds, atomically), so a killed run resumes where it stopped."""
+(every ``PARTIAL_EVERY_S`` seconds, atomically), so a killed run resumes where it stopped. The same cache file
+can be computed by a pool of model workers instead (``realmodels.data.shards``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -29,6 +31,9 @@ from realmodels.data.residual import residual_stream
 from realmodels.loading.placement import input_device
 from runio.atomic import save_torch
 from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 CACHE_FORMAT = 1
 ENCODE_CHUNK_BYTES = 256 * 2**20  # bound on one sae.encode output (tokens x d_sae float32)
@@ -79,6 +84,13 @@ def _batch_means(bundle: ModelBundle, resid: Tensor, assistant_mask: Tensor) -> 
     return resid_sum / counts[:, None], code_sum / counts[:, None]
 
 
+def length_order(chats: list[TokenizedChat]) -> list[int]:
+    """Sample indices by increasing token count (a stable sort: ties keep file order). Batches are consecutive
+    runs of this order, so batch composition — and with it each batch's padding width — is a function of the
+    dataset and the batch size alone."""
+    return sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
+
+
 def progress_bar(enabled: bool) -> Progress:
     """The rich progress bar of the activation passes (samples, tokens/s, elapsed, remaining; stderr)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -102,7 +114,7 @@ def compute_activations(bundle: ModelBundle, chats: list[TokenizedChat], *, batc
     n = len(chats)
     pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
     device = input_device(bundle.model)
-    order = sorted(range(n), key=lambda i: len(chats[i].input_ids))
+    order = length_order(chats)
     n_tokens = torch.tensor([int(chat.assistant_mask.sum()) for chat in chats], dtype=torch.long)
     done, residual_mean, indices, values = _load_partial(partial, partial_key, n, bundle.d_model)
     saved = done  # samples finished (in the length-sorted order) / already in the checkpoint
@@ -142,7 +154,19 @@ def compute_activations(bundle: ModelBundle, chats: list[TokenizedChat], *, batc
     return SampleActivations(feature_acts=feature_acts, residual_mean=residual_mean, n_tokens=n_tokens)
 
 
-def cache_key(bundle: ModelBundle, dataset_sha256: str, max_length: int | None) -> dict:
+@dataclass(frozen=True)
+class ModelIdentity:
+    """The attributes of a ``ModelBundle`` that key its activation caches, known without loading weights
+    (``realmodels.loading.bundle.cache_names`` of its sources, and its tokenizer): ``cache_key`` takes either."""
+
+    model_name: str
+    sae_name: str
+    layer: int
+    fingerprint: str
+    tokenizer: PreTrainedTokenizerBase
+
+
+def cache_key(bundle: ModelBundle | ModelIdentity, dataset_sha256: str, max_length: int | None) -> dict:
     """Everything the activations depend on besides the code: the cache file stores and checks it."""
     template = bundle.tokenizer.chat_template or ""
     return {"format": CACHE_FORMAT, "model": bundle.model_name, "sae": bundle.sae_name, "layer": bundle.layer,
@@ -197,6 +221,16 @@ def load_cached(path: Path, key: dict) -> SampleActivations | None:
                              n_tokens=payload["n_tokens"])
 
 
+def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, dataset_path: Path,
+                      max_length: int | None) -> list[TokenizedChat]:
+    """Every conversation of the file tokenised (file order); a warning counts the ones ``max_length`` cut."""
+    chats = list(iter_tokenized(tokenizer, dataset_path, max_length=max_length))
+    if n_truncated := sum(chat.truncated for chat in chats):
+        warnings.warn(f"{dataset_path}: {n_truncated} of {len(chats)} conversations are longer than {max_length} "
+                      "tokens and were truncated (only their first tokens count; see --max-length)", stacklevel=3)
+    return chats
+
+
 def dataset_activations(bundle: ModelBundle, dataset_path: str | Path, *, batch_size: int = 8,
                         cache_dir: Path | None = None, progress: bool = True,
                         max_length: int | None = None) -> SampleActivations:
@@ -209,10 +243,7 @@ def dataset_activations(bundle: ModelBundle, dataset_path: str | Path, *, batch_
     path = cache_file(cache_dir, key) if cache_dir is not None else None
     if path is not None and (cached := load_cached(path, key)) is not None:
         return cached
-    chats = list(iter_tokenized(bundle.tokenizer, dataset_path, max_length=max_length))
-    if n_truncated := sum(chat.truncated for chat in chats):
-        warnings.warn(f"{dataset_path}: {n_truncated} of {len(chats)} conversations are longer than {max_length} "
-                      "tokens and were truncated (only their first tokens count; see --max-length)", stacklevel=2)
+    chats = tokenized_dataset(bundle.tokenizer, dataset_path, max_length)
     partial = None if path is None else path.with_name(path.name + ".partial")
     acts = compute_activations(bundle, chats, batch_size=batch_size, progress=progress,
                                description=dataset_path.name, partial=partial, partial_key=key)

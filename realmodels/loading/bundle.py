@@ -38,9 +38,9 @@ if TYPE_CHECKING:  # heavy imports, needed only where the weights load
     from sae_lens import SAE
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["BundleSources", "ModelBundle", "ModelSource", "estimate_bundle_memory", "estimate_sources_memory",
-           "load_bundle", "load_model_tokenizer", "load_pretrained", "load_resolved_bundle", "load_tokenizer",
-           "resolve_model_source", "resolve_sources"]
+__all__ = ["BundleSources", "ModelBundle", "ModelSource", "cache_names", "estimate_bundle_memory",
+           "estimate_sources_memory", "load_bundle", "load_model_tokenizer", "load_pretrained", "load_resolved_bundle",
+           "load_tokenizer", "resolve_model_source", "resolve_sources"]
 
 HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -215,6 +215,12 @@ def _model_name(sources: BundleSources) -> str:
     return name if sources.adapter is None else f"{name} + adapter {sources.adapter.path}"
 
 
+def cache_names(sources: BundleSources) -> tuple[str, str, str]:
+    """``(model_name, sae_name, fingerprint)`` of the bundle ``sources`` load (what keys its activation caches),
+    from names and file stats alone."""
+    return _model_name(sources), sources.sae.name, _fingerprint(sources.model, sources.sae, sources.adapter)
+
+
 def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                 sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
                 layer: int, dtype: str = "auto", device_map: DeviceMap = None,
@@ -287,6 +293,7 @@ def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None
     if sources.adapter is not None:
         model = load_adapter(model, sources.adapter, merge=merge_adapter)
     sae = sae.to(compute_device(decoder_layers(model)[layer]))  # offloaded layers sit on "meta"
-    return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name=_model_name(sources),
-                       sae_name=sae_source.name, d_model=config.hidden_size, d_sae=sae.cfg.d_sae,
-                       fingerprint=_fingerprint(model_source, sae_source, sources.adapter), adapter=sources.adapter)
+    model_name, sae_name, fingerprint = cache_names(sources)
+    return ModelBundle(model=model, tokenizer=tokenizer, sae=sae, layer=layer, model_name=model_name,
+                       sae_name=sae_name, d_model=config.hidden_size, d_sae=sae.cfg.d_sae, fingerprint=fingerprint,
+                       adapter=sources.adapter)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from realmodels.data.activations import SampleActivations
+    from realmodels.data.shards import ShardRunner
     from realmodels.loading.bundle import BundleSources, ModelBundle
 
 DEFAULT_MAX_LENGTH = 2048  # tokens per conversation unless --max-length says otherwise (or the context is shorter)
@@ -111,11 +112,16 @@ class Session:
     batch size), so a bad option fails before a command writes anything. ``cache_dir`` holds activation
     caches (keyed by model and adapter, SAE, layer and dataset content), so a rerun or another command on the
     same data reuses them. ``merge_adapter``: the choice's adapter folded into the model's weights (the plain
-    fine-tuned model), else the model is a ``PeftModel`` (``load_resolved_bundle``)."""
+    fine-tuned model), else the model is a ``PeftModel`` (``load_resolved_bundle``).
+
+    ``shard_runner``: datasets' activations are computed by its model workers instead of this process
+    (``realmodels.data.shards``: the same cache files, equal tensors; needs ``cache_dir``, where the shards go);
+    this process then loads the tokenizer only, unless something else needs the model. ``close()`` releases the
+    runner (``close`` if it has one: a Ray pool shuts down)."""
 
     def __init__(self, choice: ModelChoice, *, device_map: str | dict | None = None, batch_size: int = 8,
                  cache_dir: Path | None = None, progress: bool = True, ignore_memory_check: bool = False,
-                 merge_adapter: bool = True):
+                 merge_adapter: bool = True, shard_runner: ShardRunner | None = None):
         self.choice = choice.with_layer()
         self.sources = self.choice.sources()
         self.max_length = self._max_length()
@@ -127,6 +133,9 @@ class Session:
         self.progress = progress
         self.ignore_memory_check = ignore_memory_check
         self.merge_adapter = merge_adapter
+        if shard_runner is not None and cache_dir is None:
+            raise ValueError("a shard runner needs a cache_dir (the shards are written there)")
+        self.shard_runner = shard_runner
         self._activations: dict[str, SampleActivations] = {}
 
     def _max_length(self) -> int:
@@ -155,26 +164,60 @@ class Session:
             for _ in iter_tokenized(self.tokenizer, path, max_length=self.max_length):
                 pass
 
+    @property
+    def offload_folder(self) -> Path | None:
+        return None if self.cache_dir is None else Path(self.cache_dir) / "offload"
+
     @cached_property
     def bundle(self) -> ModelBundle:
         from realmodels.loading.bundle import load_resolved_bundle
 
-        return load_resolved_bundle(self.sources, device_map=self.device_map,
-                                    offload_folder=None if self.cache_dir is None else Path(self.cache_dir) / "offload",
+        return load_resolved_bundle(self.sources, device_map=self.device_map, offload_folder=self.offload_folder,
                                     ignore_memory_check=self.ignore_memory_check, tokenizer=self.tokenizer,
                                     merge_adapter=self.merge_adapter)
 
     def activations(self, path: str | Path) -> SampleActivations:
-        """``SampleActivations`` of a chat JSONL file (memoised per file content)."""
-        from realmodels.data.activations import dataset_activations
+        """``SampleActivations`` of a chat JSONL file (memoised per file content): by this process's model, or by
+        the shard runner's workers."""
         from realmodels.data.jsonl import dataset_hash
 
         key = dataset_hash(path)
         if key not in self._activations:
-            self._activations[key] = dataset_activations(self.bundle, path, batch_size=self.batch_size,
-                                                         cache_dir=self.cache_dir, progress=self.progress,
-                                                         max_length=self.max_length)
+            if self.shard_runner is None:
+                from realmodels.data.activations import dataset_activations
+
+                acts = dataset_activations(self.bundle, path, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                                           progress=self.progress, max_length=self.max_length)
+            else:
+                acts = self._sharded_activations(path)
+            self._activations[key] = acts
         return self._activations[key]
+
+    def _sharded_activations(self, path: str | Path) -> SampleActivations:
+        from realmodels.data.activations import ModelIdentity
+        from realmodels.data.shards import WorkerSpec, sharded_activations
+        from realmodels.loading.bundle import cache_names
+
+        model_name, sae_name, fingerprint = cache_names(self.sources)
+        identity = ModelIdentity(model_name=model_name, sae_name=sae_name, layer=self.sources.layer,
+                                 fingerprint=fingerprint, tokenizer=self.tokenizer)
+        offload = self.offload_folder
+        sources = self.sources  # workers may run in another directory: their paths absolute
+        if sources.chat_template is not None:
+            sources = replace(sources, chat_template=sources.chat_template.resolve())
+        if sources.adapter is not None:
+            sources = replace(sources, adapter=replace(sources.adapter, path=Path(sources.adapter.path).resolve()))
+        spec = WorkerSpec(sources=sources, device_map=self.device_map,
+                          offload_folder=None if offload is None else str(Path(offload).resolve()),
+                          ignore_memory_check=self.ignore_memory_check, merge_adapter=self.merge_adapter)
+        return sharded_activations(identity, path, spec=spec, run_shards=self.shard_runner,
+                                   cache_dir=Path(self.cache_dir), batch_size=self.batch_size,
+                                   max_length=self.max_length, progress=self.progress)
+
+    def close(self) -> None:
+        """Release the shard runner's workers (nothing to do without one)."""
+        if (close := getattr(self.shard_runner, "close", None)) is not None:
+            close()
 
     @cached_property
     def decoder(self) -> Tensor:

@@ -88,6 +88,15 @@ def test_bad_input_is_reported_without_importing_torch(tmp_path, tiny_gemma2_dir
         ["audit", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--data", bad, *common],
         ["geometry", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--k", "0",
          "--domain", f"code={inducing_jsonl},{inducing_jsonl}", *common],
+        # the activation workers' options (Ray is imported only to compute)
+        ["audit", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--data", inducing_jsonl,
+         "--workers", "2", "--num-gpus-per-worker", "-1", *common],
+        ["filter", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--data", inducing_jsonl,
+         "--num-gpus-per-worker", "1", *common],
+        ["geometry", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--workers", "0",
+         "--domain", f"code={inducing_jsonl},{inducing_jsonl}", *common],
+        ["audit", "--model", tiny_gemma2_dir, "--sae", sae, "--layer", "1", "--data", inducing_jsonl,
+         "--ray-address", "head", *common],
         # the fine-tuning, amplification, evaluation and mitigation commands check as cheaply
         ["finetune", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--lr", "0", "--out", tmp_path / "never"],
         ["finetune", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--preset", "em-nonsense"],
