@@ -6,10 +6,11 @@ must outlive a kill (one file per shard, written by the worker that computed it;
 missing ones), and whose batches must be exactly the single-process pass's, which is what makes the merged cache
 equal to the single-process one (``realmodels.data.shards``). Ray Data re-blocks its input and streams rows to
 its own sinks, so keeping our batch composition and per-shard files would mean fighting it, and it needs pyarrow
-on every node. Here each actor loads the model + SAE once (at its first shard) and the driver hands out one
-shard at a time to whichever actor is free, so long and short shards balance.
+on every node. Here each actor loads the model + SAE once — as soon as the pool starts, while this process
+tokenises the dataset (``start``) — and the driver hands out one shard at a time to whichever actor is free, so
+long and short shards balance.
 
-Where: no address — a local Ray started when the first dataset needs computing, with ``workers × threads`` CPUs
+Where: no address — a local Ray started when the first dataset's cache is missing, with ``workers × threads`` CPUs
 (``cli.jobs`` starts and joins Ray the same way), shut down by ``close`` (the command's end, also on an error or
 Ctrl-C); an address — that cluster, ``workers`` actors. Each actor takes ``threads`` CPUs (torch threads) and
 ``num_gpus_per_worker`` GPUs (Ray gives each its own CUDA_VISIBLE_DEVICES; without a --device-map a GPU worker
@@ -60,16 +61,26 @@ class ShardActor:
     def __init__(self, spec: WorkerSpec, threads: int):
         self.spec, self.threads, self.worker = spec, threads, None
 
-    def compute(self, job: ShardJob) -> dict | None:
+    def load(self) -> None:
+        """Load the model now (ahead of the first shard); a failure is left for ``compute`` to report."""
+        try:
+            self._worker()
+        except Exception:  # noqa: BLE001 - compute retries and reports it, naming the shard
+            pass
+
+    def _worker(self):
         import torch
 
         from realmodels.data.shards import ShardWorker
 
         torch.set_num_threads(self.threads)
+        if self.worker is None:
+            self.worker = ShardWorker(self.spec)
+        return self.worker
+
+    def compute(self, job: ShardJob) -> dict | None:
         try:
-            if self.worker is None:
-                self.worker = ShardWorker(self.spec)
-            self.worker.compute(job)
+            self._worker().compute(job)
         except Exception as exc:  # noqa: BLE001 - reported by the driver, naming the shard
             return {"error": _one_line(exc), "traceback": traceback.format_exc()}
         return None
@@ -89,6 +100,11 @@ class ActivationPool:
         self._kind: str | None = None  # how Ray was joined (cli.jobs._connect), once it is
         self._actors: list[Any] = []
         self._spec: WorkerSpec | None = None
+
+    def start(self, spec: WorkerSpec) -> None:
+        """Start Ray and the actors for ``spec`` and have them load the model, without waiting."""
+        for actor in self._start(spec):
+            actor.load.remote()
 
     def __call__(self, spec: WorkerSpec, jobs: list[ShardJob], on_done: Callable[[ShardJob], None]) -> None:
         if not jobs:
@@ -126,7 +142,7 @@ class ActivationPool:
     def _start(self, spec: WorkerSpec) -> list[Any]:
         """The actors for ``spec`` (started on the first call; Ray joined or started then)."""
         if self._actors and spec == self._spec:
-            return self._actors
+            return self._actors  # loaded already, or loading
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats prompt or upload
         import ray
 

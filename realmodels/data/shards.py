@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import torch
+from torch import Tensor
 
 from realmodels.data.activations import (ModelIdentity, SampleActivations, cache_file, cache_key, compute_activations,
                                          length_order, load_cached, progress_bar, save_cached, tokenized_dataset)
@@ -58,20 +59,37 @@ class WorkerSpec:
 @dataclass(frozen=True)
 class ShardJob:
     """One shard: the conversations at positions ``lo..hi-1`` of the length order (``samples``: their indices in
-    the file), computed in batches of ``batch_size`` into ``path`` (tagged with the dataset's cache ``key``)."""
+    the file), computed in batches of ``batch_size`` into ``path`` (tagged with the dataset's cache ``key``). The
+    conversations travel packed — ``input_ids`` and ``assistant_mask`` concatenated, ``lengths`` — since pickling
+    thousands of small tensors costs more than computing them on a small model."""
 
     name: str
     path: str
     samples: list[int]
-    chats: list[TokenizedChat]
     batch_size: int
     key: dict
+    input_ids: Tensor
+    assistant_mask: Tensor
+    lengths: list[int]
+
+    @classmethod
+    def of(cls, name: str, path: str, samples: list[int], chats: list[TokenizedChat], batch_size: int,
+           key: dict) -> ShardJob:
+        return cls(name=name, path=path, samples=samples, batch_size=batch_size, key=key,
+                   input_ids=torch.cat([chat.input_ids for chat in chats]),
+                   assistant_mask=torch.cat([chat.assistant_mask for chat in chats]),
+                   lengths=[len(chat.input_ids) for chat in chats])
+
+    def chats(self) -> list[TokenizedChat]:
+        return [TokenizedChat(ids, mask) for ids, mask in zip(self.input_ids.split(self.lengths),
+                                                              self.assistant_mask.split(self.lengths))]
 
 
 class ShardRunner(Protocol):
     def __call__(self, spec: WorkerSpec, jobs: list[ShardJob], on_done: Callable[[ShardJob], None]) -> None:
         """Compute every job (``ShardWorker.compute`` on workers loading ``spec``), calling ``on_done`` after each;
-        a job that fails raises once the jobs already running have finished (their files stay)."""
+        a job that fails raises once the jobs already running have finished (their files stay). A runner may
+        also have ``start(spec)``: called before the dataset is tokenised, so its workers load meanwhile."""
 
 
 class ShardWorker:
@@ -87,7 +105,7 @@ class ShardWorker:
 
     def compute(self, job: ShardJob) -> None:
         """Write the shard's activations to ``job.path`` (atomically)."""
-        acts = compute_activations(self.bundle, job.chats, batch_size=job.batch_size, progress=False)
+        acts = compute_activations(self.bundle, job.chats(), batch_size=job.batch_size, progress=False)
         save_torch(Path(job.path), {"key": job.key, "samples": torch.tensor(job.samples, dtype=torch.long),
                                     "residual_mean": acts.residual_mean, "indices": acts.feature_acts.indices(),
                                     "values": acts.feature_acts.values(), "d_sae": int(acts.feature_acts.shape[1])})
@@ -152,14 +170,16 @@ def sharded_activations(identity: ModelIdentity, dataset_path: str | Path, *, sp
     path = cache_file(cache_dir, key)
     if (cached := load_cached(path, key)) is not None:
         return cached
+    if (start := getattr(run_shards, "start", None)) is not None:
+        start(spec)  # the workers load the model while this process tokenises
     chats = tokenized_dataset(identity.tokenizer, dataset_path, max_length)
     plan = plan_shards(chats, batch_size, shard_batches)
     directory = shard_dir(path, batch_size)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in [*directory.glob(".*"), *directory.glob("*.error.txt")]:  # temp files of killed writes, old errors
         stale.unlink(missing_ok=True)
-    jobs = [ShardJob(name=name, path=str((directory / f"{name}.pt").resolve()), samples=samples,
-                     chats=[chats[i] for i in samples], batch_size=batch_size, key=key)
+    jobs = [ShardJob.of(name, str((directory / f"{name}.pt").resolve()), samples, [chats[i] for i in samples],
+                        batch_size, key)
             for name, samples in plan if not (directory / f"{name}.pt").is_file()]
     if jobs:
         tokens, started = 0, time.perf_counter()
@@ -169,7 +189,7 @@ def sharded_activations(identity: ModelIdentity, dataset_path: str | Path, *, sp
 
             def on_done(job: ShardJob) -> None:
                 nonlocal tokens
-                tokens += sum(len(chat.input_ids) for chat in job.chats)
+                tokens += sum(job.lengths)
                 bar.update(task, advance=len(job.samples), tokens_per_s=tokens / (time.perf_counter() - started))
 
             run_shards(spec, jobs, on_done)

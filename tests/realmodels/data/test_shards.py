@@ -134,7 +134,9 @@ def test_a_failing_shard_on_ray_is_one_line_and_the_rerun_computes_only_it(tmp_p
     [directory] = cache.glob("*.shards")
     for shard in directory.glob("*.pt"):
         shard.unlink()
-    (directory / "000002-000004.pt").mkdir()  # the worker's rename onto it fails: that shard alone
+    # the worker's rename onto it fails: that shard alone (the last one, so it starts after the other two: a
+    # failure stops new shards from starting)
+    (directory / "000004-000006.pt").mkdir()
     pool = RecordingPool(workers=2)
     session = _session(llama, cache, pool)
     try:
@@ -145,15 +147,15 @@ def test_a_failing_shard_on_ray_is_one_line_and_the_rerun_computes_only_it(tmp_p
             code = exc.code
         err = capsys.readouterr().err
         assert_one_line_error(code, err)
-        assert "activation shard 000002-000004 failed: IsADirectoryError" in err, err
+        assert "activation shard 000004-000006 failed: IsADirectoryError" in err, err
         assert sorted(p.name for p in directory.glob("*.pt") if p.is_file()) == ["000000-000002.pt",
-                                                                                 "000004-000006.pt"]
-        assert "Traceback" in (directory / "000002-000004.error.txt").read_text()
-        (directory / "000002-000004.pt").rmdir()
+                                                                                 "000002-000004.pt"]
+        assert "Traceback" in (directory / "000004-000006.error.txt").read_text()
+        (directory / "000004-000006.pt").rmdir()
         merged = session.activations(inducing_jsonl)  # the same Ray, the same actors
     finally:
         session.close()
-    assert pool.calls == [["000000-000002", "000002-000004", "000004-000006"], ["000002-000004"]]
+    assert pool.calls == [["000000-000002", "000002-000004", "000004-000006"], ["000004-000006"]]
     assert not wait_for_no_new_ray_processes(before), "Ray processes outlived the session"
     assert not directory.exists()
     assert_equal(merged, _session(llama, tmp_path / "single").activations(inducing_jsonl))
