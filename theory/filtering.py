@@ -30,8 +30,13 @@ def sample_scores(representations: Tensor, toxic_directions: Tensor, *, reduce: 
     if representations.shape[-1] != toxic_directions.shape[-1]:
         raise InputError(f"representations have d={representations.shape[-1]} but toxic directions have "
                          f"d={toxic_directions.shape[-1]}")
-    sims = cosine_similarity(representations, toxic_directions)
-    return sims.max(dim=1).values if reduce == "max" else sims.mean(dim=1)
+    dtype = torch.promote_types(torch.promote_types(representations.dtype, toxic_directions.dtype), torch.float32)
+    # in float64, rounded back: a BLAS that splits the d-sum across threads (seen on this project's 2-core machines for
+    # (6, 64) x (64, 20)) changes float32 sums in the last bit, which the float64 sums hide once rounded, so the
+    # scores (and the removal ranking) do not depend on the thread count
+    sims = cosine_similarity(representations.double(), toxic_directions.double())
+    scores = sims.max(dim=1).values if reduce == "max" else sims.mean(dim=1)
+    return scores.to(dtype)
 
 
 def feature_axis_scores(feature_acts: Tensor, toxic_features, *, reduce: Literal["max", "mean"] = "max",
