@@ -61,7 +61,7 @@ def ray_processes() -> set[int]:
     return found
 
 
-def wait_for_no_new_ray_processes(before: set[int], timeout: float = 20.0) -> set[int]:
+def wait_for_no_new_ray_processes(before: set[int], timeout: float = 60.0) -> set[int]:
     """Ray processes started since ``before`` that are still alive after ``timeout`` s (empty: all ended)."""
     import time
 
