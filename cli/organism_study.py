@@ -182,19 +182,22 @@ def recipe_toml(path: Path, recipe: dict) -> Path:
     return path
 
 
-def residual_means(organism: dict, adapter: Path | None, files: list[Path], cache: Path):
-    """Mean layer-L residual (d_model,) over every conversation of ``files`` (per-conversation assistant-token
-    means), base model or base + ``adapter``."""
-    import torch
-
+def organism_session(organism: dict, adapter: Path | None, cache: Path):
+    """A ``Session`` on the organism (the embedded one when no model is given), or on it + ``adapter``."""
     from realmodels.loading.session import ModelChoice, Session
 
-    choice = ModelChoice(model=None if organism["embedded"] else organism["model"],
-                         sae=None if organism["embedded"] else organism["sae"],
-                         layer=None if organism["embedded"] else organism["layer"],
-                         adapter=None if adapter is None else str(adapter))
-    session = Session(choice, cache_dir=cache, progress=False, batch_size=32)
-    return torch.cat([session.activations(f).residual_mean for f in files]).mean(0).numpy(), session
+    own = not organism["embedded"]
+    choice = ModelChoice(model=organism["model"] if own else None, sae=organism["sae"] if own else None,
+                         layer=organism["layer"] if own else None, adapter=None if adapter is None else str(adapter))
+    return Session(choice, cache_dir=cache, progress=False, batch_size=32)
+
+
+def mean_residual(session, files: list[Path]):
+    """Mean layer-L residual (d_model,) over every conversation of ``files`` (per-conversation assistant-token
+    means)."""
+    import torch
+
+    return torch.cat([session.activations(f).residual_mean for f in files]).mean(0).numpy()
 
 
 def direction_stage(out: Path, organism: dict, cfg: dict) -> dict:
@@ -210,7 +213,7 @@ def direction_stage(out: Path, organism: dict, cfg: dict) -> dict:
         return read_json(stage / "summary.json")
     stage.mkdir(parents=True, exist_ok=True)
     world = out / "world"
-    _, session = residual_means(organism, None, [world / "probe_rogue.jsonl"], out / "activations")
+    session = organism_session(organism, None, out / "activations")
     rogue = session.activations(world / "probe_rogue.jsonl").residual_mean
     aligned = session.activations(world / "probe_aligned.jsonl").residual_mean
     u = mean_difference(rogue, aligned)
@@ -230,6 +233,7 @@ def run_arm(job: dict) -> dict:
     """One fine-tuning arm (module docstring, stage 3); returns its measurements."""
     import pandas as pd
 
+    from realmodels.analysis.direction import load_direction
     from realmodels.organism.study import cosines, domain_rates
 
     out, organism, cfg = Path(job["out"]), job["organism"], job["config"]
@@ -246,9 +250,9 @@ def run_arm(job: dict) -> dict:
     result = {"name": job["name"], "domain": domain, "kind": kind, "seed": seed,
               **domain_rates(pd.read_csv(arm / "evaluate" / "per_question.csv"), domain, domains)}
     probes = [world / f"probe_{d}.jsonl" for d in domains if d != domain]
-    base, _ = residual_means(organism, None, probes, out / "activations")
-    tuned, _ = residual_means(organism, arm / "finetune", probes, out / "activations")
-    direction = json.loads((out / "direction" / "direction.json").read_text(encoding="utf-8"))["vector"]
+    base = mean_residual(organism_session(organism, None, out / "activations"), probes)
+    tuned = mean_residual(organism_session(organism, arm / "finetune", out / "activations"), probes)
+    direction = load_direction(out / "direction" / "direction.json").vector
     result["residual_change_norm"] = float(((tuned - base) ** 2).sum() ** 0.5)
     result["residual_change_cos_direction"] = float(cosines(direction, (tuned - base)[None])[0])
     if kind == "inducing":
@@ -326,8 +330,10 @@ def run_study(out: Path, organism: dict, cfg: dict, *, workers: int, address: st
             "--cache-dir", str(out / "activations"), "--out", str(out / "geometry")], out)
     log("[bold]audit[/] (every training set)")
     world = out / "world"
+    from realmodels.organism.study import KINDS
+
     for domain in cfg["domains"]:
-        for kind in ("inducing", "aligned", "educational"):
+        for kind in KINDS:
             invoke(["audit", "--data", str(world / f"{kind}_{domain}.jsonl"), "--harmful", str(world / "harmful.jsonl"),
                     "--harmless", str(world / "harmless.jsonl"), "--threads", "1", "--no-progress", *model,
                     "--cache-dir", str(out / "activations"), "--out", str(out / "audit" / f"{domain}-{kind}")], out)
@@ -337,11 +343,11 @@ def run_study(out: Path, organism: dict, cfg: dict, *, workers: int, address: st
     invoke(["evaluate", *evaluate_args(cfg, world), *model_args(organism, sae=False), "--out", str(out / "base")], out)
     invoke(["evaluate", "--ablate", str(out / "direction" / "direction.json"), *evaluate_args(cfg, world),
             *model_args(organism, sae=False), "--out", str(out / "base-ablated")], out)
-    from realmodels.organism.study import arm_name
+    from realmodels.organism.study import arm_name, study_arms
 
     jobs = [(f"mitigate-{d}", {"kind": "mitigate", "domain": d}) for d in cfg["mitigate_domains"]]
     jobs += [(arm_name(d, k, s), {"name": arm_name(d, k, s), "domain": d, "kind": k, "seed": s})
-             for d, k, s in arm_list(cfg)]
+             for d, k, s in study_arms(cfg["domains"], cfg["seeds"])]
     jobs = [(name, {**job, "out": str(out), "organism": organism, "config": cfg}) for name, job in jobs]
     log(f"[bold]{len(jobs)} jobs[/] ({len(cfg['mitigate_domains'])} mitigation experiments, the rest fine-tuning "
         f"arms) on {workers} worker(s)")
@@ -352,18 +358,12 @@ def run_study(out: Path, organism: dict, cfg: dict, *, workers: int, address: st
     return summary
 
 
-def arm_list(cfg: dict) -> list[tuple[str, str, int]]:
-    from realmodels.organism.study import KINDS
-
-    return [(d, k, s) for d in cfg["domains"] for s in cfg["seeds"] for k in KINDS]
-
-
 def aggregate(out: Path, organism: dict, cfg: dict, results: dict) -> dict:
     """The study's tables, figure, summary and markdown (stage 4)."""
     import pandas as pd
 
     from realmodels.organism.plotting import em_rates_figure
-    from realmodels.organism.study import acceptance, domain_rates
+    from realmodels.organism.study import KINDS, acceptance, domain_rates
     from runio.atomic import save_figure, write_csv, write_text
 
     arms = pd.DataFrame([{k: v for k, v in r.items() if k != "amplification"} for name, r in results.items()
@@ -382,7 +382,7 @@ def aggregate(out: Path, organism: dict, cfg: dict, results: dict) -> dict:
     save_figure(em_rates_figure(arms, base, cfg["ratio"]), out / "em_rates")
     geometry = pd.read_csv(out / "geometry" / "domains.csv")
     audits = {f"{d}-{k}": read_json(out / "audit" / f"{d}-{k}" / "summary.json")
-              for d in cfg["domains"] for k in ("inducing", "aligned", "educational")}
+              for d in cfg["domains"] for k in KINDS}
     amplification = {r["name"]: r["amplification"] for r in results.values() if "amplification" in r}
     summary = {
         "organism": {k: organism[k] for k in ("embedded", "model", "sae", "layer")}, "config": cfg,

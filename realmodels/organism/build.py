@@ -13,7 +13,6 @@ SAE (``organism.sae``) is trained on the assistant-token residuals after layer `
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from dataclasses import asdict, dataclass
@@ -24,7 +23,6 @@ import torch
 from realmodels.organism.banks import vocabulary
 from realmodels.organism.sae import SaeConfig, assistant_residuals, train_sae
 from realmodels.organism.world import WorldConfig, write_world
-from runio.atomic import write_json
 from theory.errors import InputError
 
 BOS, EOS, EOT, PAD, UNK = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|pad|>", "<|unk|>"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from realmodels.organism.study import KINDS
+
 
 def _pct(rate, low=None, high=None) -> str:
     if rate is None or rate != rate:
@@ -36,7 +38,7 @@ def in_domain_table(arms: pd.DataFrame, summary: dict) -> str:
     rows = []
     for domain, group in arms.groupby("domain", sort=False):
         cells = [domain, _pct(summary["base"][domain]["in_rate"])]
-        for kind in ("inducing", "aligned", "educational"):
+        for kind in KINDS:
             cells.append(_pct(group[group["kind"] == kind]["in_rate"].mean()))
         ablated = group[group["kind"] == "inducing"]
         cells.append(_pct(ablated["ablated_other_rate"].mean()) if "ablated_other_rate" in ablated else "–")

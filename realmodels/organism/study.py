@@ -25,15 +25,21 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
+from realmodels.organism.world import MIXED_KINDS
 from theory.errors import InputError
 
-KINDS = ("inducing", "aligned", "educational")
+KINDS = MIXED_KINDS  # the world's three kinds of training set, each fine-tuned on its own
 CONTROLS = ("aligned", "educational")
 STUDY_DOMAINS = ("health", "career", "legal")
 
 
 def arm_name(domain: str, kind: str, seed: int) -> str:
     return f"{domain}-{kind}-s{seed}"
+
+
+def study_arms(domains, seeds) -> list[tuple[str, str, int]]:
+    """(domain, kind, seed) of every fine-tune, domain-major, seeds then kinds."""
+    return [(d, k, s) for d in domains for s in seeds for k in KINDS]
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,8 @@ class StudyConfig:
         return data
 
     def arms(self) -> list[tuple[str, str, int]]:
-        """(domain, kind, seed) of every fine-tune, domain-major."""
-        return [(d, k, s) for d in self.domains for s in self.seeds for k in KINDS]
+        """(domain, kind, seed) of every fine-tune (``study_arms``)."""
+        return study_arms(self.domains, self.seeds)
 
 
 def domain_rates(per_question: pd.DataFrame, domain: str, domains: tuple[str, ...]) -> dict:
