@@ -237,9 +237,11 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
                     outcome_of(*event)
             if not pending:
                 if here_running:
-                    time.sleep(0.02)
+                    time.sleep(0.05)
                 continue
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.02 if here_running else None)
+            # a Ray job's end wakes this at once; a job run here is only counted (it takes the next job itself),
+            # so a quarter second late is fine, and polling 50 times a second cost 2% of a core
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.25 if here_running else None)
             for ref in ready:
                 name = pending.pop(ref)
                 try:
