@@ -105,11 +105,7 @@ def amplification(
     control_path = dataset_file(control, "--control") if control is not None else harmless_path
     selection = resolve_config(SelectionConfig, None, {"k": k, "harmful_k": harmful_k, "criterion": criterion},
                                prefix="selection.")
-    opts = UnmergedModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype,
-                                device_map=device_map, batch_size=batch_size, cache_dir=cache_dir,
-                                chat_template=chat_template, max_length=max_length,
-                                ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                                adapter=adapter)
+    opts = UnmergedModelOptions.from_command(locals(), adapter=adapter)
     run_config = {"data": {"probe": dataset_entry(probe_path), "train": dataset_entry(data_path),
                            "control": dataset_entry(control_path), "harmful": dataset_entry(harmful_path),
                            "harmless": dataset_entry(harmless_path)},

@@ -97,11 +97,8 @@ def geometry(
     study_flags = {"proximity": proximity, "proximity_k": proximity_k, "alternative": alternative,
                    "n_permutations": n_permutations, "n_bootstrap": n_bootstrap, "n_null": n_null, "seed": seed}
     study = resolve_config(StudyConfig, None, study_flags, base=file_cfg.get("study", {}), prefix="study.")
-    opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
-                        batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                        adapter=adapter, workers=workers, ray_address=ray_address,
-                        num_gpus_per_worker=num_gpus_per_worker)
+    opts = ModelOptions.from_command(locals(), adapter=adapter, workers=workers, ray_address=ray_address,
+                                     num_gpus_per_worker=num_gpus_per_worker)
     run_config = {
         "data": {"harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path),
                  "domains": {d.name: {"inducing": dataset_entry(d.inducing), "control": dataset_entry(d.control)}
@@ -157,11 +154,8 @@ def filter_(
     filt = FilterConfig(fraction=fraction, reduce=reduce, representation=representation, random=random, seed=seed)
     selection = _selection_config({}, k=None, harmful_k=harmful_k, criterion=criterion,
                                   selection_fraction=selection_fraction, seed=seed)
-    opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
-                        batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                        adapter=adapter, workers=workers, ray_address=ray_address,
-                        num_gpus_per_worker=num_gpus_per_worker)
+    opts = ModelOptions.from_command(locals(), adapter=adapter, workers=workers, ray_address=ray_address,
+                                     num_gpus_per_worker=num_gpus_per_worker)
     run_filter(opts, data_path, harmful_path, harmless_path, filt, selection)
 
 
@@ -198,11 +192,8 @@ def audit(
     selection = _selection_config({}, k=k, harmful_k=harmful_k, criterion=criterion,
                                   selection_fraction=selection_fraction, seed=seed)
     cfg = resolve_config(AuditConfig, None, {"weighting": weighting, "n_null": n_null, "seed": seed})
-    opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
-                        batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress,
-                        adapter=adapter, workers=workers, ray_address=ray_address,
-                        num_gpus_per_worker=num_gpus_per_worker)
+    opts = ModelOptions.from_command(locals(), adapter=adapter, workers=workers, ray_address=ray_address,
+                                     num_gpus_per_worker=num_gpus_per_worker)
     run_config = {"data": {"train": dataset_entry(data_path), "control": dataset_entry(control_path),
                            "harmful": dataset_entry(harmful_path), "harmless": dataset_entry(harmless_path)},
                   "selection": asdict(selection), "audit": asdict(cfg)}

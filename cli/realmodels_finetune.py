@@ -151,9 +151,7 @@ def finetune(
     elif harmful is not None or harmless is not None or control is not None:
         raise InputError("--harmful, --harmless and --control are used by --monitor or --guard only")
 
-    opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
-                        batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=out, progress=progress)
+    opts = ModelOptions.from_command(locals())
     path = out or default_run_dir(prefix="finetune-")
     from realmodels.finetune.source import TrainingModel
 

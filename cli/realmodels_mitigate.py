@@ -142,9 +142,7 @@ def mitigate(
     generation = GenerationConfig(temperature=temperature, max_new_tokens=max_new_tokens,
                                   batch_size=generate_batch_size, seed=seed)
     path = out or default_run_dir(prefix="mitigate-")
-    opts = ModelOptions(checkpoint=checkpoint, model=model, sae=sae, layer=layer, dtype=dtype, device_map=device_map,
-                        batch_size=batch_size, cache_dir=cache_dir, chat_template=chat_template, max_length=max_length,
-                        ignore_memory_check=ignore_memory_check, threads=threads, out=None, progress=progress)
+    opts = ModelOptions.from_command(locals(), out=None)
     if needs_sae:
         opts.session(path)  # the model, SAE and layer are checked here, nothing loads
     judge_instance = judge_choice.build(path / "judge_cache", on_error)

@@ -60,6 +60,16 @@ class ModelOptions:
     ray_address: str | None = None
     num_gpus_per_worker: float = 0.0
 
+    # the options every model command takes, under the same parameter names (``from_command`` copies them)
+    COMMON = ("checkpoint", "model", "sae", "layer", "dtype", "device_map", "batch_size", "cache_dir",
+              "chat_template", "max_length", "ignore_memory_check", "threads", "out", "progress")
+
+    @classmethod
+    def from_command(cls, params: dict, **rest):
+        """The options from a command's parameters: the ``COMMON`` ones taken from ``params`` (the command's
+        ``locals()``) by name, the others (adapter, workers, ...) and any override passed as ``rest``."""
+        return cls(**{**{name: params[name] for name in cls.COMMON}, **rest})
+
     def __post_init__(self):
         check_threads(self.threads)  # before any heavy import, with the other option checks
         check_workers(self.workers)
