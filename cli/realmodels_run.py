@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from cli.activation_pool import check_gpus
 from cli.jobs import check_address, check_workers
@@ -60,15 +60,13 @@ class ModelOptions:
     ray_address: str | None = None
     num_gpus_per_worker: float = 0.0
 
-    # the options every model command takes, under the same parameter names (``from_command`` copies them)
-    COMMON = ("checkpoint", "model", "sae", "layer", "dtype", "device_map", "batch_size", "cache_dir",
-              "chat_template", "max_length", "ignore_memory_check", "threads", "out", "progress")
-
     @classmethod
-    def from_command(cls, params: dict, **rest):
-        """The options from a command's parameters: the ``COMMON`` ones taken from ``params`` (the command's
-        ``locals()``) by name, the others (adapter, workers, ...) and any override passed as ``rest``."""
-        return cls(**{**{name: params[name] for name in cls.COMMON}, **rest})
+    def from_command(cls, params: dict, **rest) -> Self:
+        """The options from a command's parameters: the fields without a default (every model command has them,
+        under these names) taken from ``params`` (the command's ``locals()``) by name; the others (adapter,
+        workers, ...) and any override passed as ``rest``."""
+        common = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        return cls(**{**{name: params[name] for name in common}, **rest})
 
     def __post_init__(self):
         check_threads(self.threads)  # before any heavy import, with the other option checks
