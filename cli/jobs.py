@@ -29,7 +29,6 @@ import logging
 import os
 import re
 import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -229,15 +228,15 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
             submit()
         here_running = local_thread is not None
         while pending or here_running:
-            while not events.empty():
+            # what the thread here reports; with no Ray job left (none is submitted but on a Ray job's end) this
+            # blocks until that thread ends
+            while here_running and (not pending or not events.empty()):
                 event = events.get()
                 if event is None:
                     here_running = False
                 else:
                     outcome_of(*event)
             if not pending:
-                if here_running:
-                    time.sleep(0.05)
                 continue
             # a Ray job's end wakes this at once; a job run here is only counted (it takes the next job itself),
             # so a quarter second late is fine, and polling 50 times a second cost 2% of a core
