@@ -25,13 +25,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from transformers import Trainer
-
 from realmodels.data.activations import pad_right
 from realmodels.data.chat import TokenizedChat
 from realmodels.data.residual import residual_stream
 from realmodels.finetune.config import GuardConfig
 from realmodels.finetune.data import IGNORE_INDEX
+from realmodels.finetune.trainer import RunTrainer
 from realmodels.loading.bundle import ModelBundle
 from realmodels.loading.placement import decoder_layers, input_device
 from theory.regularise import span_basis, squared_growth
@@ -95,8 +94,8 @@ def guard_cache(bundle: ModelBundle, state: GuardState, chats: list[TokenizedCha
     return {PRE: pre, COORDS: coords}
 
 
-class GuardedTrainer(Trainer):
-    """``Trainer`` whose loss carries the guard (set ``guard`` before training); batches carry the cached
+class GuardedTrainer(RunTrainer):
+    """``RunTrainer`` (atomic checkpoints, stop on divergence) whose loss carries the guard (set ``guard`` before training); batches carry the cached
     ``guard_pre`` / ``guard_coords`` (``guard_cache``, padded by ``PadCollator``)."""
 
     guard: GuardState | None = None

@@ -4,13 +4,16 @@ configs) with the recipe's ``TrainingArguments``, a rich progress bar, ``train_l
 monitor's and the guard's callbacks.
 
 Run directory (``out``): ``checkpoints/checkpoint-N`` (Trainer's: adapter or weights, optimiser, scheduler,
-RNG states, trainer_state.json), ``train_log.csv`` (step, epoch, loss, task_loss and guard_penalty — equal to
+RNG states, trainer_state.json; written into a staging directory and renamed into place when complete,
+``realmodels.finetune.checkpoints``), ``train_log.csv`` (step, epoch, loss, task_loss and guard_penalty — equal to
 loss and empty without the guard —, lr, grad_norm, tokens, tokens_per_s),
 and at the end ``adapter/`` (peft's ``save_pretrained``: loadable by ``PeftModel.from_pretrained``) or, for
 full fine-tuning, ``model/`` (``save_pretrained`` of the model and its tokenizer). A killed run resumes from
-its last checkpoint (``resume_from_checkpoint``: the optimiser, scheduler, RNG and data order are restored and
-the batches already seen are skipped), and the log rows written after that checkpoint are dropped and
-re-logged, so a resumed run's log and adapter equal an uninterrupted run's (on CPU, bit for bit)."""
+its last complete checkpoint (an incomplete or damaged one is skipped with a warning; ``resume_from_checkpoint``:
+the optimiser, scheduler, RNG and data order are restored and the batches already seen are skipped), and the log rows written after that checkpoint are dropped and
+re-logged, so a resumed run's log and adapter equal an uninterrupted run's (on CPU, bit for bit). A run that
+diverges (a non-finite loss, gradient norm or weight: ``realmodels.finetune.trainer``) stops with one line and
+saves nothing for the diverged step."""
 
 from __future__ import annotations
 
@@ -25,11 +28,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 
 from realmodels.finetune.config import FinetuneConfig
+from realmodels.finetune.checkpoints import checkpoint_step, clear_staging, usable_checkpoint
 from realmodels.finetune.data import PadCollator, SftDataset
+from realmodels.finetune.trainer import FiniteWeights, RunTrainer
 from realmodels.loading.adapters import RUN_ADAPTER, RUN_FULL_MODEL
 from runio.atomic import write_csv
 
@@ -142,21 +146,22 @@ def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: Finetune
     is the guarded one."""
     out = Path(out)
     checkpoints = out / CHECKPOINTS
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    clear_staging(checkpoints)
+    last = usable_checkpoint(checkpoints)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     log = TrainLog(out / TRAIN_LOG)
-    trainer_class = Trainer
+    trainer_class = RunTrainer
     if guard is not None:
         from realmodels.finetune.guard import GuardedTrainer
 
         trainer_class = GuardedTrainer
     trainer = trainer_class(model=model, args=training_arguments(cfg, checkpoints, use_cpu=use_cpu),
                             train_dataset=dataset, data_collator=PadCollator(pad_id),
-                            callbacks=[log, RichProgress(progress), *callbacks])
+                            callbacks=[FiniteWeights(), log, RichProgress(progress), *callbacks])
     trainer.remove_callback(PrinterCallback)  # the log dicts go to train_log.csv and the progress bar
     if guard is not None:
         trainer.guard = guard
-    trainer.train(resume_from_checkpoint=last)
+    trainer.train(resume_from_checkpoint=None if last is None else str(last))
     state = trainer.state
     is_peft = hasattr(model, "peft_config")
     output = out / (RUN_ADAPTER if is_peft else RUN_FULL_MODEL)
@@ -169,6 +174,6 @@ def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: Finetune
     _save_atomically(save, output)
     losses = [row["task_loss"] for row in log.rows if pd.notna(row["task_loss"])]
     return TrainResult(steps=state.global_step, max_steps=state.max_steps,
-                       resumed_from=None if last is None else int(Path(last).name.rpartition("-")[2]),
+                       resumed_from=None if last is None else checkpoint_step(last),
                        stopped_early=state.global_step < state.max_steps,
                        final_loss=float(losses[-1]) if losses else None, output=output)
