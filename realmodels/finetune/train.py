@@ -161,7 +161,12 @@ def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: Finetune
     trainer.remove_callback(PrinterCallback)  # the log dicts go to train_log.csv and the progress bar
     if guard is not None:
         trainer.guard = guard
-    trainer.train(resume_from_checkpoint=None if last is None else str(last))
+    try:
+        trainer.train(resume_from_checkpoint=None if last is None else str(last))
+    except BaseException:
+        if checkpoints.is_dir() and not any(checkpoints.iterdir()):
+            checkpoints.rmdir()  # nothing saved: the run directory holds no partial result
+        raise
     state = trainer.state
     is_peft = hasattr(model, "peft_config")
     output = out / (RUN_ADAPTER if is_peft else RUN_FULL_MODEL)

@@ -218,6 +218,8 @@ def _error_line(code: int, err: str) -> str:
 
 @pytest.mark.parametrize("flag", [["--alpha", "1e308"], ["--lr", "1e30"]])
 def test_a_diverging_run_stops_with_one_line_and_no_result(tmp_path, capsys, tiny_llama_dir, inducing_jsonl, flag):
+    """Non-finite at step 1 (alpha) or after a finite first step (lr): no checkpoint of diverged weights, no
+    adapter or summary; a run that saved nothing leaves its --out free for the smaller value the error suggests."""
     out = tmp_path / "run"
     args = ["finetune", "--data", inducing_jsonl, "--model", tiny_llama_dir, "--max-steps", "4", "--save-steps",
             "1", *TINY, *flag, "--out", out]
@@ -230,6 +232,10 @@ def test_a_diverging_run_stops_with_one_line_and_no_result(tmp_path, capsys, tin
     assert all(checkpoint_problem(c) is None for c in saved), "no checkpoint of diverged weights"
     code, _, err = rm(capsys, args)
     _error_line(code, err)
+    if not saved:
+        smaller = [a if a != flag[1] else "16" for a in args]
+        code, _, err = rm(capsys, smaller)
+        assert code == 0 and (out / "adapter").is_dir(), err
 
 
 def test_non_finite_weights_stop_training_naming_the_step():

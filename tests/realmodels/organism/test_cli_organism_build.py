@@ -76,3 +76,59 @@ def test_build_bad_input(tmp_path, capsys, extra, match):
 
 def test_assert_bad_is_usable_for_the_organism_command(tmp_path, capsys):
     assert_bad(capsys, tmp_path, ["organism", "build", *TINY, "--heads", "3"], "not a multiple of n_heads")
+
+
+def _without_loading_bar(err: str) -> str:
+    """stderr without transformers' weight-loading bar (shown even with --no-progress)."""
+    return "\n".join(line for line in err.splitlines() if "Loading weights" not in line)
+
+
+def test_build_survives_a_full_disk_and_skips_a_damaged_checkpoint(tmp_path, capsys, monkeypatch):
+    """Issue 19: the disk fills while checkpoint-4 is written (one line; checkpoint-2 intact), and a build whose
+    last checkpoint is damaged resumes from the one before with a warning; both end with the uninterrupted
+    build's weights."""
+    import shutil
+
+    import torch
+
+    full, filled, damaged = tmp_path / "full", tmp_path / "filled", tmp_path / "damaged"
+    code, _, err = rm(capsys, ["organism", "build", *TINY, "--out", full])
+    assert code == 0, err
+    real_save = torch.save
+
+    def full_disk(obj, f, *args, **kwargs):
+        if "checkpoint-4" in str(f) and str(f).endswith("scheduler.pt"):
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code, _, err = rm(capsys, ["organism", "build", *TINY, "--out", filled])
+    assert_one_line_error(code, _without_loading_bar(err))
+    assert "checkpoint-4" in err and "disk is probably full" in err
+    assert sorted(p.name for p in (filled / "checkpoints").iterdir()) == ["checkpoint-2"]
+    assert not (filled / "model").exists()
+    monkeypatch.setattr(torch, "save", real_save)
+    code, _, err = rm(capsys, ["organism", "build", *TINY, "--out", filled])
+    assert code == 0, err
+
+    shutil.copytree(full, damaged)
+    shutil.rmtree(damaged / "model")
+    shutil.rmtree(damaged / "sae")
+    optimizer = damaged / "checkpoints" / "checkpoint-4" / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[:100])
+    code, _, err = rm(capsys, ["organism", "build", *TINY, "--out", damaged])
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:") and "checkpoint-4" in line]
+    assert len(warnings) == 1 and "resuming from checkpoint-2" in warnings[0], err
+    a = _weights(full)
+    for run in (filled, damaged):
+        b = _weights(run)
+        assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a), run
+
+
+def test_a_diverging_build_stops_with_one_line_and_saves_no_model(tmp_path, capsys):
+    out = tmp_path / "diverged"
+    code, _, err = rm(capsys, ["organism", "build", *TINY, "--lr", "1e30", "--out", out])
+    assert_one_line_error(code, _without_loading_bar(err))
+    assert "training diverged" in err and "step " in err, err
+    assert not (out / "model").exists() and not (out / "sae").exists()
