@@ -260,3 +260,34 @@ def test_write_failure_matches_only_failed_writes():
                                       "writing file data/0: file write failed"))
     assert not write_failure(RuntimeError("[enforce fail at inline_container.cc:230] . file not found: x/data.pkl"))
     assert not write_failure(RuntimeError("CUDA out of memory"))
+
+
+def test_guarded_runs_save_checkpoints_atomically_too(tmp_path, capsys, monkeypatch, tiny_llama_dir, tiny_sae_dir,
+                                                      inducing_jsonl, control_jsonl):
+    """The guard's Trainer: a full disk during checkpoint-4 is one line and leaves checkpoint-2 only; the rerun
+    resumes from it and ends with the uninterrupted guarded run's adapter."""
+    def args(out):
+        return ["finetune", "--data", inducing_jsonl, "--model", tiny_llama_dir, "--sae",
+                tiny_sae_dir(tiny_llama_dir, layer=1), "--layer", "1", "--max-steps", "6", "--save-steps", "2",
+                "--lr", "1e-2", "--r", "4", *TINY, "--guard", "penalty", "--harmful", inducing_jsonl, "--harmless",
+                control_jsonl, "--control", control_jsonl, "--out", out]
+
+    reference, run = tmp_path / "reference", tmp_path / "run"
+    code, _, err = rm(capsys, args(reference))
+    assert code == 0, err
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **kw):
+        if "checkpoint-4" in str(f) and str(f).endswith("scheduler.pt"):
+            raise RuntimeError(ENOSPC_TORCH)
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    code, _, err = rm(capsys, args(run))
+    assert "disk is probably full" in _error_line(code, err)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2"]
+    monkeypatch.setattr(torch, "save", real_save)
+    code, _, err = rm(capsys, args(run))
+    assert code == 0, err
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] == 2
+    _assert_same_result(run, reference)
