@@ -7,11 +7,11 @@ and the next run deletes (``clear_staging``). A torch write that fails (its mess
 ``[enforce fail at inline_container.cc...] unexpected pos`` or ``file write failed``, or safetensors'
 ``os error 28``) is reported as a full disk (``write_failure``).
 
-Resuming: ``usable_checkpoint`` takes the newest ``checkpoint-N`` whose files all load — trainer_state.json
-parses and holds step N, the weights (safetensors or ``.bin``) load and are finite, every ``.pt`` / ``.pth``
-(optimiser, scheduler, scaler, RNG states) loads with ``torch.load(weights_only=True)`` and the Trainer's
-allow-list — and warns once for
-each newer one it skips (one line naming it and what is wrong)."""
+Resuming: ``usable_checkpoint`` takes the newest ``checkpoint-N`` whose files all load — every JSON file parses,
+trainer_state.json holds step N, an adapter has its adapter_config.json, the weights (safetensors or ``.bin``)
+load and are finite, every ``.pt`` / ``.pth`` (optimiser, scheduler, scaler, RNG states) loads with
+``torch.load(weights_only=True)`` and the Trainer's allow-list (memory-mapped, and safetensors one tensor at a
+time, so checking a large checkpoint does not hold it in memory) — and warns once for each newer one it skips (one line naming it and what is wrong)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 STAGING_PREFIX = ".tmp-"  # .tmp-checkpoint-N: a save in progress (or interrupted)
 REPLACED_PREFIX = ".old-"  # .old-checkpoint-N: a damaged checkpoint-N being replaced by a new save
 STATE_FILE = "trainer_state.json"
+ADAPTER_CONFIG = "adapter_config.json"
 WEIGHT_FILES = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 REQUIRED_STATES = ("optimizer.pt", "scheduler.pt")
@@ -102,14 +103,22 @@ def full_disk_as_input_error(target: Path):
                          "space and rerun with the same --out to resume from the last complete checkpoint") from None
 
 
-def _load_weights(path: Path) -> dict:
+def _finite_weights(path: Path) -> bool:
+    """Whether every floating tensor in the weight file ``path`` is finite (raises when the file does not load)."""
     import torch
 
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors import safe_open
 
-        return load_file(path)
-    return torch.load(path, map_location="cpu", weights_only=True)
+        with safe_open(path, framework="pt") as weights:
+            return all(_finite(weights.get_tensor(key)) for key in weights.keys())
+    return all(_finite(t) for t in torch.load(path, map_location="cpu", weights_only=True, mmap=True).values())
+
+
+def _finite(tensor) -> bool:
+    import torch
+
+    return not tensor.is_floating_point() or bool(torch.isfinite(tensor).all())
 
 
 def _weight_files(checkpoint: Path) -> list[Path]:
@@ -130,9 +139,14 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
     state = checkpoint / STATE_FILE
     if not state.is_file():
         return f"{STATE_FILE} is missing"
+    for path in sorted(checkpoint.glob("*.json")):  # the state, the adapter's or model's config, weight indexes
+        try:
+            json.loads(path.read_text())
+        except ValueError as exc:
+            return f"{path.name} is damaged ({type(exc).__name__})"
     try:
         step = json.loads(state.read_text())["global_step"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         return f"{STATE_FILE} is damaged ({type(exc).__name__})"
     if step != checkpoint_step(checkpoint):
         return f"{STATE_FILE} records step {step}"
@@ -142,23 +156,25 @@ def checkpoint_problem(checkpoint: Path) -> str | None:
         return f"its weight index is damaged ({type(exc).__name__})"
     if not weights:
         return "it holds no model weights"
+    if weights[0].name.startswith("adapter_model") and not (checkpoint / ADAPTER_CONFIG).is_file():
+        return f"{ADAPTER_CONFIG} is missing"
     has_subdirs = any(entry.is_dir() for entry in checkpoint.iterdir())  # DeepSpeed / FSDP keep states in folders
     missing = [name for name in REQUIRED_STATES if not has_subdirs and not (checkpoint / name).is_file()]
     if missing:
         return f"{missing[0]} is missing"
     for path in weights:
         try:
-            tensors = _load_weights(path)
+            finite = _finite_weights(path)
         except Exception as exc:  # a damaged file fails in the loader's own way (truncation, pickle payload...)
             return f"{path.name} does not load ({type(exc).__name__})"
-        if any(t.is_floating_point() and not torch.isfinite(t).all() for t in tensors.values()):
+        if not finite:
             return f"{path.name} holds NaN or infinite weights"
     from transformers.trainer_pt_utils import safe_globals  # the numpy types of the RNG states, as the Trainer
 
     for path in sorted([*checkpoint.glob("*.pt"), *checkpoint.glob("*.pth")]):
         try:
             with safe_globals():
-                torch.load(path, map_location="cpu", weights_only=True)
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # as above: truncated, not a torch file, or a payload weights_only refuses
             return f"{path.name} does not load ({type(exc).__name__})"
     return None

@@ -88,6 +88,7 @@ DAMAGES = {
     "truncated scheduler": lambda c: _truncate(c / "scheduler.pt"),
     "truncated trainer_state": lambda c: _truncate(c / "trainer_state.json"),
     "truncated weights": lambda c: _truncate(c / "adapter_model.safetensors"),
+    "truncated adapter config": lambda c: _truncate(c / "adapter_config.json"),
     "pickle payload rng": lambda c: torch.save({"python": Payload()}, c / "rng_state.pth"),
     "pickle payload optimizer": lambda c: torch.save(Payload(), c / "optimizer.pt"),
     "NaN weights": lambda c: save_file({k: torch.full_like(v, float("nan")) for k, v in
@@ -260,6 +261,10 @@ def test_write_failure_matches_only_failed_writes():
                                       "writing file data/0: file write failed"))
     assert not write_failure(RuntimeError("[enforce fail at inline_container.cc:230] . file not found: x/data.pkl"))
     assert not write_failure(RuntimeError("CUDA out of memory"))
+    from safetensors import SafetensorError
+
+    assert write_failure(SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"))
+    assert not write_failure(SafetensorError("Error while deserializing header: HeaderTooLarge"))
 
 
 def test_guarded_runs_save_checkpoints_atomically_too(tmp_path, capsys, monkeypatch, tiny_llama_dir, tiny_sae_dir,
