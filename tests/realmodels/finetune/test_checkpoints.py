@@ -11,12 +11,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from realmodels.finetune.checkpoints import checkpoint_problem, write_failure
@@ -296,3 +299,21 @@ def test_guarded_runs_save_checkpoints_atomically_too(tmp_path, capsys, monkeypa
     assert code == 0, err
     assert json.loads((run / "summary.json").read_text())["resumed_from"] == 2
     _assert_same_result(run, reference)
+
+
+CHECKED_FILES = ("trainer_state.json", "adapter_config.json", "adapter_model.safetensors", "optimizer.pt",
+                 "scheduler.pt", "rng_state.pth")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(CHECKED_FILES), fraction=st.floats(0.0, 1.0, exclude_max=True))
+def test_any_truncated_file_is_named_never_raised(tmp_path, finished, name, fraction):
+    """Property: a checkpoint with any of its checked files cut short anywhere is reported (naming that file),
+    never raised."""
+    checkpoint = Path(tempfile.mkdtemp(dir=tmp_path)) / "checkpoint-6"
+    shutil.copytree(finished / "checkpoints" / "checkpoint-6", checkpoint)
+    data = (checkpoint / name).read_bytes()
+    complete = len(data.rstrip()) if name.endswith(".json") else len(data)  # a JSON file may lose its newline
+    (checkpoint / name).write_bytes(data[:int(fraction * complete)])
+    problem = checkpoint_problem(checkpoint)
+    assert problem is not None and name in problem, problem
