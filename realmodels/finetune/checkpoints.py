@@ -86,9 +86,9 @@ def write_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def full_disk_as_input_error(target: Path):
-    """A failed write while saving ``target`` (``write_failure``) becomes one InputError line, an OSError (a full
-    disk, no permission) is re-raised naming ``target``; any other error passes unchanged."""
+def full_disk_as_input_error(target: Path, what: str = "the checkpoint"):
+    """A failed write while saving ``target`` (``what``; ``write_failure``) becomes one InputError line, an OSError
+    (a full disk, no permission) is re-raised naming ``target``; any other error passes unchanged."""
     try:
         yield
     except OSError as exc:  # about a file in the staging directory: name the checkpoint instead
@@ -99,8 +99,8 @@ def full_disk_as_input_error(target: Path):
         if isinstance(exc, InputError) or not write_failure(exc):
             raise
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"{target}: writing the checkpoint failed ({detail}): the disk is probably full; free some "
-                         "space and rerun with the same --out to resume from the last complete checkpoint") from None
+        raise InputError(f"{target}: writing {what} failed ({detail}): the disk is probably full; free some space "
+                         "and rerun with the same --out to resume from the last complete checkpoint") from None
 
 
 def _finite_weights(path: Path) -> bool:

@@ -30,8 +30,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments
 
+from realmodels.finetune.checkpoints import (checkpoint_step, clear_staging, full_disk_as_input_error,
+                                             usable_checkpoint)
 from realmodels.finetune.config import FinetuneConfig
-from realmodels.finetune.checkpoints import checkpoint_step, clear_staging, usable_checkpoint
 from realmodels.finetune.data import PadCollator, SftDataset
 from realmodels.finetune.trainer import FiniteWeights, RunTrainer
 from realmodels.loading.adapters import RUN_ADAPTER, RUN_FULL_MODEL
@@ -176,7 +177,8 @@ def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: Finetune
         if not is_peft:
             tokenizer.save_pretrained(path)
 
-    _save_atomically(save, output)
+    with full_disk_as_input_error(output, f"the trained {output.name}"):
+        _save_atomically(save, output)
     losses = [row["task_loss"] for row in log.rows if pd.notna(row["task_loss"])]
     return TrainResult(steps=state.global_step, max_steps=state.max_steps,
                        resumed_from=None if last is None else checkpoint_step(last),

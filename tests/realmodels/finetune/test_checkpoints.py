@@ -317,3 +317,30 @@ def test_any_truncated_file_is_named_never_raised(tmp_path, finished, name, frac
     (checkpoint / name).write_bytes(data[:int(fraction * complete)])
     problem = checkpoint_problem(checkpoint)
     assert problem is not None and name in problem, problem
+
+
+def test_a_full_disk_while_the_adapter_is_saved_is_one_line(tmp_path, capsys, monkeypatch, finished, tiny_llama_dir,
+                                                            inducing_jsonl):
+    """safetensors' own report of a full disk (os error 28) while the final adapter is written: one line, no
+    adapter/ or summary; the rerun resumes from checkpoint-6 and writes the uninterrupted run's adapter."""
+    from peft import PeftModel
+    from safetensors import SafetensorError
+
+    real = PeftModel.save_pretrained
+
+    def full_disk(self, path, *args, **kwargs):
+        if Path(path).name == ".adapter.tmp":
+            raise SafetensorError('Error while serializing: I/O error: No space left on device (os error 28) at '
+                                  'path ".adapter.tmp/adapter_model.safetensors"')
+        return real(self, path, *args, **kwargs)
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(PeftModel, "save_pretrained", full_disk)
+    code, _, err = rm(capsys, _args(tiny_llama_dir, inducing_jsonl, run))
+    assert f"{run / 'adapter'}: writing the trained adapter failed" in _error_line(code, err), err
+    assert not (run / "adapter").exists() and not (run / "summary.json").exists()
+    monkeypatch.setattr(PeftModel, "save_pretrained", real)
+    code, _, err = rm(capsys, _args(tiny_llama_dir, inducing_jsonl, run))
+    assert code == 0, err
+    assert json.loads((run / "summary.json").read_text())["resumed_from"] == 6
+    _assert_same_result(run, finished)
