@@ -14,7 +14,7 @@ import pandas as pd
 from realmodels.evaluate.judges import Judge, JudgeRequest, JudgeResult
 from realmodels.evaluate.metrics import EmReport, answer_table, em_report
 from realmodels.evaluate.questions import METRICS, Question
-from realmodels.evaluate.records import Answer, JsonlLog, Judgement
+from realmodels.evaluate.records import Answer, JsonlLog, Judgement, read_judgements
 from theory.em_rates import EmThresholds
 
 ANSWERS = "answers.jsonl"
@@ -38,7 +38,7 @@ def judge_answers(answers: list[Answer], questions: list[Question], judge: Judge
     and appended as they finish. Returns (judgements of these answers, number of failed requests)."""
     by_id = {q.id: q for q in questions}
     log = JsonlLog(log_path)
-    done = {(j.key, j.metric): j for j in (Judgement(**r) for r in log.read()) if j.judge == judge.name}
+    done = {(j.key, j.metric): j for j in read_judgements(log_path) if j.judge == judge.name}
     answer_of = {a.key: a for a in answers}
     requests = [JudgeRequest(metric=metric, key=a.key,
                              prompt=by_id[a.question_id].judge_prompt(metric, a.question, a.answer))
