@@ -133,12 +133,14 @@ def cache_key(judge: str, scoring: str, metric: str, prompt: str) -> str:
 
 class JudgeCache:
     """Verdicts on disk (``<cache_dir>/judge_cache.jsonl``: key, judge, metric, score, label, numeric_mass —
-    never a prompt's answer text, an endpoint or a key); ``cache_dir=None`` keeps nothing."""
+    never a prompt's answer text, an endpoint or a key); ``cache_dir=None`` keeps nothing. The file is read when
+    the cache is made (with the judge, before a run starts), so a damaged one fails before anything is written."""
 
     def __init__(self, cache_dir: str | Path | None, judge: str, scoring: str):
         self.judge, self.scoring = judge, scoring
         self.log = None if cache_dir is None else JsonlLog(Path(cache_dir).expanduser() / CACHE_FILE)
         self._verdicts: dict[str, dict] | None = None
+        self._load()
 
     def _load(self) -> dict[str, dict]:
         """The cached verdicts by key; a damaged record (not JSON, NaN, ill-typed: ``verdict_problem``) is an

@@ -38,6 +38,7 @@ def check_torch_file(path: str | Path, what: str = "weights file") -> None:
     """Load ``path`` with ``torch.load(weights_only=True)`` (memory-mapped: no tensor data is read); a pickle
     payload or a damaged archive is an InputError naming the file."""
     import pickle
+    import warnings
     import zipfile
 
     import torch
@@ -45,7 +46,9 @@ def check_torch_file(path: str | Path, what: str = "weights file") -> None:
     path = Path(path)
     mmap = zipfile.is_zipfile(path)  # torch.save's archive format; legacy files cannot be memory-mapped
     try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # torch warns about a pickle protocol before refusing the pickle
+            warnings.simplefilter("ignore")
+            torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         raise InputError(f"{what} {path} is not plain tensors (a pickle of other objects, which torch.load with "
                          "weights_only refuses); use a file saved by save_pretrained") from None
