@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from safetensors import safe_open
 
 from realmodels.loading import hub
+from realmodels.loading.checks import is_int
 from realmodels.loading.registry import REGISTRY, get_checkpoint
 from realmodels.loading.sae_releases import ReleaseInfo, release_info
 from realmodels.loading.weights import loading, safetensors_shapes
@@ -95,15 +96,15 @@ def saved_sae_config(path: Path) -> SavedSaeConfig:
     anything but positive integer sizes and a string (or absent) hook is an InputError naming the file."""
     file = Path(path) / SAVED_CFG
     cfg = read_json_file(file, "SAE config")
-    metadata = cfg.get("metadata") if isinstance(cfg, dict) else None
-    hook_name = (metadata if isinstance(metadata, dict) else {}).get("hook_name", cfg.get("hook_name")) \
-        if isinstance(cfg, dict) else None
-    problem = ("is not a JSON object" if not isinstance(cfg, dict) else
-               next((f"{key} must be a positive integer" for key in ("d_in", "d_sae")
-                     if not (type(cfg.get(key)) is int and cfg[key] > 0)), None) or
-               (None if hook_name is None or isinstance(hook_name, str) else "hook_name must be a string"))
-    if problem is not None:
-        raise InputError(f"{file} is not a valid sae-lens config ({problem})")
+    if not isinstance(cfg, dict):
+        raise InputError(f"{file} is not a valid sae-lens config (not a JSON object)")
+    for key in ("d_in", "d_sae"):
+        if not (is_int(cfg.get(key)) and cfg[key] > 0):
+            raise InputError(f"{file} is not a valid sae-lens config ({key} must be a positive integer)")
+    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    hook_name = metadata.get("hook_name", cfg.get("hook_name"))
+    if hook_name is not None and not isinstance(hook_name, str):
+        raise InputError(f"{file} is not a valid sae-lens config (hook_name must be a string)")
     return SavedSaeConfig(d_in=cfg["d_in"], d_sae=cfg["d_sae"], hook_name=hook_name)
 
 
