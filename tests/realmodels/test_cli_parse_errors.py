@@ -181,3 +181,12 @@ def test_a_damaged_judge_cache(tmp_path, capsys, question_file, record, match):
                                             "--judge-model", "fake-judge", "--judge-endpoint", server.url,
                                             "--judge-cache", cache, *EVALUATE], match)
     assert str(cache / "judge_cache.jsonl") in err
+
+
+def test_a_deep_organism_build_json(tmp_path, capsys):
+    from realmodels.loading.embedded import EMBEDDED_DIR
+
+    organism = shutil.copytree(EMBEDDED_DIR, tmp_path / "organism")
+    (organism / "build.json").write_text('{"organism": {"layer": 1}, "world": ' + DEEP + "}")
+    assert_bad(capsys, tmp_path, ["organism", "world", "--organism", organism],
+               f"{organism / 'build.json'} is damaged: rebuild the organism")
