@@ -190,3 +190,10 @@ def test_a_deep_organism_build_json(tmp_path, capsys):
     (organism / "build.json").write_text('{"organism": {"layer": 1}, "world": ' + DEEP + "}")
     assert_bad(capsys, tmp_path, ["organism", "world", "--organism", organism],
                f"{organism / 'build.json'} is damaged: rebuild the organism")
+
+
+def test_a_deep_toml_config(tmp_path, capsys, tiny_gemma2_dir, inducing_jsonl):
+    config = tmp_path / "finetune.toml"
+    config.write_text("[lora]\ntarget_modules = " + DEEP + "\n")
+    assert_bad(capsys, tmp_path, ["finetune", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--config", config],
+               f"config file {config} is not valid TOML: nested more than 64 levels deep")
