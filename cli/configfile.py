@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from runio.reading import MAX_DEPTH, JsonError, check_depth
 from theory.errors import InputError
 
 
@@ -15,9 +16,11 @@ def read_toml(path: Path | None) -> dict:
     if not path.is_file():
         raise InputError(f"config file {path} does not exist or is not a file")
     try:
-        return tomllib.loads(path.read_text())
+        return check_depth(tomllib.loads(path.read_text(encoding="utf-8")))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"config file {path} is not valid TOML: {exc}") from None
+    except (RecursionError, JsonError):  # tomllib recurses once per nested array
+        raise InputError(f"config file {path} is not valid TOML: nested more than {MAX_DEPTH} levels deep") from None
 
 
 def resolve_config(cls, config_file: Path | None, overrides: dict, *, base: dict | None = None, prefix: str = ""):

@@ -84,9 +84,8 @@ def build(
 def _organism(path: Optional[Path]) -> dict:
     """The organism a study or a world runs on: ``path`` (a ``organism build`` directory) or the embedded one;
     its model, SAE, layer and world config, read from files (nothing loads)."""
-    import json
-
     from realmodels.loading.embedded import EMBEDDED_DIR, embedded_default
+    from runio.reading import loads_json
 
     if path is None:
         embedded_default()  # an InputError when the package lacks it
@@ -97,8 +96,8 @@ def _organism(path: Optional[Path]) -> dict:
             if not (root / part).is_file():
                 raise InputError(f"--organism {root} is not a finished organism build (no {part}); build one with "
                                  "realmodels organism build --out DIR")
-    try:
-        build = json.loads((root / "build.json").read_text(encoding="utf-8"))
+    try:  # loads_json: a deep or huge-integer build.json is a JsonError (a ValueError), not a RecursionError
+        build = loads_json((root / "build.json").read_text(encoding="utf-8"))
         layer, world = int(build["organism"]["layer"]), build["world"]
     except (OSError, ValueError, KeyError, TypeError):
         raise InputError(f"{root / 'build.json'} is damaged: rebuild the organism") from None

@@ -89,10 +89,13 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    """The JSON in ``path``; a damaged file (not UTF-8, not JSON) is an InputError naming it."""
+    """The JSON in ``path``; a damaged file (not UTF-8, not JSON, nested too deeply: ``runio.reading.loads_json``)
+    is an InputError naming it."""
+    from runio.reading import JsonError, loads_json
+
     try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return loads_json(Path(path).read_text(encoding="utf-8"))
+    except (JsonError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is damaged (not valid JSON: {exc}); delete it and rerun with the same --out "
                          "to recompute it") from None
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from realmodels.loading.placement import decoder_layers
 from runio.atomic import write_json
+from runio.reading import read_json_file
 from theory.errors import InputError
 
 if TYPE_CHECKING:
@@ -78,18 +79,9 @@ def save_direction(path: str | Path, direction: Direction) -> None:
 
 def load_direction(path: str | Path) -> Direction:
     """The direction saved at ``path``; every problem with the file is one InputError line naming it."""
-    import json
-
     path = Path(path).expanduser()
     source = f"direction file {path}"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"{source} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source} cannot be read ({type(exc).__name__}: {exc})") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{source} is not valid JSON ({exc})") from None
+    data = read_json_file(path, "direction file", allow_nan=True)  # not UTF-8/JSON, too deep, 10**400: one line
     if not isinstance(data, dict):
         raise InputError(f"{source} must hold a JSON object with keys {', '.join(KEYS)}")
     unknown = sorted(set(data) - set(KEYS))

@@ -3,15 +3,16 @@ checked line by line (no torch, no tokenizer: this runs before anything is loade
 
 Lines are split on ``\\n`` only (a JSON string may hold a raw U+2028 or U+0085, which ``str.splitlines``
 would split on), decoded as UTF-8 (a byte-order mark at the start of the file is dropped); blank lines are
-skipped. Every problem is an InputError naming ``file:line``."""
+skipped. Every problem is an InputError naming ``file:line`` (a line is parsed by ``runio.reading.loads_json``:
+nesting too deep, an integer too large or NaN is a bad line, not a traceback)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from runio.reading import JsonError, loads_json
 from theory.errors import InputError
 
 Conversation = list[dict]
@@ -40,9 +41,9 @@ def iter_jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 def _messages(line: str, where: str) -> Conversation:
     """The checked messages of one JSONL line (``where`` = "file:line" names it in errors)."""
     try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        record = loads_json(line)
+    except JsonError as exc:
+        raise InputError(f"{where}: not valid JSON ({exc})") from None
     messages = record.get("messages") if isinstance(record, dict) else None
     if not isinstance(messages, list) or not messages:
         raise InputError(f'{where}: expected an object {{"messages": [{{"role": ..., "content": ...}}, ...]}}')

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from realmodels.evaluate.records import JsonlLog
+from realmodels.evaluate.records import JsonlLog, verdict_problem
 from theory.errors import InputError
 from theory.judging import ScoreResult
 
@@ -133,16 +133,26 @@ def cache_key(judge: str, scoring: str, metric: str, prompt: str) -> str:
 
 class JudgeCache:
     """Verdicts on disk (``<cache_dir>/judge_cache.jsonl``: key, judge, metric, score, label, numeric_mass —
-    never a prompt's answer text, an endpoint or a key); ``cache_dir=None`` keeps nothing."""
+    never a prompt's answer text, an endpoint or a key); ``cache_dir=None`` keeps nothing. The file is read when
+    the cache is made (with the judge, before a run starts), so a damaged one fails before anything is written."""
 
     def __init__(self, cache_dir: str | Path | None, judge: str, scoring: str):
         self.judge, self.scoring = judge, scoring
         self.log = None if cache_dir is None else JsonlLog(Path(cache_dir).expanduser() / CACHE_FILE)
         self._verdicts: dict[str, dict] | None = None
+        self._load()
 
     def _load(self) -> dict[str, dict]:
+        """The cached verdicts by key; a damaged record (not JSON, NaN, ill-typed: ``verdict_problem``) is an
+        InputError naming the file."""
         if self._verdicts is None:
-            self._verdicts = {} if self.log is None else {r["key"]: r for r in self.log.read() if "key" in r}
+            self._verdicts = {}
+            for number, record in enumerate([] if self.log is None else self.log.read(), start=1):
+                problem = verdict_problem(record)
+                if problem is not None:
+                    raise InputError(f"judge cache {self.log.path}: record {number} is damaged ({problem}); delete "
+                                     "the file (the judge is asked again)")
+                self._verdicts[record["key"]] = record
         return self._verdicts
 
     def key(self, request: JudgeRequest) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 from realmodels.evaluate.judges import Judge, JudgeRequest, JudgeResult
 from realmodels.evaluate.metrics import EmReport, answer_table, em_report
 from realmodels.evaluate.questions import METRICS, Question
-from realmodels.evaluate.records import Answer, JsonlLog, Judgement
+from realmodels.evaluate.records import Answer, JsonlLog, Judgement, read_answers, read_judgements
 from theory.em_rates import EmThresholds
 
 ANSWERS = "answers.jsonl"
@@ -38,7 +38,7 @@ def judge_answers(answers: list[Answer], questions: list[Question], judge: Judge
     and appended as they finish. Returns (judgements of these answers, number of failed requests)."""
     by_id = {q.id: q for q in questions}
     log = JsonlLog(log_path)
-    done = {(j.key, j.metric): j for j in (Judgement(**r) for r in log.read()) if j.judge == judge.name}
+    done = {(j.key, j.metric): j for j in read_judgements(log_path) if j.judge == judge.name}
     answer_of = {a.key: a for a in answers}
     requests = [JudgeRequest(metric=metric, key=a.key,
                              prompt=by_id[a.question_id].judge_prompt(metric, a.question, a.answer))
@@ -65,8 +65,11 @@ def judge_answers(answers: list[Answer], questions: list[Question], judge: Judge
 def evaluate_pipeline(*, questions: list[Question], generate: Callable[[Path], list[Answer]], judge: Judge,
                       out: Path, thresholds: EmThresholds = EmThresholds(), n_bootstrap: int = 2000, seed: int = 0,
                       report: Callable[[str], None] = print) -> Evaluation:
-    """Answers -> judgements -> metrics in the run directory ``out`` (module docstring)."""
+    """Answers -> judgements -> metrics in the run directory ``out`` (module docstring). The records a resumed run
+    holds are read and checked first, so a damaged file is one InputError before a model loads or a judge is asked."""
     out = Path(out)
+    read_answers(out / ANSWERS)
+    read_judgements(out / JUDGEMENTS)
     answers = generate(out / ANSWERS)
     judgements, n_errors = judge_answers(answers, questions, judge, out / JUDGEMENTS, report=report)
     table = answer_table(answers, judgements, thresholds)

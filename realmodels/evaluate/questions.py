@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from runio.reading import read_yaml_file
 from theory.errors import InputError
 
 SUPPORTED_TYPES = ("free_form_judge_0_100",)
@@ -102,18 +103,12 @@ def load_questions(path: str | Path | None = None, *, samples_per_paraphrase: in
                    only: list[str] | None = None) -> list[Question]:
     """The questions of a YAML file (the shipped default set when ``path`` is None), in file order;
     ``samples_per_paraphrase`` overrides every entry's; ``only`` keeps the named ids (unknown ids are errors)."""
-    import yaml
-
     path = DEFAULT_QUESTIONS if path is None else Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"question file {path} does not exist or is not a file")
     if samples_per_paraphrase is not None and samples_per_paraphrase < 1:
         raise InputError(f"--samples-per-paraphrase must be >= 1, got {samples_per_paraphrase}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"question file {path} is not valid YAML: {first}") from None
+    data = read_yaml_file(path, "question file")  # not UTF-8 or YAML, nested too deeply: one line
     if not isinstance(data, list) or not data:
         raise InputError(f"question file {path} must hold a non-empty list of questions")
     questions = [_question(path, i, entry, samples_per_paraphrase) for i, entry in enumerate(data)]

@@ -3,9 +3,12 @@ holding one in ``adapter/``), checked against the base model before any weights 
 ``PeftModel.from_pretrained``, and the weight change it makes (for the first-order prediction).
 
 Checks from files alone (``resolve_adapter``): the directory is in peft's format (``adapter_config.json`` plus
-``adapter_model.safetensors`` or ``.bin``); the base model it records (``base_model_name_or_path``) is the model
+``adapter_model.safetensors`` or ``.bin``); its config's fields have the types peft needs (``peft_type`` LORA,
+``target_modules`` a string or list of strings, ``layers_to_transform`` an int or list of ints, ``r`` a positive
+int, ``lora_alpha`` a finite number); the base model it records (``base_model_name_or_path``) is the model
 given — the same name or path, or else the same ``config.json`` (so a copy of a local model, or the hub cache's
-snapshot of a hub id, is the same base); and the layers it transforms exist in that model.
+snapshot of a hub id, is the same base); the layers it transforms exist in that model; and its weights file is
+intact (``realmodels.loading.weights``). Each problem is one InputError naming the file.
 
 The LoRA weight change of a module is ΔW = s · B A with s = α/r (α/√r with rsLoRA): peft's own
 ``get_delta_weight``, so every variant peft supports is computed the way peft applies it."""
@@ -14,12 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realmodels.loading.checks import read_model_config
+from realmodels.loading.checks import is_int, read_model_config
+from realmodels.loading.weights import check_weight_file, loading
+from runio.reading import read_json_file
 from theory.errors import InputError
 
 if TYPE_CHECKING:
@@ -71,14 +77,47 @@ def adapter_directory(path: str | Path) -> Path:
                      "written by PeftModel.save_pretrained or a `realmodels finetune` run directory)")
 
 
+def _is_str_list(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value))
+
+
+def _is_int_list(value) -> bool:
+    return is_int(value) or (isinstance(value, list) and all(is_int(item) for item in value))
+
+
+def _is_finite_number(value) -> bool:
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+# field -> (is the value acceptable, what it must be); None is peft's default for the optional ones
+FIELD_CHECKS = {
+    "base_model_name_or_path": (lambda v: v is None or isinstance(v, str), "a string"),
+    "target_modules": (lambda v: v is None or _is_str_list(v), "a string or a list of strings"),
+    "layers_to_transform": (lambda v: v is None or _is_int_list(v), "an integer or a list of integers"),
+    "r": (lambda v: is_int(v) and v > 0, "a positive integer"),
+    "lora_alpha": (_is_finite_number, "a finite number"),
+}
+
+
 def _read_adapter_config(path: Path) -> dict:
-    try:
-        config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path / ADAPTER_CONFIG} is not valid JSON ({exc})") from None
+    """adapter_config.json of ``path``, its fields type-checked (module docstring) before peft sees them."""
+    file = path / ADAPTER_CONFIG
+    config = read_json_file(file, "adapter config")
     if not isinstance(config, dict) or "peft_type" not in config:
-        raise InputError(f"{path / ADAPTER_CONFIG} is not a peft adapter config (no peft_type)")
+        raise InputError(f"{file} is not a peft adapter config (no peft_type)")
+    if config["peft_type"] != "LORA":
+        shown = config["peft_type"] if isinstance(config["peft_type"], str) else type(config["peft_type"]).__name__
+        raise InputError(f"{file}: peft_type is {shown!r}; only LoRA adapters (peft_type \"LORA\") are supported")
+    for field, (acceptable, expected) in FIELD_CHECKS.items():
+        if field in config and not acceptable(config[field]):
+            raise InputError(f"{file}: {field} must be {expected}, got {_shown(config.get(field))}")
     return config
+
+
+def _shown(value) -> str:
+    """A short repr of a config value for an error line (the value may be a long or nested list)."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _comparable(config: dict | None) -> dict | None:
@@ -129,6 +168,8 @@ def resolve_adapter(path: str | Path, model: ModelSource, n_layers: int | None =
                          "layers")
     targets = config.get("target_modules") or ()
     targets = (targets,) if isinstance(targets, str) else tuple(targets)
+    weights = next(directory / name for name in ADAPTER_WEIGHTS if (directory / name).is_file())
+    check_weight_file(weights, "adapter weights")
     return AdapterSource(path=directory, base_model=base, peft_type=str(config["peft_type"]),
                          target_modules=targets, layers=layers)
 
@@ -145,13 +186,10 @@ def load_adapter(model: nn.Module, source: AdapterSource, *, merge: bool = False
     (``merge_and_unload``: the fine-tuned model at the base model's speed)."""
     from peft import PeftModel
 
-    try:
-        with warnings.catch_warnings():  # peft reads a property transformers deprecated: noise, not the user's
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            peft_model = PeftModel.from_pretrained(model, source.path, adapter_name=ADAPTER_NAME, is_trainable=False)
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"could not load adapter {source.path} on {type(model).__name__}: {first_line}") from None
+    with loading(f"the adapter on {type(model).__name__}", source.path), warnings.catch_warnings():
+        # peft reads a property transformers deprecated: noise, not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        peft_model = PeftModel.from_pretrained(model, source.path, adapter_name=ADAPTER_NAME, is_trainable=False)
     peft_model.eval()
     return peft_model.merge_and_unload() if merge else peft_model
 

@@ -32,6 +32,8 @@ from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, check_dtype
 from realmodels.loading.saes import (SaeSource, hook_layer, load_sae, resolve_sae_source, sae_layer, saved_sae_config,
                                      saved_sae_shape)
 from realmodels.loading.sae_releases import release_info
+from realmodels.loading.weights import check_model_weights, loading
+from runio.reading import JsonError, loads_json, read_text
 from theory.errors import InputError
 
 if TYPE_CHECKING:  # heavy imports, needed only where the weights load
@@ -40,7 +42,7 @@ if TYPE_CHECKING:  # heavy imports, needed only where the weights load
 
 __all__ = ["BundleSources", "ModelBundle", "ModelSource", "cache_names", "estimate_bundle_memory",
            "estimate_sources_memory", "load_bundle", "load_model_tokenizer", "load_pretrained", "load_resolved_bundle",
-           "load_tokenizer", "resolve_model_source", "resolve_sources"]
+           "load_tokenizer", "resolve_model_source", "resolve_sources", "check_chat_template"]
 
 HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -63,7 +65,8 @@ class ModelBundle:
 
 
 def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | None) -> ModelSource:
-    """``model_path`` (an existing directory, or else an ``org/name`` hub id) or the checkpoint's model."""
+    """``model_path`` (an existing directory, or else an ``org/name`` hub id) or the checkpoint's model; a local
+    directory's weight files are checked intact (``weights.check_model_weights``)."""
     if model_path is None:
         if spec is None:
             raise InputError("no model given: pass a checkpoint name or a model path")
@@ -72,29 +75,41 @@ def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | N
     if path.exists():
         if not (path / "config.json").is_file():
             raise InputError(f"model path {path} is not a saved HF model directory (no config.json)")
+        check_model_weights(path)
         return ModelSource(path=path.resolve())
     if HUB_REPO_ID.match(str(model_path)) and not str(model_path).startswith((".", "~")):
         return ModelSource(repo_id=str(model_path))
     raise InputError(f"model path {model_path} does not exist")
 
 
+def check_chat_template(chat_template: str | Path | None) -> Path | None:
+    """The ``--chat-template`` file's path (None: none given), once it reads as UTF-8 text (InputError otherwise)."""
+    if chat_template is None:
+        return None
+    template = Path(chat_template).expanduser()
+    if not template.is_file():
+        raise InputError(f"chat template file {chat_template} does not exist")
+    read_text(template, "chat template file")
+    return template
+
+
 def load_pretrained(loader, source: ModelSource, what: str, **kwargs):
-    """``loader.from_pretrained`` from a local directory (errors -> InputError) or the hub, cache first."""
+    """``loader.from_pretrained`` from a local directory (a damaged file's errors -> InputError naming the
+    directory: ``weights.loading``) or the hub, cache first."""
     if source.path is None:
         return hub.cached_first(lambda: loader.from_pretrained(source.repo_id, **kwargs),
                                 what=f"model {source.repo_id}", repo_id=source.repo_id)
-    try:
+    with loading(f"the {what}", source.path):
         return loader.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"could not load the {what} from {source.path}: {first_line}") from None
 
 
 def _local_dtype(path: Path) -> str:
     """The dtype a local model's config declares (float32 when absent or unusual)."""
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        config = loads_json((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, JsonError):
+        return "float32"
+    if not isinstance(config, dict):
         return "float32"
     declared = config.get("dtype") or config.get("torch_dtype")
     return declared if declared in DTYPE_BYTES else "float32"
@@ -139,9 +154,7 @@ def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | N
     if layer < 0:
         raise InputError(f"layer must be >= 0, got {layer}")
     check_dtype(dtype)
-    template = None if chat_template is None else Path(chat_template).expanduser()
-    if template is not None and not template.is_file():
-        raise InputError(f"chat template file {chat_template} does not exist")
+    template = check_chat_template(chat_template)
     spec = get_checkpoint(checkpoint) if checkpoint is not None else None
     model = resolve_model_source(spec, model_path)
     sae = resolve_sae_source(checkpoint=checkpoint, sae_path=sae_path, sae_release=sae_release, sae_id=sae_id,
@@ -257,7 +270,7 @@ def load_model_tokenizer(model: ModelSource, chat_template: Path | None = None) 
 
     tokenizer = load_pretrained(AutoTokenizer, model, "tokenizer")
     if chat_template is not None:
-        tokenizer.chat_template = Path(chat_template).read_text()
+        tokenizer.chat_template = read_text(chat_template, "chat template file")
     if not getattr(tokenizer, "chat_template", None):
         raise InputError(f"the tokenizer of {model.name} has no chat template; pass a Jinja file "
                          "with --chat-template")

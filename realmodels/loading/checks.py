@@ -2,21 +2,25 @@
 directory's, or the hub cache's copy for a hub id; the registry's sizes when neither is there) gives its hidden
 size, layer count and context length, and a saved SAE's ``cfg.json`` its input width and hook. Both are read as
 plain JSON (milliseconds, no transformers or sae-lens import), so a wrong ``--layer`` or an SAE of another
-width fails before a run starts; the same checks run again on the loaded objects."""
+width fails before a run starts; the same checks run again on the loaded objects. Every size a config states
+(``SIZE_KEYS``, at top level and in ``text_config``) must be a positive integer (or null): a negative
+``hidden_size`` or a string layer count is one line naming the file, not a traceback from building the model."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from realmodels.loading.registry import CheckpointSpec
+from runio.reading import read_json_file
 from theory.errors import InputError
 
 # config.json key spellings across HF architectures (the first present wins); nested text_config wins
 HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
 CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length")
+SIZE_KEYS = (*HIDDEN_KEYS, *LAYER_KEYS, *CONTEXT_KEYS, "intermediate_size", "n_inner", "num_attention_heads",
+             "n_head", "num_key_value_heads", "head_dim", "vocab_size")
 
 
 @dataclass(frozen=True)
@@ -40,9 +44,26 @@ class ModelSource:
         return str(self.path) if self.path is not None else self.repo_id
 
 
+def is_int(value) -> bool:
+    """An int that is not a bool (JSON true is no size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _first_int(config: dict, keys: tuple[str, ...]) -> int | None:
     value = next((config[key] for key in keys if key in config), None)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if is_int(value) else None
+
+
+def check_model_sizes(config: dict, file: Path | str) -> None:
+    """Every ``SIZE_KEYS`` value of ``config`` (and of its ``text_config``) is a positive int or null, else an
+    InputError naming ``file``."""
+    text = config.get("text_config")
+    for part, prefix in ((config, ""), (text if isinstance(text, dict) else {}, "text_config.")):
+        for key in SIZE_KEYS:
+            value = part.get(key)
+            if value is not None and not (is_int(value) and value > 0):
+                shown = repr(value) if is_int(value) or isinstance(value, (str, float)) else type(value).__name__
+                raise InputError(f"model config {file}: {prefix}{key} must be a positive integer, got {shown[:40]}")
 
 
 def read_model_config(path: Path | None, repo_id: str | None) -> dict | None:
@@ -57,20 +78,19 @@ def read_model_config(path: Path | None, repo_id: str | None) -> dict | None:
         if not isinstance(cached, str):
             return None
         file = Path(cached)
-    try:
-        config = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"model config {file} is not valid JSON ({exc})") from None
+    config = read_json_file(file, "model config")
     if not isinstance(config, dict):
         raise InputError(f"model config {file} is not a JSON object")
     return config
 
 
 def model_shape(path: Path | None, repo_id: str | None, spec: CheckpointSpec | None) -> ModelShape:
-    """The sizes of the model at ``path`` or ``repo_id`` (its config; else the registered ``spec``'s)."""
+    """The sizes of the model at ``path`` or ``repo_id`` (its config, sizes checked: ``check_model_sizes``; else
+    the registered ``spec``'s)."""
     config = read_model_config(path, repo_id)
     if config is None:
         return ModelShape() if spec is None else ModelShape(spec.hidden_size, spec.n_layers, spec.context)
+    check_model_sizes(config, path / "config.json" if path is not None else f"{repo_id}/config.json")
     text = config.get("text_config")
     if isinstance(text, dict):  # multimodal configs nest the language model's
         config = {**config, **text}

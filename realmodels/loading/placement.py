@@ -10,10 +10,10 @@ run through accelerate's hooks, so a module's parameter device is not where it c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runio.reading import read_json_file
 from theory.errors import InputError
 
 if TYPE_CHECKING:  # torch is imported where modules are inspected, so parsing a map stays light
@@ -32,12 +32,7 @@ def parse_device_map(value: str | dict | None) -> DeviceMap:
         return value
     path = Path(value)
     if path.suffix == ".json" or path.is_file():
-        try:
-            mapping = json.loads(path.read_text())
-        except OSError as exc:
-            raise InputError(f"device map file {path} cannot be read: {exc.strerror or exc}") from None
-        except json.JSONDecodeError as exc:
-            raise InputError(f"device map file {path} is not valid JSON (line {exc.lineno}): {exc.msg}") from None
+        mapping = read_json_file(path, "device map file")
         if not isinstance(mapping, dict):
             raise InputError(f"device map file {path} must hold a JSON object {{module name: device}}")
         return _check_mapping(mapping)

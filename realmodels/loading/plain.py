@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from realmodels.loading.adapters import AdapterSource, resolve_adapter
-from realmodels.loading.bundle import load_model_tokenizer, load_pretrained, resolve_model_source
+from realmodels.loading.bundle import check_chat_template, load_model_tokenizer, load_pretrained, resolve_model_source
 from realmodels.loading.checks import ModelSource, model_shape
 from realmodels.loading.placement import DeviceMap, parse_device_map
 from realmodels.loading.registry import check_dtype, get_checkpoint
@@ -51,9 +51,7 @@ class PlainModel:
         dtype = check_dtype(dtype)
         if dtype == "auto" and spec is not None:
             dtype = spec.default_dtype
-        template = None if chat_template is None else Path(chat_template).expanduser()
-        if template is not None and not template.is_file():
-            raise InputError(f"chat template file {chat_template} does not exist")
+        template = check_chat_template(chat_template)
         shape = model_shape(source.path, source.repo_id, spec)
         adapter_source = None if adapter is None else resolve_adapter(adapter, source, shape.n_layers)
         recorded = {"checkpoint": checkpoint, "model": model if source.path is None else str(source.path),

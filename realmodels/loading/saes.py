@@ -4,11 +4,14 @@ load it through sae-lens, read its hook layer, and read only its decoder when th
 Decoder-only reads follow the sae-lens converters exactly (tested against ``SAE.from_pretrained``):
 gemma_2 reads W_dec from ``params.npz``; llama_scope reads ``decoder.weight``ᵀ from
 ``checkpoints/final.safetensors`` divided by the release's ``norm_scaling_factor`` (sae-lens folds it);
-dictionary_learning_1 reads ``W_dec`` or ``decoder.weight``ᵀ from a memory-mapped ``ae.pt``."""
+dictionary_learning_1 reads ``W_dec`` or ``decoder.weight``ᵀ from a memory-mapped ``ae.pt``.
+
+A saved directory is checked before anything loads (``check_saved_sae``): its cfg.json (UTF-8 JSON, positive
+integer ``d_in`` / ``d_sae``, a string hook) and its weights file (an intact safetensors file holding ``W_dec``
+of shape (d_sae, d_in)); loading it wraps sae-lens so that a damaged file is one InputError naming it."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +21,11 @@ from typing import TYPE_CHECKING
 from safetensors import safe_open
 
 from realmodels.loading import hub
+from realmodels.loading.checks import is_int
 from realmodels.loading.registry import REGISTRY, get_checkpoint
 from realmodels.loading.sae_releases import ReleaseInfo, release_info
+from realmodels.loading.weights import loading, safetensors_shapes
+from runio.reading import read_json_file
 from theory.errors import InputError
 
 if TYPE_CHECKING:  # torch and sae-lens (~9 s) are imported only where weights are read
@@ -58,6 +64,7 @@ def resolve_sae_source(*, checkpoint: str | None = None, sae_path: str | Path | 
         if not (path / SAVED_CFG).is_file() or not (path / SAVED_WEIGHTS).is_file():
             raise InputError(f"SAE path {path} is not a directory written by sae-lens SAE.save_model "
                              f"(it needs {SAVED_CFG} and {SAVED_WEIGHTS})")
+        check_saved_sae(path)
         return SaeSource(path=path)
     spec = get_checkpoint(checkpoint) if checkpoint is not None else None
     if sae_release is None:
@@ -85,14 +92,33 @@ class SavedSaeConfig:
 
 
 def saved_sae_config(path: Path) -> SavedSaeConfig:
-    """The cfg.json of a saved SAE directory (sae-lens 6 keeps the hook in ``metadata``, older ones at top)."""
+    """The cfg.json of a saved SAE directory (sae-lens 6 keeps the hook in ``metadata``, older ones at top);
+    anything but positive integer sizes and a string (or absent) hook is an InputError naming the file."""
     file = Path(path) / SAVED_CFG
-    try:
-        cfg = json.loads(file.read_text(encoding="utf-8"))
-        hook_name = (cfg.get("metadata") or {}).get("hook_name", cfg.get("hook_name"))
-        return SavedSaeConfig(d_in=int(cfg["d_in"]), d_sae=int(cfg["d_sae"]), hook_name=hook_name)
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{file} is not a valid sae-lens config ({type(exc).__name__}: {exc})") from None
+    cfg = read_json_file(file, "SAE config")
+    if not isinstance(cfg, dict):
+        raise InputError(f"{file} is not a valid sae-lens config (not a JSON object)")
+    for key in ("d_in", "d_sae"):
+        if not (is_int(cfg.get(key)) and cfg[key] > 0):
+            raise InputError(f"{file} is not a valid sae-lens config ({key} must be a positive integer)")
+    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    hook_name = metadata.get("hook_name", cfg.get("hook_name"))
+    if hook_name is not None and not isinstance(hook_name, str):
+        raise InputError(f"{file} is not a valid sae-lens config (hook_name must be a string)")
+    return SavedSaeConfig(d_in=cfg["d_in"], d_sae=cfg["d_sae"], hook_name=hook_name)
+
+
+def check_saved_sae(path: Path) -> SavedSaeConfig:
+    """A saved SAE directory's config (``saved_sae_config``), once its weights file is intact and holds
+    ``W_dec`` of shape (d_sae, d_in); every problem is an InputError naming the file."""
+    cfg = saved_sae_config(path)
+    file = Path(path) / SAVED_WEIGHTS
+    shapes = safetensors_shapes(file, "SAE weights")
+    if shapes.get("W_dec") != (cfg.d_sae, cfg.d_in):
+        found = "no W_dec" if "W_dec" not in shapes else f"W_dec of shape {list(shapes['W_dec'])}"
+        raise InputError(f"SAE weights {file} hold {found}, but its {SAVED_CFG} says (d_sae, d_in) = "
+                         f"({cfg.d_sae}, {cfg.d_in})")
+    return cfg
 
 
 def saved_sae_shape(path: Path) -> tuple[int, int]:
@@ -106,7 +132,8 @@ def load_sae(source: SaeSource, *, device: str = "cpu") -> SAE:
     from sae_lens import SAE
 
     if source.path is not None:
-        return SAE.load_from_disk(source.path, device=device)
+        with loading("the SAE", source.path):
+            return SAE.load_from_disk(source.path, device=device)
     info = release_info(source.release)
     return hub.cached_first(lambda: SAE.from_pretrained(source.release, source.sae_id, device=device),
                             what=f"SAE {source.name}", repo_id=info.repo_id,
@@ -176,7 +203,8 @@ def read_decoder(source: SaeSource) -> Tensor:
     Reads only the decoder tensor for saved directories and the gemma_2 / llama_scope /
     dictionary_learning_1 layouts; other converters fall back to loading the whole SAE."""
     if source.path is not None:
-        with safe_open(source.path / SAVED_WEIGHTS, framework="pt") as weights:
+        with loading("the SAE decoder", source.path / SAVED_WEIGHTS), \
+                safe_open(source.path / SAVED_WEIGHTS, framework="pt") as weights:
             return weights.get_tensor("W_dec").float()
     info = release_info(source.release)
     folder = info.folder(source.sae_id)
