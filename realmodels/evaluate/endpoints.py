@@ -118,7 +118,8 @@ def describe_error(exc: BaseException, timeout: float) -> str:
 def call_with_retries(call, *, max_attempts: int, backoff_s: float, timeout: float, wait=None, on_retry=None):
     """``call()`` until it returns. Retried: HTTP 408/409/429/5xx, connection errors and time-outs, after
     backoff_s · 2^(k−1) · U(0.5, 1.5) seconds (at most ``MAX_BACKOFF_S``; ``wait(seconds)`` sleeps and may return
-    True to give up, e.g. a cancellation event's ``wait``); anything else — another HTTP status, a malformed reply
+    True to give up, e.g. a cancellation event's ``wait``; ``wait(0)`` returning True after a failure gives up at
+once, unreported); anything else — another HTTP status, a malformed reply
     (ValueError, TypeError, KeyError, AttributeError, IndexError) — fails at once. ``on_retry(reason, attempt,
     delay)`` is told of every retry. Raises ``RequestFailed``."""
     import random
@@ -139,6 +140,8 @@ def call_with_retries(call, *, max_attempts: int, backoff_s: float, timeout: flo
             reason = describe_error(exc, timeout)
         except (openai.APIError, ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
             raise RequestFailed(describe_error(exc, timeout), retried=False, attempts=attempt) from None
+        if wait(0):  # cancelled meanwhile (the failure may be the abort itself): no retry, nothing to report
+            raise RequestFailed("cancelled", retried=False, attempts=attempt)
         if attempt < max_attempts:
             delay = min(backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5), MAX_BACKOFF_S)
             if on_retry is not None:
