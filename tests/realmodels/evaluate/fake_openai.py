@@ -3,7 +3,8 @@ to a scripted ``handler(path, body) -> Reply`` (status, JSON body or raw bytes, 
 recorded (``server.requests``: path, body, headers), so tests can count requests, check what was sent (the API
 key arrives only in the Authorization header) and script 429/500/timeouts/malformed bodies, error bodies that
 echo the request's headers (``echo_headers``), replies that trickle one byte every ``trickle`` seconds and huge
-bodies streamed in chunks (``size``). GET requests (``/models``) go to the same handler with body None.
+bodies streamed in chunks (``size``). GET requests (``/models``) get 404, or with ``handle_get`` go to the same handler with body None (and
+are recorded).
 
     with FakeOpenAI(handler) as server:
         client_url = server.url   # "http://127.0.0.1:PORT/v1"
@@ -54,7 +55,7 @@ def completion_reply(text: str, *, model: str = "fake-model") -> dict:
 
 class FakeOpenAI:
     """The server (a context manager): ``url``, ``requests`` (list of {"path", "body", "headers"}). GET requests
-    get 404 unless ``handle_get`` (then the handler answers them, with body None)."""
+    get 404 unless ``handle_get`` (then the handler answers them, with body None, and they are recorded)."""
 
     def __init__(self, handler: Callable[[str, dict | None], Reply], *, handle_get: bool = False):
         self.handler, self.handle_get = handler, handle_get
@@ -67,9 +68,12 @@ class FakeOpenAI:
                 pass
 
             def do_GET(self):  # noqa: N802 (http.server's name)
+                if not outer.handle_get:
+                    self._answer(Reply(status=404))  # not recorded
+                    return
                 with outer._lock:
                     outer.requests.append({"path": self.path, "body": None, "headers": dict(self.headers)})
-                self._answer(outer.handler(self.path, None) if outer.handle_get else Reply(status=404))
+                self._answer(outer.handler(self.path, None))
 
             def do_POST(self):  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("Content-Length") or 0)
