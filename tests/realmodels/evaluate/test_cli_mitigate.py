@@ -126,6 +126,8 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--random-seeds", "a,b"], "comma-separated integers"),
     (["--workers", "0"], "--workers must be an integer >= 1"),
     (["--ray-address", "http://head"], "--ray-address must be auto"),
+    (["--ray-address", "127.0.0.1:99999"], "port must be in 1..65535"),
+    (["--ray-address", "127.0.0.1:1"], "could not join the Ray cluster at --ray-address 127.0.0.1:1"),  # at once
 ])
 def test_mitigate_bad_input(tmp_path, capsys, question_file, gemma_local, inducing_jsonl, harmful_jsonl,
                             harmless_jsonl, extra, match):
