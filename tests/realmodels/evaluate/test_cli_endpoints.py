@@ -82,10 +82,15 @@ def test_every_generation_request_failing_is_one_line_and_an_incomplete_summary(
     assert summary["overall"]["em"]["estimate"] is None
 
 
-def test_ctrl_c_while_requests_trickle_ends_the_command_at_once(tmp_path, question_file):
-    def trickle(path, body):  # answers at once; the judge trickles one byte every 5 s
-        return Reply(body=chat_reply("x"), trickle=5.0) if body.get("max_tokens") == 1 else Reply(
-            body=chat_reply("an answer"))
+@pytest.mark.parametrize("stage", ["judge", "generation"])
+def test_ctrl_c_while_requests_trickle_ends_the_command_at_once(tmp_path, question_file, stage):
+    def trickle(path, body):  # the judge trickles one byte every 5 s; the generation endpoint says nothing for 60 s
+        if body.get("max_tokens") == 1:
+            return Reply(body=chat_reply("x"), trickle=5.0)
+        return Reply(body=chat_reply("an answer"), delay=60.0 if stage == "generation" else 0.0)
+
+    def stage_requests():
+        return [r for r in server.requests if ((r["body"] or {}).get("max_tokens") == 1) == (stage == "judge")]
 
     out = tmp_path / "eval"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ECHO_TEST_KEY": KEY}
@@ -95,8 +100,7 @@ def test_ctrl_c_while_requests_trickle_ends_the_command_at_once(tmp_path, questi
                                    cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
-            while len([r for r in server.requests if (r["body"] or {}).get("max_tokens") == 1]) < 3 and \
-                    time.monotonic() < deadline:
+            while len(stage_requests()) < 3 and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert process.poll() is None and len(server.requests) >= 3, process.communicate()
             time.sleep(0.5)
