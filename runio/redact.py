@@ -1,6 +1,6 @@
 """Secret hygiene: the one place that knows the secrets in use (API keys read from the environment) and removes
 them from text the toolkit prints, logs or writes. ``redact(text)`` replaces every registered secret and every
-``Bearer <token>`` (whatever token a server echoes back) with ``***``.
+``Bearer <token>`` (a token of 8 or more characters, whatever a server echoes back) with ``***``.
 
 Applied to every message built from a server's text (``realmodels.evaluate.endpoints``), to every log record
 (``install_log_redaction``: a log-record factory, so every logger and handler of the process, Ray workers
@@ -15,7 +15,7 @@ import re
 import threading
 
 MASK = "***"
-_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;}\])\\]+")
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[A-Za-z0-9._~+/=:-]{8,}")  # 8+ characters: not "bearer of"
 _MIN_SECRET = 4  # shorter values ("" or "abc") would mask ordinary words
 _SECRET_VARIABLE = re.compile(r"(?i)(api_?key|token|secret|password)$")  # environment variables holding secrets
 _secrets: set[str] = set()

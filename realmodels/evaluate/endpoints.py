@@ -76,7 +76,8 @@ def check_endpoint(url: str, api_key: str, *, role: str, api_key_env: str, model
     except (ValueError, KeyError, TypeError):
         served = None
     if served and model not in served:
-        raise InputError(f"{role} {url} serves no model {model!r} (it serves: {_short(', '.join(map(str, served[:10])))})")
+        served_text = _short(", ".join(map(str, served[:10])))
+        raise InputError(f"{role} {url} serves no model {model!r} (it serves: {served_text})")
 
 
 RETRY_STATUS = (408, 409, 429)  # and every 5xx: worth another attempt

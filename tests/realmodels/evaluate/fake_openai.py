@@ -3,8 +3,8 @@ to a scripted ``handler(path, body) -> Reply`` (status, JSON body or raw bytes, 
 recorded (``server.requests``: path, body, headers), so tests can count requests, check what was sent (the API
 key arrives only in the Authorization header) and script 429/500/timeouts/malformed bodies, error bodies that
 echo the request's headers (``echo_headers``), replies that trickle one byte every ``trickle`` seconds and huge
-bodies streamed in chunks (``size``). GET requests (``/models``) get 404, or with ``handle_get`` go to the same handler with body None (and
-are recorded).
+bodies streamed in chunks (``size``). GET requests (``/models``) get 404, or with ``handle_get`` go to the same
+handler with body None (and are recorded).
 
     with FakeOpenAI(handler) as server:
         client_url = server.url   # "http://127.0.0.1:PORT/v1"
