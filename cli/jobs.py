@@ -31,6 +31,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import sys
 import threading
 import traceback
 from collections import deque
@@ -139,7 +141,6 @@ def run_job(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict
 def run_job_on_ray(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict | None:
     """``run_job`` in a Ray worker: what the job prints or logs goes to Ray's session logs, so it is redacted."""
     import contextlib
-    import sys
 
     install_log_redaction()
     with contextlib.redirect_stdout(RedactingStream(sys.stdout)), \
@@ -212,9 +213,20 @@ def _connect(workers: int, address: str | None, threads: int) -> str:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             outcome.append(exc)
 
-    joining = threading.Thread(target=join, name="ray-connect", daemon=True)
-    joining.start()
-    joining.join(CONNECT_TIMEOUT_S)
+    if threading.current_thread() is threading.main_thread():  # what ray.init does on the main thread only
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    def not_the_thread_warning(record: logging.LogRecord) -> bool:  # ...and warns about on another thread
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(not_the_thread_warning)
+    try:
+        joining = threading.Thread(target=join, name="ray-connect", daemon=True)
+        joining.start()
+        joining.join(CONNECT_TIMEOUT_S)
+    finally:
+        worker_log.removeFilter(not_the_thread_warning)
     if not outcome:
         raise InputError(f"could not join the Ray cluster at --ray-address {address}: no answer within "
                          f"{CONNECT_TIMEOUT_S:g} s (start one with `ray start --head`)")
