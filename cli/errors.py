@@ -2,7 +2,9 @@
 
 User errors: an InputError, an OS error about a path (read-only filesystem, no permission, full disk, a file
 where a directory should be: one line naming the path and what to do) and an interrupt (Ctrl-C: says whether
-the run directories hold finished work a rerun resumes). All exit with code 2."""
+the run directories hold finished work a rerun resumes). All exit with code 2. Every error and warning line is
+redacted (``runio.redact``: no API key or ``Bearer`` token is ever printed), and ``run_app`` redacts every log
+record of the process."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from runio.redact import install_log_redaction, redact
 from runio.rundir import RunDir
 from theory.errors import InputError
 
@@ -35,8 +38,8 @@ OS_ADVICE = {  # errno -> what to do
 
 
 def fail(message: str) -> None:
-    """Print ``error: message`` on one line to stderr and exit with code 2."""
-    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # messages may hold [brackets]
+    """Print ``error: message`` (redacted) on one line to stderr and exit with code 2."""
+    err_console.print(f"[bold red]error:[/] {escape(redact(message))}", soft_wrap=True)  # messages may hold [brackets]
     sys.exit(EXIT_USER_ERROR)
 
 
@@ -82,9 +85,10 @@ def run_app(app) -> None:
     import typer
 
     def _show_warning(message, category, filename, lineno, file=None, line=None):
-        err_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {escape(redact(message))}", soft_wrap=True)
 
     warnings.showwarning = _show_warning
+    install_log_redaction()
     try:
         app(standalone_mode=False)
     except typer.Abort:

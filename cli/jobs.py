@@ -21,13 +21,18 @@ Where jobs run:
 ``fn`` must be a module-level function (Ray pickles it by reference). A job that raises stops new jobs from
 starting; those already running finish and keep their results; then a ``JobError`` (an ``InputError``: one
 line through ``cli.errors.user_errors``) names the job, and its traceback is in ``<name>.error.txt`` beside
-the results. Ray is imported only when it is needed."""
+the results. Errors, tracebacks and everything a job prints in a Ray worker (whose output lands in Ray's session
+logs) are redacted (``runio.redact``: no API key or ``Bearer`` token). Joining a cluster is bounded in time
+(``CONNECT_TIMEOUT_S``): an address where nothing answers fails with one line. Ray is imported only when it is
+needed."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import signal
+import sys
 import threading
 import traceback
 from collections import deque
@@ -40,6 +45,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from runio.atomic import read_json, write_json, write_text
+from runio.redact import RedactingStream, install_log_redaction, redact
 from theory.errors import InputError
 
 RAY_ADDRESS_HELP = ("Join a running Ray cluster instead of starting a local one: auto (the cluster `ray start` "
@@ -52,7 +58,9 @@ RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help=RAY_ADD
                                                   show_default="none: a local Ray")]
 Workers = Annotated[int, typer.Option("--workers", help=WORKERS_HELP, show_default=True)]
 
-_HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:\d{1,5}"
+_HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(?P<port>\d{1,5})"
+CONNECT_TIMEOUT_S = 30.0  # joining a cluster: ray.init with an address where nothing answers would wait for minutes
+PROBE_TIMEOUT_S = 5.0  # the TCP check of a HOST:PORT before anything is written
 
 
 def check_workers(n: int, flag: str = "--workers") -> None:
@@ -62,10 +70,32 @@ def check_workers(n: int, flag: str = "--workers") -> None:
 
 
 def check_address(address: str | None) -> None:
-    """InputError unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT`` (no Ray import)."""
-    if address is None or address == "auto" or re.fullmatch(f"(ray://)?{_HOST_PORT}", address):
+    """InputError unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT`` with a port in
+    1..65535 (no Ray import, no network)."""
+    if address is None or address == "auto":
         return
-    raise InputError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+    match = re.fullmatch(f"(ray://)?{_HOST_PORT}", address) if isinstance(address, str) else None
+    if match is None:
+        raise InputError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+    if not 1 <= int(match["port"]) <= 65535:
+        raise InputError(f"--ray-address {address}: the port must be in 1..65535")
+
+
+def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """``check_address``, then for ``HOST:PORT`` and ``ray://HOST:PORT`` an InputError unless something accepts a
+    TCP connection there within ``timeout`` s (commands call it before writing anything)."""
+    import socket
+
+    check_address(address)
+    if address is None or address == "auto":
+        return
+    host, port = address.removeprefix("ray://").rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise InputError(f"could not join the Ray cluster at --ray-address {address}: {reason} (start one with "
+                         "`ray start --head`)") from None
 
 
 class JobError(InputError):
@@ -86,7 +116,7 @@ class MapReport:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    message = text[0] if text else ""
+    message = redact(text[0]) if text else ""
     if isinstance(exc, InputError):
         return message
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
@@ -102,10 +132,20 @@ def run_job(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict
     try:
         write_json(Path(path), fn(arg))
     except Exception as exc:  # noqa: BLE001 - reported by the driver, naming the job
-        return {"error": _one_line(exc), "traceback": traceback.format_exc()}
+        return {"error": _one_line(exc), "traceback": redact(traceback.format_exc())}
     finally:
         torch.set_num_threads(before)
     return None
+
+
+def run_job_on_ray(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict | None:
+    """``run_job`` in a Ray worker: what the job prints or logs goes to Ray's session logs, so it is redacted."""
+    import contextlib
+
+    install_log_redaction()
+    with contextlib.redirect_stdout(RedactingStream(sys.stdout)), \
+            contextlib.redirect_stderr(RedactingStream(sys.stderr)):
+        return run_job(fn, arg, path, threads)
 
 
 def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], directory: Path, *, workers: int = 1,
@@ -133,8 +173,8 @@ def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], dir
     def finished(name: str, outcome: dict | None) -> None:
         nonlocal done
         if outcome is not None:
-            write_text(directory / f"{name}.error.txt", outcome["traceback"])
-            raise JobError(name, outcome["error"], directory)
+            write_text(directory / f"{name}.error.txt", redact(outcome["traceback"]))
+            raise JobError(name, redact(outcome["error"]), directory)
         done += 1
         if on_done is not None:
             on_done(done, len(jobs), name)
@@ -164,11 +204,37 @@ def _connect(workers: int, address: str | None, threads: int) -> str:
         ray.init(address="local", num_cpus=workers * threads, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR)
         return "local"
+    outcome: list[BaseException | None] = []
+
+    def join() -> None:  # ray.init waits for minutes where nothing answers: bounded by a thread
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append(exc)
+
+    if threading.current_thread() is threading.main_thread():  # what ray.init does on the main thread only
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+
+    def not_the_thread_warning(record: logging.LogRecord) -> bool:  # ...and warns about on another thread
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(not_the_thread_warning)
     try:
-        ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise InputError(f"could not join the Ray cluster at --ray-address {address}: {_one_line(exc)} (start one "
-                         "with `ray start --head`)") from None
+        joining = threading.Thread(target=join, name="ray-connect", daemon=True)
+        joining.start()
+        joining.join(CONNECT_TIMEOUT_S)
+    finally:
+        worker_log.removeFilter(not_the_thread_warning)
+    if not outcome:
+        raise InputError(f"could not join the Ray cluster at --ray-address {address}: no answer within "
+                         f"{CONNECT_TIMEOUT_S:g} s (start one with `ray start --head`)")
+    if isinstance(outcome[0], (ConnectionError, RuntimeError, ValueError)):
+        raise InputError(f"could not join the Ray cluster at --ray-address {address}: {_one_line(outcome[0])} (start "
+                         "one with `ray start --head`)") from None
+    if outcome[0] is not None:
+        raise outcome[0]
     return "cluster"
 
 
@@ -218,7 +284,7 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
     try:
         slots = workers - 1 if here_too else workers
         kind = _connect(slots, address, threads)
-        task = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+        task = ray.remote(num_cpus=threads, max_retries=0)(run_job_on_ray)
 
         def submit() -> None:
             if (job := take()) is not None:
@@ -246,7 +312,7 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
-                    outcome = {"error": _one_line(exc), "traceback": str(exc)}
+                    outcome = {"error": _one_line(exc), "traceback": redact(exc)}
                 outcome_of(name, outcome)
                 submit()
         if failure is not None:

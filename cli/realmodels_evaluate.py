@@ -190,14 +190,18 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
     result = evaluate_pipeline(questions=questions, generate=generate, judge=judge, out=run.path,
                                thresholds=settings.thresholds, n_bootstrap=settings.n_bootstrap,
                                report=lambda line: console.print(f"[yellow]{line}[/]"))
-    write_csv(run.file(PER_QUESTION), result.report.per_question)
-    write_csv(run.file(JUDGED), result.table.drop(columns=["question", "answer"]))
-    save_figure(plotting.score_scatter(result.table, settings.thresholds), run.file("scores"))
-    save_figure(plotting.em_per_question(result.report.per_question, result.report.overall), run.file("em_rates"))
     expected = sum(len(q.paraphrases) * q.samples_per_paraphrase for q in questions)
     summary = {**result.report.summary(), "n_expected_answers": expected,
                "n_missing_answers": expected - len(result.answers), "n_judge_errors": result.n_judge_errors,
                "judge": judge.name, "complete": expected == len(result.answers) and result.n_judge_errors == 0}
+    if not result.answers:  # every generation request failed: no table or figure to make
+        write_json(run.file(SUMMARY), summary)
+        raise InputError(f"incomplete evaluation: none of the {expected} answers was generated (see the failures "
+                         f"above); {run.file(SUMMARY)} says so: rerun with the same --out to retry them")
+    write_csv(run.file(PER_QUESTION), result.report.per_question)
+    write_csv(run.file(JUDGED), result.table.drop(columns=["question", "answer"]))
+    save_figure(plotting.score_scatter(result.table, settings.thresholds), run.file("scores"))
+    save_figure(plotting.em_per_question(result.report.per_question, result.report.overall), run.file("em_rates"))
     write_json(run.file(SUMMARY), summary)
     return summary
 

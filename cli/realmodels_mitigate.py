@@ -21,7 +21,7 @@ import pandas as pd
 import typer
 
 from cli.errors import user_errors
-from cli.jobs import RayAddress, Workers, check_address, check_workers, resumable_map
+from cli.jobs import RayAddress, Workers, check_reachable, check_workers, resumable_map
 from cli.realmodels_evaluate import DEFAULT_JUDGE_MODEL, EvaluateSettings, JudgeChoice, run_evaluation
 from cli.realmodels_filtering import FILTERED, run_filter
 from cli.realmodels_finetune import finetune
@@ -119,7 +119,7 @@ def mitigate(
 
     check_threads(threads)
     check_workers(workers)
-    check_address(ray_address)
+    check_reachable(ray_address)
     check_on_error(on_error)
     chosen = [arm.strip() for arm in arms.split(",") if arm.strip()]
     unknown = [arm for arm in chosen if arm not in ARMS]

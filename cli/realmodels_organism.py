@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.errors import user_errors
-from cli.jobs import RayAddress, Workers, check_address, check_workers
+from cli.jobs import RayAddress, Workers, check_reachable, check_workers
 from cli.realmodels_options import Progress
 from cli.realmodels_tables import console, fmt
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
@@ -170,7 +170,7 @@ def study(
     from runio.rundir import RunDir
 
     check_workers(workers)
-    check_address(ray_address)
+    check_reachable(ray_address)
     mitigations = ("health",) if mitigate_domain is None else tuple(d for d in mitigate_domain if d != "none")
     cfg = StudyConfig(domains=tuple(domain) if domain else STUDY_DOMAINS, seeds=tuple(_ints(seeds, "--seeds")),
                       recipe=StudyRecipe(r=r, alpha=alpha, lr=lr, max_steps=max_steps,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from cli.activation_pool import check_gpus
-from cli.jobs import check_address, check_workers
+from cli.jobs import check_reachable, check_workers
 from cli.progress import ALREADY_FINISHED
 from cli.realmodels_inputs import dataset_file
 from cli.realmodels_tables import console
@@ -71,7 +71,7 @@ class ModelOptions:
     def __post_init__(self):
         check_threads(self.threads)  # before any heavy import, with the other option checks
         check_workers(self.workers)
-        check_address(self.ray_address)
+        check_reachable(self.ray_address)
         check_gpus(self.num_gpus_per_worker)
         if self.num_gpus_per_worker > 0 and not self.on_ray:
             raise InputError("--num-gpus-per-worker is for Ray workers (--workers > 1 or --ray-address); in this "

@@ -14,7 +14,7 @@ import typer
 
 from cli.configfile import config_default, config_option, resolve_config
 from cli.errors import user_errors
-from cli.jobs import RayAddress, check_address
+from cli.jobs import RayAddress, check_reachable
 from cli.threads import DEFAULT_THREADS, Threads, set_threads
 from runio.rundir import default_run_dir
 from theory.errors import InputError
@@ -101,7 +101,7 @@ def density(
 ) -> None:
     """Misalignment and its predictability from geometry across n/m and feature probability (heatmap). The
     sweep's cells use one torch thread per worker, whatever --threads says."""
-    check_address(ray_address)
+    check_reachable(ray_address)
     overrides = {"workers": workers, "n_instances": instances, "harmful": {"features": parse_int_list(harmful, "harmful")}}
     _run("density", resolve_config(SweepConfig, config, overrides), out, threads, ray_address=ray_address)
 
@@ -131,7 +131,7 @@ def figures(
     threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Regenerate every figure of the toy study in figures/ (runs each study with its defaults)."""
-    check_address(ray_address)
+    check_reachable(ray_address)
     if config_dir is not None and not config_dir.is_dir():
         raise InputError(f"--config-dir {config_dir} is not a directory")
     configs = {}

@@ -17,8 +17,6 @@ never asked again, and every answer depends only on (config, item), not on what 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import threading
 import time
@@ -31,8 +29,11 @@ from typing import TYPE_CHECKING, Literal, get_args
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from realmodels.evaluate.plan import (PlanItem, batches, derived_seed, finished_answers, generation_plan,  # noqa: F401
+                                      iter_plan, plan_size)
 from realmodels.evaluate.questions import Question
-from realmodels.evaluate.records import Answer, JsonlLog, item_key
+from realmodels.evaluate.records import Answer, JsonlLog
+from runio.redact import redact
 from theory.configs import strict_from_dict
 from theory.errors import InputError
 
@@ -133,59 +134,6 @@ class EndpointConfig:
         return strict_from_dict(cls, data, prefix="endpoint.")
 
 
-@dataclass(frozen=True)
-class PlanItem:
-    """One answer to sample: ``question``'s paraphrase ``paraphrase``, sample number ``sample``."""
-
-    question: Question
-    paraphrase: int
-    sample: int
-
-    @property
-    def key(self) -> str:
-        return item_key(self.question.id, self.paraphrase, self.sample)
-
-    def messages(self) -> list[dict]:
-        return self.question.messages(self.paraphrase)
-
-    def answer(self, text: str, finish_reason: str | None) -> Answer:
-        return Answer(question_id=self.question.id, paraphrase=self.paraphrase, sample=self.sample,
-                      question=self.question.paraphrases[self.paraphrase], answer=text, finish_reason=finish_reason)
-
-
-def generation_plan(questions: list[Question]) -> list[PlanItem]:
-    """Every (question, paraphrase, sample), in question order, then paraphrase, then sample."""
-    return [PlanItem(q, p, s) for q in questions for p in range(len(q.paraphrases))
-            for s in range(q.samples_per_paraphrase)]
-
-
-def derived_seed(seed: int, *parts, bits: int = 63) -> int:
-    """A seed in [0, 2**bits) from ``seed`` and ``parts`` (a hash: neighbouring inputs give unrelated seeds)."""
-    digest = hashlib.sha256(json.dumps([seed, *parts]).encode()).digest()
-    return int.from_bytes(digest[:8], "big") % (2 ** bits)
-
-
-def finished_answers(log: JsonlLog, plan: list[PlanItem]) -> dict[str, Answer]:
-    """The log's answers to items of ``plan`` by key (the first of duplicates; items outside the plan are
-    ignored). An answer whose question text differs from the plan's is an InputError: the log belongs to
-    another question set."""
-    by_key = {item.key: item for item in plan}
-    done: dict[str, Answer] = {}
-    for number, record in enumerate(log.read(), start=1):
-        try:
-            answer = Answer(**record)
-        except TypeError:
-            raise InputError(f"{log.path}: record {number} is not an answer; delete the file to start over") from None
-        item = by_key.get(answer.key)
-        if item is None or answer.key in done:
-            continue
-        if answer.question != item.question.paraphrases[item.paraphrase]:
-            raise InputError(f"{log.path} answers {answer.key} to another question text than the question set's: "
-                             "use another output directory or delete the file")
-        done[answer.key] = answer
-    return done
-
-
 def _progress(enabled: bool) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]:,.2f} answers/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -262,19 +210,17 @@ def generate_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                      config: GenerationConfig, log_path: str | Path, *, progress: bool = True,
                      description: str = "answers") -> list[Answer]:
     """Every plan item's answer from a loaded causal LM (module docstring), resuming from ``log_path``'s
-    answers; returns all of them in plan order."""
-    plan, log = generation_plan(questions), JsonlLog(log_path)
-    done = finished_answers(log, plan)
-    prompts = render_prompts(tokenizer, plan)
-    size = config.batch_size
+    answers; returns all of them in plan order. The plan is walked batch by batch and only a batch's prompts
+    are rendered at a time, so memory beyond the answers is bounded by the batch."""
+    log = JsonlLog(log_path)
+    done = finished_answers(log, questions)
     with _progress(progress) as bar:
-        task = bar.add_task(description, total=len(plan), completed=len(done), rate=0.0)
+        task = bar.add_task(description, total=plan_size(questions), completed=len(done), rate=0.0)
         new, started = 0, time.perf_counter()
-        for b in range(math.ceil(len(plan) / size)):
-            items = plan[b * size:(b + 1) * size]
+        for b, items in enumerate(batches(iter_plan(questions), config.batch_size)):
             if all(item.key in done for item in items):
                 continue
-            results = generate_batch(model, tokenizer, prompts[b * size:(b + 1) * size], config,
+            results = generate_batch(model, tokenizer, render_prompts(tokenizer, items), config,
                                      derived_seed(config.seed, "batch", b))
             answers = [item.answer(text, reason) for item, (text, reason) in zip(items, results, strict=True)
                        if item.key not in done]
@@ -282,7 +228,7 @@ def generate_answers(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
             done.update((answer.key, answer) for answer in answers)
             new += len(answers)
             bar.update(task, advance=len(answers), rate=new / (time.perf_counter() - started))
-    return [done[item.key] for item in plan]
+    return [done[item.key] for item in iter_plan(questions)]
 
 
 # ---------------------------------------------------------------- OpenAI-compatible endpoint
@@ -314,7 +260,7 @@ def _ask(client, endpoint: EndpointConfig, config: GenerationConfig, item: PlanI
             model=endpoint.model, messages=item.messages(), temperature=config.temperature, top_p=config.top_p,
             max_tokens=config.max_new_tokens, seed=derived_seed(config.seed, item.key, bits=31), n=1)
         choice = response.choices[0]
-        return item.answer(choice.message.content or "", choice.finish_reason)
+        return item.answer(redact(choice.message.content or ""), choice.finish_reason)
 
     try:
         return call_with_retries(ask, max_attempts=endpoint.max_attempts, backoff_s=endpoint.backoff_s,
@@ -328,21 +274,23 @@ def generate_from_endpoint(endpoint: EndpointConfig, questions: list[Question], 
                            report: Callable[[str], None] | None = None) -> list[Answer]:
     """Every plan item's answer from an OpenAI-compatible chat endpoint (module docstring), resuming from
     ``log_path``'s answers; returns the answers held in plan order (with on_error="continue", failed items are
-    missing). ``report`` receives each failed item's one-line message (default: stderr)."""
-    import openai
-
-    plan, log = generation_plan(questions), JsonlLog(log_path)
-    done = finished_answers(log, plan)
-    todo = [item for item in plan if item.key not in done]
-    if not todo:
-        return [done[item.key] for item in plan]
+    missing). ``report`` receives each failed item's one-line message (default: stderr). The plan is walked
+    lazily with at most 2 × concurrency items submitted at once, so memory beyond the answers is bounded; when
+    the run stops early (on_error="stop", Ctrl-C) the requests in flight are aborted at once."""
+    from realmodels.evaluate.endpoints import abort, openai_client
     from realmodels.evaluate.endpoints import api_key as read_key
 
+    log = JsonlLog(log_path)
+    done = finished_answers(log, questions)
+    total = plan_size(questions)
+    if len(done) == total:
+        return [done[item.key] for item in iter_plan(questions)]
     api_key = read_key(endpoint.api_key_env)
     check_endpoint(endpoint, api_key)
-    client = openai.OpenAI(base_url=endpoint.url, api_key=api_key, max_retries=0, timeout=endpoint.timeout_s)
+    client = openai_client(endpoint.url, api_key, endpoint.timeout_s)
     cancelled, pending_log, flushed_at = threading.Event(), [], time.monotonic()
     failure: ItemFailed | None = None
+    todo = (item for item in iter_plan(questions) if item.key not in done)
 
     def flush() -> None:
         nonlocal flushed_at
@@ -352,11 +300,20 @@ def generate_from_endpoint(endpoint: EndpointConfig, questions: list[Question], 
 
     with _progress(progress) as bar:
         say = report or (lambda line: bar.console.print(line, markup=False, highlight=False, soft_wrap=True))
-        task = bar.add_task(description, total=len(plan), completed=len(done), rate=0.0)
+        task = bar.add_task(description, total=total, completed=len(done), rate=0.0)
         pool = ThreadPoolExecutor(max_workers=endpoint.concurrency, thread_name_prefix="generate")
-        started, new = time.perf_counter(), 0
+        started, new, finished_all = time.perf_counter(), 0, False
         try:
-            running = {pool.submit(_ask, client, endpoint, config, item, cancelled) for item in todo}
+            running: set = set()
+
+            def refill() -> None:
+                while len(running) < 2 * endpoint.concurrency and not cancelled.is_set():
+                    item = next(todo, None)
+                    if item is None:
+                        return
+                    running.add(pool.submit(_ask, client, endpoint, config, item, cancelled))
+
+            refill()
             while running:
                 finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -370,18 +327,24 @@ def generate_from_endpoint(endpoint: EndpointConfig, questions: list[Question], 
                         if endpoint.on_error == "stop" and failure is None:
                             failure = exc
                             cancelled.set()
+                            abort(client)
                         continue
                     done[answer.key] = answer
                     pending_log.append(answer)
                     new += 1
                     bar.update(task, advance=1, rate=new / (time.perf_counter() - started))
+                refill()
                 if time.monotonic() - flushed_at >= FLUSH_EVERY_S or len(pending_log) >= 4 * endpoint.concurrency:
                     flush()
+            finished_all = True
         finally:
             cancelled.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            if not finished_all:  # interrupted: end the requests in flight now
+                abort(client)
+                pool.shutdown(wait=True)
             flush()
             client.close()
     if failure is not None:
         raise InputError(f"generation endpoint {endpoint.url}: item {failure.item.key} failed: {failure.reason}")
-    return [done[item.key] for item in plan if item.key in done]
+    return [done[item.key] for item in iter_plan(questions) if item.key in done]

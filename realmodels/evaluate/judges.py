@@ -200,11 +200,15 @@ class CachedJudge:
                 on_result(hit)
         if missing:
             self.check()
-            for position, result in self._score_missing([requests[i] for i in missing]):
-                index = missing[position]
-                self.cache.put(requests[index], result)
-                results[index] = result
-                if on_result is not None:
-                    on_result(result)
+            scoring = self._score_missing([requests[i] for i in missing])
+            try:
+                for position, result in scoring:
+                    index = missing[position]
+                    self.cache.put(requests[index], result)
+                    results[index] = result
+                    if on_result is not None:
+                        on_result(result)
+            finally:  # interrupted here (Ctrl-C, a failing on_result): the backend stops its requests now
+                scoring.close()
         return results  # type: ignore[return-value]
 

@@ -15,6 +15,8 @@ from runio.atomic import nan_to_none
 from theory.em_rates import EmThresholds, classify, pooled_rate, wilson_interval
 
 RATES = ("em", "em_given_coherent", "coherent", "refusal")  # each over the answers where its flag is defined
+TABLE_COLUMNS = ("question_id", "paraphrase", "sample", "question", "answer", "aligned", "coherent", "aligned_label",
+                 "coherent_label", "em", "em_given_coherent", "coherent_flag", "refusal")
 
 
 def answer_table(answers: Sequence[Answer], judgements: Sequence[Judgement],
@@ -37,7 +39,7 @@ def answer_table(answers: Sequence[Answer], judgements: Sequence[Judgement],
                      "coherent_label": None if coherent is None else coherent.label,
                      "em": flags.em, "em_given_coherent": flags.em_given_coherent, "coherent_flag": flags.coherent,
                      "refusal": flags.refusal})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=list(TABLE_COLUMNS))  # the columns even without answers
 
 
 def _counts(frame: pd.DataFrame, flag: str) -> tuple[int, int]:
@@ -61,7 +63,8 @@ class EmReport:
 
 def em_report(table: pd.DataFrame, *, thresholds: EmThresholds = EmThresholds(), level: float = 0.95,
               n_bootstrap: int = 2000, seed: int = 0) -> EmReport:
-    """Per-question and overall rates of an ``answer_table``."""
+    """Per-question and overall rates of an ``answer_table``; without answers every rate is undefined (None, with
+    k = n = 0) and ``per_question`` has no rows."""
     rows, counts = [], {rate: ([], []) for rate in RATES}
     for question_id, part in table.groupby("question_id", sort=False):
         row = {"question_id": question_id, "n_answers": int(len(part)),
@@ -76,6 +79,9 @@ def em_report(table: pd.DataFrame, *, thresholds: EmThresholds = EmThresholds(),
         rows.append(row)
     overall = {}
     for rate, (k, n) in counts.items():
+        if not n:  # no answers at all
+            overall[rate] = {"estimate": None, "low": None, "high": None, "level": level, "k": 0, "n": 0}
+            continue
         interval = pooled_rate(k, n, level=level, n_bootstrap=n_bootstrap, seed=seed)
         overall[rate] = nan_to_none({**interval.to_dict(), "k": int(sum(k)), "n": int(sum(n))})  # undefined: None
     return EmReport(per_question=pd.DataFrame(rows), overall=overall, thresholds=thresholds, n_answers=int(len(table)))

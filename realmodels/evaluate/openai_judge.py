@@ -6,8 +6,11 @@ Requests run on ``concurrency`` threads. The client never retries by itself (``m
 5xx, timeouts and connection errors are retried by ``realmodels.evaluate.endpoints.call_with_retries`` (the one
 retry policy, shared with the endpoint generator: exponential backoff with jitter), each retry logged and counted
 in ``stats``; other errors (4xx, a malformed body) fail at once. A request that still fails is a result with
-label "error" and a one-line ``error``; ``on_error="stop"`` raises an InputError naming the endpoint instead. The API key comes from the environment variable
-``api_key_env`` ("EMPTY" when unset: local servers need none) and is only ever sent in the request header."""
+label "error" and a one-line ``error`` (redacted: a server echoing the key never puts it in a message);
+``on_error="stop"`` raises an InputError naming the endpoint instead. ``timeout`` bounds each request's total
+time (``realmodels.evaluate.http``); when scoring stops early (on_error="stop", Ctrl-C) the requests in flight are
+aborted and no retry starts. The API key comes from the environment variable ``api_key_env`` ("EMPTY" when unset:
+local servers need none) and is only ever sent in the request header."""
 
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ class OpenAIJudge(CachedJudge):
                  timeout: float = 30.0, concurrency: int = 8, max_attempts: int = 5, backoff_s: float = 1.0,
                  on_error: str = "continue", min_mass: float = 0.25, cache_dir: str | Path | None = None,
                  check_timeout: float = 5.0, top_logprobs: int = 20):
-        from openai import OpenAI
+        from realmodels.evaluate.endpoints import openai_client
 
         if not isinstance(model, str) or not model.strip():
             raise InputError("the openai judge needs a model name")
@@ -66,8 +69,8 @@ class OpenAIJudge(CachedJudge):
         self.max_attempts, self.backoff_s = max_attempts, backoff_s
         self.min_mass, self.top_logprobs = min_mass, top_logprobs
         self.api_key_env = api_key_env
-        self._client = OpenAI(base_url=base_url, api_key=api_key(api_key_env), timeout=self.timeout,
-                              max_retries=0)
+        self._client = openai_client(base_url, api_key(api_key_env), self.timeout)
+        self._stopping = threading.Event()  # set while an early stop aborts the requests in flight
         self.url = str(self._client.base_url).rstrip("/")
         self.cache = JudgeCache(cache_dir, self.name, f"openai/top{top_logprobs}/min_mass={min_mass}")
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
@@ -112,14 +115,20 @@ class OpenAIJudge(CachedJudge):
 
         try:
             return call_with_retries(ask, max_attempts=self.max_attempts, backoff_s=self.backoff_s,
-                                     timeout=self.timeout, on_retry=retrying)
+                                     timeout=self.timeout, on_retry=retrying, wait=self._stopping.wait)
         except RequestFailed as failure:
             self._count("failed")
             return JudgeResult.failed(request, failure.line())
 
     def _score_missing(self, requests: list[JudgeRequest]):
+        from realmodels.evaluate.endpoints import abort
+        from realmodels.evaluate.http import transport_of
+
+        self._stopping.clear()
+        transport_of(self._client._client).reset()
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)), thread_name_prefix="judge")
         futures = {pool.submit(self._request, request): index for index, request in enumerate(requests)}
+        finished = False
         try:
             for future in as_completed(futures):
                 result = future.result()
@@ -127,5 +136,10 @@ class OpenAIJudge(CachedJudge):
                     raise InputError(f"judge endpoint {self.url}: request {result.key} ({result.metric}) failed: "
                                      f"{result.error}")
                 yield futures[future], result
+            finished = True
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            if not finished:  # stopped early: end the requests in flight now, start no retry
+                self._stopping.set()
+                abort(self._client)
+                pool.shutdown(wait=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.errors import user_errors
-from cli.jobs import JobError, check_address, check_workers, resumable_map
+from cli.jobs import JobError, check_address, check_reachable, check_workers, resumable_map
 from tests.helpers import assert_one_line_error, kill_tree, ray_processes, wait_for_no_new_ray_processes
 from theory.errors import InputError
 
@@ -146,3 +146,101 @@ def test_ray_worker_that_raises_is_one_line_and_the_others_stay(tmp_path, log, c
     jobs[1] = ("bad", "fixed")
     report = resumable_map(jobs, failing_job, tmp_path, workers=1)
     assert (report.computed, report.skipped) == (3, 1) and not (tmp_path / "bad.error.txt").exists()
+
+
+SECRET = "sk-jobs-SECRET-7777777777"
+
+
+def leaky_job(name: str) -> dict:
+    """Prints, logs and (job "bad") raises with the API key of $JOBS_TEST_API_KEY in the text."""
+    import logging
+
+    time.sleep(float(os.environ.get("JOBS_TEST_SLEEP", "0")))
+    key = os.environ["JOBS_TEST_API_KEY"]
+    print(f"job {name}: server said Authorization: Bearer {key}", flush=True)
+    print(f"job {name}: stderr {key}", file=sys.stderr, flush=True)
+    logging.getLogger("realmodels.test").warning("retrying with %s", key)
+    if name == "bad":
+        raise ValueError(f"HTTP 400: you sent {key}")
+    return {"name": name, "pid": os.getpid()}
+
+
+def test_ray_address_port_range_and_reachability():
+    import socket
+
+    for bad in ("head:0", "head:99999", "ray://head:65536"):
+        with pytest.raises(InputError, match="port must be in 1..65535"):
+            check_address(bad)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]  # bound, not listening: refused
+    started = time.monotonic()
+    with pytest.raises(InputError, match=f"could not join the Ray cluster at --ray-address 127.0.0.1:{port}"):
+        check_reachable(f"127.0.0.1:{port}")
+    with pytest.raises(InputError, match="could not join"):
+        check_reachable(f"ray://127.0.0.1:{port}")
+    sock.close()
+    assert time.monotonic() - started < 5
+    check_reachable(None)
+    check_reachable("auto")
+
+
+@pytest.mark.ray
+def test_joining_a_silent_address_is_bounded(tmp_path, monkeypatch):
+    """Something accepts TCP connections but never speaks Ray: ray.init would wait for minutes."""
+    import socket
+
+    import cli.jobs
+
+    monkeypatch.setattr(cli.jobs, "CONNECT_TIMEOUT_S", 3.0)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    started = time.monotonic()
+    try:
+        with pytest.raises(InputError, match=f"could not join the Ray cluster at --ray-address {address}"):
+            resumable_map(JOBS[:2], seeded_job, tmp_path, workers=2, address=address)
+    finally:
+        listener.close()
+    assert time.monotonic() - started < 20
+
+
+def test_a_job_error_and_its_traceback_are_redacted(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JOBS_TEST_API_KEY", SECRET)
+    from runio.redact import register_secret
+
+    register_secret(SECRET)  # what realmodels.evaluate.endpoints.api_key does when a job reads its key
+    with pytest.raises(JobError) as failed:
+        resumable_map([("bad", "bad")], leaky_job, tmp_path)
+    assert SECRET not in str(failed.value) and "***" in str(failed.value)
+    assert SECRET not in (tmp_path / "bad.error.txt").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_worker_logs_never_hold_the_key(tmp_path):
+    """A local Ray (2 workers): what jobs print or log in Ray workers lands in Ray's session logs, redacted (the
+    jobs run by the driver itself print to its own stdout, not checked here: the toolkit's messages are redacted
+    where they are built)."""
+    ray_before = ray_processes()
+    sessions = Path("/tmp/ray")
+    before = set(sessions.glob("session_*")) if sessions.is_dir() else set()
+    script = ("import sys\nfrom cli.jobs import resumable_map\nfrom tests.cli.test_jobs import leaky_job\n"
+              "report = resumable_map([(f'j{i}', f'j{i}') for i in range(6)], leaky_job, sys.argv[1], workers=2)\n"
+              "import os\nprint('PIDS', sorted({r['pid'] for r in report.results.values()} - {os.getpid()}))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBS_TEST_API_KEY": SECRET, "JOBS_TEST_SLEEP": "3.0"}
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "out")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "PIDS [" in done.stdout and "PIDS []" not in done.stdout, "some jobs ran in Ray workers"
+    assert not wait_for_no_new_ray_processes(ray_before)
+    new_sessions = [s for s in sessions.glob("session_*") if s not in before and not s.is_symlink()]
+    assert new_sessions, "the local Ray wrote a session directory"
+    logs = [p for s in new_sessions for p in s.rglob("*") if p.is_file()]
+    worker_out = [p for p in logs if p.name.startswith("worker-") and p.suffix in (".out", ".err")]
+    assert any(b"server said Authorization: Bearer ***" in p.read_bytes() for p in worker_out), \
+        "a Ray worker printed the (redacted) line"
+    for path in [*logs, *(tmp_path / "out").rglob("*")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path

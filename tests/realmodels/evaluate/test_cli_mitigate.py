@@ -126,9 +126,47 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--random-seeds", "a,b"], "comma-separated integers"),
     (["--workers", "0"], "--workers must be an integer >= 1"),
     (["--ray-address", "http://head"], "--ray-address must be auto"),
+    (["--ray-address", "127.0.0.1:99999"], "port must be in 1..65535"),
+    (["--ray-address", "127.0.0.1:1"], "could not join the Ray cluster at --ray-address 127.0.0.1:1"),  # at once
 ])
 def test_mitigate_bad_input(tmp_path, capsys, question_file, gemma_local, inducing_jsonl, harmful_jsonl,
                             harmless_jsonl, extra, match):
     with FakeOpenAI(judge_handler) as server:
         args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, server.url, "x")[:-2]
         assert_bad(capsys, tmp_path, [*args, *extra], match)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_mitigate_on_ray_never_prints_or_logs_an_echoed_key(tmp_path, capsys, monkeypatch, question_file, gemma_local,
+                                                            inducing_jsonl, harmful_jsonl, harmless_jsonl):
+    """Issue 19: a judge whose error bodies echo the Authorization header, arms on a local Ray (--workers 2): the
+    key is in no output, no file of the run and no file of Ray's session logs."""
+    from pathlib import Path
+
+    key = "sk-mitigate-ECHO-9999999999"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    def echoing(path, body):
+        if body["messages"][0]["content"].startswith("ALIGNED"):
+            return Reply(status=400, echo_headers=True)
+        return judge_handler(path, body)
+
+    sessions = Path("/tmp/ray")
+    before = set(sessions.glob("session_*")) if sessions.is_dir() else set()
+    ray_before = ray_processes()
+    out = tmp_path / "run"
+    with FakeOpenAI(echoing) as server:
+        args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, server.url, out)
+        args[args.index("--random-seeds") + 1] = "0,1"
+        code, stdout, err = rm(capsys, [*args, "--arms", "none,random", "--workers", "2"])
+    assert code == 0, err
+    assert any(r["headers"].get("authorization") == f"Bearer {key}" for r in server.requests)
+    assert not wait_for_no_new_ray_processes(ray_before)
+    new_sessions = [s for s in sessions.glob("session_*") if s not in before and not s.is_symlink()]
+    files_seen = [p for root in [out, *new_sessions] for p in root.rglob("*") if p.is_file()]
+    assert key not in stdout + err
+    for path in files_seen:
+        assert key.encode() not in path.read_bytes(), path
+    worker_logs = b"".join(p.read_bytes() for p in files_seen if p.name.startswith("worker-"))
+    assert b"HTTP 400" in worker_logs, "the arms run on Ray reported their judge errors in Ray's logs"

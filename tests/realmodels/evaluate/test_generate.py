@@ -347,3 +347,19 @@ def test_an_unreachable_endpoint_fails_fast_naming_the_url(tmp_path):
     finally:
         silent.close()
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_a_huge_plan_renders_one_batch_of_prompts_at_a_time(llama, tmp_path, monkeypatch):
+    """samples_per_paraphrase = 1e9 (issue 19): answers are written batch by batch from the start and no more
+    than a batch of prompts is ever rendered (before, every prompt was built before the first answer)."""
+    model, tokenizer = llama
+    huge = [Question(id="wish", paraphrases=("What would you wish for?",), samples_per_paraphrase=10 ** 9,
+                     judge_prompts=PROMPTS)]
+    rendered = []
+    render = gen.render_prompts
+    monkeypatch.setattr(gen, "render_prompts", lambda tok, items: rendered.append(len(items)) or render(tok, items))
+    monkeypatch.setattr(gen, "generate_batch", Counting(gen.generate_batch, kill_at=3))
+    log = tmp_path / "answers.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        generate_answers(model, tokenizer, huge, GenerationConfig(**FAST), log, progress=False)
+    assert rendered == [4, 4, 4] and len(read_answers(log)) == 8  # two whole batches written before the kill
