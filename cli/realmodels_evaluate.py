@@ -19,7 +19,7 @@ import typer
 
 from cli.errors import user_errors
 from cli.realmodels_options import (Adapter, ChatTemplate, Checkpoint, DeviceMap, Dtype, MaxLength, ModelPath, Out,
-                                    Progress)
+                                    Progress, check_count, check_max_length)
 from cli.realmodels_run import release_unfinished
 from cli.realmodels_tables import console, print_evaluation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
@@ -35,6 +35,8 @@ GEN = "Generation"
 JUDGE = "Judge"
 DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"  # the judge of Betley et al. 2025 (an OpenAI model name)
 SUMMARY = "summary.json"
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+MAX_SAMPLES, MAX_BOOTSTRAP, MAX_CONCURRENCY, MAX_TEMPERATURE = 10**6, 10**7, 1024, 100.0
 
 
 @dataclass(frozen=True)
@@ -115,12 +117,54 @@ def check_direction_fits(direction, file: Path, plain, checkpoint: str | None) -
                          f"hidden size {shape.hidden_size}")
 
 
-def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
-    """Check, open the run directory, generate, judge, write the tables and figures; returns the summary."""
+def check_settings(settings: EvaluateSettings) -> None:
+    """The option values of an evaluation, in range (nothing read or loaded): counts within bounds, a temperature
+    of at most MAX_TEMPERATURE (beyond, sampling is uniform noise), seeds in numpy's range."""
     from realmodels.evaluate.judges import check_on_error
 
     check_threads(settings.threads)
     check_on_error(settings.on_error)
+    check_max_length(settings.max_length)
+    if settings.samples_per_paraphrase is not None:
+        check_count(settings.samples_per_paraphrase, "--samples-per-paraphrase", maximum=MAX_SAMPLES)
+    check_count(settings.n_bootstrap, "--n-bootstrap", maximum=MAX_BOOTSTRAP)
+    check_count(settings.judge.concurrency, "--judge-concurrency", maximum=MAX_CONCURRENCY)
+    generation = settings.generation
+    check_count(generation.max_new_tokens, "--max-new-tokens")
+    check_count(generation.batch_size, "--batch-size")
+    check_count(generation.seed, "--seed", minimum=0, maximum=MAX_SEED)
+    if not generation.temperature <= MAX_TEMPERATURE:
+        raise InputError(f"--temperature must be in [0, {MAX_TEMPERATURE:g}], got {generation.temperature}")
+
+
+def check_prompts_fit(tokenizer, questions, limit: int | None, what: str) -> None:
+    """InputError unless every question paraphrase, rendered with the chat template as the model will read it,
+    is at most ``limit`` tokens (``what`` names the limit; None: no limit known)."""
+    if limit is None:
+        return
+    from realmodels.evaluate.generate import PlanItem, render_prompts
+
+    plan = [PlanItem(q, p, 0) for q in questions for p in range(len(q.paraphrases))]
+    for item, prompt in zip(plan, render_prompts(tokenizer, plan), strict=True):
+        if len(prompt) > limit:
+            raise InputError(f"question {item.question.id} (paraphrase {item.paraphrase}) is {len(prompt)} tokens "
+                             f"with the chat template, more than {what} ({limit} tokens): shorten it")
+
+
+def context_limit(plain, settings: EvaluateSettings) -> tuple[int | None, str]:
+    """The prompt limit of a local model: ``--max-length`` when given, else the model's context (config.json)."""
+    if settings.max_length is not None:
+        return settings.max_length, "--max-length"
+    from realmodels.loading.checks import model_shape
+    from realmodels.loading.registry import get_checkpoint
+
+    spec = None if settings.checkpoint is None else get_checkpoint(settings.checkpoint)
+    return model_shape(plain.source.path, plain.source.repo_id, spec).context, f"the context of {plain.source.name}"
+
+
+def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
+    """Check, open the run directory, generate, judge, write the tables and figures; returns the summary."""
+    check_settings(settings)
     questions = load_questions(settings.questions, samples_per_paraphrase=settings.samples_per_paraphrase,
                                only=list(settings.only) or None)
     question_file = settings.questions or DEFAULT_QUESTIONS
@@ -161,10 +205,10 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
         from realmodels.evaluate.generate import check_endpoint
 
         check_endpoint(settings.endpoint, api_key(settings.endpoint.api_key_env))
-    else:
-        plain.tokenizer  # noqa: B018  (a missing chat template fails here, before the run directory exists)
-    if settings.judge.kind == "openai":
-        judge.check()  # an unreachable judge fails fast, naming its URL, before anything is written
+    else:  # a missing chat template or a prompt the model cannot read fails here, before anything is written
+        check_prompts_fit(plain.tokenizer, questions, *context_limit(plain, settings))
+    if settings.judge.kind in ("openai", "hf"):
+        judge.check()  # an unreachable judge or an unusable judge model fails here, before anything is written
     release_unfinished(path, config, cache_dir)  # a run that never produced an answer locks nothing
     run = RunDir.open(path, config)
     set_threads(settings.threads)
@@ -249,8 +293,6 @@ def evaluate(
     """Sample answers to free-form questions, judge them, report EM rates with confidence intervals."""
     if (generate_endpoint is None) != (generate_model is None):
         raise InputError("--generate-endpoint and --generate-model go together")
-    if n_bootstrap < 1:
-        raise InputError(f"--n-bootstrap must be >= 1, got {n_bootstrap}")
     settings = EvaluateSettings(
         questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
         generation=GenerationConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
