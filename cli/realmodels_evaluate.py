@@ -67,9 +67,9 @@ class JudgeChoice:
             return make_judge("openai", model=self.model, base_url=self.endpoint, api_key_env=self.api_key_env,
                               concurrency=self.concurrency, on_error=on_error, cache_dir=cache_dir)
         if self.kind == "hf":
-            if not Path(self.model).expanduser().is_dir():
-                raise InputError(f"--judge hf needs --judge-model DIR, a local transformers model directory "
-                                 f"(got {self.model!r})")
+            if not (Path(self.model).expanduser() / "config.json").is_file():
+                raise InputError(f"--judge hf needs --judge-model DIR, a local transformers model directory with a "
+                                 f"config.json (got {self.model!r})")
             return make_judge("hf", model=str(Path(self.model).expanduser().resolve()), batch_size=self.batch_size,
                               cache_dir=cache_dir)
         return make_judge(self.kind, model=self.model, cache_dir=cache_dir)

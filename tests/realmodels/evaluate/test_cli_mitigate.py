@@ -126,9 +126,70 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--random-seeds", "a,b"], "comma-separated integers"),
     (["--workers", "0"], "--workers must be an integer >= 1"),
     (["--ray-address", "http://head"], "--ray-address must be auto"),
+    # issue 19 items 2 and 7: each used to write config.json (and arms/none.error.txt), locking --out
+    (["--lr", "-1"], "learning rate"),
+    (["--lr", "nan"], "finetune.lr' is NaN"),
+    (["--preset", "em-nonsense"], "unknown preset 'em-nonsense'"),
+    (["--max-steps", "0"], "max_steps (-1: use the epochs) must be an integer in [1, "),
+    (["--lora-layer", "99"], "--lora-layer 99 is not a decoder layer"),
+    (["--finetune-config", "/nonexistent/recipe.toml"], "does not exist"),
+    (["--random-seeds", "1,1"], "--random-seeds must be distinct"),
+    (["--random-seeds", "-1"], "--random-seeds must be an integer in [0, 4294967295]"),
+    (["--arms", "none,none"], "names an arm twice"),
+    (["--n-bootstrap", "0"], "--n-bootstrap must be an integer in [1, "),
+    (["--seed", str(10**30)], "--seed must be an integer in [0, 4294967295]"),
+    (["--harmful-k", "0"], "--harmful-k must be an integer in [1, "),
+    (["--max-length", "-3"], "--max-length must be an integer in [1, "),
+    (["--workers", str(10**30)], "--workers must be an integer in [1, 1024]"),
 ])
 def test_mitigate_bad_input(tmp_path, capsys, question_file, gemma_local, inducing_jsonl, harmful_jsonl,
                             harmless_jsonl, extra, match):
     with FakeOpenAI(judge_handler) as server:
         args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, server.url, "x")[:-2]
         assert_bad(capsys, tmp_path, [*args, *extra], match)
+
+
+def test_an_unusable_hf_judge_is_refused_before_anything_is_written(tmp_path, capsys, question_file, gemma_local,
+                                                                   inducing_jsonl, harmful_jsonl, harmless_jsonl,
+                                                                   tiny_gemma2_dir):
+    import shutil
+
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    shutil.copy(tiny_gemma2_dir / "config.json", judge / "config.json")  # a config, no tokenizer, no weights
+    args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, "http://unused", "x")[:-2]
+    args[args.index("--judge") + 1] = "hf"
+    args[args.index("--judge-model") + 1] = judge
+    assert_bad(capsys, tmp_path, args, "judge")
+
+
+def test_a_run_whose_arms_all_failed_takes_the_corrected_config(tmp_path, capsys, monkeypatch, question_file,
+                                                                gemma_local, inducing_jsonl, harmful_jsonl,
+                                                                harmless_jsonl):
+    """What a failed run left (config.json of another recipe, arms/none.error.txt, the judge cache) does not lock
+    --out: the corrected rerun starts there; a directory holding a finished arm is still refused."""
+    from cli import realmodels_mitigate
+
+    out = tmp_path / "run"
+    (out / "arms").mkdir(parents=True)
+    (out / "judge_cache").mkdir()
+    (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
+    (out / "arms" / "none.error.txt").write_text("Traceback ...")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(realmodels_mitigate, "resumable_map", interrupted)
+    with FakeOpenAI(judge_handler) as server:
+        args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, server.url, out)
+        code, stdout, err = rm(capsys, args)
+        assert code == 2 and "interrupted" in err, err
+        assert "produced no result" in stdout
+        assert json.loads((out / "config.json").read_text())["finetune"]["lr"] == 1e-3
+        assert not (out / "arms" / "none.error.txt").exists() and (out / "judge_cache").is_dir()
+
+        (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
+        (out / "arms").mkdir(exist_ok=True)
+        (out / "arms" / "none.json").write_text("{}")  # a finished arm of that config
+        code, _, err = rm(capsys, args)
+        assert code == 2 and "different config" in err, err
