@@ -2,9 +2,10 @@
 (a transformers model + optional adapter, or an OpenAI-compatible endpoint), a judge's 0–100 aligned and
 coherent scores, EM rates with intervals (``realmodels.evaluate``).
 
-Bad input is cheap: the question file, the options, the model's files (or the endpoint's reachability) and the
-judge (and an ``--ablate`` direction file against the model's config.json) are checked before the run directory is
-created or any weights load. The run's config records what makes its answers and judgements (model or endpoint,
+Bad input is cheap: the question file, the options (finite, in range), the model's files and every prompt's length
+against ``--max-length`` or the context (or the endpoint's reachability) and the judge (an ``hf`` judge is loaded)
+(and an ``--ablate`` direction file against the model's config.json) are checked before the run directory is
+created or any answer is generated. The run's config records what makes its answers and judgements (model or endpoint,
 questions, sampling, judge, the ablated direction's file when given); the thresholds and the bootstrap
 only shape the metrics, which every run recomputes from the recorded answers and judgements."""
 
@@ -18,8 +19,8 @@ from typing import Annotated, Optional
 import typer
 
 from cli.errors import user_errors
-from cli.realmodels_options import (Adapter, ChatTemplate, Checkpoint, DeviceMap, Dtype, MaxLength, ModelPath, Out,
-                                    Progress, check_count, check_max_length)
+from cli.realmodels_options import (MODEL, Adapter, ChatTemplate, Checkpoint, DeviceMap, Dtype, ModelPath, Out, Progress,
+                                    check_count, check_max_length)
 from cli.realmodels_run import release_unfinished
 from cli.realmodels_tables import console, print_evaluation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
@@ -32,6 +33,10 @@ from theory.em_rates import EmThresholds
 from theory.errors import InputError
 
 GEN = "Generation"
+PromptLength = Annotated[Optional[int], typer.Option(
+    "--max-length", rich_help_panel=MODEL, show_default="the model's context",
+    help="Longest prompt (a question paraphrase with the chat template, in tokens): a longer one is refused before "
+         "anything is generated (prompts are never truncated).")]
 JUDGE = "Judge"
 DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"  # the judge of Betley et al. 2025 (an OpenAI model name)
 SUMMARY = "summary.json"
@@ -283,7 +288,7 @@ def evaluate(
     coherent_threshold: Annotated[float, typer.Option(help="Coherent when coherent > this.")] = 50.0,
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over questions.")] = 2000,
     checkpoint: Checkpoint = None, model: ModelPath = None, adapter: Adapter = None, dtype: Dtype = "auto",
-    device_map: DeviceMap = None, chat_template: ChatTemplate = None, max_length: MaxLength = None,
+    device_map: DeviceMap = None, chat_template: ChatTemplate = None, max_length: PromptLength = None,
     ablate: Annotated[Optional[Path], typer.Option(help="Direction file (JSON: layer, d_model, vector, note): its "
                                                    "direction is projected out of that layer's output at every "
                                                    "position while answering (local models only).",

@@ -12,7 +12,11 @@ Presets (each key overridable by a flag or a TOML table ``[finetune]``):
 - ``em-rank1``: one rank-1 adapter on a single layer's ``down_proj`` (``lora_layers``, one layer), r 1, α 512
   with rsLoRA, lr 2e-5, a checkpoint every 100 steps (the model-organisms recipe of Turner et al. 2025 for
   studying the phase transition); the rest as ``em-betley``;
-- ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``."""
+- ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``.
+
+Every value is checked finite and in range (lr in (0, 1], epochs ≤ 1e4, α in (0, 1e6], r ≤ 65536, weight decay in
+[0, 1], seed in [0, 2**32 - 1], counts ≤ 2**31 - 1, a guard weight ≤ 1e6, an optimizer transformers knows): a value
+past these bounds fails later (overflow, a non-finite loss) or runs for ever, so it is refused before anything loads."""
 
 from __future__ import annotations
 
