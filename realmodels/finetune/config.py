@@ -15,7 +15,8 @@ Presets (each key overridable by a flag or a TOML table ``[finetune]``):
 - ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``.
 
 Every value is checked finite and in range (lr in (0, 1], epochs ≤ 1e4, α in (0, 1e6], r ≤ 65536, weight decay in
-[0, 1], seed in [0, 2**32 - 1], counts ≤ 2**31 - 1, a guard weight ≤ 1e6, an optimizer transformers knows): a value
+[0, 1], seed in [0, 2**32 - 1], counts ≤ 2**31 - 1, a guard weight ≤ 1e6, |alarm| ≤ 1e6, an optimizer
+transformers knows): a value
 past these bounds fails later (overflow, a non-finite loss) or runs for ever, so it is refused before anything loads."""
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 MAX_COUNT = 2**31 - 1  # steps, batches, ranks, layers: the largest a count may be (torch and the Trainer use int32)
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range is [0, 2**32 - 1]
 MAX_LR, MAX_EPOCHS, MAX_ALPHA, MAX_RANK, MAX_GUARD_WEIGHT = 1.0, 1e4, 1e6, 65536, 1e6
+MAX_ALARM = 1e6  # |alarm| on the ratio of rises; beyond it never fires, and the monitor figure cannot draw its line
 
 
 def _positive(value, what: str, maximum: float = math.inf) -> None:
@@ -190,8 +192,8 @@ class MonitorConfig:
             _count(getattr(self, key), f"monitor {key}")
         if not 0.0 < self.probe_fraction < 1.0:
             raise InputError(f"probe_fraction must be in (0, 1), got {self.probe_fraction}")
-        if self.alarm is not None and not math.isfinite(self.alarm):
-            raise InputError(f"--alarm must be a finite number, got {self.alarm}")
+        if self.alarm is not None:
+            _in_range(self.alarm, "--alarm", -MAX_ALARM, MAX_ALARM)
         check_choice(self.alarm_action, AlarmAction, "alarm action")
         _in_range(self.min_target_rise, "min_target_rise", 0.0, math.inf)
 

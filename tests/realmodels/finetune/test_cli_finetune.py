@@ -197,6 +197,8 @@ def test_rank1_monitor_logs_the_adapter_direction(tmp_path, capsys, llama_sae, i
     (["--max-length", "0"], "--max-length must be an integer in [1, "),
     (["--batch-size", "0"], "--batch-size must be an integer in [1, "),
     (["--threads", str(10**30)], "--threads must be an integer >= 1"),
+    (["--monitor", "--harmful", "x.jsonl", "--harmless", "y.jsonl", "--alarm", "1e308"],
+     "--alarm must be a finite number in [-1e+06, 1e+06]"),
 ])
 def test_bad_input_one_line_nothing_written(tmp_path, capsys, llama, inducing_jsonl, extra, match):
     assert_bad(capsys, tmp_path, ["finetune", "--data", inducing_jsonl, *llama, "--max-steps", "1", *TINY, *extra],
@@ -265,3 +267,14 @@ def test_a_run_that_failed_before_training_does_not_lock_its_out(tmp_path, capsy
     code, stdout, err = rm(capsys, [*args, "--lr", "3e-4"])  # another config in the same --out
     assert code == 0, err
     assert "produced no result" in stdout and json.loads((out / "config.json").read_text())["finetune"]["lr"] == 3e-4
+
+
+def test_a_monitored_run_shorter_than_a_monitor_interval_writes_its_summary(tmp_path, capsys, llama_sae,
+                                                                             inducing_jsonl, control_jsonl):
+    """Only the step-0 row: the ratio of rises is undefined (NaN), recorded as null; summary.json used to fail to
+    be written after training (found by tests/realmodels/test_numeric_options.py with --alarm 0)."""
+    code, _, err = rm(capsys, _watched(tmp_path, "short", llama_sae, inducing_jsonl, control_jsonl, "--max-steps", "1",
+                                       "--monitor-every", "10", "--alarm", "0"))
+    assert code == 0, err
+    monitor = json.loads((tmp_path / "short" / "summary.json").read_text())["monitor"]
+    assert monitor["rows"] == 1 and monitor["ratio"] is None
