@@ -74,8 +74,12 @@ MAX_OPTION_INT = 2**31 - 1  # the largest count an option takes (torch, the Trai
 
 def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_OPTION_INT) -> None:
     """InputError unless the option ``flag``'s ``value`` is an integer in [``minimum``, ``maximum``]."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise InputError(f"{flag} must be an integer in [{minimum}, {maximum}], got {value}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{flag} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{flag} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise InputError(f"{flag} must be at most {maximum}, got {value}")
 
 
 def check_max_length(value: int | None) -> None:

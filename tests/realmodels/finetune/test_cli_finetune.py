@@ -193,9 +193,9 @@ def test_rank1_monitor_logs_the_adapter_direction(tmp_path, capsys, llama_sae, i
     (["--epochs", "1e308", "--max-steps", "-1"], "epochs must be a positive finite number at most 10000"),
     (["--lora-layer", str(10**30)], "lora_layers"),
     # issue 19 item 8: values silently accepted
-    (["--max-length", "-3"], "--max-length must be an integer in [1, "),
-    (["--max-length", "0"], "--max-length must be an integer in [1, "),
-    (["--batch-size", "0"], "--batch-size must be an integer in [1, "),
+    (["--max-length", "-3"], "--max-length must be at least 1, got -3"),
+    (["--max-length", "0"], "--max-length must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
     (["--threads", str(10**30)], "--threads must be an integer >= 1"),
     (["--monitor", "--harmful", "x.jsonl", "--harmless", "y.jsonl", "--alarm", "1e308"],
      "--alarm must be a finite number in [-1e+06, 1e+06]"),

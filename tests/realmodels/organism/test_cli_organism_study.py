@@ -82,7 +82,7 @@ def test_the_study_runs_every_stage_and_resumes(tmp_path, capsys):
     (["--ratio", "nan"], "--ratio must be in [1, 1000]"),
     (["--r", str(10**30)], "r must be an integer in [1, 65536]"),
     (["--harmful-k", "257"], "--harmful-k 257 exceeds the organism's SAE width (256 features)"),
-    (["--workers", str(10**30)], "--workers must be an integer in [1, 1024]"),
+    (["--workers", str(10**30)], "--workers must be at most 1024"),
 ])
 def test_bad_study_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
     assert_bad(capsys, tmp_path, ["organism", "study", *args], match)
