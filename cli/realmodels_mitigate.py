@@ -29,7 +29,7 @@ from cli.realmodels_finetune import check_recipe, finetune
 from cli.realmodels_inputs import dataset_entry, dataset_file
 from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
                                     Layer, MaxLength, ModelPath, Out, Progress, SaePath, check_count)
-from cli.realmodels_run import ModelOptions, harmful_pair, release_unfinished
+from cli.realmodels_run import ModelOptions, harmful_pair, holds_no_result, release_unfinished
 from cli.realmodels_tables import console, print_mitigation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads
 from realmodels.analysis.configs import FilterConfig, SelectionConfig
@@ -42,6 +42,7 @@ from theory.em_rates import EmThresholds
 from theory.errors import InputError
 
 ARMS_DIR = "arms"
+STAGES = ("filter", "finetune", "evaluate")  # an arm's stages: <stage>-<arm>/ below --out
 MAX_WORKERS = 1024
 FT = "Fine-tuning (every arm)"
 EV = "Evaluation (every arm)"
@@ -213,7 +214,9 @@ def mitigate(
     arms_dir = path / ARMS_DIR
     failed_only = arms_dir.is_dir() and all(f.name.endswith(".error.txt") or f.name.startswith(".")
                                             for f in arms_dir.iterdir())
-    release_unfinished(path, config, path / "judge_cache", failures=(arms_dir,) if failed_only else ())
+    stages = [d for d in path.glob("*-*") if d.name.split("-")[0] in STAGES and holds_no_result(d)]
+    release_unfinished(path, config, path / "judge_cache", failures=(arms_dir,) if failed_only else (),
+                       idle=tuple(stages))  # a stage that produced nothing is released by its own command
     run = RunDir.open(path, config)
     base = ArmJob(arm="", name="", seed=None, index=0, total=len(runs), run_path=run.path, data=data_path,
                   harmful=harmful_path, harmless=harmless_path, opts=opts, filt=filt,

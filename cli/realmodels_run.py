@@ -120,10 +120,12 @@ def recorded_config(path: Path) -> dict | None:
         return None
 
 
-def release_unfinished(path: Path, config: dict, cache_dir: Path, *, failures: tuple[Path, ...] = ()) -> None:
+def release_unfinished(path: Path, config: dict, cache_dir: Path, *, failures: tuple[Path, ...] = (),
+                       idle: tuple[Path, ...] = ()) -> None:
     """Let a new config into ``path`` when the run there never produced a result: the directory holds only its
-    config.json, activation caches (keyed by content, so they stay valid and are kept) and ``failures`` (entries
-    that only report a failure, e.g. a job's error file: removed). Any other file is a (partial) result of the
+    config.json, activation caches (keyed by content, so they stay valid and are kept), ``failures`` (entries
+    that only report a failure, e.g. a job's error file: removed) and ``idle`` entries (kept: e.g. a stage's run
+    directory that produced nothing, which its own command releases). Any other file is a (partial) result of the
     recorded config, which ``RunDir.open`` then refuses to mix with another."""
     import shutil
 
@@ -131,7 +133,7 @@ def release_unfinished(path: Path, config: dict, cache_dir: Path, *, failures: t
     if not existing.is_file() or recorded_config(path) == config:
         return
     keep = {existing.resolve(), (path / DEFAULT_CACHE).resolve(), Path(cache_dir).resolve(),
-            *(Path(f).resolve() for f in failures)}
+            *(Path(f).resolve() for f in (*failures, *idle))}
     if any(entry.resolve() not in keep and not entry.name.startswith(".") for entry in path.iterdir()):
         return
     console.print(f"[yellow]{path} holds only the config of a run that produced no result: starting the new run "
@@ -142,6 +144,13 @@ def release_unfinished(path: Path, config: dict, cache_dir: Path, *, failures: t
         elif Path(failure).exists():
             Path(failure).unlink()
     existing.unlink()
+
+
+def holds_no_result(path: Path) -> bool:
+    """Whether run directory ``path`` holds nothing but its config.json, activation or judge caches and hidden
+    files (what a run that failed before its first result leaves)."""
+    allowed = {CONFIG_NAME, DEFAULT_CACHE, "judge_cache"}
+    return path.is_dir() and all(entry.name in allowed or entry.name.startswith(".") for entry in path.iterdir())
 
 
 def _dataset_paths(data: dict) -> Iterator[Path]:

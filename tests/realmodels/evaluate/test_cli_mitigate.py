@@ -175,6 +175,8 @@ def test_a_run_whose_arms_all_failed_takes_the_corrected_config(tmp_path, capsys
     (out / "judge_cache").mkdir()
     (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
     (out / "arms" / "none.error.txt").write_text("Traceback ...")
+    (out / "finetune-none").mkdir()  # its stage failed before training: only its config (finetune releases it)
+    (out / "finetune-none" / "config.json").write_text(json.dumps({"command": "finetune", "finetune": {"lr": 5.0}}))
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -187,6 +189,13 @@ def test_a_run_whose_arms_all_failed_takes_the_corrected_config(tmp_path, capsys
         assert "produced no result" in stdout
         assert json.loads((out / "config.json").read_text())["finetune"]["lr"] == 1e-3
         assert not (out / "arms" / "none.error.txt").exists() and (out / "judge_cache").is_dir()
+        assert (out / "finetune-none" / "config.json").is_file()  # kept for finetune's own release
+
+        (out / "finetune-none" / "checkpoints").mkdir()  # a stage with partial work of the old config: refused
+        (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
+        code, _, err = rm(capsys, args)
+        assert code == 2 and "different config" in err, err
+        (out / "finetune-none" / "checkpoints").rmdir()
 
         (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
         (out / "arms").mkdir(exist_ok=True)
