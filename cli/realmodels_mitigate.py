@@ -68,6 +68,20 @@ def _seeds(text: str, what: str) -> list[int]:
     return values
 
 
+def _check_harmful_k(sources, harmful_k: int) -> None:
+    """--harmful-k at most the SAE's width (when its cfg.json or the registry states it): the geometry arm would
+    fail after the none arm has run."""
+    from realmodels.loading.saes import saved_sae_shape
+
+    if sources.sae.path is not None:
+        d_sae = saved_sae_shape(sources.sae.path)[1]
+    else:
+        spec = sources.model_spec
+        d_sae = spec.d_sae if spec is not None and spec.sae_release == sources.sae.release else None
+    if d_sae is not None and harmful_k > d_sae:
+        raise InputError(f"--harmful-k {harmful_k} exceeds the SAE's width ({d_sae} features)")
+
+
 def _check_model(opts: ModelOptions, path: Path, recipes: dict, questions: list, settings: EvaluateSettings) -> None:
     """The fine-tuned model against every arm's recipe (adapter layers and modules, on its config: no weights) and
     the questions' prompts against its context or --max-length (the tokenizer only)."""
@@ -192,8 +206,8 @@ def mitigate(
     recipes = {name: check_recipe(finetune_options) for _, name, _ in runs}  # every arm trains with its recipe
     path = out or default_run_dir(prefix="mitigate-")
     opts = ModelOptions.from_command(locals(), out=None)
-    if needs_sae:
-        opts.session(path)  # the model, SAE and layer are checked here, nothing loads
+    if needs_sae:  # the model, SAE and layer are checked here, nothing loads
+        _check_harmful_k(opts.session(path).sources, harmful_k)
     _check_model(replace(opts, sae=None, layer=None), path, recipes, question_list, evaluate_settings)
     judge_instance = judge_choice.build(path / "judge_cache", on_error)
     if judge in ("openai", "hf"):

@@ -139,6 +139,7 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--n-bootstrap", "0"], "--n-bootstrap must be at least 1, got 0"),
     (["--seed", str(10**30)], "--seed must be at most 4294967295"),
     (["--harmful-k", "0"], "--harmful-k must be at least 1, got 0"),
+    (["--harmful-k", "100000"], "--harmful-k 100000 exceeds the SAE's width"),
     (["--max-length", "-3"], "--max-length must be at least 1, got -3"),
     (["--workers", str(10**30)], "--workers must be at most 1024"),
 ])
