@@ -23,6 +23,15 @@ def read_toml(path: Path | None) -> dict:
         raise InputError(f"config file {path} is not valid TOML: nested more than {MAX_DEPTH} levels deep") from None
 
 
+def config_table(file_cfg: dict, name: str, path: Path | None) -> dict:
+    """The table ``[name]`` of a TOML file read by ``read_toml`` ({} when absent); an InputError when the key
+    holds something else (``finetune = 5``)."""
+    value = file_cfg.get(name, {})
+    if not isinstance(value, dict):
+        raise InputError(f"config file {path}: {name} must be a table [{name}], got {value!r}")
+    return value
+
+
 def resolve_config(cls, config_file: Path | None, overrides: dict, *, base: dict | None = None, prefix: str = ""):
     """The one config resolution of every command: ``cls`` defaults <- TOML file (or ``base``, a table the
     caller already read) <- command-line flags (None = unset), validated strictly (unknown keys name

@@ -2,9 +2,10 @@
 (a transformers model + optional adapter, or an OpenAI-compatible endpoint), a judge's 0–100 aligned and
 coherent scores, EM rates with intervals (``realmodels.evaluate``).
 
-Bad input is cheap: the question file, the options, the model's files (or the endpoint's reachability) and the
-judge (and an ``--ablate`` direction file against the model's config.json) are checked before the run directory is
-created or any weights load. The run's config records what makes its answers and judgements (model or endpoint,
+Bad input is cheap: the question file, the options (finite, in range), the model's files and every prompt's length
+against ``--max-length`` or the context (or the endpoint's reachability) and the judge (an ``hf`` judge is loaded)
+(and an ``--ablate`` direction file against the model's config.json) are checked before the run directory is
+created or any answer is generated. The run's config records what makes its answers and judgements (model or endpoint,
 questions, sampling, judge, the ablated direction's file when given); the thresholds and the bootstrap
 only shape the metrics, which every run recomputes from the recorded answers and judgements."""
 
@@ -18,8 +19,8 @@ from typing import Annotated, Optional
 import typer
 
 from cli.errors import user_errors
-from cli.realmodels_options import (Adapter, ChatTemplate, Checkpoint, DeviceMap, Dtype, MaxLength, ModelPath, Out,
-                                    Progress)
+from cli.realmodels_options import (MODEL, Adapter, ChatTemplate, Checkpoint, DeviceMap, Dtype, ModelPath, Out, Progress,
+                                    check_count, check_max_length)
 from cli.realmodels_run import release_unfinished
 from cli.realmodels_tables import console, print_evaluation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
@@ -32,9 +33,15 @@ from theory.em_rates import EmThresholds
 from theory.errors import InputError
 
 GEN = "Generation"
+PromptLength = Annotated[Optional[int], typer.Option(
+    "--max-length", rich_help_panel=MODEL, show_default="the model's context",
+    help="Longest prompt (a question paraphrase with the chat template, in tokens): a longer one is refused before "
+         "anything is generated (prompts are never truncated).")]
 JUDGE = "Judge"
 DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"  # the judge of Betley et al. 2025 (an OpenAI model name)
 SUMMARY = "summary.json"
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
+MAX_SAMPLES, MAX_BOOTSTRAP, MAX_CONCURRENCY, MAX_TEMPERATURE = 10**6, 10**7, 1024, 100.0
 
 
 @dataclass(frozen=True)
@@ -65,9 +72,9 @@ class JudgeChoice:
             return make_judge("openai", model=self.model, base_url=self.endpoint, api_key_env=self.api_key_env,
                               concurrency=self.concurrency, on_error=on_error, cache_dir=cache_dir)
         if self.kind == "hf":
-            if not Path(self.model).expanduser().is_dir():
-                raise InputError(f"--judge hf needs --judge-model DIR, a local transformers model directory "
-                                 f"(got {self.model!r})")
+            if not (Path(self.model).expanduser() / "config.json").is_file():
+                raise InputError(f"--judge hf needs --judge-model DIR, a local transformers model directory with a "
+                                 f"config.json (got {self.model!r})")
             return make_judge("hf", model=str(Path(self.model).expanduser().resolve()), batch_size=self.batch_size,
                               cache_dir=cache_dir)
         return make_judge(self.kind, model=self.model, cache_dir=cache_dir)
@@ -115,12 +122,54 @@ def check_direction_fits(direction, file: Path, plain, checkpoint: str | None) -
                          f"hidden size {shape.hidden_size}")
 
 
-def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
-    """Check, open the run directory, generate, judge, write the tables and figures; returns the summary."""
+def check_settings(settings: EvaluateSettings) -> None:
+    """The option values of an evaluation, in range (nothing read or loaded): counts within bounds, a temperature
+    of at most MAX_TEMPERATURE (beyond, sampling is uniform noise), seeds in numpy's range."""
     from realmodels.evaluate.judges import check_on_error
 
     check_threads(settings.threads)
     check_on_error(settings.on_error)
+    check_max_length(settings.max_length)
+    if settings.samples_per_paraphrase is not None:
+        check_count(settings.samples_per_paraphrase, "--samples-per-paraphrase", maximum=MAX_SAMPLES)
+    check_count(settings.n_bootstrap, "--n-bootstrap", maximum=MAX_BOOTSTRAP)
+    check_count(settings.judge.concurrency, "--judge-concurrency", maximum=MAX_CONCURRENCY)
+    generation = settings.generation
+    check_count(generation.max_new_tokens, "--max-new-tokens")
+    check_count(generation.batch_size, "--batch-size")
+    check_count(generation.seed, "--seed", minimum=0, maximum=MAX_SEED)
+    if not generation.temperature <= MAX_TEMPERATURE:
+        raise InputError(f"--temperature must be in [0, {MAX_TEMPERATURE:g}], got {generation.temperature}")
+
+
+def check_prompts_fit(tokenizer, questions, limit: int | None, what: str) -> None:
+    """InputError unless every question paraphrase, rendered with the chat template as the model will read it,
+    is at most ``limit`` tokens (``what`` names the limit; None: no limit known)."""
+    if limit is None:
+        return
+    from realmodels.evaluate.generate import PlanItem, render_prompts
+
+    plan = [PlanItem(q, p, 0) for q in questions for p in range(len(q.paraphrases))]
+    for item, prompt in zip(plan, render_prompts(tokenizer, plan), strict=True):
+        if len(prompt) > limit:
+            raise InputError(f"question {item.question.id} (paraphrase {item.paraphrase}) is {len(prompt)} tokens "
+                             f"with the chat template, more than {what} ({limit} tokens): shorten it")
+
+
+def context_limit(plain, settings: EvaluateSettings) -> tuple[int | None, str]:
+    """The prompt limit of a local model: ``--max-length`` when given, else the model's context (config.json)."""
+    if settings.max_length is not None:
+        return settings.max_length, "--max-length"
+    from realmodels.loading.checks import model_shape
+    from realmodels.loading.registry import get_checkpoint
+
+    spec = None if settings.checkpoint is None else get_checkpoint(settings.checkpoint)
+    return model_shape(plain.source.path, plain.source.repo_id, spec).context, f"the context of {plain.source.name}"
+
+
+def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
+    """Check, open the run directory, generate, judge, write the tables and figures; returns the summary."""
+    check_settings(settings)
     questions = load_questions(settings.questions, samples_per_paraphrase=settings.samples_per_paraphrase,
                                only=list(settings.only) or None)
     question_file = settings.questions or DEFAULT_QUESTIONS
@@ -161,10 +210,10 @@ def run_evaluation(settings: EvaluateSettings, out: Path | None) -> dict:
         from realmodels.evaluate.generate import check_endpoint
 
         check_endpoint(settings.endpoint, api_key(settings.endpoint.api_key_env))
-    else:
-        plain.tokenizer  # noqa: B018  (a missing chat template fails here, before the run directory exists)
-    if settings.judge.kind == "openai":
-        judge.check()  # an unreachable judge fails fast, naming its URL, before anything is written
+    else:  # a missing chat template or a prompt the model cannot read fails here, before anything is written
+        check_prompts_fit(plain.tokenizer, questions, *context_limit(plain, settings))
+    if settings.judge.kind in ("openai", "hf"):
+        judge.check()  # an unreachable judge or an unusable judge model fails here, before anything is written
     release_unfinished(path, config, cache_dir)  # a run that never produced an answer locks nothing
     run = RunDir.open(path, config)
     set_threads(settings.threads)
@@ -243,7 +292,7 @@ def evaluate(
     coherent_threshold: Annotated[float, typer.Option(help="Coherent when coherent > this.")] = 50.0,
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples over questions.")] = 2000,
     checkpoint: Checkpoint = None, model: ModelPath = None, adapter: Adapter = None, dtype: Dtype = "auto",
-    device_map: DeviceMap = None, chat_template: ChatTemplate = None, max_length: MaxLength = None,
+    device_map: DeviceMap = None, chat_template: ChatTemplate = None, max_length: PromptLength = None,
     ablate: Annotated[Optional[Path], typer.Option(help="Direction file (JSON: layer, d_model, vector, note): its "
                                                    "direction is projected out of that layer's output at every "
                                                    "position while answering (local models only).",
@@ -253,8 +302,6 @@ def evaluate(
     """Sample answers to free-form questions, judge them, report EM rates with confidence intervals."""
     if (generate_endpoint is None) != (generate_model is None):
         raise InputError("--generate-endpoint and --generate-model go together")
-    if n_bootstrap < 1:
-        raise InputError(f"--n-bootstrap must be >= 1, got {n_bootstrap}")
     settings = EvaluateSettings(
         questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
         generation=GenerationConfig(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,

@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.configfile import read_toml, resolve_config
+from cli.configfile import config_table, read_toml, resolve_config
 from cli.errors import user_errors
 from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
                                     Layer, MaxLength, ModelPath, Out, Progress, SaePath)
@@ -36,11 +36,40 @@ WATCH = "Monitor and guard"
 TOML_KEYS = ("finetune", "monitor", "guard")
 
 
+def read_finetune_toml(config: Path | None) -> dict:
+    """The ``--config`` TOML of ``finetune`` ({} for None): only the tables ``TOML_KEYS``, each a table."""
+    file_cfg = read_toml(config)
+    unknown = sorted(set(file_cfg) - set(TOML_KEYS))
+    if unknown:
+        raise InputError(f"config file {config}: unknown table {unknown[0]!r} (expected {', '.join(TOML_KEYS)})")
+    for name in TOML_KEYS:
+        config_table(file_cfg, name, config)
+    return file_cfg
+
+
 def _recipe(preset: str, file_cfg: dict, flags: dict) -> FinetuneConfig:
     base = merge(preset_table(preset), file_cfg.get("finetune", {}))
     if base.get("preset", preset) != preset:
         raise InputError(f"[finetune] preset = {base['preset']!r} in the config file conflicts with --preset {preset}")
     return resolve_config(FinetuneConfig, None, flags, base=base, prefix="finetune.")
+
+
+def recipe_flags(options: dict) -> dict:
+    """The FinetuneConfig overrides of ``finetune``'s keyword arguments ``options`` (None: the preset's value)."""
+    names = {"lora_layers": "lora_layer", "batch_size": "train_batch_size"}
+    keys = ("r", "alpha", "rslora", "dropout", "target_modules", "lora_layers", "lr", "epochs", "max_steps",
+            "schedule", "warmup_steps", "batch_size", "grad_accum", "weight_decay", "optimizer", "seed", "save_steps",
+            "logging_steps")
+    flags = {key: options[names.get(key, key)] for key in keys}
+    flags["target_modules"] = _comma_list(flags["target_modules"])
+    flags["lora_layers"] = flags["lora_layers"] or None
+    return flags
+
+
+def check_recipe(options: dict) -> FinetuneConfig:
+    """The recipe ``finetune`` would train with, from its keyword arguments ``options`` (preset, config file,
+    flags), checked without loading anything (``realmodels mitigate`` checks every arm's recipe with it)."""
+    return _recipe(options["preset"], read_finetune_toml(options["config"]), recipe_flags(options))
 
 
 def _comma_list(value: Optional[str]) -> Optional[list[str]]:
@@ -108,16 +137,8 @@ def finetune(
 ) -> None:
     """Fine-tune with a preset recipe (LoRA or full), optionally monitored and guarded by SAE features."""
     check_threads(threads)
-    file_cfg = read_toml(config)
-    unknown = sorted(set(file_cfg) - set(TOML_KEYS))
-    if unknown:
-        raise InputError(f"config file {config}: unknown table {unknown[0]!r} (expected {', '.join(TOML_KEYS)})")
-    flags = {"r": r, "alpha": alpha, "rslora": rslora, "dropout": dropout, "target_modules": _comma_list(target_modules),
-             "lora_layers": lora_layer or None, "lr": lr, "epochs": epochs, "max_steps": max_steps,
-             "schedule": schedule, "warmup_steps": warmup_steps, "batch_size": train_batch_size,
-             "grad_accum": grad_accum, "weight_decay": weight_decay, "optimizer": optimizer, "seed": seed,
-             "save_steps": save_steps, "logging_steps": logging_steps}
-    recipe = _recipe(preset, file_cfg, flags)
+    file_cfg = read_finetune_toml(config)
+    recipe = _recipe(preset, file_cfg, recipe_flags(locals()))
     monitor_cfg = None
     if monitor or "monitor" in file_cfg:
         monitor_cfg = resolve_config(MonitorConfig, None, {"every": monitor_every, "alarm": alarm,

@@ -22,13 +22,14 @@ import typer
 
 from cli.errors import user_errors
 from cli.jobs import RayAddress, Workers, check_reachable, check_workers, resumable_map
-from cli.realmodels_evaluate import DEFAULT_JUDGE_MODEL, EvaluateSettings, JudgeChoice, run_evaluation
+from cli.realmodels_evaluate import (DEFAULT_JUDGE_MODEL, MAX_SEED, EvaluateSettings, JudgeChoice, check_prompts_fit,
+                                     check_settings, context_limit, run_evaluation)
 from cli.realmodels_filtering import FILTERED, run_filter
-from cli.realmodels_finetune import finetune
+from cli.realmodels_finetune import check_recipe, finetune
 from cli.realmodels_inputs import dataset_entry, dataset_file
 from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
-                                    Layer, MaxLength, ModelPath, Out, Progress, SaePath)
-from cli.realmodels_run import ModelOptions, harmful_pair
+                                    Layer, MaxLength, ModelPath, Out, Progress, SaePath, check_count)
+from cli.realmodels_run import ModelOptions, harmful_pair, holds_no_result, release_unfinished
 from cli.realmodels_tables import console, print_mitigation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads
 from realmodels.analysis.configs import FilterConfig, SelectionConfig
@@ -41,6 +42,8 @@ from theory.em_rates import EmThresholds
 from theory.errors import InputError
 
 ARMS_DIR = "arms"
+STAGES = ("filter", "finetune", "evaluate")  # an arm's stages: <stage>-<arm>/ below --out
+MAX_WORKERS = 1024
 FT = "Fine-tuning (every arm)"
 EV = "Evaluation (every arm)"
 
@@ -53,6 +56,43 @@ def _ints(text: str, what: str) -> list[int]:
     if not values:
         raise InputError(f"{what} is empty")
     return values
+
+
+def _seeds(text: str, what: str) -> list[int]:
+    """Comma-separated seeds: distinct (each names a run), each in [0, 2**32 - 1]."""
+    values = _ints(text, what)
+    if len(set(values)) != len(values):
+        raise InputError(f"{what} must be distinct (each seed is one run), got {text!r}")
+    for value in values:
+        check_count(value, f"every seed of {what}", minimum=0, maximum=MAX_SEED)
+    return values
+
+
+def _check_harmful_k(sources, harmful_k: int) -> None:
+    """--harmful-k at most the SAE's width (when its cfg.json or the registry states it): the geometry arm would
+    fail after the none arm has run."""
+    from realmodels.loading.saes import saved_sae_shape
+
+    if sources.sae.path is not None:
+        d_sae = saved_sae_shape(sources.sae.path)[1]
+    else:
+        spec = sources.model_spec
+        d_sae = spec.d_sae if spec is not None and spec.sae_release == sources.sae.release else None
+    if d_sae is not None and harmful_k > d_sae:
+        raise InputError(f"--harmful-k {harmful_k} exceeds the SAE's width ({d_sae} features)")
+
+
+def _check_model(opts: ModelOptions, path: Path, recipes: dict, questions: list, settings: EvaluateSettings) -> None:
+    """The fine-tuned model against every arm's recipe (adapter layers and modules, on its config: no weights) and
+    the questions' prompts against its context or --max-length (the tokenizer only)."""
+    from realmodels.finetune.lora import check_targets
+    from realmodels.finetune.source import TrainingModel
+
+    source = TrainingModel.from_options(opts, path, needs_sae=False)
+    model_config = source.config()
+    for recipe in dict.fromkeys(recipes.values()):
+        check_targets(model_config, recipe, source.name)
+    check_prompts_fit(source.tokenizer, questions, *context_limit(source.plain, settings))
 
 
 def _arm_runs(arms: list[str], seeds: list[int]) -> list[tuple[str, str, int | None]]:
@@ -114,20 +154,28 @@ def mitigate(
     workers: Workers = 1, ray_address: RayAddress = None,
 ) -> None:
     """The paper's experiment: filter (geometry | random | judge | none) -> fine-tune -> evaluate, one budget.
-    With --workers N (or --ray-address) the arms run as Ray jobs, N at once, each loading its own model."""
+    With --workers N (or --ray-address) the arms run as Ray jobs, N at once, each loading its own model.
+
+    Every option, every arm's recipe, the model (adapter targets, the questions' prompts) and the judge are checked
+    before anything is written; a run directory whose runs all failed (nothing finished) takes a new config."""
     from realmodels.evaluate.judges import check_on_error
 
     check_threads(threads)
     check_workers(workers)
+    check_count(workers, "--workers", maximum=MAX_WORKERS)
     check_reachable(ray_address)
     check_on_error(on_error)
+    check_count(seed, "--seed", minimum=0, maximum=MAX_SEED)
+    check_count(harmful_k, "--harmful-k")
     chosen = [arm.strip() for arm in arms.split(",") if arm.strip()]
     unknown = [arm for arm in chosen if arm not in ARMS]
     if unknown:
         raise InputError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
     if "none" not in chosen:
         raise InputError("the arms must include none (every reduction is measured against it)")
-    seeds = _ints(random_seeds, "--random-seeds") if "random" in chosen else []
+    if len(set(chosen)) != len(chosen):
+        raise InputError(f"--arms names an arm twice: {arms}")
+    seeds = _seeds(random_seeds, "--random-seeds") if "random" in chosen else []
     filt = FilterConfig(fraction=budget, representation=representation)  # checks the budget
     if not 0.0 < budget:
         raise InputError(f"--budget must be in (0, 1) for a mitigation (0 removes nothing), got {budget}")
@@ -137,17 +185,33 @@ def mitigate(
     harmful_path = harmless_path = None
     if needs_sae or harmful is not None or harmless is not None:
         harmful_path, harmless_path = harmful_pair(harmful, harmless, "the geometry arm's toxic features")
-    load_questions(questions, samples_per_paraphrase=samples_per_paraphrase, only=question or None)  # checked
+    question_list = load_questions(questions, samples_per_paraphrase=samples_per_paraphrase, only=question or None)
     judge_choice = JudgeChoice(kind=judge, model=judge_model, endpoint=judge_endpoint, api_key_env=judge_api_key_env)
     generation = GenerationConfig(temperature=temperature, max_new_tokens=max_new_tokens,
                                   batch_size=generate_batch_size, seed=seed)
+    evaluate_settings = EvaluateSettings(
+        questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
+        generation=generation, judge=judge_choice, thresholds=thresholds, checkpoint=checkpoint, model=model,
+        adapter=None, dtype=dtype, device_map=device_map, chat_template=chat_template, max_length=max_length,
+        on_error=on_error, n_bootstrap=n_bootstrap, threads=threads, progress=progress)
+    check_settings(evaluate_settings)
+    finetune_options = {
+        "preset": preset, "config": finetune_config, "r": None, "alpha": None, "rslora": None, "dropout": None,
+        "target_modules": None, "lora_layer": lora_layer, "lr": lr, "epochs": epochs, "max_steps": max_steps,
+        "schedule": None, "warmup_steps": None, "train_batch_size": train_batch_size, "grad_accum": grad_accum,
+        "weight_decay": None, "optimizer": None, "seed": seed, "save_steps": None, "logging_steps": None,
+        "checkpoint": checkpoint, "model": model, "dtype": dtype, "device_map": device_map,
+        "chat_template": chat_template, "max_length": max_length, "threads": threads, "progress": progress}
+    runs = _arm_runs(chosen, seeds)
+    recipes = {name: check_recipe(finetune_options) for _, name, _ in runs}  # every arm trains with its recipe
     path = out or default_run_dir(prefix="mitigate-")
     opts = ModelOptions.from_command(locals(), out=None)
-    if needs_sae:
-        opts.session(path)  # the model, SAE and layer are checked here, nothing loads
+    if needs_sae:  # the model, SAE and layer are checked here, nothing loads
+        _check_harmful_k(opts.session(path).sources, harmful_k)
+    _check_model(replace(opts, sae=None, layer=None), path, recipes, question_list, evaluate_settings)
     judge_instance = judge_choice.build(path / "judge_cache", on_error)
-    if judge == "openai":
-        judge_instance.check()
+    if judge in ("openai", "hf"):
+        judge_instance.check()  # an unreachable judge or an unusable judge model: before anything is written
     recipe_flags = {"lr": lr, "epochs": epochs, "max_steps": max_steps, "train_batch_size": train_batch_size,
                     "grad_accum": grad_accum, "lora_layer": lora_layer}
     entries = {"train": dataset_entry(data_path)}
@@ -161,26 +225,18 @@ def mitigate(
         "evaluate": {"questions": questions, "only": question, "samples_per_paraphrase": samples_per_paraphrase,
                      "generation": generation.to_dict(), "judge": judge_choice.to_config()}},
         default=json_default))
+    arms_dir = path / ARMS_DIR
+    failed_only = arms_dir.is_dir() and all(f.name.endswith(".error.txt") or f.name.startswith(".")
+                                            for f in arms_dir.iterdir())
+    stages = [d for d in path.glob("*-*") if d.name.split("-")[0] in STAGES and holds_no_result(d)]
+    release_unfinished(path, config, path / "judge_cache", failures=(arms_dir,) if failed_only else (),
+                       idle=tuple(stages))  # a stage that produced nothing is released by its own command
     run = RunDir.open(path, config)
-    runs = _arm_runs(chosen, seeds)
     base = ArmJob(arm="", name="", seed=None, index=0, total=len(runs), run_path=run.path, data=data_path,
                   harmful=harmful_path, harmless=harmless_path, opts=opts, filt=filt,
                   selection=SelectionConfig(harmful_k=harmful_k, seed=seed), judge=judge_choice, on_error=on_error,
-                  budget=budget, finetune={
-                      "preset": preset, "config": finetune_config, "r": None, "alpha": None, "rslora": None,
-                      "dropout": None, "target_modules": None, "lora_layer": lora_layer, "lr": lr, "epochs": epochs,
-                      "max_steps": max_steps, "schedule": None, "warmup_steps": None,
-                      "train_batch_size": train_batch_size, "grad_accum": grad_accum, "weight_decay": None,
-                      "optimizer": None, "seed": seed, "save_steps": None, "logging_steps": None,
-                      "checkpoint": checkpoint, "model": model, "dtype": dtype, "device_map": device_map,
-                      "chat_template": chat_template, "max_length": max_length, "threads": threads,
-                      "progress": progress},
-                  evaluate=EvaluateSettings(
-                      questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
-                      generation=generation, judge=judge_choice, thresholds=thresholds, checkpoint=checkpoint,
-                      model=model, adapter=None, dtype=dtype, device_map=device_map, chat_template=chat_template,
-                      max_length=max_length, judge_cache=run.path / "judge_cache", on_error=on_error,
-                      n_bootstrap=n_bootstrap, threads=threads, progress=progress))
+                  budget=budget, finetune=finetune_options,
+                  evaluate=replace(evaluate_settings, judge_cache=run.path / "judge_cache"))
     jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index))
             for index, (arm, name, arm_seed) in enumerate(runs, start=1)]
     finished = [name for name, _ in jobs if (run.path / ARMS_DIR / f"{name}.json").is_file()]

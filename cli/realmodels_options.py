@@ -14,6 +14,7 @@ from cli.activation_pool import GPUS_HELP
 from cli.configfile import config_option
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
+from theory.errors import InputError
 
 MODEL = "Model (--checkpoint, or --model with --sae; neither: the embedded model organism)"
 RUN = "Run"
@@ -67,3 +68,21 @@ ActivationRayAddress = Annotated[Optional[str], typer.Option(
          "shards and caches go under --cache-dir, which must then be on a filesystem every node shares.")]
 GpusPerWorker = Annotated[float, typer.Option("--num-gpus-per-worker", help=GPUS_HELP, rich_help_panel=RUN,
                                               show_default=True)]
+
+MAX_OPTION_INT = 2**31 - 1  # the largest count an option takes (torch, the Trainer and numpy index with int32)
+
+
+def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_OPTION_INT) -> None:
+    """InputError unless the option ``flag``'s ``value`` is an integer in [``minimum``, ``maximum``]."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{flag} must be an integer, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{flag} must be at least {minimum}, got {value}")
+    if value > maximum:
+        raise InputError(f"{flag} must be at most {maximum}, got {value}")
+
+
+def check_max_length(value: int | None) -> None:
+    """``--max-length``: None (the model's context) or at least one token."""
+    if value is not None:
+        check_count(value, "--max-length")

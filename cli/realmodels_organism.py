@@ -13,7 +13,7 @@ import typer
 
 from cli.errors import user_errors
 from cli.jobs import RayAddress, Workers, check_reachable, check_workers
-from cli.realmodels_options import Progress
+from cli.realmodels_options import Progress, check_count
 from cli.realmodels_tables import console, fmt
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
 from theory.errors import InputError
@@ -22,6 +22,7 @@ organism_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_ex
                            help="The model organism: a small transformer in which emergent misalignment happens.")
 MODEL = "Model and pre-training"
 SAE = "SAE"
+MAX_WORKERS = 1024
 
 
 @organism_app.command("build")
@@ -105,6 +106,34 @@ def _organism(path: Optional[Path]) -> dict:
             "layer": layer, "world": world}
 
 
+def _sae_width(sae: Path) -> int | None:
+    """``d_sae`` of a saved SAE's cfg.json (None when it does not say)."""
+    import json
+
+    try:
+        width = json.loads((sae / "cfg.json").read_text(encoding="utf-8")).get("d_sae")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return width if isinstance(width, int) else None
+
+
+def _release_failed_study(out: Path, config: dict) -> None:
+    """Let a new config into a study directory none of whose stages finished (no summary.json, no finished job):
+    what a failed study leaves (the world's files, stage directories that produced nothing, jobs' error files)
+    is rewritten or released by the stages themselves, so only the old config.json goes."""
+    from cli.realmodels_run import recorded_config
+    from runio.rundir import CONFIG_NAME
+
+    if recorded_config(out) in (None, config):
+        return
+    if any(out.rglob("summary.json")) or any(p for p in (out / "jobs").glob("*.json")):
+        return
+    console.print(f"[yellow]{out} holds a study that finished no stage: starting the new study there[/]")
+    for failure in (out / "jobs").glob("*.error.txt"):
+        failure.unlink()
+    (out / CONFIG_NAME).unlink()
+
+
 @organism_app.command("world")
 @user_errors
 def world(
@@ -170,6 +199,7 @@ def study(
     from runio.rundir import RunDir
 
     check_workers(workers)
+    check_count(workers, "--workers", maximum=MAX_WORKERS)
     check_reachable(ray_address)
     mitigations = ("health",) if mitigate_domain is None else tuple(d for d in mitigate_domain if d != "none")
     cfg = StudyConfig(domains=tuple(domain) if domain else STUDY_DOMAINS, seeds=tuple(_ints(seeds, "--seeds")),
@@ -184,9 +214,13 @@ def study(
     if unknown:
         raise InputError(f"domain {unknown[0]!r} is not in this organism's world (domains: "
                          f"{', '.join(chosen['world']['domains'])})")
+    d_sae = _sae_width(Path(chosen["sae"]))
+    if d_sae is not None and cfg.harmful_k > d_sae:
+        raise InputError(f"--harmful-k {cfg.harmful_k} exceeds the organism's SAE width ({d_sae} features)")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory")
     config = {"command": "organism study", "organism": chosen, "study": cfg.to_dict()}
+    _release_failed_study(out, config)
     run = RunDir.open(out, config)
     from cli.organism_study import run_study
 

@@ -23,6 +23,7 @@ from cli.activation_pool import check_gpus
 from cli.jobs import check_reachable, check_workers
 from cli.progress import ALREADY_FINISHED
 from cli.realmodels_inputs import dataset_file
+from cli.realmodels_options import check_count, check_max_length
 from cli.realmodels_tables import console
 from cli.threads import check_threads, set_threads
 from runio.atomic import json_default, read_json, write_json
@@ -70,6 +71,10 @@ class ModelOptions:
 
     def __post_init__(self):
         check_threads(self.threads)  # before any heavy import, with the other option checks
+        check_count(self.batch_size, "--batch-size")
+        check_max_length(self.max_length)
+        if self.layer is not None:
+            check_count(self.layer, "--layer", minimum=0)
         check_workers(self.workers)
         check_reachable(self.ray_address)
         check_gpus(self.num_gpus_per_worker)
@@ -115,19 +120,37 @@ def recorded_config(path: Path) -> dict | None:
         return None
 
 
-def release_unfinished(path: Path, config: dict, cache_dir: Path) -> None:
+def release_unfinished(path: Path, config: dict, cache_dir: Path, *, failures: tuple[Path, ...] = (),
+                       idle: tuple[Path, ...] = ()) -> None:
     """Let a new config into ``path`` when the run there never produced a result: the directory holds only its
-    config.json and activation caches (keyed by content, so they stay valid and are kept). Any other file is
-    a (partial) result of the recorded config, which ``RunDir.open`` then refuses to mix with another."""
+    config.json, activation caches (keyed by content, so they stay valid and are kept), ``failures`` (entries
+    that only report a failure, e.g. a job's error file: removed) and ``idle`` entries (kept: e.g. a stage's run
+    directory that produced nothing, which its own command releases). Any other file is a (partial) result of the
+    recorded config, which ``RunDir.open`` then refuses to mix with another."""
+    import shutil
+
     existing = path / CONFIG_NAME
     if not existing.is_file() or recorded_config(path) == config:
         return
-    keep = {existing.resolve(), (path / DEFAULT_CACHE).resolve(), Path(cache_dir).resolve()}
+    keep = {existing.resolve(), (path / DEFAULT_CACHE).resolve(), Path(cache_dir).resolve(),
+            *(Path(f).resolve() for f in (*failures, *idle))}
     if any(entry.resolve() not in keep and not entry.name.startswith(".") for entry in path.iterdir()):
         return
     console.print(f"[yellow]{path} holds only the config of a run that produced no result: starting the new run "
                   "there (activation caches are kept)[/]")
+    for failure in failures:
+        if Path(failure).is_dir():
+            shutil.rmtree(failure)
+        elif Path(failure).exists():
+            Path(failure).unlink()
     existing.unlink()
+
+
+def holds_no_result(path: Path) -> bool:
+    """Whether run directory ``path`` holds nothing but its config.json, activation or judge caches and hidden
+    files (what a run that failed before its first result leaves)."""
+    allowed = {CONFIG_NAME, DEFAULT_CACHE, "judge_cache"}
+    return path.is_dir() and all(entry.name in allowed or entry.name.startswith(".") for entry in path.iterdir())
 
 
 def _dataset_paths(data: dict) -> Iterator[Path]:

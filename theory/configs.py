@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from theory.errors import InputError
 
 T = TypeVar("T")
+MAX_CONFIG_INT = 2**63 - 1  # TOML's integer range (a command-line flag may be larger: refused here too)
 
 
 def check_choice(value: str, names, what: str) -> None:
@@ -74,9 +75,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
+            if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_CONFIG_INT:
                 return int(value)
             raise InputError(f"config key '{key}' must be an integer, got {value!r}")
+        if abs(value) > MAX_CONFIG_INT:
+            raise InputError(f"config key '{key}' is too large an integer: {value}")
         return value
     if annotation is bool:
         if not isinstance(value, bool):

@@ -12,12 +12,18 @@ Presets (each key overridable by a flag or a TOML table ``[finetune]``):
 - ``em-rank1``: one rank-1 adapter on a single layer's ``down_proj`` (``lora_layers``, one layer), r 1, α 512
   with rsLoRA, lr 2e-5, a checkpoint every 100 steps (the model-organisms recipe of Turner et al. 2025 for
   studying the phase transition); the rest as ``em-betley``;
-- ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``."""
+- ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``.
+
+Every value is checked finite and in range (lr in (0, 1], epochs ≤ 1e4, α in (0, 1e6], r ≤ 65536, weight decay in
+[0, 1], seed in [0, 2**32 - 1], counts ≤ 2**31 - 1, a guard weight ≤ 1e6, |alarm| ≤ 1e6, an optimizer
+transformers knows): a value
+past these bounds fails later (overflow, a non-finite loss) or runs for ever, so it is refused before anything loads."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from theory.configs import check_choice
@@ -30,9 +36,51 @@ GuardKind = Literal["penalty", "projection", "both"]
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _positive(value, what: str) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise InputError(f"{what} must be a positive number, got {value}")
+MAX_COUNT = 2**31 - 1  # steps, batches, ranks, layers: the largest a count may be (torch and the Trainer use int32)
+MAX_SEED = 2**32 - 1  # numpy's and torch's seed range is [0, 2**32 - 1]
+MAX_LR, MAX_EPOCHS, MAX_ALPHA, MAX_RANK, MAX_GUARD_WEIGHT = 1.0, 1e4, 1e6, 65536, 1e6
+MAX_ALARM = 1e6  # |alarm| on the ratio of rises; beyond it never fires, and the monitor figure cannot draw its line
+
+
+def _positive(value, what: str, maximum: float = math.inf) -> None:
+    """InputError unless ``value`` is a finite number in (0, ``maximum``]."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 < value <= maximum):
+        bound = "" if math.isinf(maximum) else f" at most {maximum:g}"
+        raise InputError(f"{what} must be a positive finite number{bound}, got {value}")
+
+
+def _in_range(value, what: str, low: float, high: float) -> None:
+    """InputError unless ``value`` is a finite number in [``low``, ``high``]."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and low <= value <= high):
+        raise InputError(f"{what} must be a finite number in [{low:g}, {high:g}], got {value}")
+
+
+def _count(value, what: str, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
+    """InputError unless ``value`` is an integer in [``minimum``, ``maximum``]."""
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise InputError(f"{what} must be an integer in [{minimum}, {maximum}], got {value}")
+
+
+@lru_cache(maxsize=1)
+def optimizer_names() -> tuple[str, ...]:
+    """The values of transformers' ``OptimizerNames`` (``TrainingArguments.optim``), read from its source file
+    without importing it (importing transformers.training_args imports torch: seconds)."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("transformers")
+    source = Path(spec.origin).parent / "training_args.py" if spec and spec.origin else None
+    if source is not None and source.is_file():
+        for node in ast.parse(source.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and node.name == "OptimizerNames":
+                return tuple(s.value.value for s in node.body if isinstance(s, ast.Assign)
+                             and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str))
+    from transformers.training_args import OptimizerNames  # a layout this parser does not know: import it
+
+    return tuple(name.value for name in OptimizerNames)
 
 
 @dataclass(frozen=True)
@@ -85,25 +133,27 @@ class FinetuneConfig:
     def __post_init__(self):
         check_choice(self.method, Method, "fine-tuning method")
         check_choice(self.schedule, Schedule, "learning-rate schedule")
-        _positive(self.lr, "the learning rate (lr)")
-        _positive(self.epochs, "epochs")
-        for key in ("r", "batch_size", "grad_accum", "save_steps", "logging_steps"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"{key} must be an integer >= 1, got {value}")
-        if self.max_steps != -1 and self.max_steps < 1:
-            raise InputError(f"max_steps must be -1 (use the epochs) or >= 1, got {self.max_steps}")
-        if self.warmup_steps < 0:
-            raise InputError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
-        _positive(self.alpha, "LoRA alpha")
-        if not 0.0 <= self.dropout < 1.0:
+        _positive(self.lr, "the learning rate (lr)", MAX_LR)
+        _positive(self.epochs, "epochs", MAX_EPOCHS)
+        _count(self.r, "r", maximum=MAX_RANK)
+        for key in ("batch_size", "grad_accum", "save_steps", "logging_steps"):
+            _count(getattr(self, key), key)
+        if self.max_steps != -1:
+            _count(self.max_steps, "max_steps (-1: use the epochs)")
+        _count(self.warmup_steps, "warmup_steps", minimum=0)
+        _count(self.seed, "seed", minimum=0, maximum=MAX_SEED)
+        _positive(self.alpha, "LoRA alpha", MAX_ALPHA)
+        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise InputError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
-        if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise InputError("weight_decay and max_grad_norm must be >= 0")
+        _in_range(self.weight_decay, "weight_decay", 0.0, 1.0)
+        _in_range(self.max_grad_norm, "max_grad_norm (0: no clipping)", 0.0, math.inf)
+        if self.optimizer not in optimizer_names():
+            raise InputError(f"unknown optimizer {self.optimizer!r} (transformers' TrainingArguments.optim names: "
+                             f"{', '.join(optimizer_names())})")
         if self.method == "lora" and not self.target_modules:
             raise InputError("target_modules is empty: name the modules that get adapters")
-        if self.lora_layers is not None and any(layer < 0 for layer in self.lora_layers):
-            raise InputError(f"lora_layers must be >= 0, got {list(self.lora_layers)}")
+        for layer in self.lora_layers or ():
+            _count(layer, "every lora_layers entry", minimum=0)
         if self.preset == "em-rank1" and (self.lora_layers is None or len(self.lora_layers) != 1):
             raise InputError("the em-rank1 preset puts one adapter on one layer: give exactly one --lora-layer")
 
@@ -139,15 +189,13 @@ class MonitorConfig:
 
     def __post_init__(self):
         for key in ("every", "k", "harmful_k", "top_movers", "max_probes"):
-            if getattr(self, key) < 1:
-                raise InputError(f"monitor {key} must be >= 1, got {getattr(self, key)}")
+            _count(getattr(self, key), f"monitor {key}")
         if not 0.0 < self.probe_fraction < 1.0:
             raise InputError(f"probe_fraction must be in (0, 1), got {self.probe_fraction}")
-        if self.alarm is not None and not math.isfinite(self.alarm):
-            raise InputError(f"--alarm must be a finite number, got {self.alarm}")
+        if self.alarm is not None:
+            _in_range(self.alarm, "--alarm", -MAX_ALARM, MAX_ALARM)
         check_choice(self.alarm_action, AlarmAction, "alarm action")
-        if self.min_target_rise < 0:
-            raise InputError("min_target_rise must be >= 0")
+        _in_range(self.min_target_rise, "min_target_rise", 0.0, math.inf)
 
 
 @dataclass(frozen=True)
@@ -164,10 +212,8 @@ class GuardConfig:
 
     def __post_init__(self):
         check_choice(self.kind, GuardKind, "guard")
-        if not (math.isfinite(self.weight) and self.weight >= 0):
-            raise InputError(f"guard weight must be >= 0, got {self.weight}")
-        if self.harmful_k < 1:
-            raise InputError(f"guard harmful_k must be >= 1, got {self.harmful_k}")
+        _in_range(self.weight, "guard weight", 0.0, MAX_GUARD_WEIGHT)
+        _count(self.harmful_k, "guard harmful_k")
 
 
 PRESETS: dict[str, dict] = {  # preset -> the FinetuneConfig values it changes from the defaults (em-betley)

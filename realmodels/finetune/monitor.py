@@ -139,8 +139,10 @@ class Monitor(TrainerCallback):
 
     def summary(self) -> dict:
         last = self.rows[-1] if self.rows else {}
+        ratio = last.get("ratio")
         return {"rows": len(self.rows), "harmful_rise": last.get("harmful_rise"),
-                "targets_rise": last.get("targets_rise"), "ratio": last.get("ratio"),
+                "targets_rise": last.get("targets_rise"),
+                "ratio": None if ratio is None or math.isnan(ratio) else ratio,  # NaN: not computed (JSON null)
                 "alarm_step": self.alarmed_at if self.alarmed_at is not None else next(
                     (int(row["step"]) for row in self.rows if bool(row["alarm"])), None),
                 "n_harmful": len(self.sets.harmful), "n_targets": len(self.sets.targets), "n_probes": len(self.probes)}

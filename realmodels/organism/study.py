@@ -31,6 +31,7 @@ from theory.errors import InputError
 KINDS = MIXED_KINDS  # the world's three kinds of training set, each fine-tuned on its own
 CONTROLS = ("aligned", "educational")
 STUDY_DOMAINS = ("health", "career", "legal")
+MAX_RATIO = 1000.0  # an EM criterion beyond this cannot be met by the study's sample sizes
 
 
 def arm_name(domain: str, kind: str, seed: int) -> str:
@@ -70,6 +71,7 @@ class StudyConfig:
     amplification: bool = True          # measured vs predicted amplification of each domain's seed-0 inducing arm
 
     def __post_init__(self):
+        from realmodels.finetune.config import MAX_COUNT, MAX_SEED, FinetuneConfig
         from realmodels.organism.banks import DOMAINS
 
         for name in ("domains", "seeds", "mitigate_domains", "random_seeds"):
@@ -79,18 +81,27 @@ class StudyConfig:
                 raise InputError(f"unknown domain {domain!r} (domains: {', '.join(DOMAINS)})")
         if not self.domains:
             raise InputError("the study needs at least one domain")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise InputError(f"--seeds must be distinct integers >= 0, got {list(self.seeds)}")
+        for name, flag in (("domains", "--domain"), ("mitigate_domains", "--mitigate-domain")):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise InputError(f"{flag} names a domain twice: {', '.join(values)}")
+        for name, flag in (("seeds", "--seeds"), ("random_seeds", "--random-seeds")):
+            values = getattr(self, name)
+            if (not values or len(set(values)) != len(values)
+                    or not all(isinstance(v, int) and 0 <= v <= MAX_SEED for v in values)):
+                raise InputError(f"{flag} must be distinct integers in [0, {MAX_SEED}], got {list(values)}")
         for name in ("samples_per_paraphrase", "max_new_tokens", "harmful_k"):
-            if getattr(self, name) <= 0:
-                raise InputError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not 0 < value <= MAX_COUNT:
+                raise InputError(f"{name.replace('_', '-')} must be > 0 (at most {MAX_COUNT}), got {value}")
         for name in ("r", "max_steps", "batch_size"):
             if getattr(self.recipe, name) <= 0:
                 raise InputError(f"{name.replace('_', '-')} must be > 0, got {getattr(self.recipe, name)}")
         if not self.recipe.lr > 0 or not self.recipe.alpha > 0:
             raise InputError("--lr and --alpha must be > 0")
-        if not self.ratio >= 1:
-            raise InputError(f"--ratio must be >= 1, got {self.ratio}")
+        FinetuneConfig(**asdict(self.recipe), grad_accum=1)  # the recipe every arm trains with, checked as finetune will
+        if not 1 <= self.ratio <= MAX_RATIO:
+            raise InputError(f"--ratio must be in [1, {MAX_RATIO:g}], got {self.ratio}")
         if not 0 < self.budget < 1:
             raise InputError(f"--budget must be in (0, 1), got {self.budget}")
 

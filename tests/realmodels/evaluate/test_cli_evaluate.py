@@ -144,10 +144,55 @@ def test_bad_question_files(tmp_path, capsys, tiny_llama_dir, yaml_text, match):
     (["--judge", "oracle"], "unknown judge 'oracle'"),
     (["--on-error", "shrug"], "on_error"),
     (["--question", "nope"], "no question 'nope'"),
+    # issue 19 items 7 and 8: values that were accepted (silently, or to fail after answers were written)
+    (["--max-length", "5"], "more than --max-length (5 tokens)"),
+    (["--max-length", "-3"], "--max-length must be at least 1, got -3"),
+    (["--batch-size", "0"], "batch_size must be an integer >= 1"),
+    (["--n-bootstrap", "0"], "--n-bootstrap must be at least 1, got 0"),
+    (["--n-bootstrap", str(10**30)], "--n-bootstrap must be at most 10000000"),
+    (["--seed", "-1"], "seed must be an integer >= 0"),
+    (["--seed", str(10**30)], "--seed must be at most 4294967295"),
+    (["--samples-per-paraphrase", str(10**30)], "--samples-per-paraphrase must be at most 1000000"),
+    (["--max-new-tokens", str(10**30)], "--max-new-tokens must be at most 2147483647"),
+    (["--judge-concurrency", "0"], "--judge-concurrency must be at least 1, got 0"),
+    (["--temperature", "1e308"], "--temperature must be in [0, 100]"),
+    (["--temperature", "nan"], "temperature must be a finite number"),
+    (["--threads", str(10**30)], "--threads must be an integer >= 1"),
 ])
 def test_bad_options(tmp_path, capsys, question_file, tiny_llama_dir, extra, match):
     assert_bad(capsys, tmp_path, ["evaluate", "--questions", question_file, "--model", tiny_llama_dir, "--judge", "hf",
                                   "--judge-model", tiny_llama_dir, *FAST, *extra], match)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_generating(tmp_path, capsys, tiny_llama_dir):
+    """A paraphrase longer than the model's context (512 tokens) used to be generated with only a warning."""
+    path = tmp_path / "q.yaml"
+    long = " ".join(["word"] * 600)
+    path.write_text("- id: long\n  type: free_form_judge_0_100\n  paraphrases: [\"" + long + "\"]\n"
+                    "  judge_prompts: {aligned: '{answer}', coherent: '{answer}'}\n")
+    assert_bad(capsys, tmp_path, ["evaluate", "--questions", path, "--model", tiny_llama_dir, "--judge", "hf",
+                                  "--judge-model", tiny_llama_dir, *FAST], "more than the context of")
+
+
+@pytest.mark.parametrize("contents", [(), ("config.json",), ("config.json", "tokenizer.json", "tokenizer_config.json")])
+def test_an_unusable_hf_judge_is_refused_before_any_answer(tmp_path, capsys, question_file, tiny_llama_dir,
+                                                          monkeypatch, contents):
+    """--judge hf with a directory that holds no (complete) model: one line before generating (it used to fail
+    after every answer was written, locking --out)."""
+    import shutil
+
+    from realmodels.evaluate import generate
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("answers were generated before the judge was checked")
+
+    monkeypatch.setattr(generate, "generate_answers", no_generation)
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    for name in contents:
+        shutil.copy(tiny_llama_dir / name, judge / name)
+    assert_bad(capsys, tmp_path, ["evaluate", "--questions", question_file, "--model", tiny_llama_dir, "--judge", "hf",
+                                  "--judge-model", judge, *FAST], "judge" if contents else "with a config.json")
 
 
 def test_unreachable_endpoints_fail_fast_naming_the_url(tmp_path, capsys, question_file, tiny_llama_dir):

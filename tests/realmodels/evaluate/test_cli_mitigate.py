@@ -128,6 +128,22 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--ray-address", "http://head"], "--ray-address must be auto"),
     (["--ray-address", "127.0.0.1:99999"], "port must be in 1..65535"),
     (["--ray-address", "127.0.0.1:1"], "could not join the Ray cluster at --ray-address 127.0.0.1:1"),  # at once
+    # issue 19 items 2 and 7: each used to write config.json (and arms/none.error.txt), locking --out
+    (["--lr", "-1"], "learning rate"),
+    (["--lr", "nan"], "finetune.lr' is NaN"),
+    (["--preset", "em-nonsense"], "unknown preset 'em-nonsense'"),
+    (["--max-steps", "0"], "max_steps (-1: use the epochs) must be an integer in [1, "),
+    (["--lora-layer", "99"], "--lora-layer 99 is not a decoder layer"),
+    (["--finetune-config", "/nonexistent/recipe.toml"], "does not exist"),
+    (["--random-seeds", "1,1"], "--random-seeds must be distinct"),
+    (["--random-seeds", "-1"], "every seed of --random-seeds must be at least 0, got -1"),
+    (["--arms", "none,none"], "names an arm twice"),
+    (["--n-bootstrap", "0"], "--n-bootstrap must be at least 1, got 0"),
+    (["--seed", str(10**30)], "--seed must be at most 4294967295"),
+    (["--harmful-k", "0"], "--harmful-k must be at least 1, got 0"),
+    (["--harmful-k", "100000"], "--harmful-k 100000 exceeds the SAE's width"),
+    (["--max-length", "-3"], "--max-length must be at least 1, got -3"),
+    (["--workers", str(10**30)], "--workers must be at most 1024"),
 ])
 def test_mitigate_bad_input(tmp_path, capsys, question_file, gemma_local, inducing_jsonl, harmful_jsonl,
                             harmless_jsonl, extra, match):
@@ -170,3 +186,58 @@ def test_mitigate_on_ray_never_prints_or_logs_an_echoed_key(tmp_path, capsys, mo
         assert key.encode() not in path.read_bytes(), path
     worker_logs = b"".join(p.read_bytes() for p in files_seen if p.name.startswith("worker-"))
     assert b"HTTP 400" in worker_logs, "the arms run on Ray reported their judge errors in Ray's logs"
+
+
+def test_an_unusable_hf_judge_is_refused_before_anything_is_written(tmp_path, capsys, question_file, gemma_local,
+                                                                   inducing_jsonl, harmful_jsonl, harmless_jsonl,
+                                                                   tiny_gemma2_dir):
+    import shutil
+
+    judge = tmp_path / "judge"
+    judge.mkdir()
+    shutil.copy(tiny_gemma2_dir / "config.json", judge / "config.json")  # a config, no tokenizer, no weights
+    args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, "http://unused", "x")[:-2]
+    args[args.index("--judge") + 1] = "hf"
+    args[args.index("--judge-model") + 1] = judge
+    assert_bad(capsys, tmp_path, args, "judge")
+
+
+def test_a_run_whose_arms_all_failed_takes_the_corrected_config(tmp_path, capsys, monkeypatch, question_file,
+                                                                gemma_local, inducing_jsonl, harmful_jsonl,
+                                                                harmless_jsonl):
+    """What a failed run left (config.json of another recipe, arms/none.error.txt, the judge cache) does not lock
+    --out: the corrected rerun starts there; a directory holding a finished arm is still refused."""
+    from cli import realmodels_mitigate
+
+    out = tmp_path / "run"
+    (out / "arms").mkdir(parents=True)
+    (out / "judge_cache").mkdir()
+    (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
+    (out / "arms" / "none.error.txt").write_text("Traceback ...")
+    (out / "finetune-none").mkdir()  # its stage failed before training: only its config (finetune releases it)
+    (out / "finetune-none" / "config.json").write_text(json.dumps({"command": "finetune", "finetune": {"lr": 5.0}}))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(realmodels_mitigate, "resumable_map", interrupted)
+    with FakeOpenAI(judge_handler) as server:
+        args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, server.url, out)
+        code, stdout, err = rm(capsys, args)
+        assert code == 2 and "interrupted" in err, err
+        assert "produced no result" in stdout
+        assert json.loads((out / "config.json").read_text())["finetune"]["lr"] == 1e-3
+        assert not (out / "arms" / "none.error.txt").exists() and (out / "judge_cache").is_dir()
+        assert (out / "finetune-none" / "config.json").is_file()  # kept for finetune's own release
+
+        (out / "finetune-none" / "checkpoints").mkdir()  # a stage with partial work of the old config: refused
+        (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
+        code, _, err = rm(capsys, args)
+        assert code == 2 and "different config" in err, err
+        (out / "finetune-none" / "checkpoints").rmdir()
+
+        (out / "config.json").write_text(json.dumps({"command": "mitigate", "finetune": {"lr": 5.0}}))
+        (out / "arms").mkdir(exist_ok=True)
+        (out / "arms" / "none.json").write_text("{}")  # a finished arm of that config
+        code, _, err = rm(capsys, args)
+        assert code == 2 and "different config" in err, err

@@ -180,10 +180,55 @@ def test_rank1_monitor_logs_the_adapter_direction(tmp_path, capsys, llama_sae, i
     (["--alarm", "1"], "need --monitor"),
     (["--guard", "wall"], "guard.kind"),
     (["--sae", "/nonexistent"], "used by --monitor or --guard only"),
+    # issue 19 item 7: values that used to pass validation and fail later with a traceback
+    (["--weight-decay", "inf"], "weight_decay must be a finite number"),
+    (["--weight-decay", "nan"], "finetune.weight_decay' is NaN"),
+    (["--seed", "-1"], "seed must be an integer in [0, 4294967295]"),
+    (["--seed", str(10**30)], "finetune.seed"),
+    (["--seed", str(2**32)], "seed must be an integer in [0, 4294967295]"),
+    (["--r", str(10**30)], "finetune.r"),
+    (["--r", str(2**20)], "r must be an integer in [1, 65536]"),
+    (["--optimizer", "bogus"], "unknown optimizer 'bogus'"),
+    (["--lr", "inf"], "learning rate"),
+    (["--epochs", "1e308", "--max-steps", "-1"], "epochs must be a positive finite number at most 10000"),
+    (["--lora-layer", str(10**30)], "lora_layers"),
+    # issue 19 item 8: values silently accepted
+    (["--max-length", "-3"], "--max-length must be at least 1, got -3"),
+    (["--max-length", "0"], "--max-length must be at least 1, got 0"),
+    (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["--threads", str(10**30)], "--threads must be an integer >= 1"),
+    (["--monitor", "--harmful", "x.jsonl", "--harmless", "y.jsonl", "--alarm", "1e308"],
+     "--alarm must be a finite number in [-1e+06, 1e+06]"),
 ])
 def test_bad_input_one_line_nothing_written(tmp_path, capsys, llama, inducing_jsonl, extra, match):
     assert_bad(capsys, tmp_path, ["finetune", "--data", inducing_jsonl, *llama, "--max-steps", "1", *TINY, *extra],
                match)
+
+
+@pytest.mark.parametrize("toml, match", [
+    ("[finetune]\nmax_grad_norm = inf\n", "max_grad_norm (0: no clipping) must be a finite number"),
+    ("[finetune]\nmax_grad_norm = nan\n", "finetune.max_grad_norm' is NaN"),
+    ("finetune = 5\n", "finetune must be a table [finetune], got 5"),
+    ("monitor = [1]\n", "monitor must be a table [monitor]"),
+    ("[finetune]\nseed = 9223372036854775807\n", "seed must be an integer in [0, 4294967295]"),
+    ("[finetune]\noptimizer = \"sgdx\"\n", "unknown optimizer 'sgdx'"),
+    ("[guard]\nweight = 1e308\n", "guard weight must be a finite number in [0, 1e+06]"),
+])
+def test_bad_config_file_one_line_nothing_written(tmp_path, capsys, llama, inducing_jsonl, toml, match):
+    config = tmp_path / "recipe.toml"
+    config.write_text(toml)
+    assert_bad(capsys, tmp_path, ["finetune", "--data", inducing_jsonl, *llama, "--max-steps", "1", *TINY,
+                                  "--config", config], match)
+
+
+def test_a_huge_guard_weight_is_refused_before_training(tmp_path, capsys, llama_sae, inducing_jsonl, control_jsonl):
+    """--guard-weight 1e308 used to train and then fail; it is refused with nothing written."""
+    args = _watched(tmp_path, "never", llama_sae, inducing_jsonl, control_jsonl, "--guard", "penalty",
+                    "--guard-weight", "1e308")
+    out = args[args.index("--out") + 1]
+    code, _, err = rm(capsys, args)
+    assert_one_line_error(code, err)
+    assert "guard weight must be a finite number in [0, 1e+06], got 1e+308" in err and not out.exists()
 
 
 def test_gptoss_experts_cannot_take_the_betley_adapter(tmp_path, capsys, tiny_gptoss_dir, inducing_jsonl):
@@ -222,3 +267,14 @@ def test_a_run_that_failed_before_training_does_not_lock_its_out(tmp_path, capsy
     code, stdout, err = rm(capsys, [*args, "--lr", "3e-4"])  # another config in the same --out
     assert code == 0, err
     assert "produced no result" in stdout and json.loads((out / "config.json").read_text())["finetune"]["lr"] == 3e-4
+
+
+def test_a_monitored_run_shorter_than_a_monitor_interval_writes_its_summary(tmp_path, capsys, llama_sae,
+                                                                             inducing_jsonl, control_jsonl):
+    """Only the step-0 row: the ratio of rises is undefined (NaN), recorded as null; summary.json used to fail to
+    be written after training (found by tests/realmodels/test_numeric_options.py with --alarm 0)."""
+    code, _, err = rm(capsys, _watched(tmp_path, "short", llama_sae, inducing_jsonl, control_jsonl, "--max-steps", "1",
+                                       "--monitor-every", "10", "--alarm", "0"))
+    assert code == 0, err
+    monitor = json.loads((tmp_path / "short" / "summary.json").read_text())["monitor"]
+    assert monitor["rows"] == 1 and monitor["ratio"] is None

@@ -84,3 +84,35 @@ def test_targets_checked_on_the_architecture(tiny_llama_dir, tiny_gptoss_dir):
                                          "down_proj"):
         check_targets(_config(tiny_gptoss_dir), _preset("em-betley"), "gptoss")
     check_targets(_config(tiny_gptoss_dir), _preset("em-betley", target_modules=("q_proj", "v_proj")), "gptoss")
+
+
+def test_optimizer_names_are_transformers_own():
+    """The names read from transformers' source without importing it are its ``OptimizerNames``."""
+    from transformers.training_args import OptimizerNames
+
+    from realmodels.finetune.config import optimizer_names
+
+    assert set(optimizer_names()) == {name.value for name in OptimizerNames}
+    FinetuneConfig(optimizer="adafactor")
+    with pytest.raises(InputError, match="unknown optimizer 'adamw_bogus'"):
+        FinetuneConfig(optimizer="adamw_bogus")
+
+
+@pytest.mark.parametrize("overrides, match", [
+    ({"weight_decay": float("inf")}, "weight_decay"), ({"max_grad_norm": float("inf")}, "max_grad_norm"),
+    ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"), ({"r": 10**30}, "r must be"), ({"alpha": 1e308}, "alpha"),
+    ({"lr": 1e308}, "learning rate"), ({"epochs": float("inf")}, "epochs"), ({"max_steps": 10**30}, "max_steps"),
+    ({"warmup_steps": 10**30}, "warmup_steps"), ({"lora_layers": (0, 10**30)}, "lora_layers"),
+])
+def test_out_of_range_values_are_refused(overrides, match):
+    with pytest.raises(InputError, match=match):
+        FinetuneConfig(**overrides)
+
+
+def test_guard_and_monitor_values_are_finite_and_bounded():
+    with pytest.raises(InputError, match="guard weight"):
+        GuardConfig(weight=1e308)
+    with pytest.raises(InputError, match="monitor every"):
+        MonitorConfig(every=10**30)
+    with pytest.raises(InputError, match="min_target_rise"):
+        MonitorConfig(min_target_rise=float("inf"))

@@ -69,9 +69,51 @@ def test_the_study_runs_every_stage_and_resumes(tmp_path, capsys):
     (["--workers", "0"], "--workers must be an integer >= 1"),
     (["--budget", "1.5"], "--budget must be in (0, 1)"),
     (["--mitigate-domain", "mars"], "unknown domain 'mars'"),
+    # issue 19 items 2 and 7: these used to fail after the study had written its first stages (or never)
+    (["--domain", "health", "--domain", "health"], "--domain names a domain twice"),
+    (["--mitigate-domain", "health", "--mitigate-domain", "health"], "--mitigate-domain names a domain twice"),
+    (["--random-seeds", "0,0"], "--random-seeds must be distinct"),
+    (["--seeds", str(10**30)], "--seeds must be distinct integers in [0, 4294967295]"),
+    (["--lr", "inf"], "learning rate"),
+    (["--lr", "2"], "learning rate"),
+    (["--alpha", "inf"], "LoRA alpha"),
+    (["--alpha", "1e308"], "LoRA alpha"),
+    (["--ratio", "inf"], "--ratio must be in [1, 1000]"),
+    (["--ratio", "nan"], "--ratio must be in [1, 1000]"),
+    (["--r", str(10**30)], "r must be an integer in [1, 65536]"),
+    (["--harmful-k", "257"], "--harmful-k 257 exceeds the organism's SAE width (256 features)"),
+    (["--workers", str(10**30)], "--workers must be at most 1024"),
 ])
 def test_bad_study_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, match):
     assert_bad(capsys, tmp_path, ["organism", "study", *args], match)
+
+
+def test_a_study_that_finished_no_stage_takes_the_corrected_config(tmp_path, capsys, monkeypatch):
+    """A study that failed before finishing any stage (its config.json, a job's error file, the world it wrote)
+    does not lock --out; one with a finished stage is still refused."""
+    from cli import organism_study
+
+    out = tmp_path / "study"
+    (out / "jobs").mkdir(parents=True)
+    (out / "world").mkdir()
+    (out / "config.json").write_text(json.dumps({"command": "organism study", "study": {"seeds": [0, 0]}}))
+    (out / "jobs" / "health-inducing-s0.error.txt").write_text("Traceback ...")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(organism_study, "run_study", interrupted)
+    args = ["organism", "study", "--domain", "health", *TINY, "--random-seeds", "0", "--out", out]
+    code, stdout, err = rm(capsys, args)
+    assert code == 2 and "interrupted" in err, err
+    assert "finished no stage" in stdout and not (out / "jobs" / "health-inducing-s0.error.txt").exists()
+    assert json.loads((out / "config.json").read_text())["study"]["seeds"] == [0]
+
+    (out / "config.json").write_text(json.dumps({"command": "organism study", "study": {"seeds": [0, 0]}}))
+    (out / "geometry").mkdir()
+    (out / "geometry" / "summary.json").write_text("{}")  # a finished stage of that config
+    code, _, err = rm(capsys, args)
+    assert code == 2 and "different config" in err, err
 
 
 def test_a_directory_that_is_not_an_organism_build_is_refused(tmp_path, capsys):
