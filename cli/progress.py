@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 
@@ -38,3 +39,16 @@ def progress_bar(description: str, total: int, *, refresh_every: int = 1):
                 last[0] = done
 
         yield update
+
+
+def quiet_library_bars(progress: bool) -> bool:
+    """With ``--no-progress`` (``progress`` False), the libraries' own bars go quiet too: transformers' "Loading
+    weights" and huggingface_hub's downloads (through their switch, the environment variable they read at import, and
+    their functions when already imported; nothing heavy is imported here). The typer callback of ``--progress``."""
+    if not progress:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        if "huggingface_hub.utils" in sys.modules:
+            sys.modules["huggingface_hub.utils"].disable_progress_bars()
+        if "transformers.utils.logging" in sys.modules:
+            sys.modules["transformers.utils.logging"].disable_progress_bar()
+    return progress

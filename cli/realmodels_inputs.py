@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.configfile import read_toml
+from cli.configfile import config_table, read_toml
 from realmodels.analysis.configs import POOLED
 from realmodels.data.jsonl import check_chat_jsonl, dataset_hash
 from theory.errors import InputError
@@ -88,7 +88,7 @@ def read_geometry_toml(path: Path | None) -> dict:
         p = Path(value).expanduser()
         return p if p.is_absolute() else base / p
 
-    out = {key: data[key] for key in ("selection", "study") if key in data}
+    out = {key: config_table(data, key, path) for key in ("selection", "study") if key in data}
     for key in ("harmful", "harmless"):
         if key in data:
             out[key] = resolve(data[key], key)

@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from cli.activation_pool import GPUS_HELP
 from cli.configfile import config_option
+from cli.progress import quiet_library_bars
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
 from theory.errors import InputError
@@ -56,7 +57,8 @@ SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Selec
                                    escape(" [default: select on all samples]"))
 Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<command>-<timestamp>); rerun to resume.",
                                              rich_help_panel=RUN)]
-Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN)]
+Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN,
+                                        callback=quiet_library_bars)]
 ActivationWorkers = Annotated[int, typer.Option(
     "--workers", rich_help_panel=RUN, show_default=True,
     help="Model workers computing the activations: 1 in this process, without Ray; N: N Ray actors (a local Ray "

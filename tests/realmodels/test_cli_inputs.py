@@ -231,3 +231,20 @@ def test_help_shows_the_configs_defaults_and_the_seed_of_each_command(capsys, co
     assert f"at most {DEFAULT_MAX_LENGTH}]" in text
     seed_help = text.split("--seed", 1)[1].split(" --", 1)[0]
     assert ("random removal" in seed_help) == (command == "filter"), seed_help
+
+
+@pytest.mark.parametrize("toml, match", [
+    ("study = 5\n", "study must be a table [study], got 5"),
+    ("selection = 'x'\n", "selection must be a table [selection], got 'x'"),
+    ("domains = 5\n", "'domains' must be a table of [domains.NAME] tables"),
+    ("harmful = 5\n", "'harmful' must be a file path string, got 5"),
+])
+def test_geometry_config_keys_of_the_wrong_kind_are_one_line(tmp_path, capsys, no_loading, gemma_local,
+                                                             inducing_jsonl, control_jsonl, harmful_jsonl,
+                                                             harmless_jsonl, toml, match):
+    """Issue 19: ``study = 5`` in geometry's --config was a traceback."""
+    config = tmp_path / "geometry.toml"
+    config.write_text(toml)
+    assert_bad(capsys, tmp_path, ["geometry", *gemma_local, "--config", config, "--domain",
+                                  f"d={inducing_jsonl},{control_jsonl}", "--harmful", harmful_jsonl, "--harmless",
+                                  harmless_jsonl, "--no-progress"], match)
