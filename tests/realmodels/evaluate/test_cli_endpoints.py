@@ -17,18 +17,11 @@ import pytest
 from tests.helpers import assert_one_line_error
 from tests.realmodels.cli_helpers import rm
 from tests.realmodels.evaluate.fake_openai import FakeOpenAI, Reply, chat_reply
-from tests.realmodels.evaluate.test_cli_evaluate import QUESTIONS
+from tests.realmodels.evaluate.test_cli_evaluate import question_file  # noqa: F401 - the fixture
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "sk-proj-ECHO-ME-0123456789abcdef"
 FAST = ["--n-bootstrap", "50", "--no-progress", "--max-new-tokens", "4"]
-
-
-@pytest.fixture
-def question_file(tmp_path):
-    path = tmp_path / "questions.yaml"
-    path.write_text(QUESTIONS)
-    return path
 
 
 def _endpoint_args(question_file, url, out):
