@@ -1,7 +1,8 @@
-"""The execution layer (cli.jobs) on a local Ray with 2 CPUs: a sweep killed mid-way (driver and Ray, SIGKILL)
-and rerun equals an uninterrupted run and recomputes nothing finished; a job that raises is one line naming it,
-the job already running finishes and keeps its result; 1 and 2 workers give byte-identical files; no Ray process
-outlives a run. Plus the option checks and the in-process path (no Ray)."""
+"""The execution layer (runio.jobs) on a local Ray with 2 CPUs: a sweep killed mid-way (driver and Ray, SIGKILL)
+and rerun equals an uninterrupted run and recomputes nothing finished; a job that raises is a JobError naming it
+and the kind of what it raised, the job already running finishes and keeps its result; 1 and 2 workers give
+byte-identical files; no Ray process outlives a run. Plus the argument checks (naming the parameters) and the
+in-process path (no Ray). How the CLI renders a JobError: tests/cli/test_jobs.py."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.errors import user_errors
-from cli.jobs import JobError, check_address, check_reachable, check_workers, resumable_map
-from tests.helpers import assert_one_line_error, kill_tree, ray_processes, wait_for_no_new_ray_processes
+from runio.jobs import JobError, check_address, check_reachable, check_threads, check_workers, resumable_map
+from tests.helpers import kill_tree, ray_processes, wait_for_no_new_ray_processes
 from theory.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,12 +41,17 @@ def seeded_job(i: int) -> dict:
 
 
 def failing_job(name: str) -> dict:
-    """"bad" raises; "slow" (the first job: the driver's own thread takes it) runs until "bad" has raised."""
+    """"bad" raises a ValueError (a bug), "bad-input" an InputError, "bad-path" an OSError; "slow" (the first job: the
+    driver's own thread takes it) runs until "bad" has raised."""
     _log(name)
     raised = Path(os.environ["JOBS_TEST_LOG"] + ".bad")
     if name == "bad":
         raised.touch()
         raise ValueError("boom\nand a second line")
+    if name == "bad-input":
+        raise InputError("the data has no rows\nand a second line")
+    if name == "bad-path":
+        open(Path(os.environ["JOBS_TEST_LOG"]).parent / "missing" / "file.txt")
     if name == "slow":
         deadline = time.monotonic() + 60
         while not raised.exists() and time.monotonic() < deadline:
@@ -66,15 +71,23 @@ def log(tmp_path, monkeypatch):
     return lambda: path.read_text().split() if path.exists() else []
 
 
-def test_options_are_checked_without_ray():
+def test_options_are_checked_without_ray_naming_the_parameters():
     for good in (None, "auto", "ray://head:10001", "10.0.0.1:6379", "head-node.cluster:6379"):
         check_address(good)
     for bad in ("", "ray://", "http://head:80", "head", "ray://head", "a b:1"):
-        with pytest.raises(InputError, match="--ray-address"):
+        with pytest.raises(InputError, match="^ray_address must be auto"):
             check_address(bad)
     for bad in (0, -1, True, 1.5):
-        with pytest.raises(InputError, match="--workers"):
+        with pytest.raises(InputError, match="^workers must be an integer >= 1"):
             check_workers(bad)
+    for bad in (0, True, 1.5, 10**30):
+        with pytest.raises(InputError, match="^threads must be an integer >= 1"):
+            check_threads(bad)
+    with pytest.raises(InputError, match="^--jobs must be an integer >= 1, got 0$"):
+        check_workers(0, "--jobs")  # a caller names its own option
+    for bad_call in (dict(workers=0), dict(ray_address="head"), dict(threads=0)):
+        with pytest.raises(InputError, match=f"^{next(iter(bad_call))} "):
+            resumable_map([("x", 3)], seeded_job, Path("/nonexistent/never"), **bad_call)
 
 
 def test_in_process_one_thread_and_failure_names_the_job(tmp_path, log):
@@ -84,6 +97,22 @@ def test_in_process_one_thread_and_failure_names_the_job(tmp_path, log):
         resumable_map([("a", "a"), ("bad", "bad"), ("c", "c")], failing_job, tmp_path)
     assert "\n" not in str(failed.value) and "and a second line" in (tmp_path / "bad.error.txt").read_text()
     assert log() == ["job3", "a", "bad"] and (tmp_path / "a.json").exists() and not (tmp_path / "c.json").exists()
+    assert not isinstance(failed.value, InputError) and failed.value.kind == "bug" and failed.value.name == "bad"
+    assert failed.value.error_file == tmp_path / "bad.error.txt"
+    assert "and a second line" in failed.value.__notes__[0], "the job's traceback is a note of the JobError"
+
+
+@pytest.mark.parametrize("name, kind, message", [
+    ("bad", "bug", "ValueError: boom"),
+    ("bad-input", "input", "the data has no rows"),  # an InputError's own message, no type prefix
+    ("bad-path", "os", "FileNotFoundError: [Errno 2] No such file or directory"),
+])
+def test_a_job_error_carries_the_kind_of_what_the_job_raised(tmp_path, log, name, kind, message):
+    with pytest.raises(JobError) as failed:
+        resumable_map([(name, name)], failing_job, tmp_path / "out")
+    assert failed.value.kind == kind and not isinstance(failed.value, InputError)
+    assert str(failed.value).startswith(f"job {name} failed: {message}") and "\n" not in str(failed.value)
+    assert "Traceback" in (tmp_path / "out" / f"{name}.error.txt").read_text()
 
 
 @pytest.mark.slow
@@ -91,7 +120,7 @@ def test_in_process_one_thread_and_failure_names_the_job(tmp_path, log):
 def test_ray_sweep_killed_midway_resumes_and_equals_one_worker(tmp_path, log, monkeypatch):
     ray_before = ray_processes()
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    script = ("import sys\nfrom cli.jobs import resumable_map\nfrom tests.cli.test_jobs import JOBS, seeded_job\n"
+    script = ("import sys\nfrom runio.jobs import resumable_map\nfrom tests.runio.test_jobs import JOBS, seeded_job\n"
               "resumable_map(JOBS, seeded_job, sys.argv[1], workers=2)\n")
     env = {**os.environ, "JOBS_TEST_SLEEP": "0.5", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-c", script, str(killed)], cwd=ROOT, env=env,
@@ -127,17 +156,13 @@ def test_ray_sweep_killed_midway_resumes_and_equals_one_worker(tmp_path, log, mo
 
 @pytest.mark.slow
 @pytest.mark.ray
-def test_ray_worker_that_raises_is_one_line_and_the_others_stay(tmp_path, log, capsys):
+def test_ray_worker_that_raises_is_a_job_error_and_the_others_stay(tmp_path, log):
+    """A bug in a Ray worker's job: a JobError of kind "bug" naming the job (the CLI lets it raise: exit 1)."""
     ray_before = ray_processes()
     jobs = [("slow", "slow"), ("bad", "bad"), ("c", "c"), ("d", "d")]
-    code = 0
-    try:
-        user_errors(resumable_map)(jobs, failing_job, tmp_path, workers=2)
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    assert_one_line_error(code, err)
-    assert "job bad failed: ValueError: boom (traceback: " in err.replace("\n", " "), err
+    with pytest.raises(JobError, match="^job bad failed: ValueError: boom \\(traceback: ") as failed:
+        resumable_map(jobs, failing_job, tmp_path, workers=2)
+    assert failed.value.kind == "bug" and "and a second line" in failed.value.__notes__[0]
     assert json.loads((tmp_path / "slow.json").read_text()) == {"name": "slow"}, "the running job finished"
     assert sorted(log()) == ["bad", "slow"], "no job started after the failure"
     assert "and a second line" in (tmp_path / "bad.error.txt").read_text()
@@ -175,7 +200,7 @@ def test_ray_address_port_range_and_reachability():
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]  # bound, not listening: refused
     started = time.monotonic()
-    with pytest.raises(InputError, match=f"could not join the Ray cluster at --ray-address 127.0.0.1:{port}"):
+    with pytest.raises(InputError, match=f"could not join the Ray cluster at ray_address 127.0.0.1:{port}"):
         check_reachable(f"127.0.0.1:{port}")
     with pytest.raises(InputError, match="could not join"):
         check_reachable(f"ray://127.0.0.1:{port}")
@@ -190,17 +215,17 @@ def test_joining_a_silent_address_is_bounded(tmp_path, monkeypatch):
     """Something accepts TCP connections but never speaks Ray: ray.init would wait for minutes."""
     import socket
 
-    import cli.jobs
+    import runio.jobs
 
-    monkeypatch.setattr(cli.jobs, "CONNECT_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(runio.jobs, "CONNECT_TIMEOUT_S", 3.0)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     address = f"127.0.0.1:{listener.getsockname()[1]}"
     started = time.monotonic()
     try:
-        with pytest.raises(InputError, match=f"could not join the Ray cluster at --ray-address {address}"):
-            resumable_map(JOBS[:2], seeded_job, tmp_path, workers=2, address=address)
+        with pytest.raises(InputError, match=f"could not join the Ray cluster at ray_address {address}"):
+            resumable_map(JOBS[:2], seeded_job, tmp_path, workers=2, ray_address=address)
     finally:
         listener.close()
     assert time.monotonic() - started < 20
@@ -213,7 +238,7 @@ def test_a_job_error_and_its_traceback_are_redacted(tmp_path, monkeypatch, capsy
     register_secret(SECRET)  # what realmodels.evaluate.endpoints.api_key does when a job reads its key
     with pytest.raises(JobError) as failed:
         resumable_map([("bad", "bad")], leaky_job, tmp_path)
-    assert SECRET not in str(failed.value) and "***" in str(failed.value)
+    assert SECRET not in str(failed.value) and "***" in str(failed.value) and SECRET not in failed.value.__notes__[0]
     assert SECRET not in (tmp_path / "bad.error.txt").read_text()
 
 
@@ -226,7 +251,7 @@ def test_ray_worker_logs_never_hold_the_key(tmp_path):
     ray_before = ray_processes()
     sessions = Path("/tmp/ray")
     before = set(sessions.glob("session_*")) if sessions.is_dir() else set()
-    script = ("import sys\nfrom cli.jobs import resumable_map\nfrom tests.cli.test_jobs import leaky_job\n"
+    script = ("import sys\nfrom runio.jobs import resumable_map\nfrom tests.runio.test_jobs import leaky_job\n"
               "report = resumable_map([(f'j{i}', f'j{i}') for i in range(6)], leaky_job, sys.argv[1], workers=2)\n"
               "import os\nprint('PIDS', sorted({r['pid'] for r in report.results.values()} - {os.getpid()}))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "JOBS_TEST_API_KEY": SECRET, "JOBS_TEST_SLEEP": "3.0"}
