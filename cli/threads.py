@@ -20,7 +20,6 @@ from typing import Annotated
 import typer
 
 from runio import jobs
-from runio.jobs import MAX_THREADS  # noqa: F401 - re-exported: the bound of --threads
 
 DEFAULT_THREADS = 1
 THREADS_HELP = ("Torch threads on CPU (results do not depend on it). 1 is the measured safe default: with another "
@@ -31,8 +30,8 @@ Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_defau
 
 
 def check_threads(n: int) -> None:
-    """``runio.jobs.check_threads`` naming ``--threads``: InputError unless ``n`` is an integer in [1, MAX_THREADS]
-    (no torch import: call it with the other cheap checks)."""
+    """``runio.jobs.check_threads`` naming ``--threads``: InputError unless ``n`` is an integer in
+    [1, ``runio.jobs.MAX_THREADS``] (no torch import: call it with the other cheap checks)."""
     jobs.check_threads(n, "--threads")
 
 
