@@ -1,6 +1,6 @@
 """Data-parallel activation passes: one dataset's activations on the embedded organism (no --model) computed
 - ``local-1``: in this process (``--workers 1``: ``dataset_activations``, no Ray),
-- ``ray-2``: by 2 Ray actors (``--workers 2``: ``cli.activation_pool``, a local Ray started and shut down for the
+- ``ray-2``: by 2 Ray actors (``--workers 2``: ``realmodels.data.pool``, a local Ray started and shut down for the
   call, each actor loading the model once; start-up, model loads and the merge included),
 each into a fresh cache directory, one torch thread per worker, wall time of the whole call. Printed as the ratio
 local-1 / ray-2 measured in this one process (> 1: the 2 workers are faster), the load average, and a check that
@@ -31,7 +31,7 @@ def main() -> None:
 
     import torch
 
-    from cli.activation_pool import ActivationPool
+    from realmodels.data.pool import ActivationPool
     from realmodels.loading.session import ModelChoice, Session
     from realmodels.organism.world import write_world
 

@@ -1,7 +1,7 @@
 """The execution layer on the density sweep: ``toysuper density``'s default grid (16 cells) through
 - ``pool-2``: the process pool the toolkit had before (benchmarks/process_pool_baseline.py, 2 spawned processes),
-- ``ray-2``: ``cli.jobs.resumable_map`` with 2 workers (a local Ray started and shut down inside the call),
-- ``local-1``: ``cli.jobs.resumable_map`` with 1 worker (in this process, no Ray: what ``--workers 1`` does),
+- ``ray-2``: ``runio.jobs.resumable_map`` with 2 workers (a local Ray started and shut down inside the call),
+- ``local-1``: ``runio.jobs.resumable_map`` with 1 worker (in this process, no Ray: what ``--workers 1`` does),
 in ``toysuper density``'s job order (most features first), interleaved (pool-2, ray-2, local-1, pool-2, ...),
 each into a fresh directory, wall time of the whole call
 (start-up and shut-down included), medians of ``--repeats``. Printed as ratios measured in this one process:
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the baseline pool be
 
 from process_pool_baseline import resumable_map as pool_map  # noqa: E402
 
-from cli.jobs import resumable_map  # noqa: E402
+from runio.jobs import resumable_map  # noqa: E402
 from cli.toysuper_runs import density_jobs  # noqa: E402
 from toysuper.em.config import SweepConfig  # noqa: E402
 from toysuper.em.sweep import cells, run_cell  # noqa: E402

@@ -1,8 +1,10 @@
 """Render user errors as one line and exit 2; let bugs raise.
 
 User errors: an InputError, an OS error about a path (read-only filesystem, no permission, full disk, a file
-where a directory should be: one line naming the path and what to do) and an interrupt (Ctrl-C: says whether
-the run directories hold finished work a rerun resumes). All exit with code 2. Every error and warning line is
+where a directory should be: one line naming the path and what to do), a job of the execution layer that raised
+one of those two (``runio.jobs.JobError`` of kind "input" or "os": its one line) and an interrupt (Ctrl-C: says
+whether the run directories hold finished work a rerun resumes). All exit with code 2. A job that raised anything
+else is a bug: its ``JobError`` propagates (a traceback, with the job's own traceback as a note; exit code 1). Every error and warning line is
 redacted (``runio.redact``: no API key or ``Bearer`` token is ever printed), and ``run_app`` redacts every log
 record of the process."""
 
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from runio.jobs import JobError
 from runio.redact import install_log_redaction, redact
 from runio.rundir import RunDir
 from theory.errors import InputError
@@ -59,8 +62,8 @@ def interrupt_message(runs: list[RunDir]) -> str:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Decorator for CLI commands: InputError, an OSError (missing or unwritable path, full disk) and Ctrl-C
-    -> one line, exit 2."""
+    """Decorator for CLI commands: InputError, an OSError (missing or unwritable path, full disk), a JobError of
+    either kind and Ctrl-C -> one line, exit 2; a JobError of kind "bug" raises."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -71,6 +74,10 @@ def user_errors(fn: Callable) -> Callable:
             fail(str(exc))
         except OSError as exc:
             fail(os_error_message(exc))
+        except JobError as exc:
+            if exc.kind == "bug":
+                raise
+            fail(str(exc))
         except KeyboardInterrupt:
             fail(interrupt_message(RunDir.opened[opened_before:]))
 

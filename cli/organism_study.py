@@ -10,7 +10,7 @@ Stages, in order (a rerun skips whatever is finished, down to single answers):
 2. in this process: ``geometry/`` (``realmodels geometry``), ``audit/<D>-<kind>/`` (``realmodels audit``),
    ``direction/`` (the misalignment direction, ``direction.json`` + its cosines), ``base/`` (``realmodels
    evaluate`` of the base model, and ``base-ablated/`` with the direction ablated).
-3. jobs (``cli.parallel.resumable_map``, ``--workers`` at once; results in ``jobs/``): per (D, kind, seed) an arm
+3. jobs (``runio.jobs.resumable_map``, ``--workers`` at once; results in ``jobs/``): per (D, kind, seed) an arm
    ``arms/<D>-<kind>-s<seed>/`` = ``finetune/``, ``evaluate/``, for inducing arms ``evaluate-ablated/`` and (seed
    0 of the study's seeds) ``amplification/``, and the residual change's cosine with the direction; per mitigation
    domain ``mitigate-<D>/`` (``realmodels mitigate`` on ``mixed_<D>`` at budget 1/3, judge = the organism's rule
@@ -317,8 +317,8 @@ def run_job(job: dict) -> dict:
 # ----------------------------------------------------------------------------------------------- the study
 def run_study(out: Path, organism: dict, cfg: dict, *, workers: int, address: str | None = None, log=print) -> dict:
     """Stages 1–4 (module docstring); returns the summary. The jobs run on ``workers`` local Ray workers, or on
-    the cluster at ``address`` (``cli.jobs``: then ``out`` must be on a filesystem every node mounts)."""
-    from cli.jobs import resumable_map
+    the cluster at ``address`` (``runio.jobs``: then ``out`` must be on a filesystem every node mounts)."""
+    from runio.jobs import resumable_map
 
     started = time.perf_counter()
     write_data(out, organism, cfg["seeds"])
@@ -351,7 +351,7 @@ def run_study(out: Path, organism: dict, cfg: dict, *, workers: int, address: st
     jobs = [(name, {**job, "out": str(out), "organism": organism, "config": cfg}) for name, job in jobs]
     log(f"[bold]{len(jobs)} jobs[/] ({len(cfg['mitigate_domains'])} mitigation experiments, the rest fine-tuning "
         f"arms) on {workers} worker(s)")
-    report = resumable_map(jobs, run_job, out / "jobs", workers=workers, address=address,
+    report = resumable_map(jobs, run_job, out / "jobs", workers=workers, ray_address=address,
                            on_done=lambda done, total, name: log(f"  {done}/{total} {name}") if name else None)
     summary = aggregate(out, organism, cfg, report.results)
     summary["seconds_this_run"] = time.perf_counter() - started

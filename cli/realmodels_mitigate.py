@@ -7,7 +7,7 @@ Layout of ``--out``: ``config.json``, ``filter-<arm>/`` (the removal), ``finetun
 ``evaluate-<arm>/`` (answers, judgements, rates), ``judge_cache/`` (shared by every judge call),
 ``arms/<arm>.json`` (a finished arm, pointing at its evaluation), ``mitigation.csv``, ``mitigation.png/.svg``,
 ``summary.json``. Each stage is its own run directory and resumes on its own, so a killed ``mitigate`` redoes no
-finished arm, stage or answer. The arms are jobs of ``cli.jobs.resumable_map``: ``--workers 1`` (default) runs
+finished arm, stage or answer. The arms are jobs of ``runio.jobs.resumable_map``: ``--workers 1`` (default) runs
 them here one after another; more, or ``--ray-address``, runs them as Ray jobs (arms share ``judge_cache/``)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 import typer
 
 from cli.errors import user_errors
-from cli.jobs import RayAddress, Workers, check_reachable, check_workers, resumable_map
+from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
 from cli.realmodels_evaluate import (DEFAULT_JUDGE_MODEL, MAX_SEED, EvaluateSettings, JudgeChoice, check_prompts_fit,
                                      check_settings, context_limit, run_evaluation)
 from cli.realmodels_filtering import FILTERED, run_filter
@@ -37,6 +37,7 @@ from realmodels.evaluate.generate import GenerationConfig
 from realmodels.evaluate.mitigate import ARMS
 from realmodels.evaluate.questions import load_questions
 from runio.atomic import json_default, nan_to_none, save_figure, write_csv, write_json, write_text
+from runio.jobs import resumable_map
 from runio.rundir import RunDir, default_run_dir
 from theory.em_rates import EmThresholds
 from theory.errors import InputError
@@ -248,8 +249,8 @@ def mitigate(
             console.print(f"arm {name} finished ({done}/{total})")
 
     on_ray = workers > 1 or ray_address is not None
-    report = resumable_map(jobs, run_arm, run.path / ARMS_DIR, workers=workers, address=ray_address, threads=threads,
-                           on_done=announce if on_ray else None)
+    report = resumable_map(jobs, run_arm, run.path / ARMS_DIR, workers=workers, ray_address=ray_address,
+                           threads=threads, on_done=announce if on_ray else None)
     per_question: dict[str, list] = {}
     for arm, name, _ in runs:
         evaluated = Path(report.results[name]["evaluate"])
@@ -271,7 +272,7 @@ def mitigate(
 @dataclass(frozen=True)
 class ArmJob:
     """One arm (``name``: the arm, or random-<seed>) and everything its three stages need; a job of
-    ``cli.jobs.resumable_map`` (run here, or in a Ray worker: paths are absolute, nothing is open)."""
+    ``runio.jobs.resumable_map`` (run here, or in a Ray worker: paths are absolute, nothing is open)."""
 
     arm: str
     name: str

@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from cli.activation_pool import GPUS_HELP
 from cli.configfile import config_option
+from cli.jobs_options import GPUS_HELP
 from cli.progress import quiet_library_bars
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.loading.session import DEFAULT_MAX_LENGTH

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from cli.errors import user_errors
-from cli.jobs import RayAddress, Workers, check_reachable, check_workers
+from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
 from cli.realmodels_options import Progress, check_count
 from cli.realmodels_tables import console, fmt
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads

@@ -19,8 +19,7 @@ from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-from cli.activation_pool import check_gpus
-from cli.jobs import check_reachable, check_workers
+from cli.jobs_options import check_gpus, check_reachable, check_workers
 from cli.progress import ALREADY_FINISHED
 from cli.realmodels_inputs import dataset_file
 from cli.realmodels_options import check_count, check_max_length
@@ -57,7 +56,7 @@ class ModelOptions:
     out: Path | None
     progress: bool
     adapter: Path | None = None
-    workers: int = 1  # model workers computing activations: 1 in this process, else Ray actors (cli.activation_pool)
+    workers: int = 1  # model workers computing activations: 1 in this process, else Ray actors (realmodels.data.pool)
     ray_address: str | None = None
     num_gpus_per_worker: float = 0.0
 
@@ -84,7 +83,7 @@ class ModelOptions:
 
     @property
     def on_ray(self) -> bool:
-        """Activations computed by Ray actors (``cli.activation_pool``) rather than this process."""
+        """Activations computed by Ray actors (``realmodels.data.pool``) rather than this process."""
         return self.workers > 1 or self.ray_address is not None
 
     def cache_path(self, run_path: Path) -> Path:
@@ -104,7 +103,7 @@ class ModelOptions:
                              max_length=self.max_length, adapter=None if self.adapter is None else str(self.adapter))
         pool = None
         if self.on_ray:
-            from cli.activation_pool import ActivationPool
+            from realmodels.data.pool import ActivationPool
 
             pool = ActivationPool(self.workers, self.ray_address, self.num_gpus_per_worker, self.threads)
         return Session(choice, device_map=self.device_map, batch_size=self.batch_size,

@@ -19,10 +19,9 @@ from typing import Annotated
 
 import typer
 
-from theory.errors import InputError
+from runio import jobs
 
 DEFAULT_THREADS = 1
-MAX_THREADS = 1024  # more than any machine's cores; torch refuses counts past int32
 THREADS_HELP = ("Torch threads on CPU (results do not depend on it). 1 is the measured safe default: with another "
                 "CPU-bound process on a 2-core box 2 threads ran 1.5-3.8x slower, while a quiet box gains at most "
                 "1.8x from a second (benchmarks/threads.py).")
@@ -31,10 +30,9 @@ Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_defau
 
 
 def check_threads(n: int) -> None:
-    """InputError unless ``n`` is an integer in [1, MAX_THREADS] (no torch import: call it with the other cheap
-    checks)."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
-        raise InputError(f"--threads must be an integer >= 1, got {n} (at most {MAX_THREADS})")
+    """``runio.jobs.check_threads`` naming ``--threads``: InputError unless ``n`` is an integer in
+    [1, ``runio.jobs.MAX_THREADS``] (no torch import: call it with the other cheap checks)."""
+    jobs.check_threads(n, "--threads")
 
 
 def set_threads(n: int) -> None:

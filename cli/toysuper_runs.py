@@ -14,10 +14,10 @@ from pathlib import Path
 
 from rich.table import Table
 
-from cli.jobs import resumable_map
 from cli.progress import progress_bar, stdout_console
 from cli.toyrun import finished_or_compute, train_or_reuse
 from runio.atomic import atomic_path, save_figure, write_csv, write_json
+from runio.jobs import resumable_map
 from runio.rundir import RunDir
 from toysuper.config import SimulateConfig
 from toysuper.em import plots
@@ -198,14 +198,14 @@ def density_jobs(grid: list) -> list[tuple[str, object]]:
 
 
 def study_density(cfg: SweepConfig, out: Path, *, ray_address: str | None = None) -> RunDir:
-    """The sweep's cells are jobs of ``cli.jobs.resumable_map`` (``cfg.workers`` at once; on the Ray cluster at
+    """The sweep's cells are jobs of ``runio.jobs.resumable_map`` (``cfg.workers`` at once; on the Ray cluster at
     ``ray_address`` if given), one JSON each under ``cells/``."""
     identity = {k: v for k, v in cfg.to_dict().items() if k != "workers"}  # results do not depend on workers
     run = RunDir.open(out, identity)
     grid = cells(cfg)
     with progress_bar("density sweep cells", len(grid)) as update:
         report = resumable_map(density_jobs(grid), run_cell, run.file("cells"), workers=cfg.workers,
-                               address=ray_address, on_done=lambda done, total, name: update(done, name))
+                               ray_address=ray_address, on_done=lambda done, total, name: update(done, name))
     console.print(f"cells: {report.computed} computed, {report.skipped} already finished (skipped)")
     frame = results_table(list(report.results.values()))
     write_csv(run.file("density.csv"), frame)

@@ -14,7 +14,7 @@ import typer
 
 from cli.configfile import config_default, config_option, resolve_config
 from cli.errors import user_errors
-from cli.jobs import RayAddress, check_reachable
+from cli.jobs_options import RayAddress, check_reachable
 from cli.threads import DEFAULT_THREADS, Threads, set_threads
 from runio.rundir import default_run_dir
 from theory.errors import InputError

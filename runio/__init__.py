@@ -1,3 +1,5 @@
-"""runio: run files that are not maths, shared by ``cli`` and ``realmodels`` (below both, above nothing but
-``theory.errors``): ``atomic`` (atomic writes of text, JSON, CSV, figures, torch payloads) and ``rundir``
-(run directories bound to one config, resumable)."""
+"""runio: run files and execution that are not maths, shared by ``cli``, ``toysuper`` and ``realmodels`` (below
+them, above nothing but ``theory.errors``; no typer, click or ``cli`` import): ``atomic`` (atomic writes of text,
+JSON, CSV, figures, torch payloads), ``rundir`` (run directories bound to one config, resumable), ``redact``
+(secrets out of messages and logs), ``reading`` and ``jobs`` (the execution layer: a resumable map of named jobs,
+in this process or on Ray; ``JobError`` says what a job raised)."""

@@ -5,7 +5,8 @@ them from text the toolkit prints, logs or writes. ``redact(text)`` replaces eve
 Applied to every message built from a server's text (``realmodels.evaluate.endpoints``), to every log record
 (``install_log_redaction``: a log-record factory, so every logger and handler of the process, Ray workers
 included), to the CLI's ``error:`` line (``cli.errors.fail``), to job errors and their traceback files
-(``cli.jobs``) and, in a Ray worker, to everything the job writes to stdout/stderr (``RedactingStream``)."""
+(``runio.jobs``, ``realmodels.data.pool``) and, in a Ray worker, to everything the job writes to stdout/stderr
+(``RedactingStream``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The package layering: ``theory`` (maths) <- ``runio`` (run files) <- ``toysuper``, ``realmodels``
 (adapters) <- ``cli``. Checked on the source's import statements (module level and inside functions), so a
-cycle or an upward import fails here before it can bite at run time; plus every module imports cleanly in a
+cycle or an upward import fails here before it can bite at run time; the library packages (all but ``cli``)
+import no command-line framework (typer, click) and no ``cli`` module; plus every module imports cleanly in a
 fresh interpreter."""
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ ALLOWED = {  # package -> the project packages it may import
     "realmodels": {"realmodels", "theory", "runio"},
     "cli": set(PACKAGES),
 }
+LIBRARY = ("theory", "runio", "toysuper", "realmodels")  # usable from Python without the CLI
+CLI_ONLY = {"typer", "click", "cli"}  # top-level modules no library module may import
 
 
 def _module_name(path: Path) -> str:
@@ -32,8 +35,8 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
 
 
-def _imports(name: str, path: Path, *, top_level_only: bool) -> set[str]:
-    """Project modules imported by ``path`` (relative imports resolved)."""
+def _imports(name: str, path: Path, *, top_level_only: bool, project_only: bool = True) -> set[str]:
+    """Modules imported by ``path`` (relative imports resolved): the project's, or all with ``project_only=False``."""
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -47,7 +50,7 @@ def _imports(name: str, path: Path, *, top_level_only: bool) -> set[str]:
                 base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
-    return {m for m in found if m.split(".")[0] in PACKAGES}
+    return {m for m in found if not project_only or m.split(".")[0] in PACKAGES}
 
 
 def _resolve(module: str, known: dict[str, Path]) -> str | None:
@@ -64,6 +67,25 @@ def test_every_import_points_down_the_layers():
             if target.split(".")[0] not in ALLOWED[own]:
                 bad.append(f"{name} imports {target}")
     assert not bad, "\n".join(bad)
+
+
+def test_the_library_imports_no_cli_framework_and_no_cli_module():
+    bad = []
+    for name, path in _modules().items():
+        if name.split(".")[0] in LIBRARY:
+            bad += [f"{name} imports {target}" for target in sorted(_imports(name, path, top_level_only=False,
+                                                                             project_only=False))
+                    if target.split(".")[0] in CLI_ONLY]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_layering_check_sees_cli_imports(tmp_path):
+    """The check above reads every import form: plain, from, dotted, inside a function."""
+    source = "import typer\ndef f():\n    from click import echo\n    import cli.jobs_options as o\n"
+    path = tmp_path / "mod.py"
+    path.write_text(source)
+    found = {m.split(".")[0] for m in _imports("x.mod", path, top_level_only=False, project_only=False)}
+    assert CLI_ONLY <= found
 
 
 def test_no_import_cycle():

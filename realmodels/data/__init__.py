@@ -4,4 +4,6 @@
   masking the assistant tokens;
 - ``residual``: ``blocks.L.hook_resid_post`` through a forward hook that stops after layer L;
 - ``activations``: each sample's mean residual and mean SAE code over its assistant tokens, cached on disk
-  and checkpointed mid-dataset."""
+  and checkpointed mid-dataset;
+- ``shards``: the same activations computed shard by shard by a ``ShardRunner`` (in this process or, with
+  ``pool.ActivationPool``, on Ray actors) and merged into the same cache, equal tensors."""

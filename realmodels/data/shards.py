@@ -17,7 +17,7 @@ is there they are merged, the cache file is written and the shard directory remo
 ``.partial`` checkpoint and the shards do not share work: each resumes only its own kind.)
 
 Workers: ``ShardWorker`` loads the model + SAE once (``WorkerSpec``) and computes shards; a ``ShardRunner``
-executes the jobs — ``run_here`` in this process, ``cli.activation_pool.ActivationPool`` on Ray actors."""
+executes the jobs — ``run_here`` in this process, ``realmodels.data.pool.ActivationPool`` on Ray actors."""
 
 from __future__ import annotations
 

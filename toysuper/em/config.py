@@ -283,7 +283,7 @@ class SweepConfig(StudyConfig):
     n_instances: int = 6  # replicas (seeds) per cell
     importance_decay: float = 1.0  # importance I_i = decay**i
     max_tasks: int = 12  # benign targets per cell (the first ones)
-    workers: int = 2  # cells computed at once (Ray workers, cli.jobs; 1: in this process)
+    workers: int = 2  # cells computed at once (Ray workers, runio.jobs; 1: in this process)
     n_bootstrap: int = 1000  # bootstrap resamples of the per-instance ρ CI
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))

@@ -1,5 +1,5 @@
 """A dataset's activations computed shard by shard by model workers (``realmodels.data.shards``, on Ray actors:
-``cli.activation_pool``): the merged cache is the single-process cache (the same file, byte for byte, and
+``realmodels.data.pool``): the merged cache is the single-process cache (the same file, byte for byte, and
 ``torch.equal`` tensors), a run stopped after some shards resumes computing only the missing ones, a failing
 shard on Ray is one line naming it and leaves the other shards; no Ray process outlives a run."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli.activation_pool import ActivationPool
+from realmodels.data.pool import ActivationPool
 from cli.errors import user_errors
 from realmodels.data import shards
 from realmodels.data.activations import SampleActivations, length_order

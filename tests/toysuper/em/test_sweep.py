@@ -1,4 +1,4 @@
-"""The density sweep (toysuper.em.sweep) and its resumable runner (cli.jobs, in process here): grid, skipping of
+"""The density sweep (toysuper.em.sweep) and its resumable runner (runio.jobs, in process here): grid, skipping of
 finished cells, and resume after the whole process group (driver + Ray) is killed mid-run."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cli.jobs import JobError, resumable_map
+from runio.jobs import JobError, resumable_map
 from cli.toysuper_app import main
 from tests.helpers import kill_tree, ray_processes, run_cli, wait_for_no_new_ray_processes
 from theory.errors import InputError

@@ -1,4 +1,5 @@
-"""The one execution layer: a resumable map of named jobs on Ray, from one laptop to a cluster.
+"""The one execution layer: a resumable map of named jobs on Ray, from one laptop to a cluster (a library: the
+CLI's ``--workers`` / ``--ray-address`` options are in ``cli.jobs_options``).
 
 ``resumable_map(jobs, fn, directory)`` computes ``fn(arg)`` into ``directory/<name>.json`` for every job
 without a file. Each result is written atomically (``runio.atomic.write_json``) by the worker that computed
@@ -7,24 +8,27 @@ the next run); a rerun skips every job whose file exists. Every worker runs ``th
 one), so N workers use N cores; a job's result does not depend on the number of workers or where it ran.
 
 Where jobs run:
-- ``workers == 1`` and no address (or at most one job left): in this process, without Ray (no start-up cost:
+- ``workers == 1`` and no ``ray_address`` (or at most one job left): in this process, without Ray (no start-up cost:
   tests and one-worker runs stay fast, and ``fn`` can be any callable).
-- otherwise, no address: a local Ray started for this call and shut down when it returns or fails (no Ray
+- otherwise, no ``ray_address``: a local Ray started for this call and shut down when it returns or fails (no Ray
   process outlives a command). This process is one of the ``workers`` (a thread here runs jobs from the start,
   so Ray's seconds of start-up overlap with work) and Ray gets ``(workers - 1) × threads`` CPUs.
-- ``address`` (``auto``: the cluster of ``ray start`` on this machine; ``ray://HOST:PORT``: Ray Client;
+- ``ray_address`` (``auto``: the cluster of ``ray start`` on this machine; ``ray://HOST:PORT``: Ray Client;
   ``HOST:PORT``: a head's GCS): joins that cluster, runs at most ``workers`` jobs at once, and only
   disconnects at the end. Workers write under ``directory``, so it must be on a filesystem every node
   mounts at the same path (the driver reads the results back from there), and the project must be
   installed on every node (``fn`` travels by reference to its module).
 
 ``fn`` must be a module-level function (Ray pickles it by reference). A job that raises stops new jobs from
-starting; those already running finish and keep their results; then a ``JobError`` (an ``InputError``: one
-line through ``cli.errors.user_errors``) names the job, and its traceback is in ``<name>.error.txt`` beside
-the results. Errors, tracebacks and everything a job prints in a Ray worker (whose output lands in Ray's session
-logs) are redacted (``runio.redact``: no API key or ``Bearer`` token). Joining a cluster is bounded in time
-(``CONNECT_TIMEOUT_S``): an address where nothing answers fails with one line. Ray is imported only when it is
-needed."""
+starting; those already running finish and keep their results; then a ``JobError`` names the job and says
+what it raised (``kind``: "input" for an ``InputError``, "os" for an ``OSError``, "bug" for anything else, a
+worker that died included), and its traceback is in ``<name>.error.txt`` beside the results (and in the
+exception's notes). The CLI renders the "input" and "os" kinds as one line (exit 2) and lets a bug raise.
+Errors, tracebacks and everything a job prints in a Ray worker (whose output lands in Ray's session logs) are
+redacted (``runio.redact``: no API key or ``Bearer`` token). Joining a cluster is bounded in time
+(``CONNECT_TIMEOUT_S``): an address where nothing answers is an ``InputError``. Ray is imported only when it is
+needed. Errors about an argument name the parameter (``workers``, ``ray_address``, ``threads``); the checks take
+the name to use, so a CLI can name its flags instead."""
 
 from __future__ import annotations
 
@@ -40,53 +44,48 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from queue import SimpleQueue
-from typing import Annotated, Any, Optional
-
-import typer
+from typing import Any
 
 from runio.atomic import read_json, write_json, write_text
 from runio.redact import RedactingStream, install_log_redaction, redact
 from theory.errors import InputError
 
-RAY_ADDRESS_HELP = ("Join a running Ray cluster instead of starting a local one: auto (the cluster `ray start` "
-                    "started on this machine), ray://HOST:PORT (Ray Client) or HOST:PORT (the head's GCS). Workers "
-                    "write their results under --out, which must then be on a filesystem every node shares.")
-WORKERS_HELP = ("Jobs run at once (local: a Ray with this many CPUs, one torch thread each; 1: in this process, "
-                "without Ray). Results do not depend on it.")
-
-RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help=RAY_ADDRESS_HELP,
-                                                  show_default="none: a local Ray")]
-Workers = Annotated[int, typer.Option("--workers", help=WORKERS_HELP, show_default=True)]
-
 _HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(?P<port>\d{1,5})"
 CONNECT_TIMEOUT_S = 30.0  # joining a cluster: ray.init with an address where nothing answers would wait for minutes
 PROBE_TIMEOUT_S = 5.0  # the TCP check of a HOST:PORT before anything is written
+MAX_THREADS = 1024  # more than any machine's cores; torch refuses counts past int32
 
 
-def check_workers(n: int, flag: str = "--workers") -> None:
-    """InputError unless ``n`` is an integer >= 1."""
+def check_workers(n: int, name: str = "workers") -> None:
+    """InputError (naming ``name``) unless ``n`` is an integer >= 1."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"{flag} must be an integer >= 1, got {n}")
+        raise InputError(f"{name} must be an integer >= 1, got {n}")
 
 
-def check_address(address: str | None) -> None:
-    """InputError unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT`` with a port in
-    1..65535 (no Ray import, no network)."""
+def check_threads(n: int, name: str = "threads") -> None:
+    """InputError (naming ``name``) unless ``n`` is an integer in [1, MAX_THREADS] (no torch import)."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
+        raise InputError(f"{name} must be an integer >= 1, got {n} (at most {MAX_THREADS})")
+
+
+def check_address(address: str | None, name: str = "ray_address") -> None:
+    """InputError (naming ``name``) unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT``
+    with a port in 1..65535 (no Ray import, no network)."""
     if address is None or address == "auto":
         return
     match = re.fullmatch(f"(ray://)?{_HOST_PORT}", address) if isinstance(address, str) else None
     if match is None:
-        raise InputError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+        raise InputError(f"{name} must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
     if not 1 <= int(match["port"]) <= 65535:
-        raise InputError(f"--ray-address {address}: the port must be in 1..65535")
+        raise InputError(f"{name} {address}: the port must be in 1..65535")
 
 
-def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
+def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S, name: str = "ray_address") -> None:
     """``check_address``, then for ``HOST:PORT`` and ``ray://HOST:PORT`` an InputError unless something accepts a
-    TCP connection there within ``timeout`` s (commands call it before writing anything)."""
+    TCP connection there within ``timeout`` s (call it before writing anything)."""
     import socket
 
-    check_address(address)
+    check_address(address, name)
     if address is None or address == "auto":
         return
     host, port = address.removeprefix("ray://").rsplit(":", 1)
@@ -94,17 +93,31 @@ def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> No
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
-        raise InputError(f"could not join the Ray cluster at --ray-address {address}: {reason} (start one with "
+        raise InputError(f"could not join the Ray cluster at {name} {address}: {reason} (start one with "
                          "`ray start --head`)") from None
 
 
-class JobError(InputError):
-    """A job raised: one line naming it (the traceback is in the file the message names)."""
+JOB_ERROR_KINDS = ("input", "os", "bug")
 
-    def __init__(self, name: str, error: str, directory: Path):
-        self.name = name
-        super().__init__(f"job {name} failed: {error} (traceback: {directory / f'{name}.error.txt'}; the other "
-                         f"finished results are kept in {directory}: rerun with the same --out to resume)")
+
+def error_kind(exc: BaseException) -> str:
+    """What a job's exception is: "input" (an InputError), "os" (an OSError) or "bug" (anything else)."""
+    return "input" if isinstance(exc, InputError) else "os" if isinstance(exc, OSError) else "bug"
+
+
+class JobError(Exception):
+    """A job raised (or its worker died): one line naming the job, what it raised and the file holding its
+    traceback (also added as a note, so a traceback of this exception shows it). ``kind``: ``error_kind`` of
+    what the job raised. Not an InputError: whether it is the user's error depends on ``kind``."""
+
+    def __init__(self, name: str, error: str, traceback_text: str, error_file: Path, kept: Path, kind: str,
+                 what: str = "job"):
+        if kind not in JOB_ERROR_KINDS:
+            raise ValueError(f"kind must be one of {JOB_ERROR_KINDS}, got {kind!r}")
+        self.name, self.kind, self.error_file = name, kind, error_file
+        super().__init__(f"{what} {name} failed: {error} (traceback: {error_file}; the other finished results are "
+                         f"kept in {kept}: a rerun resumes from them)")
+        self.add_note(f"the {what}'s traceback ({error_file}):\n{traceback_text.rstrip()}")
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,8 @@ class MapReport:
     skipped: int  # jobs found finished and skipped
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, redacted, prefixed by its type unless it is an InputError."""
     text = str(exc).strip().splitlines()
     message = redact(text[0]) if text else ""
     if isinstance(exc, InputError):
@@ -124,7 +138,7 @@ def _one_line(exc: BaseException) -> str:
 
 def run_job(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict | None:
     """Compute ``fn(arg)`` with ``threads`` torch threads and write it to ``path``: None, or the error
-    ({"error": one line, "traceback": text}) when ``fn`` raised. What every worker runs."""
+    ({"error": one line, "traceback": text, "kind": ``error_kind``}) when ``fn`` raised. What every worker runs."""
     import torch
 
     before = torch.get_num_threads()
@@ -132,7 +146,7 @@ def run_job(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) -> dict
     try:
         write_json(Path(path), fn(arg))
     except Exception as exc:  # noqa: BLE001 - reported by the driver, naming the job
-        return {"error": _one_line(exc), "traceback": redact(traceback.format_exc())}
+        return {"error": one_line(exc), "traceback": redact(traceback.format_exc()), "kind": error_kind(exc)}
     finally:
         torch.set_num_threads(before)
     return None
@@ -149,13 +163,15 @@ def run_job_on_ray(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) 
 
 
 def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], directory: Path, *, workers: int = 1,
-                  address: str | None = None, threads: int = 1,
+                  ray_address: str | None = None, threads: int = 1,
                   on_done: Callable[[int, int, str], None] | None = None) -> MapReport:
     """Compute ``fn(arg)`` into ``directory/<name>.json`` for every ``(name, arg)`` job without a file (module
     docstring: where jobs run, what a failure leaves). ``on_done(done, total, name)`` is called after each job
     (the skipped ones count as done up front, with name "")."""
     check_workers(workers)
-    check_address(address)
+    check_address(ray_address)
+    check_threads(threads)
+    address = ray_address
     directory = Path(directory).resolve()  # workers may run elsewhere (another cwd, another node)
     directory.mkdir(parents=True, exist_ok=True)
     path = {name: directory / f"{name}.json" for name, _ in jobs}
@@ -173,8 +189,9 @@ def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], dir
     def finished(name: str, outcome: dict | None) -> None:
         nonlocal done
         if outcome is not None:
-            write_text(directory / f"{name}.error.txt", redact(outcome["traceback"]))
-            raise JobError(name, redact(outcome["error"]), directory)
+            error_file, text = directory / f"{name}.error.txt", redact(outcome["traceback"])
+            write_text(error_file, text)
+            raise JobError(name, redact(outcome["error"]), text, error_file, directory, outcome["kind"])
         done += 1
         if on_done is not None:
             on_done(done, len(jobs), name)
@@ -186,13 +203,13 @@ def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], dir
         _ray_map(todo, fn, path, workers=workers, address=address, threads=threads, finished=finished)
     missing = [name for name in path if not path[name].is_file()]
     if missing:  # only on a cluster whose workers wrote somewhere the driver does not see
-        raise InputError(f"job {missing[0]} finished but {path[missing[0]]} is not there: on a Ray cluster --out "
-                         "must be on a filesystem every node shares, at the same path")
+        raise InputError(f"job {missing[0]} finished but {path[missing[0]]} is not there: on a Ray cluster the "
+                         "results' directory must be on a filesystem every node shares, at the same path")
     return MapReport(results={name: read_json(p) for name, p in path.items()}, computed=len(todo),
                      skipped=len(jobs) - len(todo))
 
 
-def _connect(workers: int, address: str | None, threads: int) -> str:
+def connect(workers: int, address: str | None, threads: int) -> str:
     """ray.init: "local" (a Ray started here, ours to shut down), "cluster" (joined at ``address``: disconnect
     at the end) or "caller" (Ray was already initialised by the caller: leave it as it is)."""
     import ray
@@ -228,10 +245,10 @@ def _connect(workers: int, address: str | None, threads: int) -> str:
     finally:
         worker_log.removeFilter(not_the_thread_warning)
     if not outcome:
-        raise InputError(f"could not join the Ray cluster at --ray-address {address}: no answer within "
+        raise InputError(f"could not join the Ray cluster at ray_address {address}: no answer within "
                          f"{CONNECT_TIMEOUT_S:g} s (start one with `ray start --head`)")
     if isinstance(outcome[0], (ConnectionError, RuntimeError, ValueError)):
-        raise InputError(f"could not join the Ray cluster at --ray-address {address}: {_one_line(outcome[0])} (start "
+        raise InputError(f"could not join the Ray cluster at ray_address {address}: {one_line(outcome[0])} (start "
                          "one with `ray start --head`)") from None
     if outcome[0] is not None:
         raise outcome[0]
@@ -283,7 +300,7 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
 
     try:
         slots = workers - 1 if here_too else workers
-        kind = _connect(slots, address, threads)
+        kind = connect(slots, address, threads)
         task = ray.remote(num_cpus=threads, max_retries=0)(run_job_on_ray)
 
         def submit() -> None:
@@ -312,7 +329,7 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - the worker died (killed, out of memory)
-                    outcome = {"error": _one_line(exc), "traceback": redact(exc)}
+                    outcome = {"error": one_line(exc), "traceback": redact(exc), "kind": "bug"}
                 outcome_of(name, outcome)
                 submit()
         if failure is not None:

@@ -1,5 +1,6 @@
-"""Ray actors computing a dataset's activations shard by shard (``realmodels.data.shards``): the ``ShardRunner``
-behind ``--workers N`` / ``--ray-address`` / ``--num-gpus-per-worker`` of the analysis commands.
+"""Ray actors computing a dataset's activations shard by shard (``realmodels.data.shards``): a ``ShardRunner``
+(``ActivationPool``; behind ``--workers N`` / ``--ray-address`` / ``--num-gpus-per-worker`` of the analysis
+commands, whose typer options are in ``cli``).
 
 Why Ray actors and not Ray Data ``map_batches`` with an actor pool: the unit of work is a shard whose identity
 must outlive a kill (one file per shard, written by the worker that computed it; a rerun computes only the
@@ -11,13 +12,13 @@ tokenises the dataset (``start``) — and the driver hands out one shard at a ti
 long and short shards balance.
 
 Where: no address — a local Ray started when the first dataset's cache is missing, with ``workers × threads`` CPUs
-(``cli.jobs`` starts and joins Ray the same way), shut down by ``close`` (the command's end, also on an error or
-Ctrl-C); an address — that cluster, ``workers`` actors. Each actor takes ``threads`` CPUs (torch threads) and
-``num_gpus_per_worker`` GPUs (Ray gives each its own CUDA_VISIBLE_DEVICES; without a --device-map a GPU worker
-places its model with "auto" on them). The shards are written under --cache-dir, so on a cluster it must be on
-a filesystem every node mounts at the same path. A shard that fails: no new shard starts, the running ones finish
-and keep their files, then one line names the shard (its traceback in ``<shard>.error.txt`` beside it). Ray is
-imported only when a shard has to be computed."""
+(``runio.jobs`` starts and joins Ray the same way), shut down by ``close`` (the command's end, also on an error or
+Ctrl-C); a ``ray_address`` — that cluster, ``workers`` actors. Each actor takes ``threads`` CPUs (torch threads) and
+``num_gpus_per_worker`` GPUs (Ray gives each its own CUDA_VISIBLE_DEVICES; without a ``device_map`` a GPU worker
+places its model with "auto" on them). The shards are written under the cache directory, so on a cluster it must
+be on a filesystem every node mounts at the same path. A shard that fails: no new shard starts, the running ones
+finish and keep their files, then a ``runio.jobs.JobError`` names the shard and the kind of what it raised (its
+traceback in ``<shard>.error.txt`` beside it). Ray is imported only when a shard has to be computed."""
 
 from __future__ import annotations
 
@@ -27,36 +28,26 @@ import traceback
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import typer
-
-from cli.jobs import _connect, _one_line, check_address, check_workers
-from cli.threads import check_threads
 from runio.atomic import write_text
+from runio.jobs import JobError, check_address, check_threads, check_workers, connect, error_kind, one_line
+from runio.redact import redact
 from theory.errors import InputError
 
 if TYPE_CHECKING:
     from realmodels.data.shards import ShardJob, WorkerSpec
 
-GPUS_HELP = ("GPUs each Ray worker of --workers/--ray-address reserves (fractions share a GPU; without --device-map "
-             "a GPU worker places its model with auto on them). 0: CPU workers.")
-NumGpusPerWorker = Annotated[float, typer.Option("--num-gpus-per-worker", help=GPUS_HELP, show_default=True)]
-
-
-def check_gpus(n: float) -> None:
-    """InputError unless ``n`` is a finite number >= 0 (no Ray import)."""
+def check_gpus(n: float, name: str = "num_gpus_per_worker") -> None:
+    """InputError (naming ``name``) unless ``n`` is a finite number >= 0 (no Ray import)."""
     if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
-        raise InputError(f"--num-gpus-per-worker must be a number >= 0, got {n}")
-
-
-class ShardError(InputError):
-    """A shard's computation raised: one line naming it and where its traceback is."""
+        raise InputError(f"{name} must be a number >= 0, got {n}")
 
 
 class ShardActor:
     """What each Ray actor is: a ``ShardWorker`` loaded at the first shard, with ``threads`` torch threads; a
-    failure comes back as ``{"error": one line, "traceback": text}`` (None: the shard's file is written)."""
+    failure comes back as ``{"error": one line, "traceback": text, "kind": error_kind}`` (None: the shard's file is
+    written)."""
 
     def __init__(self, spec: WorkerSpec, threads: int):
         self.spec, self.threads, self.worker = spec, threads, None
@@ -82,7 +73,7 @@ class ShardActor:
         try:
             self._worker().compute(job)
         except Exception as exc:  # noqa: BLE001 - reported by the driver, naming the shard
-            return {"error": _one_line(exc), "traceback": traceback.format_exc()}
+            return {"error": one_line(exc), "traceback": traceback.format_exc(), "kind": error_kind(exc)}
         return None
 
 
@@ -90,14 +81,15 @@ class ActivationPool:
     """A ``ShardRunner`` on Ray actors (module docstring); Ray and the actors start at the first call and stay
     up for the session's other datasets until ``close``."""
 
-    def __init__(self, workers: int = 1, address: str | None = None, num_gpus_per_worker: float = 0.0,
+    def __init__(self, workers: int = 1, ray_address: str | None = None, num_gpus_per_worker: float = 0.0,
                  threads: int = 1):
         check_workers(workers)
-        check_address(address)
+        check_address(ray_address)
         check_gpus(num_gpus_per_worker)
         check_threads(threads)
-        self.workers, self.address, self.num_gpus, self.threads = workers, address, float(num_gpus_per_worker), threads
-        self._kind: str | None = None  # how Ray was joined (cli.jobs._connect), once it is
+        self.workers, self.address, self.num_gpus = workers, ray_address, float(num_gpus_per_worker)
+        self.threads = threads
+        self._kind: str | None = None  # how Ray was joined (runio.jobs.connect), once it is
         self._actors: list[Any] = []
         self._spec: WorkerSpec | None = None
 
@@ -125,7 +117,7 @@ class ActivationPool:
             try:
                 outcome = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - the actor died (killed, out of memory)
-                outcome = {"error": _one_line(exc), "traceback": str(exc)}
+                outcome = {"error": one_line(exc), "traceback": str(exc), "kind": "bug"}
             if outcome is None:
                 on_done(job)
             elif failure is None:
@@ -134,10 +126,10 @@ class ActivationPool:
         if failure is not None:
             job, outcome = failure
             path = Path(job.path)
-            error_file = path.with_name(f"{job.name}.error.txt")
-            write_text(error_file, outcome["traceback"])
-            raise ShardError(f"activation shard {job.name} failed: {outcome['error']} (traceback: {error_file}; the "
-                             f"finished shards are kept in {path.parent}: rerun with the same --cache-dir to resume)")
+            error_file, text = path.with_name(f"{job.name}.error.txt"), redact(outcome["traceback"])
+            write_text(error_file, text)
+            raise JobError(job.name, outcome["error"], text, error_file, path.parent, outcome["kind"],
+                           what="activation shard")
 
     def _start(self, spec: WorkerSpec) -> list[Any]:
         """The actors for ``spec`` (started on the first call; Ray joined or started then)."""
@@ -148,10 +140,10 @@ class ActivationPool:
 
         self._kill_actors()
         if self._kind is None:
-            self._kind = _connect(self.workers, self.address, self.threads)
+            self._kind = connect(self.workers, self.address, self.threads)
         if self.num_gpus > 0 and ray.cluster_resources().get("GPU", 0) < self.num_gpus:
             gpus = ray.cluster_resources().get("GPU", 0)
-            raise InputError(f"--num-gpus-per-worker {self.num_gpus:g}: the Ray cluster has {gpus:g} GPU(s)")
+            raise InputError(f"num_gpus_per_worker {self.num_gpus:g}: the Ray cluster has {gpus:g} GPU(s)")
         worker_spec = replace(spec, device_map="auto") if self.num_gpus > 0 and spec.device_map is None else spec
         actor_class = ray.remote(num_cpus=self.threads, num_gpus=self.num_gpus, max_restarts=0)(ShardActor)
         self._actors = [actor_class.remote(worker_spec, self.threads) for _ in range(self.workers)]
