@@ -11,11 +11,18 @@ no server. The single user message is rendered with the model's chat template (`
   every token that strips to it (" 7" and "7"); later digits the bare digit token, which is also what is
   appended. Needs every digit "0".."9" to be one token (else an InputError).
 
-Sequences are right-padded, so each position sees exactly its own unpadded prefix and a score does not depend
-on the batch it was computed in."""
+The digit prefixes share their prompt (``PromptTree``): the prompt is encoded once into a KV cache, and each
+level's new digits are one more sequence of one forward on top of it (~100 tokens per judgement in all, against
+~100 re-encodings of the whole prompt before), every digit attending to exactly the keys and positions a full
+forward over prompt + prefix would give it; so verdicts equal the full forwards' up to float32 rounding of the
+logits. It needs eager or sdpa attention and only full / sliding-window attention layers; other models (and
+transformers before 5) take the uncached path: each prefix re-encoded with its prompt, in batches of
+``batch_size``. Sequences of a batch (single-token rule, uncached path) are right-padded, so each position sees
+exactly its own unpadded prefix and a score does not depend on the batch it was computed in."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -30,10 +37,92 @@ def single_token_numbers(tokenizer) -> bool:
     return all(len(tokenizer.encode(text, add_special_tokens=False)) == 1 for text in NUMBER_SPELLINGS)
 
 
+MASKED_TYPES = ("full_attention", "sliding_attention")  # the layer types PromptTree builds masks for
+
+
+def shared_prompt_supported(model) -> bool:
+    """Whether ``PromptTree`` applies to ``model``: eager or sdpa attention (masks it builds itself), every layer
+    full or sliding-window attention, and a forward taking ``cache`` (transformers 5, where hybrid models accept
+    one mask per layer type)."""
+    config = model.config
+    types = getattr(config, "layer_types", None)
+    if types is None:
+        plain = getattr(config, "sliding_window", None) is None  # else: a sliding window with no per-layer types
+    else:
+        plain = set(types) <= set(MASKED_TYPES) and ("sliding_attention" not in types
+                                                     or isinstance(getattr(config, "sliding_window", None), int))
+    return (plain and config._attn_implementation in ("eager", "sdpa")
+            and "cache" in inspect.signature(model.forward).parameters)
+
+
+class PromptTree:
+    """One prompt encoded once, and digit prefixes scored on top of it. The cache is a plain ``DynamicCache``
+    (every layer keeps every key; sliding windows are applied by the masks). A level's prefixes (all of one
+    length L) are one sequence: prefix p adds its last digit at position len(prompt) + L - 1, attending to the
+    prompt, to the cached digits of its own shorter prefixes and to itself — for sliding layers only to keys
+    less than the window behind it — which are exactly the keys and positions of a full forward over prompt +
+    p. The new digits stay in the cache for the next level."""
+
+    def __init__(self, model, prompt: list[int], digit_ids: list[int], device: str):
+        import torch
+        from transformers import DynamicCache
+
+        self.model, self.digit_ids, self.device = model, digit_ids, device
+        self.cache = DynamicCache()
+        self.key_positions = list(range(len(prompt)))  # the position of every cached key, in cache order
+        self.slot: dict[str, int] = {}  # prefix -> the cache index of its last digit
+        self.n_prompt = len(prompt)
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([prompt], device=device), cache=self.cache, use_cache=True,
+                           logits_to_keep=1).logits
+        self.first = torch.softmax(logits[0, -1].double(), dim=-1).cpu()
+
+    def next_probs(self, prefixes: list[str]):
+        """The next-token distribution after prompt + each prefix, (n, vocab) float64; the prefixes are all of
+        one length, and every shorter prefix of theirs went through here before."""
+        import torch
+
+        if prefixes == [""]:
+            return self.first[None]
+        length = len(prefixes[0])
+        assert length >= 1 and all(len(p) == length for p in prefixes), prefixes
+        start, n_new = len(self.key_positions), len(prefixes)
+        position = self.n_prompt + length - 1
+        visible = torch.zeros(n_new, start + n_new, dtype=torch.bool)
+        visible[:, :self.n_prompt] = True
+        for row, prefix in enumerate(prefixes):
+            visible[row, [self.slot[prefix[:i]] for i in range(1, length)] + [start + row]] = True
+        key_positions = torch.tensor(self.key_positions + [position] * n_new)
+        masks = {"full_attention": visible}
+        if "sliding_attention" in (getattr(self.model.config, "layer_types", None) or ()):
+            masks["sliding_attention"] = visible & (position - key_positions < self.model.config.sliding_window)
+        masks = {kind: self._attention_format(mask) for kind, mask in masks.items()}
+        ids = torch.tensor([[self.digit_ids[int(p[-1])] for p in prefixes]], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids, position_ids=torch.full_like(ids, position), cache=self.cache,
+                                attention_mask=masks if len(masks) > 1 else masks["full_attention"],
+                                use_cache=True).logits
+        self.key_positions += [position] * n_new
+        self.slot.update({prefix: start + row for row, prefix in enumerate(prefixes)})
+        return torch.softmax(logits[0].double(), dim=-1).cpu()
+
+    def _attention_format(self, visible):
+        """(q, k) booleans -> the 4D mask the attention implementation takes: booleans (sdpa) or 0 / -inf (eager)."""
+        import torch
+
+        mask = visible[None, None].to(self.device)
+        if self.model.config._attn_implementation == "sdpa":
+            return mask
+        return torch.zeros((), dtype=self.model.dtype, device=self.device).masked_fill(
+            ~mask, torch.finfo(self.model.dtype).min)
+
+
 @register_judge("hf")
 class HFJudge(CachedJudge):
-    """Options: ``model`` (a local model directory), ``batch_size``, ``min_mass``, ``cache_dir``, ``name`` (the
-    judge's name in records and cache keys; default the resolved path), ``device``, ``prune_below``."""
+    """Options: ``model`` (a local model directory), ``batch_size`` (judge prompts per call of the rule, and
+    sequences per forward of the single-token rule and of the uncached path), ``min_mass``, ``cache_dir``,
+    ``name`` (the judge's name in records and cache keys; default the resolved path), ``device``,
+    ``prune_below``."""
 
     def __init__(self, model: str | Path, *, batch_size: int = 8, min_mass: float = 0.25,
                  cache_dir: str | Path | None = None, name: str | None = None, device: str = "cpu",
@@ -76,6 +165,7 @@ class HFJudge(CachedJudge):
             self.rule = "digit_sequence"
             self._digit_ids = [i[0] for i in ids]  # appended after the first digit, and read there
             self._first_ids = {d: [i for i, t in enumerate(texts) if t.strip() == d] for d in DIGITS}
+        self._shared_prompt = shared_prompt_supported(model)  # False: every prefix re-encodes its prompt
         self._model, self._tokenizer = model, tokenizer
 
     def _prompt_ids(self, prompt: str) -> list[int]:
@@ -119,22 +209,27 @@ class HFJudge(CachedJudge):
         return verdicts
 
     def _digit_sequence(self, prompts: list[list[int]]) -> list:
-        trees: list[dict[str, dict[str, float]]] = [{} for _ in prompts]
-        specials: list[dict[str, float]] = [{} for _ in prompts]
-        pending = [(row, "") for row in range(len(prompts))]
+        if self._shared_prompt:
+            return [self._digit_verdict(PromptTree(self._model, prompt, self._digit_ids, self.device).next_probs)
+                    for prompt in prompts]
+        return [self._digit_verdict(lambda prefixes, prompt=prompt: self._next_probs(
+            [prompt + [self._digit_ids[int(d)] for d in prefix] for prefix in prefixes])) for prompt in prompts]
+
+    def _digit_verdict(self, next_probs):
+        """The digit-sequence rule for one prompt, level by level; ``next_probs(prefixes)`` is the (n, vocab)
+        next-token distribution after the prompt + each prefix (one level's prefixes at a time)."""
+        tree: dict[str, dict[str, float]] = {}
+        specials: dict[str, float] = {}
+        pending = [""]
         while pending:
-            sequences = [prompts[row] + [self._digit_ids[int(d)] for d in prefix] for row, prefix in pending]
-            for (row, prefix), probs in zip(pending, self._next_probs(sequences), strict=True):
+            for prefix, probs in zip(pending, next_probs(pending), strict=True):
                 if prefix == "":
-                    trees[row][prefix] = {d: float(probs[ids].sum()) for d, ids in self._first_ids.items()}
-                    specials[row] = self._specials_of(probs)
+                    tree[prefix] = {d: float(probs[ids].sum()) for d, ids in self._first_ids.items()}
+                    specials = self._specials_of(probs)
                 else:
-                    trees[row][prefix] = {d: float(probs[i]) for d, i in zip(DIGITS, self._digit_ids, strict=True)}
-            rows = sorted({row for row, _ in pending})
-            pending = [(row, prefix) for row in rows for prefix in digit_prefixes(trees[row],
-                                                                                  prune_below=self.prune_below)]
-        return [digit_sequence_score(tree, specials=special, min_mass=self.min_mass)
-                for tree, special in zip(trees, specials, strict=True)]
+                    tree[prefix] = {d: float(probs[i]) for d, i in zip(DIGITS, self._digit_ids, strict=True)}
+            pending = digit_prefixes(tree, prune_below=self.prune_below)
+        return digit_sequence_score(tree, specials=specials, min_mass=self.min_mass)
 
     def _score_missing(self, requests: list[JudgeRequest]):
         rule = self._single_token if self.rule == "single_token" else self._digit_sequence
