@@ -12,10 +12,10 @@ no server. The single user message is rendered with the model's chat template (`
   appended. Needs every digit "0".."9" to be one token (else an InputError).
 
 The digit prefixes share their prompt (``PromptTree``): the prompt is encoded once into a KV cache, and each
-level's new digits are one more sequence of one forward on top of it (~100 tokens per judgement in all, against
-~100 re-encodings of the whole prompt before), every digit attending to exactly the keys and positions a full
-forward over prompt + prefix would give it; so verdicts equal the full forwards' up to float32 rounding of the
-logits. It needs eager or sdpa attention and only full / sliding-window attention layers; other models (and
+level's new digits are one more sequence of one forward on top of it (the model sees the prompt's tokens once
+plus one token per evaluated prefix, at most 101, instead of prompt + prefix for every prefix), every digit
+attending to exactly the keys and positions a full forward over prompt + prefix would give it; so verdicts equal
+the full forwards' up to float32 rounding of the logits. It needs eager or sdpa attention and only full / sliding-window attention layers; other models (and
 transformers before 5) take the uncached path: each prefix re-encoded with its prompt, in batches of
 ``batch_size``. Sequences of a batch (single-token rule, uncached path) are right-padded, so each position sees
 exactly its own unpadded prefix and a score does not depend on the batch it was computed in."""
@@ -113,8 +113,8 @@ class PromptTree:
         mask = visible[None, None].to(self.device)
         if self.model.config._attn_implementation == "sdpa":
             return mask
-        return torch.zeros((), dtype=self.model.dtype, device=self.device).masked_fill(
-            ~mask, torch.finfo(self.model.dtype).min)
+        dtype = self.model.dtype
+        return torch.where(mask, torch.zeros((), dtype=dtype, device=self.device), torch.finfo(dtype).min)
 
 
 @register_judge("hf")
