@@ -57,54 +57,68 @@ def shared_prompt_supported(model) -> bool:
 
 class PromptTree:
     """One prompt encoded once, and digit prefixes scored on top of it. The cache is a plain ``DynamicCache``
-    (every layer keeps every key; sliding windows are applied by the masks). A level's prefixes (all of one
-    length L) are one sequence: prefix p adds its last digit at position len(prompt) + L - 1, attending to the
-    prompt, to the cached digits of its own shorter prefixes and to itself — for sliding layers only to keys
-    less than the window behind it — which are exactly the keys and positions of a full forward over prompt +
-    p. The new digits stay in the cache for the next level."""
+    (every layer keeps every key; sliding windows are applied by the masks). A forward feeds one digit per
+    prefix as one sequence: prefix p's last digit sits at position len(prompt) + len(p) - 1 and attends to the
+    prompt, to the digits of its own shorter prefixes (cached, or earlier in the sequence) and to itself — for
+    sliding layers only to keys less than the window behind it — exactly the keys and positions of a full
+    forward over prompt + p. The digits stay in the cache for deeper prefixes. Look-ahead: a forward also
+    computes the children of the prefixes it feeds (the prompt's forward the 10 first digits, the second
+    digits' forward "100") when that at most doubles its tokens; a result is read only if it is asked for."""
 
     def __init__(self, model, prompt: list[int], digit_ids: list[int], device: str):
-        import torch
         from transformers import DynamicCache
 
         self.model, self.digit_ids, self.device = model, digit_ids, device
         self.cache = DynamicCache()
-        self.key_positions = list(range(len(prompt)))  # the position of every cached key, in cache order
-        self.slot: dict[str, int] = {}  # prefix -> the cache index of its last digit
         self.n_prompt = len(prompt)
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([prompt], device=device), cache=self.cache, use_cache=True,
-                           logits_to_keep=1).logits
-        self.first = torch.softmax(logits[0, -1].double(), dim=-1).cpu()
+        self.key_positions: list[int] = []  # the position of every cached key, in cache order
+        self.slot: dict[str, int] = {}  # prefix -> the cache index of its last digit
+        self.ready: dict[str, object] = {}  # prefix -> next-token distribution, computed and not yet read
+        self.first = self._forward(prompt, list(DIGITS) if len(DIGITS) <= len(prompt) else [])
 
     def next_probs(self, prefixes: list[str]):
-        """The next-token distribution after prompt + each prefix, (n, vocab) float64; the prefixes are all of
-        one length, and every shorter prefix of theirs went through here before."""
+        """The next-token distribution after prompt + each prefix, (n, vocab) float64; every shorter prefix of
+        theirs went through here before."""
         import torch
 
         if prefixes == [""]:
             return self.first[None]
-        length = len(prefixes[0])
-        assert length >= 1 and all(len(p) == length for p in prefixes), prefixes
-        start, n_new = len(self.key_positions), len(prefixes)
-        position = self.n_prompt + length - 1
+        missing = [p for p in prefixes if p not in self.ready]
+        if missing:
+            children = [p + d for p in missing for d in DIGITS if p + d in NUMBER_SPELLINGS]
+            self._forward([], missing + (children if len(children) <= len(missing) else []))
+        return torch.stack([self.ready.pop(p) for p in prefixes])
+
+    def _forward(self, prompt: list[int], prefixes: list[str]):
+        """Feed the prompt's tokens (the first call) and then one digit per prefix, parents before children; the
+        distributions after the prefixes go to ``ready``; returns the one after the prompt (if fed)."""
+        import torch
+
+        start, n_new = len(self.key_positions), len(prompt) + len(prefixes)
         visible = torch.zeros(n_new, start + n_new, dtype=torch.bool)
-        visible[:, :self.n_prompt] = True
-        for row, prefix in enumerate(prefixes):
-            visible[row, [self.slot[prefix[:i]] for i in range(1, length)] + [start + row]] = True
-        key_positions = torch.tensor(self.key_positions + [position] * n_new)
+        visible[:len(prompt), :len(prompt)] = torch.ones(len(prompt), len(prompt), dtype=torch.bool).tril()
+        positions = list(range(len(prompt)))
+        for row, prefix in enumerate(prefixes, start=len(prompt)):
+            self.slot[prefix] = start + row
+            visible[row, :self.n_prompt] = True
+            visible[row, [self.slot[prefix[:i]] for i in range(1, len(prefix) + 1)]] = True  # its digits
+            positions.append(self.n_prompt + len(prefix) - 1)
+        self.key_positions += positions
         masks = {"full_attention": visible}
         if "sliding_attention" in (getattr(self.model.config, "layer_types", None) or ()):
-            masks["sliding_attention"] = visible & (position - key_positions < self.model.config.sliding_window)
+            behind = torch.tensor(positions)[:, None] - torch.tensor(self.key_positions)[None, :]
+            masks["sliding_attention"] = visible & (behind < self.model.config.sliding_window)
         masks = {kind: self._attention_format(mask) for kind, mask in masks.items()}
-        ids = torch.tensor([[self.digit_ids[int(p[-1])] for p in prefixes]], device=self.device)
+        ids = prompt + [self.digit_ids[int(p[-1])] for p in prefixes]
         with torch.inference_mode():
-            logits = self.model(input_ids=ids, position_ids=torch.full_like(ids, position), cache=self.cache,
+            logits = self.model(input_ids=torch.tensor([ids], device=self.device),
+                                position_ids=torch.tensor([positions], device=self.device),
                                 attention_mask=masks if len(masks) > 1 else masks["full_attention"],
-                                use_cache=True).logits
-        self.key_positions += [position] * n_new
-        self.slot.update({prefix: start + row for row, prefix in enumerate(prefixes)})
-        return torch.softmax(logits[0].double(), dim=-1).cpu()
+                                cache=self.cache, use_cache=True,
+                                logits_to_keep=len(prefixes) + (1 if prompt else 0)).logits
+        probs = torch.softmax(logits[0].double(), dim=-1).cpu()
+        self.ready.update(zip(prefixes, probs[len(probs) - len(prefixes):]))
+        return probs[0] if prompt else None
 
     def _attention_format(self, visible):
         """(q, k) booleans -> the 4D mask the attention implementation takes: booleans (sdpa) or 0 / -inf (eager)."""

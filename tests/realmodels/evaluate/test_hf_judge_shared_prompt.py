@@ -70,13 +70,14 @@ def test_shared_prompt_verdicts_equal_the_uncached_path(family, request):
 
 def test_the_prompt_is_encoded_once(tiny_llama_dir):
     """The defect: every digit prefix re-encoded the whole prompt (~102 forwards over it per judgement). Now the
-    model sees the prompt's tokens once plus one token per evaluated prefix (101 with no pruning)."""
+    model sees the prompt's tokens once plus one token per evaluated prefix (101 with no pruning), in two
+    forwards: prompt + the 10 first digits, then the 90 second digits + "100" (the look-ahead)."""
     hf = judge(tiny_llama_dir, shared=True, **EXACT)
     seen = []
     hf._model.get_input_embeddings().register_forward_hook(lambda module, args, out: seen.append(args[0].numel()))
     hf.score(requests_for([LONG]))
     assert sum(seen) == len(hf._prompt_ids(LONG)) + 101
-    assert len(seen) == 4  # the prompt, then the first, second and third digits: one forward per level
+    assert seen == [len(hf._prompt_ids(LONG)) + 10, 91]
 
 
 def test_shared_prompt_supported_needs_masks_it_can_build(tiny_llama_dir):
