@@ -3,8 +3,8 @@ measured in one process, runs interleaved (forward, shared prompt, uncached, ...
 
 - forward: one plain ``model(input_ids)`` over the prompt (all positions' logits, what a user would write); the
   ratio is also given against a forward keeping only the last position's logits (``logits_to_keep=1``);
-- shared prompt: ``HFJudge`` as shipped — the prompt encoded once, one forward per level of new digits on top
-  of its KV cache (``realmodels.evaluate.hf_judge.PromptTree``);
+- shared prompt: ``HFJudge`` as shipped — the prompt encoded once, the digits fed on top of its KV cache, one
+  token per prefix (``realmodels.evaluate.hf_judge.PromptTree``: two forwards with every prefix);
 - uncached: the judge's fallback, the old path — every digit prefix re-encodes prompt + prefix, in batches of
   ``batch_size`` (8).
 
@@ -107,16 +107,19 @@ def main() -> None:
                 times.setdefault(name, []).append(seconds)
                 print(f"  repeat {repeat + 1} {name:34s} {seconds:8.3f} s", flush=True)
 
+    def paired(values: list[float], baseline: str) -> float:
+        """The median over repeats of (time / the baseline's time in the same repeat): robust to drift."""
+        return statistics.median(v / b for v, b in zip(values, times[baseline]))
+
     forward_s = statistics.median(times["forward"])
     last_s = statistics.median(times["forward, last logits only"])
-    print(f"\nmedian seconds; ratio to one forward over the prompt (all logits {forward_s:.3f} s / last logits "
-          f"only {last_s:.3f} s); target shared prompt <= 1.5x")
+    print(f"\nmedian seconds; median paired ratio to one forward over the prompt (all logits, {forward_s:.3f} s / "
+          f"last logits only, {last_s:.3f} s); target shared prompt <= 1.5x")
     for name, values in times.items():
-        median = statistics.median(values)
         verdict = verdicts[name]
         detail = "" if verdict is None else f"  {verdict.label} {verdict.score}, mass {verdict.numeric_mass:.6e}"
-        print(f"  {name:34s} {median:8.3f} s  {median / forward_s:7.2f}x  {median / last_s:7.2f}x  "
-              f"(n={len(values)}){detail}")
+        print(f"  {name:34s} {statistics.median(values):8.3f} s  {paired(values, 'forward'):7.2f}x  "
+              f"{paired(values, 'forward, last logits only'):7.2f}x  (n={len(values)}){detail}")
     print(f"load average {os.getloadavg()[0]:.2f}")
 
 

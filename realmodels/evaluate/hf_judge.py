@@ -11,14 +11,15 @@ no server. The single user message is rendered with the model's chat template (`
   every token that strips to it (" 7" and "7"); later digits the bare digit token, which is also what is
   appended. Needs every digit "0".."9" to be one token (else an InputError).
 
-The digit prefixes share their prompt (``PromptTree``): the prompt is encoded once into a KV cache, and each
-level's new digits are one more sequence of one forward on top of it (the model sees the prompt's tokens once
-plus one token per evaluated prefix, at most 101, instead of prompt + prefix for every prefix), every digit
-attending to exactly the keys and positions a full forward over prompt + prefix would give it; so verdicts equal
-the full forwards' up to float32 rounding of the logits. It needs eager or sdpa attention and only full / sliding-window attention layers; other models (and
-transformers before 5) take the uncached path: each prefix re-encoded with its prompt, in batches of
-``batch_size``. Sequences of a batch (single-token rule, uncached path) are right-padded, so each position sees
-exactly its own unpadded prefix and a score does not depend on the batch it was computed in."""
+The digit prefixes share their prompt (``PromptTree``): the prompt is encoded once into a KV cache, and the
+digits are fed on top of it, one token per prefix, a level's digits one sequence of one forward (the model sees
+the prompt's tokens once plus at most 101 digits, in two forwards with no pruning, instead of prompt + prefix
+for every prefix), every digit attending to exactly the keys and positions a full forward over prompt + prefix
+would give it; so verdicts equal the full forwards' up to float32 rounding of the logits. It needs eager or
+sdpa attention and only full / sliding-window attention layers; other models (and transformers before 5) take
+the uncached path: each prefix re-encoded with its prompt, in batches of ``batch_size``. Sequences of a batch
+(single-token rule, uncached path) are right-padded, so each position sees exactly its own unpadded prefix and a
+score does not depend on the batch it was computed in."""
 
 from __future__ import annotations
 

@@ -104,3 +104,24 @@ def test_property_shared_prompt_equals_uncached_on_any_prompt(tiny_llama_dir, wo
     options = {"min_mass": 0.0, "prune_below": prune_below}
     assert_same_verdicts(judge(tiny_llama_dir, shared=True, **options).score(requests),
                          judge(tiny_llama_dir, shared=False, **options).score(requests))
+
+
+@pytest.mark.parametrize("family", ["tiny_llama_dir", "gemma2_short_window_dir"])
+@pytest.mark.parametrize("prompt", [[5, 17, 42], list(range(3, 23))])  # shorter than 10: no look-ahead at first
+def test_prompt_tree_distributions_equal_full_forwards(family, prompt, request):
+    """PromptTree.next_probs level by level (with and without the look-ahead) against one full forward over
+    prompt + prefix each; probabilities to 1e-6."""
+    import torch
+
+    from realmodels.evaluate.hf_judge import PromptTree
+
+    hf = judge(request.getfixturevalue(family), shared=True)
+    tree = PromptTree(hf._model, prompt, hf._digit_ids, "cpu")
+    for level in ([""], list("0123456789"), [str(n) for n in range(10, 20)], ["100"]):
+        probs = tree.next_probs(level)
+        for prefix, row in zip(level, probs, strict=True):
+            ids = prompt + [hf._digit_ids[int(d)] for d in prefix]
+            with torch.no_grad():
+                full = torch.softmax(hf._model(torch.tensor([ids])).logits[0, -1].double(), dim=-1)
+            assert torch.allclose(row, full, rtol=0, atol=1e-6), (prefix, float((row - full).abs().max()))
+    assert not tree.ready  # every look-ahead result was read
