@@ -251,7 +251,7 @@ def test_hf_digit_sequence_rule_is_exact_and_batch_independent(tiny_llama_dir, t
     assert all(r.label == "no_score" or 0.0 <= r.score <= 100.0 for r in first)
     assert [r.numeric_mass for r in first] == pytest.approx([r.numeric_mass for r in results], rel=0.05)
     again = make_judge("hf", model=tiny_llama_dir, cache_dir=tmp_path)
-    again._next_probs = None  # a cache hit runs no forward pass
+    again._score_missing = None  # a cache hit scores nothing: no forward pass
     second = again.score(requests)
     assert all(r.cached for r in second)
     assert [(r.label, r.numeric_mass) for r in second] == [(r.label, r.numeric_mass) for r in first]
