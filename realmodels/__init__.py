@@ -9,7 +9,14 @@ Subpackages, bottom up: each imports from the ones before it, ``theory`` and ``r
 - ``data``: chat JSONL datasets and their assistant-token masks, the residual stream at a layer, and the
   per-sample SAE feature activations computed from it (cached on disk, resumable).
 - ``analysis``: what is measured with them: features tied to a dataset, the geometry study, data filtering,
-  the pre-fine-tuning audit, the commands' cached stages (``pipelines``) and their figures.
+  the pre-fine-tuning audit, measured vs predicted amplification, the misalignment direction, the commands'
+  cached stages (``pipelines``) and their figures.
+- ``finetune``: LoRA / full fine-tuning on the transformers Trainer (recipes and presets, atomic checkpoints and
+  the divergence stop, the SAE monitor and the geometric guard).
+- ``evaluate``: question sets, answer generation (a local model or an OpenAI-compatible endpoint, bounded
+  requests), the judges behind a registry, EM rates and the mitigation experiment's arms.
+- ``organism``: the model organism — the synthetic chat world, its exact judge, the build of the model and its
+  SAE, the shipped default, and the paper's study on it.
 
-Room is left for ``finetune`` (LoRA / full fine-tuning), ``evaluate`` (generation, judges, EM rates) and
-``organism`` (the synthetic chat world) as siblings of these three."""
+The Ray activation pool (``data.pool``) and the resumable job map it shares the execution conventions with
+(``runio.jobs``) import no CLI framework; the CLI (``cli/``) parses options and calls these packages."""
