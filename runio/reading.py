@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from theory.errors import InputError
+from theory.errors import InputError, first_line
 
 MAX_DEPTH = 64  # nesting levels of lists / objects any input of the toolkit may have (its own need at most 5)
 
@@ -111,7 +111,6 @@ def read_yaml_file(path: str | Path, what: str = "file") -> Any:
     try:
         return check_depth(yaml.safe_load(text))
     except yaml.YAMLError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{what} {path} is not valid YAML: {first}") from None
+        raise InputError(f"{what} {path} is not valid YAML: {first_line(exc)}") from None
     except (RecursionError, JsonError):
         raise InputError(f"{what} {path} is not valid YAML: nested more than {MAX_DEPTH} levels deep") from None

@@ -5,3 +5,10 @@ The CLIs render it as a single line and exit with code 2; anything else is a bug
 
 class InputError(ValueError):
     """A problem with what the user asked for, stated in one line."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when the message is empty): what a one-line error
+    quotes of an exception a library raised."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

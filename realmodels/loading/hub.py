@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 from huggingface_hub import constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from theory.errors import InputError
+from theory.errors import InputError, first_line
 
 T = TypeVar("T")
 PROBE_TIMEOUT_S = 3.0
@@ -79,7 +79,7 @@ def cached_first(load: Callable[[], T], *, what: str, repo_id: str, include: str
         try:
             return load()
         except OSError as exc:  # transformers: OSError; huggingface_hub: LocalEntryNotFoundError(OSError)
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
     if not hub_reachable():
         raise InputError(
             f"{what} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub is "

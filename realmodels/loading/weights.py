@@ -14,12 +14,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
-from theory.errors import InputError
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+from theory.errors import InputError, first_line
 
 
 def safetensors_shapes(path: str | Path, what: str = "weights file") -> dict[str, tuple[int, ...]]:
@@ -31,7 +26,7 @@ def safetensors_shapes(path: str | Path, what: str = "weights file") -> dict[str
         with safe_open(path, framework="numpy") as weights:
             return {name: tuple(weights.get_slice(name).get_shape()) for name in weights.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{what} {path} is damaged (not a readable safetensors file: {_first_line(exc)})") from None
+        raise InputError(f"{what} {path} is damaged (not a readable safetensors file: {first_line(exc)})") from None
 
 
 def check_torch_file(path: str | Path, what: str = "weights file") -> None:
@@ -55,7 +50,7 @@ def check_torch_file(path: str | Path, what: str = "weights file") -> None:
     except (RuntimeError, EOFError, ValueError, OSError, AttributeError, TypeError,
             IndexError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(f"{what} {path} is damaged or not plain tensors (torch.load with weights_only refuses it: "
-                         f"{_first_line(exc)})") from None
+                         f"{first_line(exc)})") from None
 
 
 def check_weight_file(path: str | Path, what: str = "weights file") -> None:
@@ -79,7 +74,7 @@ def loading(what: str, path: str | Path):
     except InputError:
         raise
     except (SafetensorError, pickle.UnpicklingError, OSError, ValueError, KeyError, RuntimeError, EOFError) as exc:
-        raise InputError(f"could not load {what} from {path}: {_first_line(exc)}") from None
+        raise InputError(f"could not load {what} from {path}: {first_line(exc)}") from None
 
 
 def check_model_weights(directory: str | Path) -> None:
