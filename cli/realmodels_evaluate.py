@@ -29,6 +29,7 @@ from realmodels.evaluate.generate import EndpointConfig, GenerationConfig
 from realmodels.evaluate.questions import DEFAULT_QUESTIONS, load_questions
 from runio.atomic import json_default, save_figure, write_csv, write_json
 from runio.rundir import RunDir, default_run_dir
+from realmodels.finetune.config import MAX_SEED
 from theory.em_rates import EmThresholds
 from theory.errors import InputError
 
@@ -40,7 +41,6 @@ PromptLength = Annotated[Optional[int], typer.Option(
 JUDGE = "Judge"
 DEFAULT_JUDGE_MODEL = "gpt-4o-2024-08-06"  # the judge of Betley et al. 2025 (an OpenAI model name)
 SUMMARY = "summary.json"
-MAX_SEED = 2**32 - 1  # numpy's and torch's seed range
 MAX_SAMPLES, MAX_BOOTSTRAP, MAX_CONCURRENCY, MAX_TEMPERATURE = 10**6, 10**7, 1024, 100.0
 
 

@@ -22,7 +22,7 @@ import typer
 
 from cli.errors import user_errors
 from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
-from cli.realmodels_evaluate import (DEFAULT_JUDGE_MODEL, MAX_SEED, EvaluateSettings, JudgeChoice, check_prompts_fit,
+from cli.realmodels_evaluate import (DEFAULT_JUDGE_MODEL, EvaluateSettings, JudgeChoice, check_prompts_fit,
                                      check_settings, context_limit, run_evaluation)
 from cli.realmodels_filtering import FILTERED, run_filter
 from cli.realmodels_finetune import check_recipe, finetune
@@ -35,6 +35,7 @@ from cli.threads import DEFAULT_THREADS, Threads, check_threads
 from realmodels.analysis.configs import FilterConfig, SelectionConfig
 from realmodels.evaluate.generate import GenerationConfig
 from realmodels.evaluate.mitigate import ARMS
+from realmodels.finetune.config import MAX_SEED
 from realmodels.evaluate.questions import load_questions
 from runio.atomic import json_default, nan_to_none, save_figure, write_csv, write_json, write_text
 from runio.jobs import resumable_map
@@ -44,7 +45,6 @@ from theory.errors import InputError
 
 ARMS_DIR = "arms"
 STAGES = ("filter", "finetune", "evaluate")  # an arm's stages: <stage>-<arm>/ below --out
-MAX_WORKERS = 1024
 FT = "Fine-tuning (every arm)"
 EV = "Evaluation (every arm)"
 
@@ -163,7 +163,6 @@ def mitigate(
 
     check_threads(threads)
     check_workers(workers)
-    check_count(workers, "--workers", maximum=MAX_WORKERS)
     check_reachable(ray_address)
     check_on_error(on_error)
     check_count(seed, "--seed", minimum=0, maximum=MAX_SEED)

@@ -14,6 +14,7 @@ from cli.configfile import config_option
 from cli.jobs_options import GPUS_HELP
 from cli.progress import quiet_library_bars
 from realmodels.analysis.configs import SelectionConfig
+from realmodels.finetune.config import MAX_COUNT
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
 from theory.errors import InputError
 
@@ -71,10 +72,9 @@ ActivationRayAddress = Annotated[Optional[str], typer.Option(
 GpusPerWorker = Annotated[float, typer.Option("--num-gpus-per-worker", help=GPUS_HELP, rich_help_panel=RUN,
                                               show_default=True)]
 
-MAX_OPTION_INT = 2**31 - 1  # the largest count an option takes (torch, the Trainer and numpy index with int32)
 
 
-def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_OPTION_INT) -> None:
+def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
     """InputError unless the option ``flag``'s ``value`` is an integer in [``minimum``, ``maximum``]."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{flag} must be an integer, got {value!r}")

@@ -13,7 +13,7 @@ import typer
 
 from cli.errors import user_errors
 from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
-from cli.realmodels_options import Progress, check_count
+from cli.realmodels_options import Progress
 from cli.realmodels_tables import console, fmt
 from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
 from theory.errors import InputError
@@ -22,7 +22,6 @@ organism_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_ex
                            help="The model organism: a small transformer in which emergent misalignment happens.")
 MODEL = "Model and pre-training"
 SAE = "SAE"
-MAX_WORKERS = 1024
 
 
 @organism_app.command("build")
@@ -104,17 +103,6 @@ def _organism(path: Optional[Path]) -> dict:
         raise InputError(f"{root / 'build.json'} is damaged: rebuild the organism") from None
     return {"embedded": path is None, "model": str((root / "model").resolve()), "sae": str((root / "sae").resolve()),
             "layer": layer, "world": world}
-
-
-def _sae_width(sae: Path) -> int | None:
-    """``d_sae`` of a saved SAE's cfg.json (None when it does not say)."""
-    import json
-
-    try:
-        width = json.loads((sae / "cfg.json").read_text(encoding="utf-8")).get("d_sae")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return width if isinstance(width, int) else None
 
 
 def _release_failed_study(out: Path, config: dict) -> None:
@@ -199,7 +187,6 @@ def study(
     from runio.rundir import RunDir
 
     check_workers(workers)
-    check_count(workers, "--workers", maximum=MAX_WORKERS)
     check_reachable(ray_address)
     mitigations = ("health",) if mitigate_domain is None else tuple(d for d in mitigate_domain if d != "none")
     cfg = StudyConfig(domains=tuple(domain) if domain else STUDY_DOMAINS, seeds=tuple(_ints(seeds, "--seeds")),
@@ -214,8 +201,10 @@ def study(
     if unknown:
         raise InputError(f"domain {unknown[0]!r} is not in this organism's world (domains: "
                          f"{', '.join(chosen['world']['domains'])})")
-    d_sae = _sae_width(Path(chosen["sae"]))
-    if d_sae is not None and cfg.harmful_k > d_sae:
+    from realmodels.loading.saes import saved_sae_shape
+
+    d_sae = saved_sae_shape(Path(chosen["sae"]))[1]
+    if cfg.harmful_k > d_sae:
         raise InputError(f"--harmful-k {cfg.harmful_k} exceeds the organism's SAE width ({d_sae} features)")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a directory")

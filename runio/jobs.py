@@ -54,12 +54,15 @@ _HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(?P<port>\d{1,5})"
 CONNECT_TIMEOUT_S = 30.0  # joining a cluster: ray.init with an address where nothing answers would wait for minutes
 PROBE_TIMEOUT_S = 5.0  # the TCP check of a HOST:PORT before anything is written
 MAX_THREADS = 1024  # more than any machine's cores; torch refuses counts past int32
+MAX_WORKERS = 1024  # workers (Ray actors or processes) one command may ask for
 
 
 def check_workers(n: int, name: str = "workers") -> None:
-    """InputError (naming ``name``) unless ``n`` is an integer >= 1."""
+    """InputError (naming ``name``) unless ``n`` is an integer in [1, MAX_WORKERS]."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"{name} must be an integer >= 1, got {n}")
+    if n > MAX_WORKERS:
+        raise InputError(f"{name} must be at most {MAX_WORKERS}, got {n}")
 
 
 def check_threads(n: int, name: str = "threads") -> None:

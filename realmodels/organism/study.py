@@ -97,8 +97,6 @@ class StudyConfig:
         for name in ("r", "max_steps", "batch_size"):
             if getattr(self.recipe, name) <= 0:
                 raise InputError(f"{name.replace('_', '-')} must be > 0, got {getattr(self.recipe, name)}")
-        if not self.recipe.lr > 0 or not self.recipe.alpha > 0:
-            raise InputError("--lr and --alpha must be > 0")
         FinetuneConfig(**asdict(self.recipe), grad_accum=1)  # the recipe every arm trains with, checked as finetune will
         if not 1 <= self.ratio <= MAX_RATIO:
             raise InputError(f"--ratio must be in [1, {MAX_RATIO:g}], got {self.ratio}")
