@@ -143,7 +143,7 @@ def test_ctrl_c_after_training_names_the_saved_work(tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.parametrize("args", [["simulate", "--features", "-1"], ["inducing", "--harmful", "0,99"],
-                                  ["mitigate", "--fraction", "2"], ["density", "--workers", "0"],
+                                  ["mitigate", "--fraction", "2"], ["density", "--workers", "0"], ["density", "--workers", "5000"],
                                   ["geometry", "--target", "0"], ["simulate", "--threads", "0"],
                                   ["density", "--ray-address", "nowhere"], ["density", "--ray-address", "ray://x"]])
 def test_a_bad_flag_fails_before_torch_is_imported(args, tmp_path):
@@ -154,6 +154,7 @@ def test_a_bad_flag_fails_before_torch_is_imported(args, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "2 []", result.stdout + result.stderr
     assert result.stderr.startswith("error:")
+    assert not (tmp_path / "r").exists(), "a run directory was written for bad input"
 
 
 def test_figures_checks_the_ray_address_before_any_work(tmp_path, capsys):

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
+from runio.jobs import check_workers
 from theory.configs import DictConfig
 from theory.errors import InputError
 from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
@@ -293,6 +294,7 @@ class SweepConfig(StudyConfig):
     def __post_init__(self):
         if self.n_hidden < 1 or self.n_instances < 2 or self.max_tasks < 1 or self.workers < 1:
             raise InputError("n_hidden, max_tasks and workers must be >= 1 and n_instances >= 2")
+        check_workers(self.workers)  # at most runio.jobs.MAX_WORKERS, before the sweep's run directory is written
         if not self.ratios or any(r < 1 for r in self.ratios):
             raise InputError(f"ratios must be a non-empty list of integers >= 1, got {list(self.ratios)}")
         if not self.probabilities or any(not 0 < p <= 1 for p in self.probabilities):
