@@ -21,7 +21,7 @@ from rich.markup import escape
 from runio.jobs import JobError
 from runio.redact import install_log_redaction, redact
 from runio.rundir import RunDir
-from theory.errors import InputError
+from theory.errors import PARAM, InputError, ParamError
 
 EXIT_USER_ERROR = 2
 err_console = Console(stderr=True, highlight=False)
@@ -61,15 +61,27 @@ def interrupt_message(runs: list[RunDir]) -> str:
     return "interrupted before any result was saved; nothing to resume"
 
 
-def user_errors(fn: Callable) -> Callable:
+def flag(param: str, flags: dict[str, str] | None = None) -> str:
+    """The command-line flag of the library parameter ``param``: ``flags[param]`` when the command names it
+    differently, else ``--`` + the name with dashes (``max_length`` -> ``--max-length``)."""
+    return (flags or {}).get(param) or "--" + param.replace("_", "-")
+
+
+def user_errors(fn: Callable | None = None, *, flags: dict[str, str] | None = None) -> Callable:
     """Decorator for CLI commands: InputError, an OSError (missing or unwritable path, full disk), a JobError of
-    either kind and Ctrl-C -> one line, exit 2; a JobError of kind "bug" raises."""
+    either kind and Ctrl-C -> one line, exit 2; a JobError of kind "bug" raises. A ``ParamError`` names the
+    library's parameters: the line names the command's flags instead (``flag``; ``flags`` maps the parameters a
+    command spells differently). Use as ``@user_errors`` or ``@user_errors(flags={...})``."""
+    if fn is None:
+        return functools.partial(user_errors, flags=flags)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         opened_before = len(RunDir.opened)
         try:
             return fn(*args, **kwargs)
+        except ParamError as exc:
+            fail(exc.renamed(lambda param: flag(param, flags)))
         except InputError as exc:
             fail(str(exc))
         except OSError as exc:
@@ -77,7 +89,7 @@ def user_errors(fn: Callable) -> Callable:
         except JobError as exc:
             if exc.kind == "bug":
                 raise
-            fail(str(exc))
+            fail(PARAM.sub(lambda match: flag(match.group(1), flags), str(exc)))  # a job's ParamError
         except KeyboardInterrupt:
             fail(interrupt_message(RunDir.opened[opened_before:]))
 
