@@ -56,9 +56,11 @@ def config_default(cls, key: str) -> str:
     return escape(f" [default: {text}]")
 
 
-def config_option(cls, key: str, help: str, *param_decls: str):
-    """A typer option for an override of config key ``key`` (None = keep the config's value), its help ending
-    with the config's default."""
+def config_option(cls, key: str, help: str | None = None, *param_decls: str):
+    """A typer option for an override of config key ``key`` (None = keep the config's value), its help (default:
+    the field's docstring, ``cli.dataclass_options.help_of``) ending with the config's default."""
     import typer
 
-    return typer.Option(None, *param_decls, help=help + config_default(cls, key))
+    from cli.dataclass_options import help_of
+
+    return typer.Option(None, *param_decls, help=(help or help_of(cls, key)) + config_default(cls, key))

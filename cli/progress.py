@@ -6,17 +6,11 @@ import os
 import sys
 from contextlib import contextmanager
 
-from rich.console import Console
+from runio.console import stdout_console  # noqa: F401  (the CLIs' console, re-exported)
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-ALREADY_FINISHED = "[green]already finished[/]: showing the saved summary (delete the directory to recompute)"
-"""What every command prints when its run directory already holds the finished result."""
-
-
-def stdout_console() -> Console:
-    """The terminal's width on a terminal; 150 columns in logs and pipes (rich's 80 crushes the tables)."""
-    return Console(width=None if sys.stdout.isatty() else 150)
+from runio.rundir import ALREADY_FINISHED  # noqa: F401  (re-exported for the toysuper commands)
 
 
 def make_progress(transient: bool = False) -> Progress:

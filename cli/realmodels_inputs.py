@@ -1,6 +1,5 @@
-"""Inputs of the ``realmodels`` commands: dataset files (every line checked, and hashed, before anything is
-loaded or written),
-``--domain NAME=INDUCING.jsonl,CONTROL.jsonl`` specs, and the geometry study's TOML file.
+"""Inputs of the ``realmodels`` commands as the command line gives them: dataset paths (which must exist; the
+runners check every line), ``--domain NAME=INDUCING.jsonl,CONTROL.jsonl`` specs, and the geometry study's TOML file.
 
 Geometry TOML (paths relative to the file; every table optional, command-line flags override it)::
 
@@ -17,16 +16,12 @@ Geometry TOML (paths relative to the file; every table optional, command-line fl
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from cli.configfile import config_table, read_toml
-from realmodels.analysis.configs import POOLED
-from realmodels.data.jsonl import check_chat_jsonl, dataset_hash
+from realmodels.experiments.geometry import Domain, check_domain_name
 from theory.errors import InputError
 
-DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 GEOMETRY_KEYS = ("harmful", "harmless", "domains", "selection", "study")
 
 
@@ -38,37 +33,13 @@ def dataset_file(path: str | Path, role: str) -> Path:
     return p.resolve()
 
 
-def dataset_entry(path: Path) -> dict:
-    """How a dataset enters a run's config: its path and content hash (changed data = a different run), once
-    every line is checked (``check_chat_jsonl``: an InputError names file:line)."""
-    check_chat_jsonl(path)
-    return {"path": str(path), "sha256": dataset_hash(path)}
-
-
-@dataclass(frozen=True)
-class Domain:
-    """A domain's misalignment-inducing dataset and its non-inducing control."""
-
-    name: str
-    inducing: Path
-    control: Path
-
-
-def _check_name(name: str, where: str) -> str:
-    if not DOMAIN_NAME.match(name):
-        raise InputError(f"{where}: domain name {name!r} must be letters, digits, '.', '_' or '-'")
-    if name == POOLED:
-        raise InputError(f"{where}: domain name {POOLED!r} is reserved for the pooled row")
-    return name
-
-
 def parse_domain(spec: str) -> Domain:
     """``NAME=INDUCING.jsonl,CONTROL.jsonl`` -> Domain (files must exist)."""
     name, sep, files = spec.partition("=")
     parts = [p.strip() for p in files.split(",")] if sep else []
     if not sep or len(parts) != 2 or not all(parts):
         raise InputError(f"--domain {spec!r}: expected NAME=INDUCING.jsonl,CONTROL.jsonl")
-    name = _check_name(name.strip(), f"--domain {spec!r}")
+    name = check_domain_name(name.strip(), f"--domain {spec!r}")
     return Domain(name, dataset_file(parts[0], f"domain {name} inducing"), dataset_file(parts[1], f"domain {name} control"))
 
 
@@ -98,7 +69,7 @@ def read_geometry_toml(path: Path | None) -> dict:
     out["domains"] = []
     for name, table in domains.items():
         where = f"{path}: [domains.{name}]"
-        _check_name(name, where)
+        check_domain_name(name, where)
         if not isinstance(table, dict) or set(table) != {"inducing", "control"}:
             raise InputError(f"{where} needs exactly the keys inducing and control")
         out["domains"].append(Domain(name, dataset_file(resolve(table["inducing"], f"domains.{name}.inducing"),
@@ -126,3 +97,11 @@ def choose_domains(from_file: list[Domain], from_flags: list[str], only: list[st
             raise InputError(f"unknown domain {unknown[0]!r} in --only (domains: {', '.join(domains)})")
         return [domains[n] for n in only]
     return list(domains.values())
+
+
+def dataset_entry(path: Path) -> dict:
+    """TEMPORARY (the commands not yet on runners): a dataset's ``{"path", "sha256"}`` once every line is
+    checked (``realmodels.data.dataset.Dataset``)."""
+    from realmodels.data.dataset import Dataset
+
+    return Dataset.open(path).entry()

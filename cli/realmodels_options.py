@@ -11,16 +11,32 @@ import typer
 from rich.markup import escape
 
 from cli.configfile import config_option
-from cli.jobs_options import GPUS_HELP
+from cli.dataclass_options import OptionGroup
 from cli.progress import quiet_library_bars
 from realmodels.analysis.configs import SelectionConfig
+from realmodels.experiments.spec import ModelSpec, RunOptions
 from realmodels.finetune.config import MAX_COUNT
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
+from cli.jobs_options import GPUS_HELP
 from theory.errors import InputError
 
 MODEL = "Model (--checkpoint, or --model with --sae; neither: the embedded model organism)"
 RUN = "Run"
 
+MODEL_OPTIONS = OptionGroup(ModelSpec, panel=MODEL, decls={
+    "model": ("--model",), "sae": ("--sae",), "adapter": ("--adapter",),
+    "ignore_memory_check": ("--ignore-memory-check",)})
+"""The model options of every command reading a model (``realmodels.experiments.spec.ModelSpec``)."""
+RUN_OPTIONS = OptionGroup(RunOptions, panel=RUN, decls={
+    "progress": ("--progress/--no-progress",), "workers": ("--workers",), "threads": ("--threads",),
+    "num_gpus_per_worker": ("--num-gpus-per-worker",)}, extra={
+    "progress": {"callback": quiet_library_bars}, "workers": {"show_default": True},
+    "threads": {"show_default": True}, "num_gpus_per_worker": {"show_default": True},
+    "ray_address": {"show_default": "none: a local Ray"}})
+"""The run options (``realmodels.experiments.spec.RunOptions``)."""
+SINGLE_PROCESS = ("workers", "ray_address", "num_gpus_per_worker")  # run options of a command without Ray workers
+
+# TEMPORARY: the typed-out options of the commands not yet generated from ModelSpec/RunOptions
 Checkpoint = Annotated[Optional[str], typer.Option(help="Registered checkpoint (see `realmodels checkpoints`).",
                                                    rich_help_panel=MODEL)]
 ModelPath = Annotated[Optional[str], typer.Option("--model", help="Local HF model directory or hub id (with --sae).",
@@ -47,15 +63,6 @@ Adapter = Annotated[Optional[Path], typer.Option(
     help="peft adapter directory (or a `realmodels finetune` run directory): run on base model + adapter.")]
 IgnoreMemory = Annotated[bool, typer.Option("--ignore-memory-check", help="Load even if the RAM estimate exceeds "
                                             "what is available.", rich_help_panel=MODEL)]
-Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
-Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses (the harmful features' control).")]
-# defaults of config-backed options (None = keep the config's value; the help shows the config's default)
-K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")
-HARMFUL_K = config_option(SelectionConfig, "harmful_k", "Harmful-behaviour features (top-k, harmful vs harmless).")
-CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff.")
-SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Select features on this fraction of "
-                                   "each dataset; the rest checks them (held-out replication)" +
-                                   escape(" [default: select on all samples]"))
 Out = Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<command>-<timestamp>); rerun to resume.",
                                              rich_help_panel=RUN)]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.", rich_help_panel=RUN,
@@ -72,6 +79,25 @@ ActivationRayAddress = Annotated[Optional[str], typer.Option(
 GpusPerWorker = Annotated[float, typer.Option("--num-gpus-per-worker", help=GPUS_HELP, rich_help_panel=RUN,
                                               show_default=True)]
 
+
+
+Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
+Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses (the harmful features' control).")]
+# defaults of config-backed options (None = keep the config's value; the help shows the config's default)
+K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")
+HARMFUL_K = config_option(SelectionConfig, "harmful_k", "Harmful-behaviour features (top-k, harmful vs harmless).")
+CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff.")
+SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Select features on this fraction of "
+                                   "each dataset; the rest checks them (held-out replication)" +
+                                   escape(" [default: select on all samples]"))
+
+def harmful_pair(harmful: Path | None, harmless: Path | None, hint: str) -> tuple[Path, Path]:
+    """The --harmful and --harmless files (which must exist), both required (``hint`` ends the message)."""
+    from cli.realmodels_inputs import dataset_file
+
+    if harmful is None or harmless is None:
+        raise InputError(f"--harmful and --harmless chat JSONL files are required ({hint})")
+    return dataset_file(harmful, "--harmful"), dataset_file(harmless, "--harmless")
 
 
 def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_COUNT) -> None:

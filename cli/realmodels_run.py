@@ -81,6 +81,18 @@ class ModelOptions:
             raise InputError("--num-gpus-per-worker is for Ray workers (--workers > 1 or --ray-address); in this "
                              "process the model goes where --device-map puts it")
 
+    def specs(self):
+        """The library's (``ModelSpec``, ``RunOptions``) of these options."""
+        from realmodels.experiments.spec import ModelSpec, RunOptions
+
+        model = ModelSpec(checkpoint=self.checkpoint, model=self.model, sae=self.sae, layer=self.layer,
+                          dtype=self.dtype, device_map=self.device_map, batch_size=self.batch_size,
+                          chat_template=self.chat_template, max_length=self.max_length, adapter=self.adapter,
+                          ignore_memory_check=self.ignore_memory_check)
+        return model, RunOptions(out=self.out, cache_dir=self.cache_dir, threads=self.threads, progress=self.progress,
+                                 workers=self.workers, ray_address=self.ray_address,
+                                 num_gpus_per_worker=self.num_gpus_per_worker)
+
     @property
     def on_ray(self) -> bool:
         """Activations computed by Ray actors (``realmodels.data.pool``) rather than this process."""

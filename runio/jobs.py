@@ -48,7 +48,7 @@ from typing import Any
 
 from runio.atomic import read_json, write_json, write_text
 from runio.redact import RedactingStream, install_log_redaction, redact
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 _HOST_PORT = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?:(?P<port>\d{1,5})"
 CONNECT_TIMEOUT_S = 30.0  # joining a cluster: ray.init with an address where nothing answers would wait for minutes
@@ -60,15 +60,15 @@ MAX_WORKERS = 1024  # workers (Ray actors or processes) one command may ask for
 def check_workers(n: int, name: str = "workers") -> None:
     """InputError (naming ``name``) unless ``n`` is an integer in [1, MAX_WORKERS]."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {n}")
+        raise ParamError(f"{name} must be an integer >= 1, got {n}")
     if n > MAX_WORKERS:
-        raise InputError(f"{name} must be at most {MAX_WORKERS}, got {n}")
+        raise ParamError(f"{name} must be at most {MAX_WORKERS}, got {n}")
 
 
 def check_threads(n: int, name: str = "threads") -> None:
     """InputError (naming ``name``) unless ``n`` is an integer in [1, MAX_THREADS] (no torch import)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
-        raise InputError(f"{name} must be an integer >= 1, got {n} (at most {MAX_THREADS})")
+        raise ParamError(f"{name} must be an integer >= 1, got {n} (at most {MAX_THREADS})")
 
 
 def check_address(address: str | None, name: str = "ray_address") -> None:
@@ -78,9 +78,9 @@ def check_address(address: str | None, name: str = "ray_address") -> None:
         return
     match = re.fullmatch(f"(ray://)?{_HOST_PORT}", address) if isinstance(address, str) else None
     if match is None:
-        raise InputError(f"{name} must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+        raise ParamError(f"{name} must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
     if not 1 <= int(match["port"]) <= 65535:
-        raise InputError(f"{name} {address}: the port must be in 1..65535")
+        raise ParamError(f"{name} {address}: the port must be in 1..65535")
 
 
 def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S, name: str = "ray_address") -> None:
@@ -96,7 +96,7 @@ def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S, name:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
-        raise InputError(f"could not join the Ray cluster at {name} {address}: {reason} (start one with "
+        raise ParamError(f"could not join the Ray cluster at {name} {address}: {reason} (start one with "
                          "`ray start --head`)") from None
 
 
@@ -344,3 +344,11 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
                 ray.cancel(ref, force=True)
         if kind != "caller":
             ray.shutdown()  # local: stops every process it started; cluster: disconnects only
+
+
+def set_threads(n: int) -> None:
+    """Check ``n`` (``check_threads``) and set torch's intra-op thread count to it (imports torch)."""
+    check_threads(n)
+    import torch
+
+    torch.set_num_threads(n)

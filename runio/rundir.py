@@ -14,6 +14,8 @@ from runio.atomic import json_default, read_json, write_json
 from theory.errors import InputError
 
 CONFIG_NAME = "config.json"
+ALREADY_FINISHED = "[green]already finished[/]: showing the saved summary (delete the directory to recompute)"
+"""What a run prints when its run directory already holds the finished result."""
 
 
 def _check_out_path(path: Path) -> None:

@@ -44,6 +44,8 @@ from theory.amplification import first_order_change
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from realmodels.data.dataset import Dataset
+
     from sae_lens import SAE
 
     from realmodels.data.activations import SampleActivations
@@ -234,16 +236,15 @@ class BaseModelActivations:
         self.session = session
         self._memo: dict[str, SampleActivations] = {}
 
-    def activations(self, path: str | Path) -> SampleActivations:
-        from realmodels.data.jsonl import dataset_hash
-
-        key = dataset_hash(path)
+    def activations(self, data: Dataset | str | Path) -> SampleActivations:
+        dataset = self.session.dataset(data)
+        key = dataset.sha256
         if key not in self._memo:
             s = self.session
             bundle = s.bundle
             disabled = bundle.model.disable_adapter() if bundle.adapter is not None else contextlib.nullcontext()
             with disabled:
-                self._memo[key] = dataset_activations(base_bundle(bundle), path, batch_size=s.batch_size,
+                self._memo[key] = dataset_activations(base_bundle(bundle), dataset, batch_size=s.batch_size,
                                                       cache_dir=s.cache_dir, progress=s.progress,
                                                       max_length=s.max_length)
         return self._memo[key]

@@ -20,7 +20,6 @@ import torch
 from realmodels.analysis.audit import AuditConfig, AuditReport, audit
 from realmodels.analysis.features import FeatureSelection, SelectionConfig, select_features, split_activations
 from realmodels.analysis.filtering import FilterConfig, FilterResult, apply_filter, score_samples
-from realmodels.data.jsonl import read_jsonl_lines
 from realmodels.analysis.geometry import (POOLED, DomainGeometry, StudyConfig, domain_geometry, domain_table,
                                           feature_table, harmful_proximity, null_pool, pooled_geometry)
 from theory.filtering import score_separation
@@ -28,6 +27,9 @@ from theory.filtering import score_separation
 if TYPE_CHECKING:
     from realmodels.analysis.amplification import AmplificationReport
     from realmodels.data.activations import SampleActivations
+    from realmodels.data.dataset import Dataset
+
+    Data = Dataset | Path  # a dataset opened by the runner, or a chat JSONL file (the session opens it once)
     from realmodels.loading.session import Session
 
 Cache = Callable[[str, Callable[[], dict]], dict]
@@ -42,7 +44,7 @@ def _quiet(message: str) -> None:
     pass
 
 
-def cached_selection(session: Session, file: str, a: Path, b: Path, selection: SelectionConfig, *,
+def cached_selection(session: Session, file: str, a: Data, b: Data, selection: SelectionConfig, *,
                      names: tuple[str, str], name: str, k: int | None = None, cache: Cache = compute_always,
                      log: Log = _quiet, message: str = "") -> FeatureSelection:
     """``select_features`` of dataset ``a`` against ``b`` (files, roles ``names``), cached as ``file``."""
@@ -54,7 +56,7 @@ def cached_selection(session: Session, file: str, a: Path, b: Path, selection: S
     return FeatureSelection.from_dict(cache(file, compute))
 
 
-def harmful_selection(session: Session, harmful: Path, harmless: Path, selection: SelectionConfig, *,
+def harmful_selection(session: Session, harmful: Data, harmless: Data, selection: SelectionConfig, *,
                       cache: Cache = compute_always, log: Log = _quiet) -> FeatureSelection:
     """The harmful-behaviour features (harmful vs harmless responses)."""
     return cached_selection(session, "features/harmful.json", harmful, harmless, selection, k=selection.harmful_k,
@@ -86,7 +88,7 @@ class GeometryOutputs:
         }
 
 
-def geometry_pipeline(session: Session, *, harmful: Path, harmless: Path, domains: list[tuple[str, Path, Path]],
+def geometry_pipeline(session: Session, *, harmful: Data, harmless: Data, domains: list[tuple[str, Data, Data]],
                       selection: SelectionConfig, study: StudyConfig, cache: Cache = compute_always,
                       log: Log = _quiet) -> GeometryOutputs:
     """``domains``: (name, inducing file, control file). Inducing features are tied to the inducing data
@@ -140,12 +142,12 @@ class FilterOutputs:
         }
 
 
-def filter_pipeline(session: Session, *, data: Path, harmful: Path, harmless: Path, selection: SelectionConfig,
+def filter_pipeline(session: Session, *, data: Data, harmful: Data, harmless: Data, selection: SelectionConfig,
                     config: FilterConfig, cache: Cache = compute_always, log: Log = _quiet) -> FilterOutputs:
     """Toxic features, training-sample scores and the removal; plus a check that the scores separate
     (held-out, with a selection split) harmful from harmless responses."""
     toxic = harmful_selection(session, harmful, harmless, selection, cache=cache, log=log).indices
-    lines = read_jsonl_lines(data)
+    lines = list(session.dataset(data).lines)
 
     def score(acts: SampleActivations) -> torch.Tensor:
         decoder = session.decoder if config.representation == "residual" else None
@@ -170,7 +172,7 @@ def filter_pipeline(session: Session, *, data: Path, harmful: Path, harmless: Pa
                          method="random" if config.random else "geometric", fraction=config.fraction)
 
 
-def audit_pipeline(session: Session, *, data: Path, control: Path, harmful: Path, harmless: Path,
+def audit_pipeline(session: Session, *, data: Data, control: Data, harmful: Data, harmless: Data,
                    selection: SelectionConfig, config: AuditConfig, cache: Cache = compute_always,
                    log: Log = _quiet) -> AuditReport:
     """Harmful features, the dataset's features (against ``control``) and the geometric risk report."""
@@ -187,15 +189,14 @@ def audit_pipeline(session: Session, *, data: Path, control: Path, harmful: Path
     return AuditReport(**cache("audit.json", report))
 
 
-def amplification_pipeline(session: Session, *, probe: Path, data: Path, control: Path, harmful: Path,
-                           harmless: Path, selection: SelectionConfig, cache: Cache = compute_always,
+def amplification_pipeline(session: Session, *, probe: Data, data: Data, control: Data, harmful: Data,
+                           harmless: Data, selection: SelectionConfig, cache: Cache = compute_always,
                            log: Log = _quiet) -> AmplificationReport:
     """Harmful features and the training data's features (against ``control``), both on the base model's
     activations (the session's model is base + an unmerged adapter), then every SAE feature's measured and
     predicted change on the ``probe`` conversations (``realmodels.analysis.amplification``)."""
     from realmodels.analysis.amplification import (AmplificationMeasurement, BaseModelActivations,
                                                    amplification_report, measure_amplification)
-    from realmodels.data.chat import iter_tokenized
 
     base = BaseModelActivations(session)
     harm = harmful_selection(base, harmful, harmless, selection, cache=cache, log=log)
@@ -205,9 +206,10 @@ def amplification_pipeline(session: Session, *, probe: Path, data: Path, control
 
     def measure() -> dict:
         log("measuring every feature's change on the probes, and its first-order prediction (JVP)")
-        chats = list(iter_tokenized(session.tokenizer, probe, max_length=session.max_length))
+        dataset = session.dataset(probe)
+        chats = dataset.tokenized(session.tokenizer, session.max_length)
         return measure_amplification(session.bundle, chats, batch_size=session.batch_size,
-                                     progress=session.progress, description=probe.name).to_dict()
+                                     progress=session.progress, description=dataset.path.name).to_dict()
 
     measurement = AmplificationMeasurement.from_dict(cache("stages/measurement.json", measure))
     return amplification_report(session.decoder, measurement, ds.indices, ds.mean_diff, harm.indices)

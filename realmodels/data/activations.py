@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +23,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from realmodels.data.chat import TokenizedChat, iter_tokenized
-from realmodels.data.jsonl import dataset_hash
+from realmodels.data.chat import TokenizedChat
+from realmodels.data.dataset import Dataset, as_dataset
 from realmodels.loading.bundle import ModelBundle
 from realmodels.data.residual import residual_stream
 from realmodels.loading.placement import input_device
@@ -221,32 +220,23 @@ def load_cached(path: Path, key: dict) -> SampleActivations | None:
                              n_tokens=payload["n_tokens"])
 
 
-def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, dataset_path: Path,
-                      max_length: int | None) -> list[TokenizedChat]:
-    """Every conversation of the file tokenised (file order); a warning counts the ones ``max_length`` cut."""
-    chats = list(iter_tokenized(tokenizer, dataset_path, max_length=max_length))
-    if n_truncated := sum(chat.truncated for chat in chats):
-        warnings.warn(f"{dataset_path}: {n_truncated} of {len(chats)} conversations are longer than {max_length} "
-                      "tokens and were truncated (only their first tokens count; see --max-length)", stacklevel=3)
-    return chats
-
-
-def dataset_activations(bundle: ModelBundle, dataset_path: str | Path, *, batch_size: int = 8,
+def dataset_activations(bundle: ModelBundle, dataset: Dataset | str | Path, *, batch_size: int = 8,
                         cache_dir: Path | None = None, progress: bool = True,
                         max_length: int | None = None) -> SampleActivations:
-    """``SampleActivations`` of a chat JSONL file (samples in file order), from ``cache_dir`` when a run
-    with the same key finished before (then the model is not run), else computed and cached there.
-    ``cache_dir=None`` disables caching; ``max_length`` truncates each conversation's tokens while it is
-    tokenised (a warning says how many were truncated)."""
-    dataset_path = Path(dataset_path)
-    key = cache_key(bundle, dataset_hash(dataset_path), max_length)
+    """``SampleActivations`` of a chat dataset (a ``Dataset`` or a chat JSONL file; samples in file order), from
+    ``cache_dir`` when a run with the same key finished before (then the model is not run), else computed and
+    cached there. ``cache_dir=None`` disables caching; ``max_length`` truncates each conversation's tokens while it
+    is tokenised (``Dataset.tokenized``, shared with every other stage of the run; a warning says how many were
+    truncated)."""
+    dataset = as_dataset(dataset)
+    key = cache_key(bundle, dataset.sha256, max_length)
     path = cache_file(cache_dir, key) if cache_dir is not None else None
     if path is not None and (cached := load_cached(path, key)) is not None:
         return cached
-    chats = tokenized_dataset(bundle.tokenizer, dataset_path, max_length)
+    chats = dataset.tokenized(bundle.tokenizer, max_length)
     partial = None if path is None else path.with_name(path.name + ".partial")
     acts = compute_activations(bundle, chats, batch_size=batch_size, progress=progress,
-                               description=dataset_path.name, partial=partial, partial_key=key)
+                               description=dataset.path.name, partial=partial, partial_key=key)
     if path is not None:
         save_cached(path, key, acts)
         partial.unlink(missing_ok=True)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from runio.atomic import write_text
 from runio.jobs import JobError, check_address, check_threads, check_workers, connect, error_kind, one_line
 from runio.redact import redact
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from realmodels.data.shards import ShardJob, WorkerSpec
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 def check_gpus(n: float, name: str = "num_gpus_per_worker") -> None:
     """InputError (naming ``name``) unless ``n`` is a finite number >= 0 (no Ray import)."""
     if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
-        raise InputError(f"{name} must be a number >= 0, got {n}")
+        raise ParamError(f"{name} must be a number >= 0, got {n}")
 
 
 class ShardActor:

@@ -32,9 +32,9 @@ import torch
 from torch import Tensor
 
 from realmodels.data.activations import (ModelIdentity, SampleActivations, cache_file, cache_key, compute_activations,
-                                         length_order, load_cached, progress_bar, save_cached, tokenized_dataset)
+                                         length_order, load_cached, progress_bar, save_cached)
 from realmodels.data.chat import TokenizedChat
-from realmodels.data.jsonl import dataset_hash
+from realmodels.data.dataset import Dataset, as_dataset
 from runio.atomic import save_torch
 from theory.errors import InputError
 
@@ -159,20 +159,20 @@ def merge_shards(directory: Path, plan: list[tuple[str, list[int]]], key: dict,
     return SampleActivations(feature_acts=feature_acts, residual_mean=residual_mean, n_tokens=n_tokens)
 
 
-def sharded_activations(identity: ModelIdentity, dataset_path: str | Path, *, spec: WorkerSpec,
+def sharded_activations(identity: ModelIdentity, dataset: Dataset | str | Path, *, spec: WorkerSpec,
                         run_shards: ShardRunner, cache_dir: Path, batch_size: int = 8, max_length: int | None = None,
                         progress: bool = True, shard_batches: int | None = None) -> SampleActivations:
     """``dataset_activations`` (same cache file, same tensors) computed by ``run_shards``'s workers: from the
     cache when it is there (no worker starts), else the missing shards computed, all merged and cached. Needs
     only the model's identity and tokenizer here; the weights load in the workers."""
-    dataset_path = Path(dataset_path)
-    key = cache_key(identity, dataset_hash(dataset_path), max_length)
+    dataset = as_dataset(dataset)
+    key = cache_key(identity, dataset.sha256, max_length)
     path = cache_file(cache_dir, key)
     if (cached := load_cached(path, key)) is not None:
         return cached
     if (start := getattr(run_shards, "start", None)) is not None:
         start(spec)  # the workers load the model while this process tokenises
-    chats = tokenized_dataset(identity.tokenizer, dataset_path, max_length)
+    chats = dataset.tokenized(identity.tokenizer, max_length)
     plan = plan_shards(chats, batch_size, shard_batches)
     directory = shard_dir(path, batch_size)
     directory.mkdir(parents=True, exist_ok=True)
@@ -184,7 +184,7 @@ def sharded_activations(identity: ModelIdentity, dataset_path: str | Path, *, sp
     if jobs:
         tokens, started = 0, time.perf_counter()
         with progress_bar(progress) as bar:
-            task = bar.add_task(dataset_path.name, total=len(chats), tokens_per_s=0.0,
+            task = bar.add_task(dataset.path.name, total=len(chats), tokens_per_s=0.0,
                                 completed=len(chats) - sum(len(job.samples) for job in jobs))
 
             def on_done(job: ShardJob) -> None:

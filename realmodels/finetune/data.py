@@ -14,27 +14,19 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from realmodels.data.chat import TokenizedChat, iter_tokenized
+from realmodels.data.chat import TokenizedChat
 from theory.errors import InputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100  # label of tokens outside the assistant replies (transformers' ignore_index)
-
-
-def tokenized_dataset(tokenizer: PreTrainedTokenizerBase, path: str | Path, *,
-                      max_length: int | None) -> list[TokenizedChat]:
-    """Every conversation of ``path`` tokenised (InputError naming file:line for one without assistant tokens
-    after truncation)."""
-    return list(iter_tokenized(tokenizer, path, max_length=max_length))
 
 
 def holdout_split(n: int, fraction: float, *, seed: int, max_out: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
-from realmodels.finetune.data import SftDataset, end_of_turn_ids, holdout_split, tokenized_dataset
+from realmodels.data.dataset import Dataset, as_dataset
+from realmodels.finetune.data import SftDataset, end_of_turn_ids, holdout_split
 from theory.errors import InputError
 
 if TYPE_CHECKING:
@@ -47,16 +48,17 @@ class Prepared:
     n_truncated: int
 
 
-def prepare_data(tokenizer: PreTrainedTokenizerBase, data: Path, *, max_length: int, probe: Path | None,
-                 monitor: MonitorConfig | None, seed: int) -> Prepared:
-    """Tokenise the training data (and the probe file); without a probe file the monitor holds out
-    ``probe_fraction`` of the training conversations (not trained on)."""
-    chats = tokenized_dataset(tokenizer, data, max_length=max_length)
+def prepare_data(tokenizer: PreTrainedTokenizerBase, data: Dataset | Path, *, max_length: int,
+                 probe: Dataset | Path | None, monitor: MonitorConfig | None, seed: int) -> Prepared:
+    """The training data (and the probe file) tokenised (``Dataset.tokenized``: once per run, shared with the
+    input check); without a probe file the monitor holds out ``probe_fraction`` of the training conversations
+    (not trained on)."""
+    chats = as_dataset(data).tokenized(tokenizer, max_length)
     probes: list = []
     train = chats
     if monitor is not None:
         if probe is not None:
-            probes = tokenized_dataset(tokenizer, probe, max_length=max_length)
+            probes = as_dataset(probe).tokenized(tokenizer, max_length)
         else:
             keep, held = holdout_split(len(chats), monitor.probe_fraction, seed=seed, max_out=monitor.max_probes)
             train, probes = [chats[i] for i in keep], [chats[i] for i in held]

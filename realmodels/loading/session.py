@@ -13,6 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from realmodels.data.dataset import Datasets
 from realmodels.loading.placement import DeviceMap, parse_device_map
 from realmodels.loading.registry import get_checkpoint
 from theory.errors import InputError
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from realmodels.data.activations import SampleActivations
+    from realmodels.data.dataset import Dataset
     from realmodels.data.shards import ShardRunner
     from realmodels.loading.bundle import BundleSources, ModelBundle
 
@@ -137,6 +139,7 @@ class Session:
             raise ValueError("a shard runner needs a cache_dir (the shards are written there)")
         self.shard_runner = shard_runner
         self._activations: dict[str, SampleActivations] = {}
+        self.datasets = Datasets()  # every dataset this session reads, each opened (and tokenised) once
 
     def _max_length(self) -> int:
         return resolve_max_length(self.sources.shape.context, self.choice.max_length, self.sources.model.name)
@@ -154,15 +157,18 @@ class Session:
             hf_logging.disable_progress_bar()
         return load_tokenizer(self.sources)
 
-    def check_datasets(self, paths: list[Path]) -> None:
-        """Render and tokenise every conversation of each chat JSONL file as the activations will (the chat
-        template accepts it, assistant tokens remain within ``max_length``): an InputError naming file:line
-        before any weights load. Loads the tokenizer only."""
-        from realmodels.data.chat import iter_tokenized
+    def dataset(self, data: Dataset | str | Path) -> Dataset:
+        """``data`` as this session's ``Dataset`` (``realmodels.data.dataset.Datasets``: a file is opened once, a
+        dataset object is adopted), so each dataset is read and tokenised once per session."""
+        return self.datasets.open(data)
 
-        for path in dict.fromkeys(paths):
-            for _ in iter_tokenized(self.tokenizer, path, max_length=self.max_length):
-                pass
+    def check_datasets(self, datasets: list[Dataset | str | Path]) -> None:
+        """Render and tokenise every conversation of each dataset as the activations will (the chat template
+        accepts it, assistant tokens remain within ``max_length``): an InputError naming file:line before any
+        weights load. Loads the tokenizer only; the tokenisation is kept by each ``Dataset`` for the
+        activations."""
+        for dataset in datasets:
+            self.dataset(dataset).tokenized(self.tokenizer, self.max_length)
 
     @property
     def offload_folder(self) -> Path | None:
@@ -176,24 +182,22 @@ class Session:
                                     ignore_memory_check=self.ignore_memory_check, tokenizer=self.tokenizer,
                                     merge_adapter=self.merge_adapter)
 
-    def activations(self, path: str | Path) -> SampleActivations:
-        """``SampleActivations`` of a chat JSONL file (memoised per file content): by this process's model, or by
-        the shard runner's workers."""
-        from realmodels.data.jsonl import dataset_hash
-
-        key = dataset_hash(path)
-        if key not in self._activations:
+    def activations(self, data: Dataset | str | Path) -> SampleActivations:
+        """``SampleActivations`` of a chat dataset (memoised per content): by this process's model, or by the
+        shard runner's workers."""
+        dataset = self.dataset(data)
+        if dataset.sha256 not in self._activations:
             if self.shard_runner is None:
                 from realmodels.data.activations import dataset_activations
 
-                acts = dataset_activations(self.bundle, path, batch_size=self.batch_size, cache_dir=self.cache_dir,
+                acts = dataset_activations(self.bundle, dataset, batch_size=self.batch_size, cache_dir=self.cache_dir,
                                            progress=self.progress, max_length=self.max_length)
             else:
-                acts = self._sharded_activations(path)
-            self._activations[key] = acts
-        return self._activations[key]
+                acts = self._sharded_activations(dataset)
+            self._activations[dataset.sha256] = acts
+        return self._activations[dataset.sha256]
 
-    def _sharded_activations(self, path: str | Path) -> SampleActivations:
+    def _sharded_activations(self, dataset: Dataset) -> SampleActivations:
         from realmodels.data.activations import ModelIdentity
         from realmodels.data.shards import WorkerSpec, sharded_activations
         from realmodels.loading.bundle import cache_names
@@ -210,7 +214,7 @@ class Session:
         spec = WorkerSpec(sources=sources, device_map=self.device_map,
                           offload_folder=None if offload is None else str(Path(offload).resolve()),
                           ignore_memory_check=self.ignore_memory_check, merge_adapter=self.merge_adapter)
-        return sharded_activations(identity, path, spec=spec, run_shards=self.shard_runner,
+        return sharded_activations(identity, dataset, spec=spec, run_shards=self.shard_runner,
                                    cache_dir=Path(self.cache_dir), batch_size=self.batch_size,
                                    max_length=self.max_length, progress=self.progress)
 

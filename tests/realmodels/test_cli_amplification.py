@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import shutil
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from cli.realmodels_amplification import training_data
+from realmodels.experiments.amplification import training_data
 from tests.realmodels.cli_helpers import assert_bad, files, rm
 from theory.errors import InputError
 
@@ -63,8 +65,8 @@ def test_training_data_defaults_to_the_finetune_runs(tmp_path, tiny_gemma2_dir, 
     run = tmp_path / "finetune-run"
     shutil.copytree(tiny_lora_dir(tiny_gemma2_dir), run / "adapter")
     (run / "config.json").write_text(json.dumps({"data": {"train": {"path": str(inducing_jsonl), "sha256": "x"}}}))
-    assert training_data(run, None) == inducing_jsonl.resolve()
-    assert training_data(run, control_jsonl) == control_jsonl.resolve()  # --data wins
+    assert Path(training_data(run, None)).resolve() == inducing_jsonl.resolve()
+    assert training_data(run, control_jsonl) == control_jsonl  # --data wins
     (run / "config.json").write_text(json.dumps({"data": {}}))
     with pytest.raises(InputError, match="records no training data"):
         training_data(run, None)

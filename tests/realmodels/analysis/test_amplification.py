@@ -152,8 +152,11 @@ def test_base_activations_are_cached_under_the_base_models_key(tiny_llama_dir, t
     assert cache_key(base_bundle(adapted), "x", 64) == cache_key(plain, "x", 64)
     assert cache_key(adapted, "x", 64) != cache_key(plain, "x", 64)
 
+    from realmodels.data.dataset import Datasets
+
     class FakeSession:
         bundle, batch_size, cache_dir, progress, max_length = adapted, 4, tmp_path, False, 512
+        dataset = Datasets().open
 
     base = BaseModelActivations(FakeSession()).activations(control_jsonl)
     want = dataset_activations(plain, control_jsonl, batch_size=4, progress=False, max_length=512)

@@ -93,7 +93,7 @@ def test_second_run_reads_the_cache_and_runs_nothing(model_dirs, tiny_sae_dir, i
         raise AssertionError("the model ran although the activations are cached")
 
     monkeypatch.setattr(bundle.model, "forward", boom)
-    monkeypatch.setattr("realmodels.data.activations.iter_tokenized", boom)
+    monkeypatch.setattr("realmodels.data.chat.tokenize_chats", boom)
     second = dataset_activations(bundle, inducing_jsonl, cache_dir=tmp_path, progress=False)
     assert torch.equal(second.dense_features(), first.dense_features())
     assert torch.equal(second.residual_mean, first.residual_mean) and torch.equal(second.n_tokens, first.n_tokens)
