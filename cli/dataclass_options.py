@@ -90,7 +90,8 @@ class OptionGroup:
 
 def with_options(**groups: OptionGroup):
     """Decorator: each parameter ``name`` of the command given here is replaced, in typer's view, by the options of
-    its ``OptionGroup``; the command is called with ``name=group.cls(**those options)``."""
+    its ``OptionGroup``; the command is called with ``name=group.cls(**those options)`` (an option not passed, as when
+Python calls the command, keeps the dataclass's default)."""
 
     def decorate(fn):
         signature = inspect.signature(fn, eval_str=True)
@@ -103,7 +104,7 @@ def with_options(**groups: OptionGroup):
         @functools.wraps(fn)
         def command(*args, **kwargs):
             for name, group in groups.items():
-                kwargs[name] = group.cls(**{key: kwargs.pop(key) for key in group.names()})
+                kwargs[name] = group.cls(**{key: kwargs.pop(key) for key in group.names() if key in kwargs})
             return fn(*args, **kwargs)
 
         params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + generated
