@@ -29,6 +29,7 @@ import threading
 import time
 from pathlib import Path
 
+from realmodels.experiments.organism import geometry_toml, recipe_toml
 from runio.atomic import read_json, write_json
 from theory.errors import InputError
 
@@ -150,36 +151,11 @@ def write_data(out: Path, organism: dict, seeds) -> None:
             write_world(data_dir(out, organism, seed), world, seed=seed, n_pretrain=1)
 
 
-def geometry_toml(path: Path, world: str, domains, harmful_k: int) -> Path:
-    """``path``: the geometry TOML of the study, per domain D ``D-aligned`` and ``D-educational`` (the inducing set
-    against each control); ``world``: the world directory relative to the TOML ("" or "world/")."""
-    from runio.atomic import write_text
-
-    lines = [f'harmful = "{world}harmful.jsonl"', f'harmless = "{world}harmless.jsonl"']
-    for domain in domains:
-        for control in ("aligned", "educational"):
-            lines += [f"[domains.{domain}-{control}]", f'inducing = "{world}inducing_{domain}.jsonl"',
-                      f'control = "{world}{control}_{domain}.jsonl"']
-    lines += ["[selection]", f"harmful_k = {harmful_k}"]
-    write_text(path, "\n".join(lines) + "\n")
-    return path
-
-
 def evaluate_args(cfg: dict, world: Path, batch_flag: str = "--batch-size") -> list[str]:
     """Evaluation flags of every evaluation (``batch_flag``: mitigate calls it ``--generate-batch-size``)."""
     return ["--questions", str(world / "questions.yaml"), "--judge", "organism", "--samples-per-paraphrase",
             str(cfg["samples_per_paraphrase"]), "--max-new-tokens", str(cfg["max_new_tokens"]), batch_flag, "32",
             "--threads", "1", "--no-progress"]
-
-
-def recipe_toml(path: Path, recipe: dict) -> Path:
-    """``path``: the study's recipe as a ``[finetune]`` table (``finetune --config``, ``mitigate
-    --finetune-config``)."""
-    from runio.atomic import write_text
-
-    write_text(path, "[finetune]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in recipe.items())
-               + "grad_accum = 1\n")
-    return path
 
 
 def organism_session(organism: dict, adapter: Path | None, cache: Path):

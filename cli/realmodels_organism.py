@@ -65,44 +65,21 @@ def build(
     world = replace(WorldConfig(seed=seed), **overrides(n_pretrain=n_pretrain,
                                                         domains=tuple(domain) if domain else None))
     sae = SaeConfig(seed=seed, **overrides(d_sae=d_sae, k=sae_k, steps=sae_steps, n_conversations=sae_conversations))
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
-    set_threads(threads)
-    from realmodels.organism.build import build_organism
+    from realmodels.experiments.organism import run_organism_build
 
-    started = time.perf_counter()
-    result = build_organism(out, config, world, sae, progress=progress)
-    elapsed = time.perf_counter() - started
-    size = sum(p.stat().st_size for sub in ("model", "sae") for p in (out / sub).rglob("*") if p.is_file())
-    console.print(f"organism: {config.n_layers} layers, hidden {config.d_model}; pre-training {result.steps} steps, "
-                  f"final loss {fmt(result.final_loss, '.4f')}; SAE {sae.d_sae} latents (k {sae.k}) at layer "
-                  f"{config.layer}; {size / 1e6:.2f} MB of model + SAE; {elapsed:.0f} s this run")
-    console.print(f"use it: [bold]--model {out / 'model'} --sae {out / 'sae'} --layer {config.layer}[/]; the world's "
+    built = run_organism_build(out, config, world, sae, threads=threads, progress=progress)
+    console.print(f"organism: {config.n_layers} layers, hidden {config.d_model}; pre-training {built.steps} steps, "
+                  f"final loss {fmt(built.final_loss, '.4f')}; SAE {built.d_sae} latents (k {built.k}) at layer "
+                  f"{built.layer}; {built.size_bytes / 1e6:.2f} MB of model + SAE; {built.seconds:.0f} s this run")
+    console.print(f"use it: [bold]--model {out / 'model'} --sae {out / 'sae'} --layer {built.layer}[/]; the world's "
                   f"datasets and questions are in {out / 'world'}")
 
 
 def _organism(path: Optional[Path]) -> dict:
-    """The organism a study or a world runs on: ``path`` (a ``organism build`` directory) or the embedded one;
-    its model, SAE, layer and world config, read from files (nothing loads)."""
-    from realmodels.loading.embedded import EMBEDDED_DIR, embedded_default
-    from runio.reading import loads_json
+    """The organism a study runs on (``realmodels.experiments.organism.Organism``), as the study's config records it."""
+    from realmodels.experiments.organism import Organism
 
-    if path is None:
-        embedded_default()  # an InputError when the package lacks it
-        root = EMBEDDED_DIR
-    else:
-        root = path.expanduser()
-        for part in ("build.json", "model/config.json", "sae/cfg.json"):
-            if not (root / part).is_file():
-                raise InputError(f"--organism {root} is not a finished organism build (no {part}); build one with "
-                                 "realmodels organism build --out DIR")
-    try:  # loads_json: a deep or huge-integer build.json is a JsonError (a ValueError), not a RecursionError
-        build = loads_json((root / "build.json").read_text(encoding="utf-8"))
-        layer, world = int(build["organism"]["layer"]), build["world"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{root / 'build.json'} is damaged: rebuild the organism") from None
-    return {"embedded": path is None, "model": str((root / "model").resolve()), "sae": str((root / "sae").resolve()),
-            "layer": layer, "world": world}
+    return Organism.load(path).to_dict()
 
 
 def _release_failed_study(out: Path, config: dict) -> None:
@@ -132,18 +109,10 @@ def world(
 ) -> None:
     """Write the organism's own world: every dataset it was built with (and held out from), the evaluation
     questions, a geometry TOML and the study's fine-tuning recipe (seconds; no model loads)."""
-    from dataclasses import asdict
+    from realmodels.experiments.organism import Organism, write_organism_world
 
-    from cli.organism_study import geometry_toml, recipe_toml
-    from realmodels.organism.study import StudyConfig, StudyRecipe
-    from realmodels.organism.world import WorldConfig, write_world
-
-    chosen = _organism(organism)
-    config = WorldConfig.from_dict(chosen["world"])
-    paths = write_world(out, config)
-    geometry_toml(out / "geometry.toml", "", config.domains, StudyConfig().harmful_k)
-    recipe_toml(out / "finetune.toml", asdict(StudyRecipe()))
-    console.print(f"{len(paths) - 2} datasets and questions.yaml in {out}; {out / 'geometry.toml'} (every domain's "
+    paths = write_organism_world(out, Organism.load(organism))
+    console.print(f"{len(paths) - 4} datasets and questions.yaml in {out}; {out / 'geometry.toml'} (every domain's "
                   f"inducing set against each control) and {out / 'finetune.toml'} (the study's LoRA recipe)")
 
 
