@@ -159,6 +159,8 @@ def test_every_flags_mapping_names_an_option_of_its_command():
     (["finetune", "--data", "data.jsonl", "--train-batch-size", "0"], "--train-batch-size must be at least 1, got 0"),
     (["finetune", "--data", "data.jsonl", "--max-steps", "0"],
      "--max-steps must be at least 1 (or -1: use the epochs), got 0"),
+    (["finetune", "--data", "data.jsonl", "--monitor", "--monitor-every", "0"],
+     "--monitor-every must be at least 1, got 0"),
     (["organism", "study", "--domain", "health", "--domain", "health"], "--domain names a domain twice: health, health"),
     (["organism", "study", "--train-batch-size", "0"], "--train-batch-size must be > 0, got 0"),
     (["organism", "study", "--workers", "0"], "--workers must be an integer >= 1, got 0"),
