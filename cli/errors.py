@@ -98,13 +98,14 @@ def user_errors(fn: Callable | None = None, *, flags: dict[str, str] | None = No
 
 def run_app(app) -> None:
     """Run a typer app so that usage errors (bad option values, unknown options) are one line, exit 2,
-    and warnings are printed as one ``warning:`` line each."""
+    and warnings are printed as one ``warning:`` line each (parameters named in backticks shown as flags)."""
     import warnings
 
     import typer
 
     def _show_warning(message, category, filename, lineno, file=None, line=None):
-        err_console.print(f"[yellow]warning:[/] {escape(redact(message))}", soft_wrap=True)
+        text = PARAM.sub(lambda match: flag(match.group(1)), str(message))  # a library warning names parameters
+        err_console.print(f"[yellow]warning:[/] {escape(redact(text))}", soft_wrap=True)
 
     warnings.showwarning = _show_warning
     install_log_redaction()

@@ -1,7 +1,8 @@
 """The execution layer's command-line options (the layer itself is ``runio.jobs``, the activation actors
 ``realmodels.data.pool``): the typer types ``Workers`` and ``RayAddress``, the help of ``--num-gpus-per-worker``,
-and the library's checks with the flags' names in their messages (``--workers must be an integer >= 1``), which
-the commands call with their other cheap checks, before anything is loaded or written."""
+and the library's checks (their messages name the parameters, ``cli.errors.user_errors`` renders them as the flags:
+``--workers must be an integer >= 1``), which the commands call with their other cheap checks, before anything is
+loaded or written."""
 
 from __future__ import annotations
 
@@ -24,18 +25,12 @@ RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help=RAY_ADD
 Workers = Annotated[int, typer.Option("--workers", help=WORKERS_HELP, show_default=True)]
 
 
-def check_workers(n: int) -> None:
-    """``runio.jobs.check_workers`` naming ``--workers``."""
-    jobs.check_workers(n, "--workers")
-
-
-def check_reachable(address: str | None) -> None:
-    """``runio.jobs.check_reachable`` (the address's form, then a TCP probe) naming ``--ray-address``."""
-    jobs.check_reachable(address, name="--ray-address")
+check_workers = jobs.check_workers  # the library's checks: their ParamErrors name `workers` and `ray_address`
+check_reachable = jobs.check_reachable  # (the address's form, then a TCP probe)
 
 
 def check_gpus(n: float) -> None:
-    """``realmodels.data.pool.check_gpus`` naming ``--num-gpus-per-worker`` (no Ray or torch import)."""
+    """``realmodels.data.pool.check_gpus`` (imported when called: no Ray or torch import before)."""
     from realmodels.data.pool import check_gpus as check
 
-    check(n, "--num-gpus-per-worker")
+    check(n)

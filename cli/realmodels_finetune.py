@@ -76,7 +76,9 @@ def _comma_list(value: Optional[str]) -> Optional[list[str]]:
     return None if value is None else [part.strip() for part in value.split(",") if part.strip()]
 
 
-@user_errors
+@user_errors(flags={"lora_layers": "--lora-layer", "batch_size": "--train-batch-size", "every": "--monitor-every",
+                    "k": "monitor.k", "top_movers": "monitor.top_movers", "max_probes": "monitor.max_probes",
+                    "harmful_k": "monitor.harmful_k or guard.harmful_k"})
 def finetune(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (loss on assistant tokens only).")],
     preset: Annotated[str, typer.Option(help="em-betley | em-rank1 | full (see the README).")] = "em-betley",

@@ -104,7 +104,7 @@ def _arm_runs(arms: list[str], seeds: list[int]) -> list[tuple[str, str, int | N
     return runs
 
 
-@user_errors
+@user_errors(flags={"lora_layers": "--lora-layer", "batch_size": "--train-batch-size"})
 def mitigate(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (the narrow fine-tuning set).")],
     harmful: Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses (the toxic features).")

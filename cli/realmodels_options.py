@@ -16,9 +16,10 @@ from cli.progress import quiet_library_bars
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.experiments.spec import ModelSpec, RunOptions
 from realmodels.finetune.config import MAX_COUNT
+from realmodels.finetune.config import check_count as check_param_count
 from realmodels.loading.session import DEFAULT_MAX_LENGTH
 from cli.jobs_options import GPUS_HELP
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 MODEL = "Model (--checkpoint, or --model with --sae; neither: the embedded model organism)"
 RUN = "Run"
@@ -101,13 +102,12 @@ def harmful_pair(harmful: Path | None, harmless: Path | None, hint: str) -> tupl
 
 
 def check_count(value: int, flag: str, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
-    """InputError unless the option ``flag``'s ``value`` is an integer in [``minimum``, ``maximum``]."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{flag} must be an integer, got {value!r}")
-    if value < minimum:
-        raise InputError(f"{flag} must be at least {minimum}, got {value}")
-    if value > maximum:
-        raise InputError(f"{flag} must be at most {maximum}, got {value}")
+    """InputError unless the option ``flag``'s ``value`` is an integer in [``minimum``, ``maximum``]: the library's
+    ``realmodels.finetune.config.check_count``, its message naming ``flag``."""
+    try:
+        check_param_count(value, "value", minimum, maximum)
+    except ParamError as exc:
+        raise InputError(exc.renamed(lambda _: flag)) from None
 
 
 def check_max_length(value: int | None) -> None:

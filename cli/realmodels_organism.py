@@ -117,7 +117,7 @@ def world(
 
 
 @organism_app.command("study")
-@user_errors
+@user_errors(flags={"domains": "--domain", "mitigate_domains": "--mitigate-domain", "batch_size": "--train-batch-size"})
 def study(
     out: Annotated[Path, typer.Option(help="Study directory (rerun to resume).")] = Path("runs/organism-study"),
     organism: Annotated[Optional[Path], typer.Option(help="An `organism build` directory (default: the embedded "

@@ -29,10 +29,7 @@ THREADS_HELP = ("Torch threads on CPU (results do not depend on it). 1 is the me
 Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_default=True)]
 
 
-def check_threads(n: int) -> None:
-    """``runio.jobs.check_threads`` naming ``--threads``: InputError unless ``n`` is an integer in
-    [1, ``runio.jobs.MAX_THREADS``] (no torch import: call it with the other cheap checks)."""
-    jobs.check_threads(n, "--threads")
+check_threads = jobs.check_threads  # ParamError naming `threads` unless n is in [1, MAX_THREADS] (no torch import)
 
 
 def set_threads(n: int) -> None:

@@ -118,7 +118,7 @@ def geometry(
     _run("geometry", resolve_config(GeometryConfig, config, {"target": target}), out, threads)
 
 
-@user_errors
+@user_errors(flags={"out": "--runs"})
 def figures(
     out_dir: Path = typer.Option(Path("figures"), help="Where the figures go (PNG and SVG)."),
     runs: Path = typer.Option(Path("runs/figures"), help="Run directories of the studies (resumed if present)."),

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from theory.errors import InputError
+from theory.errors import ParamError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -96,7 +96,7 @@ def read_json(path: Path) -> Any:
     try:
         return loads_json(Path(path).read_text(encoding="utf-8"))
     except (JsonError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is damaged (not valid JSON: {exc}); delete it and rerun with the same --out "
+        raise ParamError(f"{path} is damaged (not valid JSON: {exc}); delete it and rerun with the same `out` "
                          "to recompute it") from None
 
 

@@ -27,8 +27,8 @@ exception's notes). The CLI renders the "input" and "os" kinds as one line (exit
 Errors, tracebacks and everything a job prints in a Ray worker (whose output lands in Ray's session logs) are
 redacted (``runio.redact``: no API key or ``Bearer`` token). Joining a cluster is bounded in time
 (``CONNECT_TIMEOUT_S``): an address where nothing answers is an ``InputError``. Ray is imported only when it is
-needed. Errors about an argument name the parameter (``workers``, ``ray_address``, ``threads``); the checks take
-the name to use, so a CLI can name its flags instead."""
+needed. Errors about an argument are ``ParamError``s naming the parameter in backticks (``workers``, ``ray_address``,
+``threads``); a CLI renders them as its flags (``cli.errors``)."""
 
 from __future__ import annotations
 
@@ -57,38 +57,38 @@ MAX_THREADS = 1024  # more than any machine's cores; torch refuses counts past i
 MAX_WORKERS = 1024  # workers (Ray actors or processes) one command may ask for
 
 
-def check_workers(n: int, name: str = "workers") -> None:
-    """InputError (naming ``name``) unless ``n`` is an integer in [1, MAX_WORKERS]."""
+def check_workers(n: int) -> None:
+    """ParamError (naming ``workers``) unless ``n`` is an integer in [1, MAX_WORKERS]."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ParamError(f"{name} must be an integer >= 1, got {n}")
+        raise ParamError(f"`workers` must be an integer >= 1, got {n}")
     if n > MAX_WORKERS:
-        raise ParamError(f"{name} must be at most {MAX_WORKERS}, got {n}")
+        raise ParamError(f"`workers` must be at most {MAX_WORKERS}, got {n}")
 
 
-def check_threads(n: int, name: str = "threads") -> None:
-    """InputError (naming ``name``) unless ``n`` is an integer in [1, MAX_THREADS] (no torch import)."""
+def check_threads(n: int) -> None:
+    """ParamError (naming ``threads``) unless ``n`` is an integer in [1, MAX_THREADS] (no torch import)."""
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_THREADS:
-        raise ParamError(f"{name} must be an integer >= 1, got {n} (at most {MAX_THREADS})")
+        raise ParamError(f"`threads` must be an integer >= 1, got {n} (at most {MAX_THREADS})")
 
 
-def check_address(address: str | None, name: str = "ray_address") -> None:
-    """InputError (naming ``name``) unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or ``HOST:PORT``
-    with a port in 1..65535 (no Ray import, no network)."""
+def check_address(address: str | None) -> None:
+    """ParamError (naming ``ray_address``) unless ``address`` is None, ``auto``, ``ray://HOST:PORT`` or
+    ``HOST:PORT`` with a port in 1..65535 (no Ray import, no network)."""
     if address is None or address == "auto":
         return
     match = re.fullmatch(f"(ray://)?{_HOST_PORT}", address) if isinstance(address, str) else None
     if match is None:
-        raise ParamError(f"{name} must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
+        raise ParamError(f"`ray_address` must be auto, ray://HOST:PORT or HOST:PORT, got {address!r}")
     if not 1 <= int(match["port"]) <= 65535:
-        raise ParamError(f"{name} {address}: the port must be in 1..65535")
+        raise ParamError(f"`ray_address` {address}: the port must be in 1..65535")
 
 
-def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S, name: str = "ray_address") -> None:
-    """``check_address``, then for ``HOST:PORT`` and ``ray://HOST:PORT`` an InputError unless something accepts a
+def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """``check_address``, then for ``HOST:PORT`` and ``ray://HOST:PORT`` a ParamError unless something accepts a
     TCP connection there within ``timeout`` s (call it before writing anything)."""
     import socket
 
-    check_address(address, name)
+    check_address(address)
     if address is None or address == "auto":
         return
     host, port = address.removeprefix("ray://").rsplit(":", 1)
@@ -96,7 +96,7 @@ def check_reachable(address: str | None, timeout: float = PROBE_TIMEOUT_S, name:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
-        raise ParamError(f"could not join the Ray cluster at {name} {address}: {reason} (start one with "
+        raise ParamError(f"could not join the Ray cluster at `ray_address` {address}: {reason} (start one with "
                          "`ray start --head`)") from None
 
 
@@ -248,10 +248,10 @@ def connect(workers: int, address: str | None, threads: int) -> str:
     finally:
         worker_log.removeFilter(not_the_thread_warning)
     if not outcome:
-        raise InputError(f"could not join the Ray cluster at ray_address {address}: no answer within "
+        raise ParamError(f"could not join the Ray cluster at `ray_address` {address}: no answer within "
                          f"{CONNECT_TIMEOUT_S:g} s (start one with `ray start --head`)")
     if isinstance(outcome[0], (ConnectionError, RuntimeError, ValueError)):
-        raise InputError(f"could not join the Ray cluster at ray_address {address}: {one_line(outcome[0])} (start "
+        raise ParamError(f"could not join the Ray cluster at `ray_address` {address}: {one_line(outcome[0])} (start "
                          "one with `ray start --head`)") from None
     if outcome[0] is not None:
         raise outcome[0]
@@ -344,11 +344,3 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
                 ray.cancel(ref, force=True)
         if kind != "caller":
             ray.shutdown()  # local: stops every process it started; cluster: disconnects only
-
-
-def set_threads(n: int) -> None:
-    """Check ``n`` (``check_threads``) and set torch's intra-op thread count to it (imports torch)."""
-    check_threads(n)
-    import torch
-
-    torch.set_num_threads(n)

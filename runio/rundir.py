@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from runio.atomic import json_default, read_json, write_json
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 CONFIG_NAME = "config.json"
 ALREADY_FINISHED = "[green]already finished[/]: showing the saved summary (delete the directory to recompute)"
@@ -25,9 +25,9 @@ def _check_out_path(path: Path) -> None:
             return
         if candidate.exists():
             if candidate == path:
-                raise InputError(f"--out {path} exists and is not a directory")
-            raise InputError(f"--out {path} cannot be created: {candidate} is a file, not a directory; "
-                             "choose another --out")
+                raise ParamError(f"`out` {path} exists and is not a directory")
+            raise ParamError(f"`out` {path} cannot be created: {candidate} is a file, not a directory; "
+                             "choose another `out`")
 
 
 def default_run_dir(root: Path = Path("runs"), prefix: str = "") -> Path:
@@ -39,10 +39,11 @@ class RunDir:
     """A run directory bound to one resolved config (a JSON-able dict).
 
     ``RunDir.open(path, config)`` creates it, or reopens it when its config.json equals ``config``
-    (resume); a different config there is an InputError (use another --out), and so is a path below a regular
-    file. A directory this call created is removed again if its config.json cannot be written (read-only
-    filesystem, full disk): a failed start leaves nothing behind. ``RunDir.opened`` lists the run
-    directories opened by this process (the CLI's interrupt message says which hold finished work)."""
+    (resume); a different config there is an InputError (use another ``out``: messages name the run directory
+    as the parameter ``out``, the ``--out`` of every command), and so is a path below a regular file. A directory
+    this call created is removed again if its config.json cannot be written (read-only filesystem, full disk): a
+    failed start leaves nothing behind. ``RunDir.opened`` lists the run directories opened by this process (the
+    CLI's interrupt message says which hold finished work)."""
 
     opened: ClassVar[list["RunDir"]] = []
 
@@ -62,13 +63,13 @@ class RunDir:
             try:
                 previous = read_json(existing)
             except InputError:
-                raise InputError(f"{existing} is damaged (not valid JSON), so the run it belongs to is unknown; "
-                                 "choose another --out (or delete the directory)") from None
+                raise ParamError(f"{existing} is damaged (not valid JSON), so the run it belongs to is unknown; "
+                                 "choose another `out` (or delete the directory)") from None
             if previous != normalised and kind is not None:
                 raise InputError(f"{path} holds a different {kind} ({existing}); choose another directory or "
                                  "delete it")
             if previous != normalised:
-                raise InputError(f"{path} holds a run with a different config; choose another --out "
+                raise ParamError(f"{path} holds a run with a different config; choose another `out` "
                                  "(or delete it) to start a new run")
         else:
             created = not path.exists()

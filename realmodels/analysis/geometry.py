@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from realmodels.analysis.configs import POOLED, StudyConfig
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 from theory.geometry import set_proximity
 from theory.stats import compare_sets
 
@@ -110,8 +110,8 @@ def domain_geometry(domain: str, proximity: HarmfulProximity, inducing: list[int
     ctl_ids, ctl_overlap = _without(control, proximity.harmful)
     for label, ids, overlap in (("inducing", ind_ids, ind_overlap), ("control", ctl_ids, ctl_overlap)):
         if ids.size < 2:
-            raise InputError(f"domain {domain}: only {ids.size} {label} feature(s) left after removing {overlap} "
-                             "that are themselves harmful features; at least 2 are needed (raise --k)")
+            raise ParamError(f"domain {domain}: only {ids.size} {label} feature(s) left after removing {overlap} "
+                             "that are themselves harmful features; at least 2 are needed (raise `k`)")
     for ids in (ind_ids, ctl_ids):
         if ids.size > pool.size:
             raise InputError(f"domain {domain}: the random-feature pool has {pool.size} features, fewer than the "

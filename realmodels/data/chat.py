@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from realmodels.data.jsonl import Conversation, iter_chat_jsonl
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -125,15 +125,15 @@ def tokenize_chat(tokenizer: PreTrainedTokenizerBase, messages: Conversation, *,
     for span_start, span_end in spans:
         mask |= (starts < span_end) & (ends > span_start)
     if not mask.any():
-        raise InputError(f"{label}: no assistant tokens" + (
-            f" within the first {max_length} tokens (raise --max-length or shorten the conversation)"
+        raise ParamError(f"{label}: no assistant tokens" + (
+            f" within the first {max_length} tokens (raise `max_length` or shorten the conversation)"
             if truncated else ""))
     return TokenizedChat(input_ids=input_ids, assistant_mask=mask, truncated=truncated)
 
 
 def _check_template(tokenizer: PreTrainedTokenizerBase) -> None:
     if tokenizer.chat_template is None:
-        raise InputError("the tokenizer has no chat template; pass a Jinja file with --chat-template")
+        raise ParamError("the tokenizer has no chat template; pass a Jinja file with `chat_template`")
 
 
 def tokenize_chats(tokenizer: PreTrainedTokenizerBase, conversations: Sequence[Conversation], *,

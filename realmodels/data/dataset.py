@@ -81,7 +81,7 @@ class Dataset:
             if n_truncated := sum(chat.truncated for chat in chats):
                 warnings.warn(f"{self.path}: {n_truncated} of {len(chats)} conversations are longer than "
                               f"{max_length} tokens and were truncated (only their first tokens count; see "
-                              "--max-length)", stacklevel=2)
+                              "`max_length`)", stacklevel=2)
             self._tokenized[key] = (tokenizer, chats)  # the tokenizer is kept so that its id stays its own
         return self._tokenized[key][1]
 

@@ -33,15 +33,15 @@ from typing import TYPE_CHECKING, Any, Callable
 from runio.atomic import write_text
 from runio.jobs import JobError, check_address, check_threads, check_workers, connect, error_kind, one_line
 from runio.redact import redact
-from theory.errors import InputError, ParamError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from realmodels.data.shards import ShardJob, WorkerSpec
 
-def check_gpus(n: float, name: str = "num_gpus_per_worker") -> None:
-    """InputError (naming ``name``) unless ``n`` is a finite number >= 0 (no Ray import)."""
+def check_gpus(n: float) -> None:
+    """ParamError (naming ``num_gpus_per_worker``) unless ``n`` is a finite number >= 0 (no Ray import)."""
     if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n < 0:
-        raise ParamError(f"{name} must be a number >= 0, got {n}")
+        raise ParamError(f"`num_gpus_per_worker` must be a number >= 0, got {n}")
 
 
 class ShardActor:
@@ -143,7 +143,7 @@ class ActivationPool:
             self._kind = connect(self.workers, self.address, self.threads)
         if self.num_gpus > 0 and ray.cluster_resources().get("GPU", 0) < self.num_gpus:
             gpus = ray.cluster_resources().get("GPU", 0)
-            raise InputError(f"num_gpus_per_worker {self.num_gpus:g}: the Ray cluster has {gpus:g} GPU(s)")
+            raise ParamError(f"`num_gpus_per_worker` {self.num_gpus:g}: the Ray cluster has {gpus:g} GPU(s)")
         worker_spec = replace(spec, device_map="auto") if self.num_gpus > 0 and spec.device_map is None else spec
         actor_class = ray.remote(num_cpus=self.threads, num_gpus=self.num_gpus, max_restarts=0)(ShardActor)
         self._actors = [actor_class.remote(worker_spec, self.threads) for _ in range(self.workers)]

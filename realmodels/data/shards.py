@@ -36,7 +36,7 @@ from realmodels.data.activations import (ModelIdentity, SampleActivations, cache
 from realmodels.data.chat import TokenizedChat
 from realmodels.data.dataset import Dataset, as_dataset
 from runio.atomic import save_torch
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from realmodels.loading.bundle import BundleSources
@@ -194,8 +194,8 @@ def sharded_activations(identity: ModelIdentity, dataset: Dataset | str | Path, 
 
             run_shards(spec, jobs, on_done)
     if missing := [name for name, _ in plan if not (directory / f"{name}.pt").is_file()]:
-        raise InputError(f"activation shard {missing[0]} finished but {directory / missing[0]}.pt is not there: on a "
-                         "Ray cluster --cache-dir must be on a filesystem every node shares, at the same path")
+        raise ParamError(f"activation shard {missing[0]} finished but {directory / missing[0]}.pt is not there: on a "
+                         "Ray cluster `cache_dir` must be on a filesystem every node shares, at the same path")
     acts = merge_shards(directory, plan, key, chats)
     save_cached(path, key, acts)
     shutil.rmtree(directory, ignore_errors=True)

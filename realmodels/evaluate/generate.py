@@ -118,7 +118,7 @@ class EndpointConfig:
             raise InputError(f"endpoint URL must start with http:// or https://, got {self.url!r}")
         object.__setattr__(self, "url", self.url.rstrip("/"))
         if not isinstance(self.model, str) or not self.model.strip():
-            raise InputError("the endpoint's model name is empty (--generate-model)")
+            raise InputError("the endpoint's model name (the model it serves) is empty")
         _integer(self.concurrency, "concurrency", 1)
         _integer(self.max_attempts, "max_attempts", 1)
         if _number(self.timeout_s, "timeout_s") <= 0 or _number(self.backoff_s, "backoff_s") < 0:

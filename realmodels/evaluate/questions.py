@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runio.reading import read_yaml_file
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 SUPPORTED_TYPES = ("free_form_judge_0_100",)
 KEYS = ("id", "type", "paraphrases", "samples_per_paraphrase", "system", "judge", "judge_prompts")
@@ -107,7 +107,7 @@ def load_questions(path: str | Path | None = None, *, samples_per_paraphrase: in
     if not path.is_file():
         raise InputError(f"question file {path} does not exist or is not a file")
     if samples_per_paraphrase is not None and samples_per_paraphrase < 1:
-        raise InputError(f"--samples-per-paraphrase must be >= 1, got {samples_per_paraphrase}")
+        raise ParamError(f"`samples_per_paraphrase` must be >= 1, got {samples_per_paraphrase}")
     data = read_yaml_file(path, "question file")  # not UTF-8 or YAML, nested too deeply: one line
     if not isinstance(data, list) or not data:
         raise InputError(f"question file {path} must hold a non-empty list of questions")

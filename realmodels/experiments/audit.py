@@ -21,7 +21,8 @@ from realmodels.analysis.configs import AuditConfig, SelectionConfig
 from realmodels.data.dataset import Dataset, Datasets
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import Log, run_analysis
-from realmodels.experiments.spec import ModelSpec, RunOptions, check_count
+from realmodels.experiments.spec import ModelSpec, RunOptions
+from realmodels.finetune.config import check_count
 from runio.atomic import save_figure, write_csv
 from runio.console import console
 

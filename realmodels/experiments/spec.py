@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realmodels.finetune.config import MAX_COUNT
+from realmodels.finetune.config import check_count
 from runio import jobs
 from theory.errors import ParamError
 
@@ -21,16 +21,6 @@ if TYPE_CHECKING:
     from realmodels.loading.session import ModelChoice, Session
 
 DEFAULT_CACHE = "activations"  # the activation cache below a run directory unless cache_dir says otherwise
-
-
-def check_count(value: int, param: str, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
-    """ParamError unless ``value`` (the parameter ``param``) is an integer in [``minimum``, ``maximum``]."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError(f"`{param}` must be an integer, got {value!r}")
-    if value < minimum:
-        raise ParamError(f"`{param}` must be at least {minimum}, got {value}")
-    if value > maximum:
-        raise ParamError(f"`{param}` must be at most {maximum}, got {value}")
 
 
 @dataclass(frozen=True)
@@ -122,12 +112,12 @@ class RunOptions:
     worker places its model with auto on them). 0: CPU workers."""
 
     def __post_init__(self):
-        jobs.check_threads(self.threads, "`threads`")  # before any heavy import, with the other option checks
-        jobs.check_workers(self.workers, "`workers`")
-        jobs.check_reachable(self.ray_address, name="`ray_address`")
+        jobs.check_threads(self.threads)  # before any heavy import, with the other option checks
+        jobs.check_workers(self.workers)
+        jobs.check_reachable(self.ray_address)
         from realmodels.data.pool import check_gpus
 
-        check_gpus(self.num_gpus_per_worker, "`num_gpus_per_worker`")
+        check_gpus(self.num_gpus_per_worker)
         if self.num_gpus_per_worker > 0 and not self.on_ray:
             raise ParamError("`num_gpus_per_worker` is for Ray workers (`workers` > 1 or `ray_address`); in this "
                              "process the model goes where `device_map` puts it")

@@ -373,8 +373,8 @@ def run_study(config: StudyConfig = StudyConfig(), *, organism: Organism | None 
     from runio.jobs import check_reachable, check_workers, resumable_map
     from runio.rundir import RunDir
 
-    check_workers(workers, "`workers`")
-    check_reachable(ray_address, name="`ray_address`")
+    check_workers(workers)
+    check_reachable(ray_address)
     organism = organism or Organism.load()
     check_study(config, organism)
     out = Path(out)

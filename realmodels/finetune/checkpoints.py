@@ -23,7 +23,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-from theory.errors import InputError, first_line
+from theory.errors import InputError, ParamError, first_line
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 STAGING_PREFIX = ".tmp-"  # .tmp-checkpoint-N: a save in progress (or interrupted)
@@ -98,8 +98,8 @@ def full_disk_as_input_error(target: Path, what: str = "the checkpoint"):
     except Exception as exc:
         if isinstance(exc, InputError) or not write_failure(exc):
             raise
-        raise InputError(f"{target}: writing {what} failed ({first_line(exc)}): the disk is probably full; free some space "
-                         "and rerun with the same --out to resume from the last complete checkpoint") from None
+        raise ParamError(f"{target}: writing {what} failed ({first_line(exc)}): the disk is probably full; free some space "
+                         "and rerun with the same `out` to resume from the last complete checkpoint") from None
 
 
 def _finite_weights(path: Path) -> bool:

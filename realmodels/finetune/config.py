@@ -17,7 +17,9 @@ Presets (each key overridable by a flag or a TOML table ``[finetune]``):
 Every value is checked finite and in range (lr in (0, 1], epochs ≤ 1e4, α in (0, 1e6], r ≤ 65536, weight decay in
 [0, 1], seed in [0, 2**32 - 1], counts ≤ 2**31 - 1, a guard weight ≤ 1e6, |alarm| ≤ 1e6, an optimizer
 transformers knows): a value
-past these bounds fails later (overflow, a non-finite loss) or runs for ever, so it is refused before anything loads."""
+past these bounds fails later (overflow, a non-finite loss) or runs for ever, so it is refused before anything loads.
+Messages name the fields in backticks (``theory.errors.ParamError``); ``check_count`` is the one count check, which
+the command-line options use too."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ from functools import lru_cache
 from typing import Literal
 
 from theory.configs import check_choice
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 Method = Literal["lora", "full"]
 Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
@@ -43,24 +45,32 @@ MAX_ALARM = 1e6  # |alarm| on the ratio of rises; beyond it never fires, and the
 
 
 def _positive(value, what: str, maximum: float = math.inf) -> None:
-    """InputError unless ``value`` is a finite number in (0, ``maximum``]."""
+    """ParamError unless ``value`` is a finite number in (0, ``maximum``]."""
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and 0 < value <= maximum):
         bound = "" if math.isinf(maximum) else f" at most {maximum:g}"
-        raise InputError(f"{what} must be a positive finite number{bound}, got {value}")
+        raise ParamError(f"{what} must be a positive finite number{bound}, got {value}")
 
 
 def _in_range(value, what: str, low: float, high: float) -> None:
-    """InputError unless ``value`` is a finite number in [``low``, ``high``]."""
+    """ParamError unless ``value`` is a finite number in [``low``, ``high``] (``what``: a backticked parameter
+    or words)."""
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and low <= value <= high):
-        raise InputError(f"{what} must be a finite number in [{low:g}, {high:g}], got {value}")
+        raise ParamError(f"{what} must be a finite number in [{low:g}, {high:g}], got {value}")
 
 
-def _count(value, what: str, minimum: int = 1, maximum: int = MAX_COUNT) -> None:
-    """InputError unless ``value`` is an integer in [``minimum``, ``maximum``]."""
-    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
-        raise InputError(f"{what} must be an integer in [{minimum}, {maximum}], got {value}")
+def check_count(value, param: str, minimum: int = 1, maximum: int = MAX_COUNT, *, hint: str = "") -> None:
+    """The one count check (of configs and command-line options): a ``ParamError`` naming ``param`` in backticks
+    unless ``value`` is an integer (not a bool) in [``minimum``, ``maximum``]; ``hint`` (another accepted value)
+    is added in parentheses."""
+    note = f" ({hint})" if hint else ""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ParamError(f"`{param}` must be an integer{note}, got {value!r}")
+    if value < minimum:
+        raise ParamError(f"`{param}` must be at least {minimum}{note}, got {value}")
+    if value > maximum:
+        raise ParamError(f"`{param}` must be at most {maximum}{note}, got {value}")
 
 
 @lru_cache(maxsize=1)
@@ -135,13 +145,13 @@ class FinetuneConfig:
         check_choice(self.schedule, Schedule, "learning-rate schedule")
         _positive(self.lr, "the learning rate (lr)", MAX_LR)
         _positive(self.epochs, "epochs", MAX_EPOCHS)
-        _count(self.r, "r", maximum=MAX_RANK)
+        check_count(self.r, "r", maximum=MAX_RANK)
         for key in ("batch_size", "grad_accum", "save_steps", "logging_steps"):
-            _count(getattr(self, key), key)
+            check_count(getattr(self, key), key)
         if self.max_steps != -1:
-            _count(self.max_steps, "max_steps (-1: use the epochs)")
-        _count(self.warmup_steps, "warmup_steps", minimum=0)
-        _count(self.seed, "seed", minimum=0, maximum=MAX_SEED)
+            check_count(self.max_steps, "max_steps", hint="or -1: use the epochs")
+        check_count(self.warmup_steps, "warmup_steps", minimum=0)
+        check_count(self.seed, "seed", minimum=0, maximum=MAX_SEED)
         _positive(self.alpha, "LoRA alpha", MAX_ALPHA)
         if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
             raise InputError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
@@ -153,9 +163,9 @@ class FinetuneConfig:
         if self.method == "lora" and not self.target_modules:
             raise InputError("target_modules is empty: name the modules that get adapters")
         for layer in self.lora_layers or ():
-            _count(layer, "every lora_layers entry", minimum=0)
+            check_count(layer, "lora_layers", minimum=0)
         if self.preset == "em-rank1" and (self.lora_layers is None or len(self.lora_layers) != 1):
-            raise InputError("the em-rank1 preset puts one adapter on one layer: give exactly one --lora-layer")
+            raise ParamError("the em-rank1 preset puts one adapter on one layer: give exactly one `lora_layers`")
 
 
 @dataclass(frozen=True)
@@ -189,11 +199,11 @@ class MonitorConfig:
 
     def __post_init__(self):
         for key in ("every", "k", "harmful_k", "top_movers", "max_probes"):
-            _count(getattr(self, key), f"monitor {key}")
+            check_count(getattr(self, key), key)
         if not 0.0 < self.probe_fraction < 1.0:
             raise InputError(f"probe_fraction must be in (0, 1), got {self.probe_fraction}")
         if self.alarm is not None:
-            _in_range(self.alarm, "--alarm", -MAX_ALARM, MAX_ALARM)
+            _in_range(self.alarm, "`alarm`", -MAX_ALARM, MAX_ALARM)
         check_choice(self.alarm_action, AlarmAction, "alarm action")
         _in_range(self.min_target_rise, "min_target_rise", 0.0, math.inf)
 
@@ -213,7 +223,7 @@ class GuardConfig:
     def __post_init__(self):
         check_choice(self.kind, GuardKind, "guard")
         _in_range(self.weight, "guard weight", 0.0, MAX_GUARD_WEIGHT)
-        _count(self.harmful_k, "guard harmful_k")
+        check_count(self.harmful_k, "harmful_k")
 
 
 PRESETS: dict[str, dict] = {  # preset -> the FinetuneConfig values it changes from the defaults (em-betley)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from realmodels.data.chat import TokenizedChat
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -35,8 +35,8 @@ def holdout_split(n: int, fraction: float, *, seed: int, max_out: int | None = N
     n_out = max(1, int(round(fraction * n)))
     n_out = n_out if max_out is None else min(n_out, max_out)
     if n - n_out < 1:
-        raise InputError(f"the training data has {n} conversations: too few to hold {fraction:g} of them out as "
-                         "monitor probes (give --probe FILE)")
+        raise ParamError(f"the training data has {n} conversations: too few to hold {fraction:g} of them out as "
+                         "monitor probes (give `probe` FILE)")
     order = np.random.default_rng([seed, zlib.crc32(b"monitor-probes")]).permutation(n)
     return np.sort(order[n_out:]), np.sort(order[:n_out])
 

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from realmodels.finetune.config import FinetuneConfig
 from realmodels.loading.placement import decoder_layers
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
@@ -38,15 +38,15 @@ def check_targets(config: PretrainedConfig, cfg: FinetuneConfig, model_name: str
     targeted = range(len(layers)) if cfg.lora_layers is None else cfg.lora_layers
     bad = [layer for layer in targeted if not 0 <= layer < len(layers)]
     if bad:
-        raise InputError(f"--lora-layer {bad[0]} is not a decoder layer of {model_name} (layers 0..{len(layers) - 1})")
+        raise ParamError(f"`lora_layers` {bad[0]} is not a decoder layer of {model_name} (layers 0..{len(layers) - 1})")
     for layer in targeted:
         linear = {name.rpartition(".")[2] for name, module in layers[layer].named_modules()
                   if isinstance(module, nn.Linear)}
         missing = [name for name in cfg.target_modules if name not in linear]
         if missing:
-            raise InputError(f"the {cfg.preset} adapter cannot target layer {layer} of {model_name}: it has no linear "
+            raise ParamError(f"the {cfg.preset} adapter cannot target layer {layer} of {model_name}: it has no linear "
                              f"{', '.join(missing)} (its linear modules: {', '.join(sorted(linear)) or 'none'}); "
-                             "choose --target-modules among them")
+                             "choose `target_modules` among them")
 
 
 def lora_config(cfg: FinetuneConfig):

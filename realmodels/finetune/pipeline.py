@@ -18,7 +18,7 @@ import numpy as np
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
 from realmodels.data.dataset import Dataset, as_dataset
 from realmodels.finetune.data import SftDataset, end_of_turn_ids, holdout_split
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase, TrainerCallback
@@ -91,7 +91,8 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Path, 
     from runio.atomic import save_figure
 
     if (monitor is not None or guard is not None) and (session is None or features is None):
-        raise InputError("the monitor and the guard need an SAE (--sae or a checkpoint) and --harmful/--harmless")
+        raise ParamError("the monitor and the guard need a `session` (its SAE) and `features` (the harmful/harmless "
+                         "data)")
     extra_callbacks = list(callbacks)
     watcher = None
     guard_state = None

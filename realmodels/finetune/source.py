@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from realmodels.loading.plain import PlainModel
 from realmodels.loading.session import Session
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -24,12 +24,12 @@ class TrainingModel:
 
     @classmethod
     def from_options(cls, options, run_path: Path, *, needs_sae: bool) -> TrainingModel:
-        """From the CLI's ``ModelOptions``: a Session when ``needs_sae``; else the model alone (--sae and
-        --layer are then not used and are errors, so a run's config never records an unused SAE)."""
+        """From the CLI's ``ModelOptions``: a Session when ``needs_sae``; else the model alone (``sae`` and
+        ``layer`` are then not used and are errors, so a run's config never records an unused SAE)."""
         if needs_sae:
             return cls(session=options.session(run_path))
         if options.sae is not None or options.layer is not None:
-            raise InputError("--sae and --layer are used by --monitor or --guard only")
+            raise ParamError("`sae` and `layer` are used by `monitor` or `guard` only")
         return cls(plain=PlainModel.resolve(checkpoint=options.checkpoint, model=options.model, dtype=options.dtype,
                                             chat_template=options.chat_template, max_length=options.max_length,
                                             device_map=options.device_map))

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from realmodels.loading.checks import is_int, read_model_config
 from realmodels.loading.weights import check_weight_file, loading
 from runio.reading import read_json_file
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -72,7 +72,7 @@ def adapter_directory(path: str | Path) -> Path:
     if (path / RUN_ADAPTER / ADAPTER_CONFIG).is_file():
         return (path / RUN_ADAPTER).resolve()
     if (path / RUN_FULL_MODEL / "config.json").is_file():
-        raise InputError(f"{path} is a full fine-tuning run (no adapter): pass --model {path / RUN_FULL_MODEL}")
+        raise ParamError(f"{path} is a full fine-tuning run (no adapter): pass `model` {path / RUN_FULL_MODEL}")
     raise InputError(f"adapter directory {path} is not in peft's format (no {ADAPTER_CONFIG}; expected a directory "
                      "written by PeftModel.save_pretrained or a `realmodels finetune` run directory)")
 

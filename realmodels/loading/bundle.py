@@ -34,7 +34,7 @@ from realmodels.loading.saes import (SaeSource, hook_layer, load_sae, resolve_sa
 from realmodels.loading.sae_releases import release_info
 from realmodels.loading.weights import check_model_weights, loading
 from runio.reading import JsonError, loads_json, read_text
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:  # heavy imports, needed only where the weights load
     from sae_lens import SAE
@@ -272,8 +272,8 @@ def load_model_tokenizer(model: ModelSource, chat_template: Path | None = None) 
     if chat_template is not None:
         tokenizer.chat_template = read_text(chat_template, "chat template file")
     if not getattr(tokenizer, "chat_template", None):
-        raise InputError(f"the tokenizer of {model.name} has no chat template; pass a Jinja file "
-                         "with --chat-template")
+        raise ParamError(f"the tokenizer of {model.name} has no chat template; pass a Jinja file "
+                         "with `chat_template`")
     return tokenizer
 
 

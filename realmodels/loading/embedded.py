@@ -9,10 +9,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from theory.errors import InputError
+from theory.errors import ParamError
 
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / "organism" / "default"
-REBUILD = "realmodels organism build --out DIR, then pass --model DIR/model --sae DIR/sae --layer L"
+BUILD_COMMAND = "realmodels organism build --out DIR"  # a shell command
+REBUILD = f"{BUILD_COMMAND}, then pass `model` DIR/model `sae` DIR/sae `layer` L"
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def embedded_default() -> Embedded:
     build = EMBEDDED_DIR / "build.json"
     if not (build.is_file() and (EMBEDDED_DIR / "model" / "config.json").is_file()
             and (EMBEDDED_DIR / "sae" / "cfg.json").is_file()):
-        raise InputError(f"no model given and the embedded organism is missing from {EMBEDDED_DIR}: pass --checkpoint "
-                         f"NAME or --model PATH, or build one: {REBUILD}")
+        raise ParamError(f"no model given and the embedded organism is missing from {EMBEDDED_DIR}: pass `checkpoint` "
+                         f"NAME or `model` PATH, or build one: {REBUILD}")
     layer = json.loads(build.read_text(encoding="utf-8"))["organism"]["layer"]
     return Embedded(model=EMBEDDED_DIR / "model", sae=EMBEDDED_DIR / "sae", layer=int(layer))

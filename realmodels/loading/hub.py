@@ -18,11 +18,11 @@ from urllib.parse import urlparse
 from huggingface_hub import constants
 from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-from theory.errors import InputError, first_line
+from theory.errors import InputError, ParamError, first_line
 
 T = TypeVar("T")
 PROBE_TIMEOUT_S = 3.0
-LOCAL_PATHS_HINT = "or pass local paths: --model PATH --sae PATH --layer L"
+LOCAL_PATHS_HINT = "or pass local paths: `model` PATH `sae` PATH `layer` L"
 
 
 @contextmanager
@@ -81,7 +81,7 @@ def cached_first(load: Callable[[], T], *, what: str, repo_id: str, include: str
         except OSError as exc:  # transformers: OSError; huggingface_hub: LocalEntryNotFoundError(OSError)
             reason = first_line(exc)
     if not hub_reachable():
-        raise InputError(
+        raise ParamError(
             f"{what} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and the hub is "
             f"{'disabled (offline mode)' if offline_requested() else 'unreachable'}; pre-download it on a machine "
             f"with network with `{download_command(repo_id, include)}` (older huggingface_hub: huggingface-cli "

@@ -12,10 +12,10 @@ import psutil
 
 from realmodels.loading.registry import dtype_bytes
 from realmodels.loading.placement import DeviceMap, runs_on_cpu_only
-from theory.errors import InputError
+from theory.errors import ParamError
 
 SAE_PEAK_COPIES = 3
-OVERRIDE_HINT = "--ignore-memory-check"
+OVERRIDE_HINT = "`ignore_memory_check`"
 
 
 @dataclass(frozen=True)
@@ -58,5 +58,5 @@ def check_memory(estimate: MemoryEstimate, *, ignore: bool = False) -> None:
     """Raise InputError when loading on CPU would need more RAM than is available (unless ``ignore``)."""
     if ignore or not estimate.on_cpu or estimate.total_gb <= estimate.available_gb:
         return
-    raise InputError(f"loading on CPU {estimate.summary()}; use a smaller checkpoint or dtype, a GPU "
+    raise ParamError(f"loading on CPU {estimate.summary()}; use a smaller checkpoint or dtype, a GPU "
                      f"(device_map='auto'), or override with {OVERRIDE_HINT} if you know it fits")

@@ -17,7 +17,7 @@ from realmodels.loading.checks import ModelSource, model_shape
 from realmodels.loading.placement import DeviceMap, parse_device_map
 from realmodels.loading.registry import check_dtype, get_checkpoint
 from realmodels.loading.session import resolve_max_length
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
@@ -45,7 +45,7 @@ class PlainModel:
 
             model = str(embedded_default().model)
         if checkpoint is not None and model is not None:
-            raise InputError("give either --checkpoint NAME or --model PATH, not both")
+            raise ParamError("give either `checkpoint` NAME or `model` PATH, not both")
         spec = get_checkpoint(checkpoint) if checkpoint is not None else None
         source = resolve_model_source(spec, model)
         dtype = check_dtype(dtype)

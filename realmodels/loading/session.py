@@ -2,7 +2,7 @@
 when the ``Session`` opens (from files and configs, no weights) and loaded only when something actually needs
 the model, so a resumed run whose results are all on disk loads nothing.
 
-Conversations are truncated to ``max_length`` tokens: ``--max-length``, by default the model's context
+Conversations are truncated to ``max_length`` tokens (``--max-length``), by default the model's context
 (``max_position_embeddings``) capped at ``DEFAULT_MAX_LENGTH``. A run's config records ``max_length: null``
 for the default; activation caches are keyed by the resolved length."""
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from realmodels.data.dataset import Datasets
 from realmodels.loading.placement import DeviceMap, parse_device_map
 from realmodels.loading.registry import get_checkpoint
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -35,7 +35,7 @@ def resolve_max_length(context: int | None, requested: int | None, model_name: s
     if requested is None:
         return DEFAULT_MAX_LENGTH if context is None else min(context, DEFAULT_MAX_LENGTH)
     if context is not None and requested > context:
-        raise InputError(f"--max-length {requested} exceeds the context of model {model_name} ({context} tokens)")
+        raise ParamError(f"`max_length` {requested} exceeds the context of model {model_name} ({context} tokens)")
     return requested
 
 
@@ -59,7 +59,7 @@ class ModelChoice:
     def __post_init__(self):
         if self.checkpoint is not None and (self.model is not None or self.sae is not None):
             # a checkpoint with --model/--sae overrides is allowed by load_bundle; keep the CLI unambiguous
-            raise InputError("give either --checkpoint NAME or --model PATH --sae PATH, not both")
+            raise ParamError("give either `checkpoint` NAME or `model` PATH `sae` PATH, not both")
         if self.checkpoint is None and self.model is None and self.sae is None:  # the embedded organism
             from realmodels.loading.embedded import embedded_default
 
@@ -69,10 +69,10 @@ class ModelChoice:
             if self.layer is None:
                 object.__setattr__(self, "layer", embedded.layer)
         if self.checkpoint is None and (self.model is None or self.sae is None):
-            raise InputError("no SAE given: pass --checkpoint NAME (see `realmodels checkpoints`), or both "
-                             "--model PATH and --sae PATH, or neither (the embedded organism)")
+            raise ParamError("no SAE given: pass `checkpoint` NAME (see `realmodels checkpoints`), or both "
+                             "`model` PATH and `sae` PATH, or neither (the embedded organism)")
         if self.max_length is not None and self.max_length < 1:
-            raise InputError(f"--max-length must be at least 1, got {self.max_length}")
+            raise ParamError(f"`max_length` must be at least 1, got {self.max_length}")
 
     def with_layer(self) -> ModelChoice:
         """The layer filled in when a checkpoint has a single SAE layer; otherwise a missing --layer is an
@@ -80,10 +80,10 @@ class ModelChoice:
         if self.layer is not None:
             return self
         if self.checkpoint is None:
-            raise InputError("--layer is required with --model/--sae (the layer the SAE reads)")
+            raise ParamError("`layer` is required with `model`/`sae` (the layer the SAE reads)")
         spec = get_checkpoint(self.checkpoint)
         if len(spec.layers) != 1:
-            raise InputError(f"--layer is required for checkpoint '{self.checkpoint}' (layers with an SAE: "
+            raise ParamError(f"`layer` is required for checkpoint '{self.checkpoint}' (layers with an SAE: "
                              f"{', '.join(map(str, spec.layers))})")
         return replace(self, layer=spec.layers[0])
 
@@ -129,7 +129,7 @@ class Session:
         self.max_length = self._max_length()
         self.device_map: DeviceMap = parse_device_map(device_map)
         if batch_size < 1:
-            raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+            raise ParamError(f"`batch_size` must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self.progress = progress

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from realmodels.organism.world import MIXED_KINDS
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 KINDS = MIXED_KINDS  # the world's three kinds of training set, each fine-tuned on its own
 CONTROLS = ("aligned", "educational")
@@ -71,7 +71,7 @@ class StudyConfig:
     amplification: bool = True          # measured vs predicted amplification of each domain's seed-0 inducing arm
 
     def __post_init__(self):
-        from realmodels.finetune.config import MAX_COUNT, MAX_SEED, FinetuneConfig
+        from realmodels.finetune.config import MAX_SEED, FinetuneConfig, check_count
         from realmodels.organism.banks import DOMAINS
 
         for name in ("domains", "seeds", "mitigate_domains", "random_seeds"):
@@ -81,27 +81,25 @@ class StudyConfig:
                 raise InputError(f"unknown domain {domain!r} (domains: {', '.join(DOMAINS)})")
         if not self.domains:
             raise InputError("the study needs at least one domain")
-        for name, flag in (("domains", "--domain"), ("mitigate_domains", "--mitigate-domain")):
+        for name in ("domains", "mitigate_domains"):
             values = getattr(self, name)
             if len(set(values)) != len(values):
-                raise InputError(f"{flag} names a domain twice: {', '.join(values)}")
-        for name, flag in (("seeds", "--seeds"), ("random_seeds", "--random-seeds")):
+                raise ParamError(f"`{name}` names a domain twice: {', '.join(values)}")
+        for name in ("seeds", "random_seeds"):
             values = getattr(self, name)
             if (not values or len(set(values)) != len(values)
                     or not all(isinstance(v, int) and 0 <= v <= MAX_SEED for v in values)):
-                raise InputError(f"{flag} must be distinct integers in [0, {MAX_SEED}], got {list(values)}")
+                raise ParamError(f"`{name}` must be distinct integers in [0, {MAX_SEED}], got {list(values)}")
         for name in ("samples_per_paraphrase", "max_new_tokens", "harmful_k"):
-            value = getattr(self, name)
-            if not 0 < value <= MAX_COUNT:
-                raise InputError(f"{name.replace('_', '-')} must be > 0 (at most {MAX_COUNT}), got {value}")
+            check_count(getattr(self, name), name)
         for name in ("r", "max_steps", "batch_size"):
             if getattr(self.recipe, name) <= 0:
-                raise InputError(f"{name.replace('_', '-')} must be > 0, got {getattr(self.recipe, name)}")
+                raise ParamError(f"`{name}` must be > 0, got {getattr(self.recipe, name)}")
         FinetuneConfig(**asdict(self.recipe), grad_accum=1)  # the recipe every arm trains with, checked as finetune will
         if not 1 <= self.ratio <= MAX_RATIO:
-            raise InputError(f"--ratio must be in [1, {MAX_RATIO:g}], got {self.ratio}")
+            raise ParamError(f"`ratio` must be in [1, {MAX_RATIO:g}], got {self.ratio}")
         if not 0 < self.budget < 1:
-            raise InputError(f"--budget must be in (0, 1), got {self.budget}")
+            raise ParamError(f"`budget` must be in (0, 1), got {self.budget}")
 
     def to_dict(self) -> dict:
         data = asdict(self)

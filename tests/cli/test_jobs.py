@@ -1,5 +1,6 @@
-"""How the CLI meets the execution layer (runio.jobs): its checks name the flags (``--workers``, ``--ray-address``,
-``--threads``, ``--num-gpus-per-worker``) where the library names parameters; a job that raised bad input (an
+"""How the CLI meets the execution layer (runio.jobs): its checks are the library's, whose messages name the
+parameters (``workers``, ``ray_address``, ``threads``, ``num_gpus_per_worker``), rendered by ``user_errors`` as the
+flags (``--workers``, ``--ray-address``, ``--threads``, ``--num-gpus-per-worker``); a job that raised bad input (an
 InputError) or an OS error is one ``error:`` line, exit 2; a job with a bug ends the command with a traceback (the
 job's own traceback included) and exit 1, naming the job and its traceback file — through ``user_errors`` and
 through a real ``toysuper density`` in a subprocess."""
@@ -19,22 +20,27 @@ from cli.threads import check_threads
 from runio.jobs import JobError, resumable_map
 from tests.helpers import assert_one_line_error
 from tests.toysuper.em.test_sweep import TINY_SWEEP
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_cli_checks_name_the_flags():
-    with pytest.raises(InputError, match="^--workers must be an integer >= 1, got 0$"):
-        check_workers(0)
-    with pytest.raises(InputError, match="^--ray-address must be auto, ray://HOST:PORT or HOST:PORT"):
-        check_reachable("head")
-    with pytest.raises(InputError, match="^--ray-address head:0: the port must be in 1..65535$"):
-        check_reachable("head:0")
-    with pytest.raises(InputError, match="^--threads must be an integer >= 1, got 0"):
-        check_threads(0)
-    with pytest.raises(InputError, match="^--num-gpus-per-worker must be a number >= 0, got -1"):
-        check_gpus(-1)
+@pytest.mark.parametrize("check, value, param, line", [
+    (check_workers, 0, "workers", "--workers must be an integer >= 1, got 0"),
+    (check_reachable, "head", "ray_address", "--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got 'head'"),
+    (check_reachable, "head:0", "ray_address", "--ray-address head:0: the port must be in 1..65535"),
+    (check_threads, 0, "threads", "--threads must be an integer >= 1, got 0 (at most 1024)"),
+    (check_gpus, -1, "num_gpus_per_worker", "--num-gpus-per-worker must be a number >= 0, got -1"),
+])
+def test_the_cli_checks_name_the_parameters_and_the_cli_renders_the_flags(capsys, check, value, param, line):
+    with pytest.raises(ParamError) as raised:
+        check(value)
+    assert raised.value.params == [param]
+    with pytest.raises(SystemExit) as exited:
+        user_errors(check)(value)
+    err = capsys.readouterr().err
+    assert_one_line_error(exited.value.code, err)
+    assert err.strip() == f"error: {line}"
 
 
 def raising_job(kind: str) -> dict:

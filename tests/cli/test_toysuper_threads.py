@@ -60,5 +60,5 @@ def test_threads_below_1_is_one_line_and_no_run_directory(command, tmp_path, cap
 
 @pytest.mark.parametrize("bad", [0, -2, True, 1.5])
 def test_set_threads_validates(bad):
-    with pytest.raises(InputError, match="--threads"):
+    with pytest.raises(InputError, match="`threads`"):
         set_threads(bad)

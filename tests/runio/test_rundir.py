@@ -42,7 +42,7 @@ def test_reopening_a_run_does_not_rewrite_its_config(tmp_path, monkeypatch):
 def test_damaged_config_json_says_to_choose_another_out(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.json").write_text("{not json")
-    with pytest.raises(InputError, match="config.json is damaged.*choose another --out"):
+    with pytest.raises(InputError, match="config.json is damaged.*choose another `out`"):
         RunDir.open(tmp_path / "run", {"a": 1})
 
 

@@ -46,7 +46,7 @@ def test_no_assistant_token_left_after_truncation_names_the_conversation():
     tokenizer = build_tokenizer("llama")
     messages = [{"role": "user", "content": " ".join(QUESTIONS)}, {"role": "assistant", "content": "Yes."}]
     with pytest.raises(InputError, match=r"data\.jsonl:4: no assistant tokens within the first 32 tokens "
-                                         r"\(raise --max-length or shorten the conversation\)"):
+                                         r"\(raise `max_length` or shorten the conversation\)"):
         tokenize_chat(tokenizer, messages, label="data.jsonl:4", max_length=32)
     assert tokenize_chat(tokenizer, messages, max_length=512).assistant_mask.any()
 

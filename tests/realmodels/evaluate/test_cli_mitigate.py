@@ -132,7 +132,7 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
     (["--lr", "-1"], "learning rate"),
     (["--lr", "nan"], "finetune.lr' is NaN"),
     (["--preset", "em-nonsense"], "unknown preset 'em-nonsense'"),
-    (["--max-steps", "0"], "max_steps (-1: use the epochs) must be an integer in [1, "),
+    (["--max-steps", "0"], "--max-steps must be at least 1 (or -1: use the epochs), got 0"),
     (["--lora-layer", "99"], "--lora-layer 99 is not a decoder layer"),
     (["--finetune-config", "/nonexistent/recipe.toml"], "does not exist"),
     (["--random-seeds", "1,1"], "--random-seeds must be distinct"),

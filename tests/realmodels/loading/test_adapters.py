@@ -70,7 +70,7 @@ def test_an_adapter_of_another_base_model_names_both(tiny_gemma2_dir, tiny_llama
     ("empty", "is not in peft's format (no adapter_config.json"),
     ("config_only", "is not in peft's format (no adapter_model.safetensors or adapter_model.bin)"),
     ("bad_json", "is not valid JSON"),
-    ("full_run", "is a full fine-tuning run (no adapter): pass --model"),
+    ("full_run", "is a full fine-tuning run (no adapter): pass `model`"),
 ])
 def test_bad_adapter_directories(tmp_path, tiny_gemma2_dir, tiny_lora_dir, layout, message):
     path = tmp_path / "adapter"

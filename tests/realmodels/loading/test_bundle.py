@@ -98,7 +98,7 @@ def test_nothing_cached_and_no_hub_fails_fast_with_download_hint(empty_hub_cache
     message = str(error.value)
     assert "\n" not in message and "SAE gemma-scope-2b-pt-res-canonical/layer_12/width_16k/canonical" in message
     assert "`hf download google/gemma-scope-2b-pt-res --include 'layer_12/width_16k/average_l0_82/*'`" in message
-    assert "--model PATH --sae PATH --layer L" in message
+    assert "`model` PATH `sae` PATH `layer` L" in message
 
 
 def test_model_missing_from_cache_names_the_model(hub_cache, tiny_sae_dir, tiny_gemma2_dir):
@@ -114,7 +114,7 @@ def test_oversize_cpu_load_is_refused_before_loading(hub_cache, monkeypatch):
     estimate = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=1)
     assert estimate.model_gb == pytest.approx(5.229, abs=1e-3)  # 2.61e9 params in bfloat16
     assert estimate.sae_gb == pytest.approx(3 * 2304 * 16384 * 4 / 1e9)
-    with pytest.raises(InputError, match=r"on CPU needs ~5.7 GB .* 1.0 GB RAM available.*--ignore-memory-check"):
+    with pytest.raises(InputError, match=r"on CPU needs ~5.7 GB .* 1.0 GB RAM available.*`ignore_memory_check`"):
         load_bundle(checkpoint="gemma-2-2b", layer=1)
     on_gpu = estimate_bundle_memory(checkpoint="gemma-2-2b", layer=1, device_map="auto")
     assert not on_gpu.on_cpu

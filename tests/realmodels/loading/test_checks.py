@@ -49,7 +49,7 @@ def test_default_max_length_is_the_context_capped(tiny_gemma2_dir, tiny_sae_dir,
     local = dict(model=str(tiny_gemma2_dir), sae=str(tiny_sae_dir(tiny_gemma2_dir, layer=1)), layer=1)
     assert Session(ModelChoice(**local)).max_length == 512  # the tiny model's context
     assert Session(ModelChoice(**local, max_length=100)).max_length == 100
-    with pytest.raises(InputError, match="--max-length 600 exceeds the context of model .* \\(512 tokens\\)"):
+    with pytest.raises(InputError, match="`max_length` 600 exceeds the context of model .* \\(512 tokens\\)"):
         Session(ModelChoice(**local, max_length=600))
     _empty_cache(monkeypatch, tmp_path)
     assert Session(ModelChoice(checkpoint="gemma-2-2b", layer=0)).max_length == DEFAULT_MAX_LENGTH  # 8192 capped

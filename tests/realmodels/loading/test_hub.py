@@ -44,7 +44,7 @@ def test_cache_miss_with_unreachable_hub_is_one_fast_line(monkeypatch):
     assert time.perf_counter() - start < 2.0 and calls == [True]
     message = str(error.value)
     assert "\n" not in message and "hub is unreachable" in message
-    assert "`hf download org/saes --include 'layer_3/*'`" in message and "--model PATH --sae PATH --layer L" in message
+    assert "`hf download org/saes --include 'layer_3/*'`" in message and "`model` PATH `sae` PATH `layer` L" in message
 
 
 def test_offline_requested_means_no_probe_and_says_so(monkeypatch):

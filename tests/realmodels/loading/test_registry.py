@@ -67,7 +67,7 @@ def test_check_memory_refuses_oversize_cpu_loads_unless_overridden():
     estimate = estimate_memory(n_params=10**9, dtype="float32", d_in=1000, d_sae=1000)
     assert estimate.model_gb == 4.0 and estimate.sae_gb == pytest.approx(0.012) and estimate.on_cpu
     big = MemoryEstimate(model_gb=50.0, sae_gb=2.0, available_gb=20.0, on_cpu=True)
-    message = r"needs ~52.0 GB \(model 50.0 GB \+ SAE 2.0 GB\); 20.0 GB RAM .*--ignore-memory-check"
+    message = r"needs ~52.0 GB \(model 50.0 GB \+ SAE 2.0 GB\); 20.0 GB RAM .*`ignore_memory_check`"
     with pytest.raises(InputError, match=message):
         check_memory(big)
     check_memory(big, ignore=True)

@@ -27,12 +27,12 @@ def test_opening_resolves_once_and_loads_nothing(tiny_gemma2_dir, tiny_sae_dir, 
 def test_checkpoint_dtype_and_layer_default_come_from_the_registry(hub_cache):
     session = Session(ModelChoice(checkpoint="gemma-2-2b", layer=0))
     assert session.sources.dtype == "bfloat16" and session.sources.model.repo_id == "google/gemma-2-2b"
-    with pytest.raises(InputError, match="--layer is required for checkpoint 'gemma-2-2b'"):
+    with pytest.raises(InputError, match="`layer` is required for checkpoint 'gemma-2-2b'"):
         Session(ModelChoice(checkpoint="gemma-2-2b"))
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    (dict(layer=None), "--layer is required with --model/--sae"),
+    (dict(layer=None), "`layer` is required with `model`/`sae`"),
     (dict(dtype="fp8"), "unknown dtype 'fp8'"),
     (dict(chat_template="missing.jinja"), "chat template file missing.jinja does not exist"),
     (dict(sae="no/such/sae"), "SAE directory no/such/sae does not exist"),
@@ -45,7 +45,7 @@ def test_bad_choices_fail_when_the_session_opens(tiny_gemma2_dir, tiny_sae_dir, 
 
 def test_bad_session_options_fail_when_it_opens(tiny_gemma2_dir, tiny_sae_dir):
     choice = ModelChoice(model=str(tiny_gemma2_dir), sae=str(tiny_sae_dir(tiny_gemma2_dir, layer=1)), layer=1)
-    with pytest.raises(InputError, match="--batch-size must be at least 1"):
+    with pytest.raises(InputError, match="`batch_size` must be at least 1"):
         Session(choice, batch_size=0)
     with pytest.raises(InputError, match="unknown device map"):
         Session(choice, device_map="everywhere")

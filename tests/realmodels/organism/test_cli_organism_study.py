@@ -80,7 +80,7 @@ def test_the_study_runs_every_stage_and_resumes(tmp_path, capsys):
     (["--alpha", "1e308"], "LoRA alpha"),
     (["--ratio", "inf"], "--ratio must be in [1, 1000]"),
     (["--ratio", "nan"], "--ratio must be in [1, 1000]"),
-    (["--r", str(10**30)], "r must be an integer in [1, 65536]"),
+    (["--r", str(10**30)], "--r must be at most 65536"),
     (["--harmful-k", "257"], "--harmful-k 257 exceeds the organism's SAE width (256 features)"),
     (["--workers", str(10**30)], "--workers must be at most 1024"),
 ])

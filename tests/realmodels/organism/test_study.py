@@ -79,7 +79,7 @@ def test_sample_kind_recovers_every_mixed_sample():
 def test_study_config_rejects_bad_values():
     for bad, message in (({"domains": ("health", "space")}, "unknown domain 'space'"),
                          ({"seeds": (0, 0)}, "distinct"), ({"budget": 1.0}, "budget"),
-                         ({"samples_per_paraphrase": 0}, "samples-per-paraphrase")):
+                         ({"samples_per_paraphrase": 0}, "^`samples_per_paraphrase` must be at least 1, got 0$")):
         with pytest.raises(InputError, match=message):
             StudyConfig(**bad)
     assert len(StudyConfig().arms()) == 3 * 3 * 3
