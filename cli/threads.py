@@ -32,9 +32,4 @@ Threads = Annotated[int, typer.Option("--threads", help=THREADS_HELP, show_defau
 check_threads = jobs.check_threads  # ParamError naming `threads` unless n is in [1, MAX_THREADS] (no torch import)
 
 
-def set_threads(n: int) -> None:
-    """Validate ``n`` (``check_threads``) and set torch's intra-op thread count to it."""
-    check_threads(n)
-    import torch
-
-    torch.set_num_threads(n)
+set_threads = jobs.set_threads  # check, then torch.set_num_threads

@@ -344,3 +344,11 @@ def _ray_map(todo: list[tuple[str, Any]], fn: Callable, path: dict[str, Path], *
                 ray.cancel(ref, force=True)
         if kind != "caller":
             ray.shutdown()  # local: stops every process it started; cluster: disconnects only
+
+
+def set_threads(n: int) -> None:
+    """Check ``n`` (``check_threads``) and set torch's intra-op thread count to it (imports torch)."""
+    check_threads(n)
+    import torch
+
+    torch.set_num_threads(n)

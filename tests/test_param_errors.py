@@ -31,6 +31,9 @@ ALLOWED = {  # (file, text of the string constant) -> why naming a "--" option t
     ("runio/jobs.py", "`ray start --head`"): "Ray's own shell command, quoted as a command to run",
     ("realmodels/loading/hub.py", " --include '"): "the `hf download` shell command (huggingface_hub's CLI)",
     ("realmodels/loading/embedded.py", "realmodels organism build --out DIR"): "a shell command to run, whole",
+    ("realmodels/experiments/organism.py", "realmodels organism build --out DIR"): "a shell command to run, whole",
+    ("realmodels/experiments/study.py", "--"): "the study's commands.sh: each stage's realmodels command line, "
+                                               "recorded for the user to rerun or vary",
 }
 
 NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
