@@ -1,0 +1,310 @@
+"""``run_mitigation``: the paper's mitigation experiment — for one training set and one removal budget, the arms
+none / geometry / random (several seeds) / judge (``realmodels.evaluate.mitigate``) are each filtered
+(``run_filter``, or the judge's removal), fine-tuned with the same recipe and seed (``run_finetune``) and evaluated
+with the same questions and judge (``run_evaluation``); EM rate per arm and each arm's reduction against ``none``,
+with bootstrap intervals, next to the paper's 34.5%.
+
+Layout of ``options.out``: ``config.json``, ``filter-<arm>/`` (the removal), ``finetune-<arm>/`` (the adapter),
+``evaluate-<arm>/`` (answers, judgements, rates), ``judge_cache/`` (shared by every judge call), ``arms/<arm>.json``
+(a finished arm, pointing at its evaluation), ``mitigation.csv``, ``mitigation.png/.svg``, ``summary.json``. Each
+stage is its own run directory and resumes on its own, so a killed run redoes no finished arm, stage or answer.
+The arms are jobs of ``runio.jobs.resumable_map``: ``options.workers`` 1 runs them here one after another; more,
+or ``options.ray_address``, runs them as Ray jobs (arms share ``judge_cache/``).
+
+Example (on the embedded model organism, its rule judge scoring the answers)::
+
+    from realmodels.evaluate.config import EvaluateConfig, JudgeChoice
+    from realmodels.experiments import RunOptions
+    from realmodels.experiments.mitigate import MitigateConfig, run_mitigation
+    from realmodels.finetune.config import FinetuneConfig
+
+    result = run_mitigation("world/mixed_health.jsonl", "world/harmful.jsonl", "world/harmless.jsonl",
+                            MitigateConfig(budget=1 / 3, random_seeds=(0,), harmful_k=20),
+                            recipe=FinetuneConfig.from_preset("em-betley", max_steps=50, lr=1e-3),
+                            evaluation=EvaluateConfig(questions="world/questions.yaml", samples_per_paraphrase=1),
+                            judge=JudgeChoice(kind="organism"), options=RunOptions(out="runs/mitigate"))
+    result.arms  # one row per arm: EM rate, reduction against none, intervals
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from realmodels.analysis.configs import FilterConfig, SelectionConfig
+from realmodels.data.dataset import Dataset, Datasets
+from realmodels.evaluate.config import EvaluateConfig, JudgeChoice
+from realmodels.evaluate.mitigate import ARMS
+from realmodels.experiments.result import RunResult
+from realmodels.experiments.run import Log, holds_no_result, release_unfinished, resolved
+from realmodels.experiments.spec import ModelSpec, RunOptions
+from realmodels.finetune.config import MAX_SEED, FinetuneConfig, check_count
+from runio.console import console
+from theory.errors import InputError, ParamError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ARMS_DIR = "arms"
+STAGES = ("filter", "finetune", "evaluate")  # an arm's stages: <stage>-<arm>/ below the run directory
+FILTERED = "filtered.jsonl"
+
+
+@dataclass(frozen=True)
+class MitigateConfig:
+    """The experiment: which arms remove how much of the training data, and how the geometry arm picks."""
+
+    budget: float = 0.1
+    """fraction of the training samples every arm removes, in (0, 1)"""
+    arms: tuple[str, ...] = ARMS
+    """arms: none (always; every reduction is measured against it), geometry, random, judge"""
+    random_seeds: tuple[int, ...] = (0, 1, 2)
+    """seeds of the random arm (distinct: each is one run)"""
+    representation: str = "residual"
+    """geometry filter: residual | features"""
+    harmful_k: int = 50
+    """toxic (harmful-behaviour) features of the geometry filter"""
+    seed: int = 0
+    """seed of the geometry filter's selection and of the arms' bootstrap"""
+
+    def __post_init__(self):
+        object.__setattr__(self, "arms", tuple(self.arms))
+        object.__setattr__(self, "random_seeds", tuple(self.random_seeds))
+        check_count(self.seed, "seed", minimum=0, maximum=MAX_SEED)
+        check_count(self.harmful_k, "harmful_k")
+        unknown = [arm for arm in self.arms if arm not in ARMS]
+        if unknown:
+            raise InputError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
+        if "none" not in self.arms:
+            raise InputError("the arms must include none (every reduction is measured against it)")
+        if len(set(self.arms)) != len(self.arms):
+            raise ParamError(f"`arms` names an arm twice: {','.join(self.arms)}")
+        if "random" in self.arms:
+            if not self.random_seeds:
+                raise ParamError("`random_seeds` is empty")
+            if len(set(self.random_seeds)) != len(self.random_seeds):
+                raise ParamError(f"`random_seeds` must be distinct (each seed is one run), got "
+                                 f"{','.join(map(str, self.random_seeds))!r}")
+            for value in self.random_seeds:
+                check_count(value, "random_seeds", minimum=0, maximum=MAX_SEED)
+        FilterConfig(fraction=self.budget, representation=self.representation)  # checks the budget
+        if not 0.0 < self.budget:
+            raise ParamError(f"`budget` must be in (0, 1) for a mitigation (0 removes nothing), got {self.budget}")
+
+    def runs(self) -> list[tuple[str, str, int | None]]:
+        """(arm, run name, seed) for every run: one per arm, one per seed (random-<seed>) for ``random``."""
+        runs = []
+        for arm in self.arms:
+            runs.extend([(arm, f"random-{s}", s) for s in self.random_seeds] if arm == "random" else [(arm, arm, None)])
+        return runs
+
+
+class MitigationResult(RunResult):
+    """``mitigation`` (one row per arm: EM rate, reduction against none, intervals), figure ``mitigation``."""
+
+    TABLES = ("mitigation",)
+    FIGURES = ("mitigation",)
+
+    @property
+    def arms(self) -> pd.DataFrame:
+        return self.table("mitigation")
+
+
+@dataclass(frozen=True)
+class ArmJob:
+    """One arm (``name``: the arm, or random-<seed>) and everything its three stages need; a job of
+    ``runio.jobs.resumable_map`` (run here, or in a Ray worker: paths are absolute, nothing is open)."""
+
+    arm: str
+    name: str
+    seed: int | None
+    index: int
+    total: int
+    run_path: Path
+    data: Path
+    harmful: Path | None
+    harmless: Path | None
+    model: ModelSpec
+    options: RunOptions
+    filt: FilterConfig
+    selection: SelectionConfig
+    judge: JudgeChoice
+    budget: float
+    recipe: FinetuneConfig
+    evaluation: EvaluateConfig
+
+
+def run_arm(job: ArmJob) -> dict:
+    """filter -> fine-tune -> evaluate for one arm, each stage its own resumable run directory under the run;
+    the job's result points at the evaluation."""
+    from realmodels.experiments.evaluate import run_evaluation
+    from realmodels.experiments.filter import run_filter
+    from realmodels.experiments.finetune import run_finetune
+
+    log = console.print  # in a Ray worker its output stays in the worker
+    log(f"[bold]arm {job.index}/{job.total}: {job.name}[/]")
+    train = job.data
+    stage = replace(job.options, workers=1, ray_address=None)
+    if job.arm in ("geometry", "random"):
+        filt = replace(job.filt, random=job.arm == "random",
+                       seed=job.seed if job.seed is not None else job.selection.seed)
+        run_filter(job.data, job.harmful, job.harmless, filt, selection=job.selection, model=job.model,
+                   options=replace(stage, out=job.run_path / f"filter-{job.name}"), log=log)
+        train = job.run_path / f"filter-{job.name}" / FILTERED
+    elif job.arm == "judge":
+        train = judge_filter(job.data, job.judge.build(job.run_path / "judge_cache", job.evaluation.on_error),
+                             job.budget, job.run_path / "filter-judge", log)
+    finetuned = job.run_path / f"finetune-{job.name}"
+    plain = job.model.without_sae()
+    run_finetune(train, recipe=job.recipe, model=plain, log=log,
+                 options=RunOptions(out=finetuned, threads=job.options.threads, progress=job.options.progress))
+    evaluated = job.run_path / f"evaluate-{job.name}"
+    run_evaluation(job.evaluation, model=replace(plain, adapter=finetuned), judge=job.judge, log=log,
+                   options=RunOptions(out=evaluated, threads=job.options.threads, progress=job.options.progress))
+    return {"arm": job.arm, "name": job.name, "evaluate": str(evaluated)}
+
+
+def judge_filter(data: Path, judge, budget: float, out: Path, log: Log = console.print) -> Path:
+    """The judge arm's removal in ``out`` (scores.csv, filtered.jsonl, removed.jsonl, summary.json); reused when
+    finished."""
+    filtered = out / FILTERED
+    if (out / "summary.json").is_file() and filtered.is_file():
+        return filtered
+    import pandas as pd
+
+    from realmodels.data.jsonl import iter_jsonl_lines
+    from realmodels.evaluate.mitigate import judge_harmfulness, judge_removal
+    from runio.atomic import write_csv, write_json, write_text
+
+    out.mkdir(parents=True, exist_ok=True)
+    scores = judge_harmfulness(data, judge, report=lambda line: log(f"[yellow]{line}[/]"))
+    removal = judge_removal(scores, budget)
+    lines = [line for _, line in iter_jsonl_lines(data)]
+    removed = set(removal.removed.tolist())
+    write_csv(out / "scores.csv", pd.DataFrame({"sample": range(len(scores)), "harmfulness": scores,
+                                                "removed": [i in removed for i in range(len(scores))]}))
+    write_text(out / "removed.jsonl", "".join(lines[i] + "\n" for i in sorted(removed)))
+    write_text(filtered, "".join(lines[i] + "\n" for i in range(len(lines)) if i not in removed))
+    write_json(out / "summary.json", {"n_samples": len(lines), "n_removed": len(removed), "judge": judge.name,
+                                      "n_unscored": int(pd.isna(scores).sum())})
+    return filtered
+
+
+def _check_harmful_k(sources, harmful_k: int) -> None:
+    """``harmful_k`` at most the SAE's width (when its cfg.json or the registry states it): the geometry arm would
+    fail after the none arm has run."""
+    from realmodels.loading.saes import saved_sae_shape
+
+    if sources.sae.path is not None:
+        d_sae = saved_sae_shape(sources.sae.path)[1]
+    else:
+        spec = sources.model_spec
+        d_sae = spec.d_sae if spec is not None and spec.sae_release == sources.sae.release else None
+    if d_sae is not None and harmful_k > d_sae:
+        raise ParamError(f"`harmful_k` {harmful_k} exceeds the SAE's width ({d_sae} features)")
+
+
+def _check_model(model: ModelSpec, options: RunOptions, path: Path, recipe: FinetuneConfig, questions: list) -> None:
+    """The fine-tuned model against the recipe (adapter layers and modules, on its config: no weights) and the
+    questions' prompts against its context or ``max_length`` (the tokenizer only)."""
+    from realmodels.evaluate.config import check_prompts_fit, context_limit
+    from realmodels.finetune.lora import check_targets
+    from realmodels.finetune.source import TrainingModel
+
+    source = TrainingModel.from_spec(model, options, path, needs_sae=False)
+    check_targets(source.config(), recipe, source.name)
+    check_prompts_fit(source.tokenizer, questions, *context_limit(source.plain, model))
+
+
+def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | None = None,
+                   harmless: Dataset | str | Path | None = None, config: MitigateConfig = MitigateConfig(), *,
+                   recipe: FinetuneConfig = FinetuneConfig(), evaluation: EvaluateConfig = EvaluateConfig(),
+                   judge: JudgeChoice = JudgeChoice(), model: ModelSpec = ModelSpec(),
+                   options: RunOptions = RunOptions(), log: Log = console.print) -> MitigationResult:
+    """The experiment (module docstring). ``harmful``/``harmless`` define the geometry arm's toxic features
+    (required with it); ``recipe`` trains every arm, ``evaluation`` and ``judge`` evaluate every arm. Every
+    option, the recipe against the model (adapter targets), the questions' prompts and the judge are checked
+    before anything is written; a run directory whose runs all failed (nothing finished) takes a new config."""
+    import json
+
+    import pandas as pd
+
+    from realmodels.evaluate.mitigate import arm_table
+    from realmodels.evaluate.plotting import PAPER_REDUCTION, mitigation_arms
+    from realmodels.evaluate.questions import load_questions
+    from runio.atomic import json_default, nan_to_none, save_figure, write_csv, write_json
+    from runio.jobs import resumable_map
+    from runio.rundir import RunDir, default_run_dir
+
+    needs_sae = "geometry" in config.arms
+    datasets = Datasets()
+    train = datasets.open(data, "`data`")
+    if needs_sae or harmful is not None or harmless is not None:
+        if harmful is None or harmless is None:
+            raise ParamError("`harmful` and `harmless` chat JSONL files are required (the geometry arm's toxic "
+                             "features)")
+        harmful, harmless = datasets.open(harmful, "`harmful`"), datasets.open(harmless, "`harmless`")
+    questions = load_questions(evaluation.questions, samples_per_paraphrase=evaluation.samples_per_paraphrase,
+                               only=list(evaluation.only) or None)
+    path = Path(options.out) if options.out is not None else default_run_dir(prefix="mitigate-")
+    if needs_sae:  # the model, SAE and layer are checked here, nothing loads
+        _check_harmful_k(options.session(model, path).sources, config.harmful_k)
+    _check_model(model.without_sae(), options, path, recipe, questions)
+    judge_instance = judge.build(path / "judge_cache", evaluation.on_error)
+    if judge.kind in ("openai", "hf"):
+        judge_instance.check()  # an unreachable judge or an unusable judge model: before anything is written
+    entries = {"train": train.entry()}
+    if harmful is not None:
+        entries.update({"harmful": harmful.entry(), "harmless": harmless.entry()})
+    filt = FilterConfig(fraction=config.budget, representation=config.representation)
+    seeds = list(config.random_seeds) if "random" in config.arms else []
+    full = resolved({
+        "command": "mitigate", "model": {"checkpoint": model.checkpoint, "model": model.model, "sae": model.sae,
+                                         "layer": model.layer, "dtype": model.dtype},
+        "data": entries, "budget": config.budget, "arms": list(config.arms), "random_seeds": seeds,
+        "filter": asdict(filt), "harmful_k": config.harmful_k, "finetune": asdict(recipe),
+        "evaluate": {"questions": evaluation.questions, "only": list(evaluation.only) or None,
+                     "samples_per_paraphrase": evaluation.samples_per_paraphrase,
+                     "generation": evaluation.generation.to_dict(), "judge": judge.to_config()}})
+    arms_dir = path / ARMS_DIR
+    failed_only = arms_dir.is_dir() and all(f.name.endswith(".error.txt") or f.name.startswith(".")
+                                            for f in arms_dir.iterdir())
+    stages = [d for d in path.glob("*-*") if d.name.split("-")[0] in STAGES and holds_no_result(d)]
+    release_unfinished(path, full, path / "judge_cache", failures=(arms_dir,) if failed_only else (),
+                       idle=tuple(stages), log=log)  # a stage that produced nothing is released by its own runner
+    run = RunDir.open(path, full)
+    runs = config.runs()
+    base = ArmJob(arm="", name="", seed=None, index=0, total=len(runs), run_path=run.path, data=train.path,
+                  harmful=None if harmful is None else harmful.path,
+                  harmless=None if harmless is None else harmless.path, model=model,
+                  options=replace(options, out=None), filt=filt,
+                  selection=SelectionConfig(harmful_k=config.harmful_k, seed=config.seed), judge=judge,
+                  budget=config.budget, recipe=recipe, evaluation=replace(evaluation, judge_cache=run.path / "judge_cache"))
+    jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index))
+            for index, (arm, name, arm_seed) in enumerate(runs, start=1)]
+    finished = [name for name, _ in jobs if (run.path / ARMS_DIR / f"{name}.json").is_file()]
+    if finished:
+        log(f"arms already finished (skipped): {', '.join(finished)}")
+
+    def announce(done: int, total: int, name: str) -> None:  # on Ray the arms' own output stays in the workers
+        if name:
+            log(f"arm {name} finished ({done}/{total})")
+
+    report = resumable_map(jobs, run_arm, run.path / ARMS_DIR, workers=options.workers,
+                           ray_address=options.ray_address, threads=options.threads,
+                           on_done=announce if options.on_ray else None)
+    per_question: dict[str, list] = {}
+    for arm, name, _ in runs:
+        evaluated = Path(report.results[name]["evaluate"])
+        per_question.setdefault(arm, []).append(pd.read_csv(evaluated / "per_question.csv"))
+    table = arm_table(per_question, n_bootstrap=evaluation.n_bootstrap, seed=config.seed)
+    write_csv(run.file("mitigation.csv"), table)
+    drawn = {"mitigation": mitigation_arms(table)}
+    save_figure(drawn["mitigation"], run.file("mitigation"))
+    note = ("reduction = 100 (1 - sum_q EM_q(arm) / sum_q EM_q(none)) over questions with scored answers in both "
+            "arms; CIs bootstrap questions (and the random arm's seeds)")
+    summary = nan_to_none({"budget": config.budget, "arms": table.to_dict("records"),
+                           "paper_geometry_reduction": PAPER_REDUCTION, "note": note})
+    write_json(run.file("summary.json"), summary)
+    return MitigationResult(run.path, json.loads(json.dumps(summary, default=json_default)), False, drawn)
