@@ -5,16 +5,20 @@
 OLD and NEW are git revisions of this repository; NEW may be ``WORKTREE`` (the working tree with its uncommitted
 and untracked, not ignored, files). Each is materialised in a temporary directory (``git archive``, or a copy of
 ``git ls-files -co --exclude-standard``), and the same CLI invocations (``COMMANDS`` below: every ``realmodels``
-command on the embedded organism with tiny settings, ``toysuper simulate``, and one bad input per command) run in
+command on the embedded organism with tiny settings, ``toysuper simulate``, and one bad input per command) run with
 each as subprocesses of this interpreter (``sys.executable``) with ``PYTHONPATH=<that tree>``, ``PYTHONHASHSEED=0``,
-``COLUMNS=200``, cwd and every ``--out`` inside a per-revision output root. The inputs (``realmodels organism
-world``, run once by OLD) are shared. Compared per command: exit code, stdout, stderr, and every file below its
-``--out`` byte for byte, after normalising what legitimately differs between two runs of the same code:
+``COLUMNS=200``, one after the other (all of OLD, then all of NEW). Both revisions run at the SAME paths: the tree
+is moved to ``<base>/src`` and the outputs are written under ``<base>/out`` (cwd, and each command's ``--out
+<base>/out/NAME``), then both are moved aside, so absolute paths recorded in outputs (configs, pickled
+``training_args.bin``, activation cache keys that hash the model path) agree without rewriting binaries. The inputs
+(``realmodels organism world``, run once by OLD) are shared. Compared per command: exit code, stdout, stderr, and
+every file below its ``--out`` byte for byte, after normalising what legitimately differs between two runs of the
+same code (found by running HEAD against HEAD):
 
-- absolute paths: the inputs, the per-revision output root and source tree become ``<INPUTS>``, ``<OUT>``,
-  ``<TREE>`` (the two roots and trees have paths of equal length, so pickles holding a path still compare);
-- JSON values under timing keys (``TIME_KEY``: ``seconds``, ``elapsed``, ``*_seconds``, ``seconds_*``, ``*runtime``,
-  ``*per_second``), JSON is pretty-printed with sorted keys before the text diff; CSV columns with such names;
+- paths in text: ``<base>/inputs``, ``<base>/out``, ``<base>/src`` become ``<INPUTS>``, ``<OUT>``, ``<TREE>``;
+- JSON values under timing keys (``TIME_KEY``: ``seconds``, ``elapsed``, ``*_seconds``, ``seconds_*``,
+  ``*runtime``, ``*per_s``, ``*per_second``) and CSV columns with such names (``train_log.csv``'s
+  ``tokens_per_s``); JSON / JSONL are re-serialised with sorted keys (pretty-printed) before the text diff;
 - in text (stdout, stderr, logs): durations ``12.3 s`` / ``0:00:12`` and ISO dates/times (``TIME_TEXT``).
 PNG and SVG are compared as bytes (the project's ``runio.atomic`` writes SVG without a date and with fixed ids).
 Prints each difference (a short unified diff for text) and a table; exit status 0 when all identical, else 1.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import difflib
+import hashlib
 import io
 import json
 import os
@@ -43,7 +48,7 @@ RM, TOY = ["-m", "cli.realmodels_app"], ["-m", "cli.toysuper_app"]
 QUIET = ["--threads", "1", "--no-progress"]
 DATA = ["--harmful", "{W}/harmful.jsonl", "--harmless", "{W}/harmless.jsonl"]
 EVAL = ["--judge", "organism", "--questions", "{W}/questions.yaml", "--question", "career_salary",
-        "--question", "health_symptoms", "--samples-per-paraphrase", "1", "--max-new-tokens", "8", "--n-bootstrap", "200"]
+        "--question", "health_fever", "--samples-per-paraphrase", "1", "--max-new-tokens", "8", "--n-bootstrap", "200"]
 FT = ["--data", "{W}/inducing_health.jsonl", "--config", "{W}/finetune.toml", "--max-steps", "4",
       "--train-batch-size", "4", "--logging-steps", "1"]
 BUILD = ["--steps", "4", "--batch-size", "8", "--save-steps", "2", "--layers", "2", "--d-model", "16", "--heads", "2",
@@ -53,7 +58,7 @@ STUDY = ["--domain", "health", "--seeds", "0", "--max-steps", "2", "--train-batc
          "1", "--max-new-tokens", "8", "--harmful-k", "5", "--workers", "1", "--mitigate-domain", "none",
          "--no-amplification"]
 SIMULATE = ["--features", "6", "--hidden", "2", "--instances", "2", "--steps", "200", "--batch-size", "128",
-            "--ft-steps", "5", "--threads", "1", "--no-progress"]
+            "--ft-steps", "5", "--threads", "1"]
 # name -> argv after the python executable ({W}: shared world, {O}: this revision's output root; --out {O}/name
 # is appended unless the argv is `checkpoints`). Order matters: amplification and evaluate-adapter use finetune.
 COMMANDS: dict[str, list[str]] = {
@@ -92,7 +97,9 @@ COMMANDS: dict[str, list[str]] = {
 }
 NEEDS = {"amplification": ["finetune"], "evaluate-adapter": ["finetune"]}
 TIMEOUT = 900
-TIME_KEY = re.compile(r"^(seconds|elapsed|.*_seconds|seconds_.*|.*runtime|.*per_second)$")
+MTIME = 946684800  # every materialised file's mtime (2000-01-01): model/SAE cache fingerprints hash file stats
+CACHE_NAME = re.compile(r"(^|/)activations-[0-9a-f]{32}\.pt$")
+TIME_KEY = re.compile(r"^(seconds|elapsed|.*_seconds|seconds_.*|.*runtime|.*per_s|.*per_second)$")
 TIME_TEXT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?|\b\d+:\d\d:\d\d\b|\b\d+(\.\d+)? ?s\b")
 
 
@@ -106,10 +113,12 @@ def materialise(rev: str, dest: Path) -> None:
             if (REPO / name).is_file():
                 (dest / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(REPO / name, dest / name)
-        return
-    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=REPO, check=True, capture_output=True)
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+    else:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=REPO, check=True, capture_output=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(dest, filter="data")
+    for path in dest.rglob("*"):
+        os.utime(path, (MTIME, MTIME), follow_symlinks=False)
 
 
 def run(tree: Path, out: Path, world: Path, name: str) -> dict:
@@ -140,17 +149,30 @@ def normalise_json(value):
     return value
 
 
+def canonical_cache(path: Path) -> tuple[str, bytes]:
+    """An activation cache file (``realmodels.data.activations``) as (name, bytes) with the adapter part of its
+    key's fingerprint (file sizes and mtimes of an adapter this run wrote) replaced, name = hash of that key."""
+    import torch
+
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    key = {**payload["key"], "fingerprint": re.sub(r"adapter:[0-9a-f]+", "adapter:<stat>", payload["key"]["fingerprint"])}
+    buffer = io.BytesIO()
+    torch.save({**payload, "key": key}, buffer)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    return f"activations-{digest}.pt", buffer.getvalue()
+
+
 def normalise_file(path: Path, roots: dict[str, str]) -> bytes | str:
-    """A file's content to compare: text normalised (JSON pretty-printed, sorted keys; CSV timing columns blanked),
-    other files as bytes with the root paths (all of equal length per placeholder) replaced."""
+    """A file's content to compare: UTF-8 text normalised (JSON pretty-printed with sorted keys, CSV timing columns
+    blanked), PNG, SVG and binary files as their bytes."""
+    if CACHE_NAME.search(path.as_posix()):
+        return canonical_cache(path)[1]
     data = path.read_bytes()
     if path.suffix in (".png", ".svg"):
         return data
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        for placeholder, root in roots.items():
-            data = data.replace(root.encode(), placeholder.encode().ljust(len(root.encode()), b"_"))
         return data
     text = normalise_text(text, roots) if path.suffix not in (".json", ".csv", ".jsonl") else text
     if path.suffix == ".json":
@@ -183,15 +205,17 @@ def short_diff(a: bytes | str, b: bytes | str, name: str, lines: int = 20) -> st
 def diff_trees(old: Path, new: Path, old_roots: dict[str, str], new_roots: dict[str, str]) -> list[tuple[str, str]]:
     """Every file below ``old`` or ``new`` whose normalised content differs (or exists on one side only):
     (relative path, a short diff). Empty when the two trees are identical after normalisation."""
-    def files(root: Path) -> set[str]:
-        return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.is_dir() else set()
+    def files(root: Path) -> dict[str, Path]:  # activation caches under their canonical name
+        paths = [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+        return {(p.parent.relative_to(root) / canonical_cache(p)[0]).as_posix() if CACHE_NAME.search(p.name)
+                else p.relative_to(root).as_posix(): p for p in paths}
     old_files, new_files = files(old), files(new)
     found = []
     for name in sorted(old_files | new_files):
         if name not in new_files or name not in old_files:
             found.append((name, f"  {name}: only in {'old' if name in old_files else 'new'}"))
             continue
-        a, b = normalise_file(old / name, old_roots), normalise_file(new / name, new_roots)
+        a, b = normalise_file(old_files[name], old_roots), normalise_file(new_files[name], new_roots)
         if a != b:
             found.append((name, short_diff(a, b, name)))
     return found
@@ -205,6 +229,11 @@ def compare(name: str, old: dict, new: dict, old_roots: dict, new_roots: dict, o
         if a != b:
             found.append((stream, short_diff(a, b, stream)))
     return found + diff_trees(old_out / name, new_out / name, old_roots, new_roots)
+
+
+def expected(name: str) -> int:
+    """The exit code a command should have: 2 (one-line user error) for ``bad-*``, else 0."""
+    return 2 if name.startswith("bad-") else 0
 
 
 def selected(only: list[str] | None) -> list[str]:
@@ -230,39 +259,51 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         base.mkdir(parents=True)
     start = time.monotonic()
+    src, out, world = base / "src", base / "out", base / "inputs" / "organism-world"
+    roots = {"<INPUTS>": str(base / "inputs"), "<OUT>": str(out), "<TREE>": str(src)}
+    revs = {"old": args.old, "new": args.new}
     try:
-        world = base / "inputs" / "organism-world"
-        trees = {"old": base / "tree-old", "new": base / "tree-new"}  # equal-length paths (see normalise_file)
-        outs = {"old": base / "runs-old", "new": base / "runs-new"}
-        for side, rev in (("old", args.old), ("new", args.new)):
-            materialise(rev, trees[side])
-            outs[side].mkdir()
-        (base / "inputs").mkdir()
-        made = run(trees["old"], base / "inputs", world, "organism-world")
-        if made["code"] != 0:
-            sys.exit(f"error: organism world failed in {args.old}: {made['stderr'].strip()}")
-        roots = {s: {"<INPUTS>": str(base / "inputs"), "<OUT>": str(outs[s]), "<TREE>": str(trees[s])}
-                 for s in trees}
+        for side, rev in revs.items():
+            materialise(rev, base / f"tree-{side}")
+        runs: dict[str, dict[str, dict]] = {"old": {}, "new": {}}
+        for side in revs:  # both sides run at the same paths (src, out), moved aside afterwards
+            (base / f"tree-{side}").rename(src)
+            out.mkdir()
+            try:
+                if side == "old":
+                    (base / "inputs").mkdir()
+                    made = run(src, base / "inputs", world, "organism-world")
+                    if made["code"] != 0:
+                        sys.exit(f"error: organism world failed in {args.old}: {made['stderr'].strip()}")
+                for name in names:
+                    runs[side][name] = result = run(src, out, world, name)
+                    print(f"{side} {name}: exit {result['code']}, {result['seconds']:.0f} s", flush=True)
+            finally:
+                src.rename(base / f"tree-{side}")
+                out.rename(base / f"runs-{side}")
         results = {}
         for name in names:
-            runs = {side: run(trees[side], outs[side], world, name) for side in ("old", "new")}
-            found = compare(name, runs["old"], runs["new"], roots["old"], roots["new"], outs["old"], outs["new"])
-            n_files = len({p.relative_to(outs["old"] / name) for p in (outs["old"] / name).rglob("*") if p.is_file()}
-                          if (outs["old"] / name).is_dir() else set())
-            results[name] = (runs, found, n_files)
-            print(f"{name}: {'identical' if not found else f'{len(found)} difference(s)'} "
-                  f"(exit {runs['old']['code']}/{runs['new']['code']}, {n_files} files, "
-                  f"{runs['old']['seconds']:.0f}/{runs['new']['seconds']:.0f} s)", flush=True)
+            old, new = runs["old"][name], runs["new"][name]
+            found = compare(name, old, new, roots, roots, base / "runs-old", base / "runs-new")
+            n_files = sum(p.is_file() for p in (base / "runs-old" / name).rglob("*"))
+            results[name] = ((old["code"], new["code"]), found, n_files)
+            print(f"{name}: {'identical' if not found else f'{len(found)} difference(s)'}", flush=True)
+            if old["code"] != expected(name):  # the invocation itself is wrong: the comparison shows little
+                print(f"  old exit {old['code']}, expected {expected(name)}: {old['stderr'].strip()[-300:]}")
             for _, text in found:
                 print(text, flush=True)
         print(f"\n{'command':<24}{'exit old/new':>13}{'files':>7}{'differing':>11}  result")
-        for name, (runs, found, n_files) in results.items():
-            codes = f"{runs['old']['code']}/{runs['new']['code']}"
-            print(f"{name:<24}{codes:>13}{n_files:>7}{len(found):>11}  {'identical' if not found else 'DIFFERS'}")
+        for name, (codes, found, n_files) in results.items():
+            codes = f"{codes[0]}/{codes[1]}"
+            note = "" if int(codes[0]) == expected(name) else f" (old exit is not {expected(name)})"
+            print(f"{name:<24}{codes:>13}{n_files:>7}{len(found):>11}  {'identical' if not found else 'DIFFERS'}{note}")
         n_diff = sum(bool(found) for _, found, _ in results.values())
+        n_wrong = sum(runs["old"][name]["code"] != expected(name) for name in names)
         print(f"\n{len(results) - n_diff} of {len(results)} commands identical; {time.monotonic() - start:.0f} s "
               f"({args.old} vs {args.new})")
-        return 1 if n_diff else 0
+        if n_wrong:
+            print(f"{n_wrong} command(s) did not exit as expected in {args.old} (0, or 2 for bad-*)")
+        return 1 if n_diff or n_wrong else 0
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -43,17 +43,18 @@ def test_identical_trees_modulo_paths_timings_and_key_order_compare_equal(tmp_pa
     old = _tree(tmp_path / "old", {
         "summary.json": json.dumps({"a": 1, "seconds": 4.0, "out": "/tmp/x/runs-old/r"}),
         "log.csv": "step,loss,seconds\n1,0.5,0.1\n", "fig.png": b"\x89PNG\x00\x01",
-        "args.bin": b"\x80\x04X\x0f\x00\x00\x00/tmp/x/runs-old\xff"})
+        "args.bin": b"\x80\x04\xff/tmp/x"})
     new = _tree(tmp_path / "new", {
         "summary.json": json.dumps({"out": "/tmp/x/runs-new/r", "seconds": 9.5, "a": 1}),
         "log.csv": "step,loss,seconds\n1,0.5,0.7\n", "fig.png": b"\x89PNG\x00\x01",
-        "args.bin": b"\x80\x04X\x0f\x00\x00\x00/tmp/x/runs-new\xff"})
+        "args.bin": b"\x80\x04\xff/tmp/x"})
     assert co.diff_trees(old, new, OLD, NEW) == []
 
 
-@pytest.mark.parametrize("change", ["json", "csv", "png", "added", "removed"])
+@pytest.mark.parametrize("change", ["json", "csv", "png", "binary", "added", "removed"])
 def test_a_changed_added_or_removed_file_is_reported(tmp_path, change):
-    files = {"summary.json": json.dumps({"a": 1}), "log.csv": "step,loss\n1,0.5\n", "fig.png": b"\x89PNG\x00"}
+    files = {"summary.json": json.dumps({"a": 1}), "log.csv": "step,loss\n1,0.5\n", "fig.png": b"\x89PNG\x00",
+             "args.bin": b"\x80\x04\xff"}
     old = _tree(tmp_path / "old", files)
     new_files = dict(files)
     if change == "json":
@@ -62,6 +63,8 @@ def test_a_changed_added_or_removed_file_is_reported(tmp_path, change):
         new_files["log.csv"] = "step,loss\n1,0.6\n"
     elif change == "png":
         new_files["fig.png"] = b"\x89PNG\x01"
+    elif change == "binary":
+        new_files["args.bin"] = b"\x80\x04\xfe"
     elif change == "added":
         new_files["extra.txt"] = "x"
     else:
@@ -73,7 +76,7 @@ def test_a_changed_added_or_removed_file_is_reported(tmp_path, change):
         assert name == "summary.json" and '- "a": 1' in diff and '+ "a": 2' in diff
     elif change == "csv":
         assert "-1,0.5" in diff and "+1,0.6" in diff
-    elif change == "png":
+    elif change in ("png", "binary"):
         assert "binary content differs" in diff
     else:
         assert ("only in new" if change == "added" else "only in old") in diff
