@@ -54,9 +54,9 @@ FT = ["--data", "{W}/inducing_health.jsonl", "--config", "{W}/finetune.toml", "-
 BUILD = ["--steps", "4", "--batch-size", "8", "--save-steps", "2", "--layers", "2", "--d-model", "16", "--heads", "2",
          "--d-mlp", "32", "--layer", "1", "--n-pretrain", "64", "--d-sae", "32", "--sae-k", "4", "--sae-steps", "20",
          "--sae-conversations", "40", "--seed", "3", "--threads", "1", "--no-progress"]
-STUDY = ["--domain", "health", "--seeds", "0", "--max-steps", "2", "--train-batch-size", "4", "--samples-per-paraphrase",
-         "1", "--max-new-tokens", "8", "--harmful-k", "5", "--workers", "1", "--mitigate-domain", "none",
-         "--no-amplification"]
+STUDY = ["--domain", "health", "--seeds", "0", "--max-steps", "2", "--train-batch-size", "4",
+         "--samples-per-paraphrase", "1", "--max-new-tokens", "8", "--harmful-k", "5", "--workers", "1",
+         "--mitigate-domain", "none"]
 SIMULATE = ["--features", "6", "--hidden", "2", "--instances", "2", "--steps", "200", "--batch-size", "128",
             "--ft-steps", "5", "--threads", "1"]
 # name -> argv after the python executable ({W}: shared world, {O}: this revision's output root; --out {O}/name
@@ -151,11 +151,16 @@ def normalise_json(value):
 
 def canonical_cache(path: Path) -> tuple[str, bytes]:
     """An activation cache file (``realmodels.data.activations``) as (name, bytes) with the adapter part of its
-    key's fingerprint (file sizes and mtimes of an adapter this run wrote) replaced, name = hash of that key."""
+    key's fingerprint (file sizes and mtimes of an adapter this run wrote) replaced, name = hash of that key; a file
+    that is not such a cache keeps its name and bytes."""
     import torch
 
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    key = {**payload["key"], "fingerprint": re.sub(r"adapter:[0-9a-f]+", "adapter:<stat>", payload["key"]["fingerprint"])}
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        key = {**payload["key"], "fingerprint": re.sub(r"adapter:[0-9a-f]+", "adapter:<stat>",
+                                                       payload["key"]["fingerprint"])}
+    except Exception:  # noqa: BLE001 - another format (a change under comparison) is compared as bytes
+        return path.name, path.read_bytes()
     buffer = io.BytesIO()
     torch.save({**payload, "key": key}, buffer)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
@@ -189,8 +194,10 @@ def normalise_file(path: Path, roots: dict[str, str]) -> bytes | str:
     if path.suffix == ".csv":
         rows = list(csv.reader(io.StringIO(text)))
         timed = {i for i, col in enumerate(rows[0] if rows else []) if TIME_KEY.match(col)}
-        rows = [rows[0], *[["<T>" if i in timed else c for i, c in enumerate(row)] for row in rows[1:]]] if rows else []
-        return normalise_text("\n".join(",".join(row) for row in rows), roots)
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(
+            rows[:1] + [["<T>" if i in timed else c for i, c in enumerate(row)] for row in rows[1:]])
+        return normalise_text(buffer.getvalue(), roots)
     return text
 
 

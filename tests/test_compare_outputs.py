@@ -94,3 +94,21 @@ def test_selected_keeps_order_and_adds_what_a_command_needs():
     assert co.selected(None) == list(co.COMMANDS)
     with pytest.raises(SystemExit):
         co.selected(["nosuch"])
+
+
+def _cache(path: Path, adapter: str, value: float) -> None:
+    import torch
+
+    key = {"model": "m + adapter a", "fingerprint": f"model:1;sae:2;adapter:{adapter}", "dataset_sha256": "d"}
+    torch.save({"key": key, "values": torch.tensor([value])}, path)
+
+
+def test_activation_caches_match_without_the_adapters_file_stats_but_not_with_other_values(tmp_path):
+    """The cache file name hashes a key holding the adapter's file mtimes: two runs of the same code write the same
+    activations under different names, which compare equal; different activations do not."""
+    _cache(_tree(tmp_path / "old", {"a": ""}) / "activations-0123456789abcdef0123456789abcdef.pt", "aaaa", 1.0)
+    _cache(_tree(tmp_path / "new", {"a": ""}) / "activations-fedcba9876543210fedcba9876543210.pt", "bbbb", 1.0)
+    assert co.diff_trees(tmp_path / "old", tmp_path / "new", OLD, NEW) == []
+    _cache(tmp_path / "new" / "activations-fedcba9876543210fedcba9876543210.pt", "bbbb", 2.0)
+    found = co.diff_trees(tmp_path / "old", tmp_path / "new", OLD, NEW)
+    assert len(found) == 1 and "binary content differs" in found[0][1]
