@@ -112,3 +112,11 @@ def test_activation_caches_match_without_the_adapters_file_stats_but_not_with_ot
     _cache(tmp_path / "new" / "activations-fedcba9876543210fedcba9876543210.pt", "bbbb", 2.0)
     found = co.diff_trees(tmp_path / "old", tmp_path / "new", OLD, NEW)
     assert len(found) == 1 and "binary content differs" in found[0][1]
+
+
+def test_materialise_writes_the_revision_with_fixed_mtimes(tmp_path):
+    """Every file of the revision, with the fixed mtime the model/SAE cache fingerprints then agree on."""
+    co.materialise("HEAD", tmp_path / "tree")
+    script = tmp_path / "tree" / "benchmarks" / "compare_outputs.py"
+    assert script.is_file() and script.stat().st_mtime == co.MTIME
+    assert (tmp_path / "tree" / "realmodels" / "organism" / "default" / "model").is_dir()
