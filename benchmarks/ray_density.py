@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the baseline pool be
 from process_pool_baseline import resumable_map as pool_map  # noqa: E402
 
 from runio.jobs import resumable_map  # noqa: E402
-from cli.toysuper_runs import density_jobs  # noqa: E402
 from toysuper.em.config import SweepConfig  # noqa: E402
 from toysuper.em.sweep import cells, run_cell  # noqa: E402
+from toysuper.runners import density_jobs  # noqa: E402
 
 
 def load() -> str:

@@ -1,38 +1,13 @@
-"""Rich progress bars and the stdout console shared by the CLIs."""
+"""The CLIs' progress helpers: ``quiet_library_bars`` (``--no-progress``) and, re-exported from ``runio.console``
+(where the runners use them), the progress bar and the stdout console."""
 
 from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 
-from runio.console import stdout_console  # noqa: F401  (the CLIs' console, re-exported)
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from runio.rundir import ALREADY_FINISHED  # noqa: F401  (re-exported for the toysuper commands)
-
-
-def make_progress(transient: bool = False) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), transient=transient)
-
-
-@contextmanager
-def progress_bar(description: str, total: int, *, refresh_every: int = 1):
-    """Yield ``update(done, info="")``; the bar is redrawn at most every ``refresh_every`` units."""
-    with make_progress() as progress:
-        task = progress.add_task(description, total=total, info="")
-        last = [0]
-
-        def update(done: int, info: str | None = None) -> None:
-            if info is not None:
-                progress.update(task, info=info)
-            if done - last[0] >= refresh_every or done == total:
-                progress.update(task, completed=done)
-                last[0] = done
-
-        yield update
+from runio.console import make_progress, progress_bar, stdout_console  # noqa: F401  (re-exported for the CLIs)
+from runio.rundir import ALREADY_FINISHED  # noqa: F401  (re-exported for the CLIs)
 
 
 def quiet_library_bars(progress: bool) -> bool:

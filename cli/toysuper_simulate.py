@@ -1,7 +1,7 @@
 """``toysuper simulate``: train a toy model, fine-tune it on a narrow task, compare measured with predicted
 amplification. The typer function turns flags into overrides and validates the whole config before it
-imports the work (``cli.toysuper_runs.run_simulate``, which ``figures`` calls too): a bad flag fails in a
-fraction of a second. Each override's help ends with the config's default."""
+imports the work (``toysuper.runners.run_simulate``, which ``figures`` calls too) and prints its result
+(``cli.toysuper_tables``): a bad flag fails in a fraction of a second. Each override's help ends with the config's default."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import typer
 from cli.configfile import config_option, resolve_config
 from cli.errors import user_errors
 from cli.threads import DEFAULT_THREADS, Threads, set_threads
-from runio.rundir import default_run_dir
 from toysuper.config import SimulateConfig
 
 
@@ -61,6 +60,7 @@ def simulate(
     }
     resolved = resolve_config(SimulateConfig, config, overrides)
     set_threads(threads)
-    from cli.toysuper_runs import run_simulate  # the work: torch, pandas, matplotlib
+    from cli.toysuper_tables import show
+    from toysuper.runners import run_simulate  # the work: torch, pandas, matplotlib
 
-    run_simulate(resolved, out or default_run_dir(prefix="simulate-"))
+    show("simulate", run_simulate(resolved, out))

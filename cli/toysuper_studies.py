@@ -2,8 +2,8 @@
 ``geometry`` and ``figures`` (every figure in figures/, including ``simulate``'s). Each reads its defaults from
 the dataclass configs (``toysuper.em.config``, mirrored in toysuper/configs/<study>.toml), then a --config
 TOML, then flags (``cli.configfile.resolve_config``; each flag's help ends with the config's default), and
-validates all of it before importing the work (``cli.toysuper_runs``: run directory, atomic writes, resume
-when rerun with the same --out). ``cli.toysuper_app`` registers ``COMMANDS``; this module does not import it."""
+validates all of it before calling the work (``toysuper.runners``; rerun with the same --out to resume) and
+printing its result (``cli.toysuper_tables``). ``cli.toysuper_app`` registers ``COMMANDS``, not imported here."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from cli.configfile import config_default, config_option, resolve_config
 from cli.errors import user_errors
 from cli.jobs_options import RayAddress, check_reachable
 from cli.threads import DEFAULT_THREADS, Threads, set_threads
-from runio.rundir import default_run_dir
 from theory.errors import InputError
 from toysuper.config import SimulateConfig
 from toysuper.em.config import GeometryConfig, InducingConfig, MitigateConfig, SweepConfig
@@ -37,11 +36,12 @@ def parse_int_list(text: str | None, name: str) -> tuple[int, ...] | None:
 
 
 def _run(study: str, config, out: Optional[Path], threads: int, **extra) -> None:
-    """Set the threads of a validated ``config`` and run ``study`` into ``out`` (default runs/<study>-<time>)."""
+    """Set the threads of a validated ``config``, run ``study`` into ``out`` (default runs/<study>-<time>), print it."""
     set_threads(threads)
-    from cli.toysuper_runs import RUNNERS  # the work: torch, pandas, matplotlib
+    from cli.toysuper_tables import show
+    from toysuper.runners import RUNNERS  # the work: torch, pandas, matplotlib
 
-    RUNNERS[study](config, out or default_run_dir(prefix=f"{study}-"), **extra)
+    show(study, RUNNERS[study](config, out, **extra))
 
 
 @user_errors
@@ -141,9 +141,10 @@ def figures(
         overrides = {"workers": workers} if study == "density" else {}
         configs[study] = resolve_config(CONFIG_CLASSES[study], file, overrides)
     set_threads(threads)
-    from cli.toysuper_runs import run_figures  # the work: torch, pandas, matplotlib
+    from cli.toysuper_tables import print_figures, rule, show
+    from toysuper.runners import run_figures  # the work: torch, pandas, matplotlib
 
-    run_figures(configs, out_dir, runs, fresh=fresh, ray_address=ray_address)
+    print_figures(run_figures(configs, out_dir, runs, fresh=fresh, ray_address=ray_address, on_start=rule, on_done=show))
 
 
 COMMANDS = (inducing, mitigate, density, geometry, figures)  # registered by cli.toysuper_app, in this order

@@ -76,8 +76,8 @@ def _density_with(tmp_path: Path, kind: str) -> subprocess.CompletedProcess:
     """``toysuper density`` (tiny grid, one worker) in a subprocess whose cells all raise what ``kind`` names."""
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_SWEEP)
-    script = ("import sys\nimport cli.toysuper_runs\nfrom tests.cli.test_jobs import raising_job\n"
-              f"cli.toysuper_runs.run_cell = lambda cell: raising_job({kind!r})\n"
+    script = ("import sys\nimport toysuper.em.sweep\nfrom tests.cli.test_jobs import raising_job\n"
+              f"toysuper.em.sweep.run_cell = lambda cell: raising_job({kind!r})\n"
               "from cli.toysuper_app import main\n"
               f"sys.argv = ['toysuper', 'density', '--config', {str(config)!r}, '--out', {str(tmp_path / 'out')!r}, "
               "'--workers', '1']\nmain()\n")

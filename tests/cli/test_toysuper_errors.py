@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import cli.toyrun
-import cli.toysuper_runs
+import toysuper.runners
+import toysuper.runs
 from cli.toysuper_app import main
 from tests.helpers import TINY_SIMULATE_ARGS, assert_one_line_error, run_cli
 from toysuper.config import SimulateConfig
@@ -128,14 +128,14 @@ def _interrupt(*_, **__):
 
 
 def test_ctrl_c_before_anything_is_saved_says_so(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli.toyrun, "train", _interrupt)
+    monkeypatch.setattr(toysuper.runs, "train", _interrupt)
     code, _, err = _simulate(tmp_path / "run", capsys)
     assert_one_line_error(code, err)
     assert "nothing to resume" in err and "saved" not in err.replace("before any result was saved", "")
 
 
 def test_ctrl_c_after_training_names_the_saved_work(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli.toysuper_runs, "run_simulation", _interrupt)
+    monkeypatch.setattr(toysuper.runners, "simulate", _interrupt)
     out = tmp_path / "run"
     code, _, err = _simulate(out, capsys)
     assert_one_line_error(code, err)

@@ -11,9 +11,9 @@ import pytest
 
 from cli.toysuper_app import main
 from cli.configfile import resolve_config
-from cli.toysuper_runs import FIGURES
 from cli.toysuper_studies import CONFIG_CLASSES
 from tests.helpers import assert_one_line_error, run_cli
+from toysuper.runners import FIGURES
 
 CONFIGS = Path(__file__).resolve().parents[2] / "toysuper" / "configs"
 
