@@ -133,7 +133,7 @@ def run_density(config: SweepConfig | Mapping | None = None, out: str | Path | N
     on the Ray cluster at ``ray_address`` if given); then ``density.csv``, the heatmap and ``summary.json``."""
     config = resolve(SweepConfig, config)
     config = config if workers is None else replace(config, workers=workers)
-    check_reachable(ray_address, name="`ray_address`")
+    check_reachable(ray_address)
     identity = {k: v for k, v in config.to_dict().items() if k != "workers"}  # results do not depend on workers
     run, grid = RunDir.open(run_path(out, "density"), identity), sweep.cells(config)
     with progress_bar("density sweep cells", len(grid)) as update:
@@ -202,7 +202,7 @@ def run_figures(configs: Mapping[str, object] | None = None, out_dir: str | Path
     if unknown := sorted(set(configs) - set(RUNNERS)):
         raise ParamError(f"`configs` has no study {unknown[0]!r} (studies: {', '.join(RUNNERS)})")
     resolved = {study: resolve(CONFIGS[study], configs.get(study)) for study in RUNNERS}
-    check_reachable(ray_address, name="`ray_address`")
+    check_reachable(ray_address)
     out_dir, runs, start = Path(out_dir), Path(runs), time.perf_counter()
     results, timings = {}, {}
     for study, config in resolved.items():
