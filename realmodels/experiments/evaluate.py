@@ -40,7 +40,7 @@ from runio.atomic import read_json, save_figure, write_csv, write_json
 from runio.console import console
 from runio.jobs import set_threads
 from runio.rundir import RunDir, default_run_dir
-from theory.errors import ParamError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,9 +73,10 @@ def _complete_before(path: Path, config: dict) -> bool:
     if recorded_config(path) != config or not (path / SUMMARY).is_file():
         return False
     try:
-        return read_json(path / SUMMARY).get("complete") is True
-    except Exception:  # noqa: BLE001 - a damaged summary is rewritten by this run
+        summary = read_json(path / SUMMARY)
+    except InputError:  # a damaged summary: this run writes it again
         return False
+    return isinstance(summary, dict) and summary.get("complete") is True
 
 
 def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpec | None = ModelSpec(),
@@ -84,7 +85,8 @@ def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpe
     """The evaluation (module docstring) in the resumable run directory ``options.out`` (default
     runs/evaluate-<timestamp>): answers by ``model`` (default: the embedded model organism; ``sae``, ``layer``,
     ``batch_size`` and ``ignore_memory_check`` are not used: the generation batch is ``config.generation``'s), or
-    by ``endpoint`` (then ``model`` is None or names no model), scored by ``judge``."""
+    by ``endpoint`` (then ``model`` is None or names no model), scored by ``judge``. Of ``options`` only ``out``,
+    ``threads`` and ``progress`` are used (the answers are generated in this process)."""
     questions = load_questions(config.questions, samples_per_paraphrase=config.samples_per_paraphrase,
                                only=list(config.only) or None)
     question_file = config.questions or DEFAULT_QUESTIONS
