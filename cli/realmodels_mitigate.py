@@ -22,8 +22,6 @@ import typer
 
 from cli.errors import user_errors
 from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
-from cli.realmodels_evaluate import (DEFAULT_JUDGE_MODEL, EvaluateSettings, JudgeChoice, check_prompts_fit,
-                                     check_settings, context_limit, run_evaluation)
 from cli.realmodels_filtering import FILTERED, run_filter
 from cli.realmodels_finetune import check_recipe, finetune
 from cli.realmodels_inputs import dataset_entry, dataset_file
@@ -33,10 +31,13 @@ from cli.realmodels_run import ModelOptions, harmful_pair, holds_no_result, rele
 from cli.realmodels_tables import console, print_mitigation
 from cli.threads import DEFAULT_THREADS, Threads, check_threads
 from realmodels.analysis.configs import FilterConfig, SelectionConfig
+from realmodels.evaluate.config import (DEFAULT_JUDGE_MODEL, EvaluateConfig, JudgeChoice, check_prompts_fit,
+                                       context_limit)
 from realmodels.evaluate.generate import GenerationConfig
 from realmodels.evaluate.mitigate import ARMS
 from realmodels.finetune.config import MAX_SEED
 from realmodels.evaluate.questions import load_questions
+from realmodels.experiments.spec import ModelSpec, RunOptions
 from runio.atomic import json_default, nan_to_none, save_figure, write_csv, write_json, write_text
 from runio.jobs import resumable_map
 from runio.rundir import RunDir, default_run_dir
@@ -83,6 +84,25 @@ def _check_harmful_k(sources, harmful_k: int) -> None:
         raise InputError(f"--harmful-k {harmful_k} exceeds the SAE's width ({d_sae} features)")
 
 
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """TEMPORARY (until mitigate composes the runners): an arm's evaluation, the arguments of
+    ``realmodels.experiments.evaluate.run_evaluation``."""
+
+    config: EvaluateConfig
+    model: ModelSpec
+    judge: JudgeChoice
+    options: RunOptions
+
+
+def run_evaluation(settings: EvaluateSettings, out: Path) -> dict:
+    """``settings``' evaluation in ``out``; its summary."""
+    from realmodels.experiments.evaluate import run_evaluation as run
+
+    return run(settings.config, model=settings.model, judge=settings.judge,
+               options=replace(settings.options, out=out)).summary
+
+
 def _check_model(opts: ModelOptions, path: Path, recipes: dict, questions: list, settings: EvaluateSettings) -> None:
     """The fine-tuned model against every arm's recipe (adapter layers and modules, on its config: no weights) and
     the questions' prompts against its context or --max-length (the tokenizer only)."""
@@ -93,7 +113,7 @@ def _check_model(opts: ModelOptions, path: Path, recipes: dict, questions: list,
     model_config = source.config()
     for recipe in dict.fromkeys(recipes.values()):
         check_targets(model_config, recipe, source.name)
-    check_prompts_fit(source.tokenizer, questions, *context_limit(source.plain, settings))
+    check_prompts_fit(source.tokenizer, questions, *context_limit(source.plain, settings.model))
 
 
 def _arm_runs(arms: list[str], seeds: list[int]) -> list[tuple[str, str, int | None]]:
@@ -189,12 +209,12 @@ def mitigate(
     judge_choice = JudgeChoice(kind=judge, model=judge_model, endpoint=judge_endpoint, api_key_env=judge_api_key_env)
     generation = GenerationConfig(temperature=temperature, max_new_tokens=max_new_tokens,
                                   batch_size=generate_batch_size, seed=seed)
-    evaluate_settings = EvaluateSettings(
-        questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
-        generation=generation, judge=judge_choice, thresholds=thresholds, checkpoint=checkpoint, model=model,
-        adapter=None, dtype=dtype, device_map=device_map, chat_template=chat_template, max_length=max_length,
-        on_error=on_error, n_bootstrap=n_bootstrap, threads=threads, progress=progress)
-    check_settings(evaluate_settings)
+    evaluate_settings = EvaluateSettings(  # checks the values
+        EvaluateConfig(questions=questions, only=tuple(question or ()), samples_per_paraphrase=samples_per_paraphrase,
+                       generation=generation, thresholds=thresholds, n_bootstrap=n_bootstrap, on_error=on_error),
+        ModelSpec(checkpoint=checkpoint, model=model, dtype=dtype, device_map=device_map, chat_template=chat_template,
+                  max_length=max_length),
+        judge_choice, RunOptions(threads=threads, progress=progress))
     finetune_options = {
         "preset": preset, "config": finetune_config, "r": None, "alpha": None, "rslora": None, "dropout": None,
         "target_modules": None, "lora_layer": lora_layer, "lr": lr, "epochs": epochs, "max_steps": max_steps,
@@ -236,7 +256,8 @@ def mitigate(
                   harmful=harmful_path, harmless=harmless_path, opts=opts, filt=filt,
                   selection=SelectionConfig(harmful_k=harmful_k, seed=seed), judge=judge_choice, on_error=on_error,
                   budget=budget, finetune=finetune_options,
-                  evaluate=replace(evaluate_settings, judge_cache=run.path / "judge_cache"))
+                  evaluate=replace(evaluate_settings, config=replace(evaluate_settings.config,
+                                                                     judge_cache=run.path / "judge_cache")))
     jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index))
             for index, (arm, name, arm_seed) in enumerate(runs, start=1)]
     finished = [name for name, _ in jobs if (run.path / ARMS_DIR / f"{name}.json").is_file()]
@@ -309,7 +330,7 @@ def run_arm(job: ArmJob) -> dict:
     finetune_dir = job.run_path / f"finetune-{job.name}"
     finetune.__wrapped__(data=train, out=finetune_dir, **job.finetune)
     evaluated = job.run_path / f"evaluate-{job.name}"
-    run_evaluation(replace(job.evaluate, adapter=finetune_dir), evaluated)
+    run_evaluation(replace(job.evaluate, model=replace(job.evaluate.model, adapter=finetune_dir)), evaluated)
     return {"arm": job.arm, "name": job.name, "evaluate": str(evaluated)}
 
 

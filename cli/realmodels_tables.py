@@ -118,7 +118,7 @@ def print_finetune(summary: dict, out: Path) -> None:
 
 
 def print_evaluation(summary: dict, out: Path) -> None:
-    """``summary``: an evaluate run's summary.json (``cli.realmodels_evaluate.run_evaluation``)."""
+    """``summary``: an evaluate run's summary.json (``realmodels.experiments.evaluate.run_evaluation``)."""
     overall = summary["overall"]
     table = Table(title=f"emergent misalignment ({summary['n_answers']} answers, {summary['n_questions']} questions, "
                         f"judge {summary['judge']})")

@@ -161,8 +161,8 @@ def test_registered_as_organism(tmp_path):
         make_judge("organism", endpoint="http://x")
 
 
-def test_the_evaluate_clis_judge_choice_builds_it(tmp_path):
-    from cli.realmodels_evaluate import JudgeChoice
+def test_the_evaluations_judge_choice_builds_it(tmp_path):
+    from realmodels.evaluate.config import JudgeChoice
 
     judge = JudgeChoice(kind="organism").build(tmp_path, "continue")
     assert judge.name == NAME
