@@ -1,22 +1,19 @@
-"""``realmodels organism build``: write the synthetic chat world, pre-train the model organism on it and train its
-SAE (``realmodels.organism``), resumably. The result works with every command as ``--model OUT/model --sae
-OUT/sae --layer L``. Bad input (an unknown domain, a layer the model does not have, sizes <= 0, an output
-directory holding another build) is one line before anything is written."""
+"""The ``realmodels organism`` sub-app: ``build`` (write the synthetic chat world, pre-train the model organism on it
+and train its SAE, resumably: ``realmodels.experiments.organism.run_organism_build``; the result works with every
+command as ``--model OUT/model --sae OUT/sae --layer L``), ``world`` (``write_organism_world``) and ``study``
+(``cli.organism_study``, registered here)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from cli.errors import user_errors
-from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
 from cli.realmodels_options import Progress
 from cli.realmodels_tables import console, fmt
-from cli.threads import DEFAULT_THREADS, Threads, check_threads, set_threads
-from theory.errors import InputError
+from cli.threads import DEFAULT_THREADS, Threads, check_threads
 
 organism_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                            help="The model organism: a small transformer in which emergent misalignment happens.")
@@ -75,30 +72,6 @@ def build(
                   f"datasets and questions are in {out / 'world'}")
 
 
-def _organism(path: Optional[Path]) -> dict:
-    """The organism a study runs on (``realmodels.experiments.organism.Organism``), as the study's config records it."""
-    from realmodels.experiments.organism import Organism
-
-    return Organism.load(path).to_dict()
-
-
-def _release_failed_study(out: Path, config: dict) -> None:
-    """Let a new config into a study directory none of whose stages finished (no summary.json, no finished job):
-    what a failed study leaves (the world's files, stage directories that produced nothing, jobs' error files)
-    is rewritten or released by the stages themselves, so only the old config.json goes."""
-    from cli.realmodels_run import recorded_config
-    from runio.rundir import CONFIG_NAME
-
-    if recorded_config(out) in (None, config):
-        return
-    if any(out.rglob("summary.json")) or any(p for p in (out / "jobs").glob("*.json")):
-        return
-    console.print(f"[yellow]{out} holds a study that finished no stage: starting the new study there[/]")
-    for failure in (out / "jobs").glob("*.error.txt"):
-        failure.unlink()
-    (out / CONFIG_NAME).unlink()
-
-
 @organism_app.command("world")
 @user_errors
 def world(
@@ -116,76 +89,6 @@ def world(
                   f"inducing set against each control) and {out / 'finetune.toml'} (the study's LoRA recipe)")
 
 
-@organism_app.command("study")
-@user_errors(flags={"domains": "--domain", "mitigate_domains": "--mitigate-domain", "batch_size": "--train-batch-size"})
-def study(
-    out: Annotated[Path, typer.Option(help="Study directory (rerun to resume).")] = Path("runs/organism-study"),
-    organism: Annotated[Optional[Path], typer.Option(help="An `organism build` directory (default: the embedded "
-                                                          "organism).")] = None,
-    domain: Annotated[Optional[list[str]], typer.Option(help="Fine-tuning domain (repeatable; default: health, "
-                                                             "career, legal).")] = None,
-    seeds: Annotated[str, typer.Option(help="Seeds of the fine-tuning data and the adapter init (comma-separated).")
-                     ] = "0,1,2",
-    r: Annotated[int, typer.Option(help="LoRA rank.", rich_help_panel="Fine-tuning")] = 8,
-    alpha: Annotated[float, typer.Option(help="LoRA alpha.", rich_help_panel="Fine-tuning")] = 16.0,
-    lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel="Fine-tuning")] = 1e-3,
-    max_steps: Annotated[int, typer.Option(help="Optimiser steps.", rich_help_panel="Fine-tuning")] = 200,
-    train_batch_size: Annotated[int, typer.Option(help="Conversations per step.", rich_help_panel="Fine-tuning")
-                                ] = 16,
-    samples_per_paraphrase: Annotated[int, typer.Option(help="Answers per question paraphrase.",
-                                                        rich_help_panel="Evaluation")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(help="Answer length limit.", rich_help_panel="Evaluation")] = 64,
-    ratio: Annotated[float, typer.Option(help="EM holds when inducing >= RATIO x each control (intervals apart).",
-                                         rich_help_panel="Evaluation")] = 3.0,
-    harmful_k: Annotated[int, typer.Option(help="Harmful SAE features.")] = 20,
-    mitigate_domain: Annotated[Optional[list[str]], typer.Option(
-        help="Domain of a mitigation experiment (repeatable; default: health; 'none' for none).",
-        rich_help_panel="Mitigation")] = None,
-    budget: Annotated[float, typer.Option(help="Removal budget of every mitigation arm.",
-                                          rich_help_panel="Mitigation")] = 1 / 3,
-    random_seeds: Annotated[str, typer.Option(help="Seeds of the random-removal arm.", rich_help_panel="Mitigation")
-                            ] = "0,1",
-    amplification: Annotated[bool, typer.Option(help="Measured vs predicted amplification of the seed-0 inducing "
-                                                     "arms.")] = True,
-    workers: Workers = 2, ray_address: RayAddress = None,
-) -> None:
-    """The paper's study on the organism: geometry, audit, fine-tuning arms (inducing + two controls, several
-    seeds), amplification, evaluation, mitigation and the misalignment direction (resumable)."""
-    from cli.realmodels_mitigate import _ints
-    from realmodels.organism.study import STUDY_DOMAINS, StudyConfig, StudyRecipe
-    from runio.rundir import RunDir
+from cli.organism_study import study  # noqa: E402  (registers `organism study` on organism_app)
 
-    check_workers(workers)
-    check_reachable(ray_address)
-    mitigations = ("health",) if mitigate_domain is None else tuple(d for d in mitigate_domain if d != "none")
-    cfg = StudyConfig(domains=tuple(domain) if domain else STUDY_DOMAINS, seeds=tuple(_ints(seeds, "--seeds")),
-                      recipe=StudyRecipe(r=r, alpha=alpha, lr=lr, max_steps=max_steps,
-                                         batch_size=train_batch_size),
-                      samples_per_paraphrase=samples_per_paraphrase, max_new_tokens=max_new_tokens, ratio=ratio,
-                      harmful_k=harmful_k, mitigate_domains=mitigations, budget=budget,
-                      random_seeds=tuple(_ints(random_seeds, "--random-seeds")) if mitigations else (0,),
-                      amplification=amplification)
-    chosen = _organism(organism)
-    unknown = [d for d in (*cfg.domains, *cfg.mitigate_domains) if d not in chosen["world"]["domains"]]
-    if unknown:
-        raise InputError(f"domain {unknown[0]!r} is not in this organism's world (domains: "
-                         f"{', '.join(chosen['world']['domains'])})")
-    from realmodels.loading.saes import saved_sae_shape
-
-    d_sae = saved_sae_shape(Path(chosen["sae"]))[1]
-    if cfg.harmful_k > d_sae:
-        raise InputError(f"--harmful-k {cfg.harmful_k} exceeds the organism's SAE width ({d_sae} features)")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
-    config = {"command": "organism study", "organism": chosen, "study": cfg.to_dict()}
-    _release_failed_study(out, config)
-    run = RunDir.open(out, config)
-    from cli.organism_study import run_study
-
-    summary = run_study(run.path, chosen, cfg.to_dict(), workers=workers, address=ray_address, log=console.print)
-    held = summary["em_holds"]
-    console.print(f"emergent misalignment (inducing >= {cfg.ratio:g}x both controls, intervals apart) holds for "
-                  f"{held['pairs']} of {held['of']} (domain, seed) pairs; every seed: "
-                  f"{', '.join(held['domains_all_seeds']) or 'no domain'}")
-    console.print(f"tables: {run.path / 'study.md'}, {run.path / 'em.csv'}; figure {run.path / 'em_rates.png'}; "
-                  f"{summary['seconds_this_run']:.0f} s this run")
+organism_app.command("study")(study)
