@@ -21,11 +21,12 @@ import pandas as pd
 import typer
 
 from cli.errors import user_errors
+from cli.finetune_recipe import check_recipe
 from cli.jobs_options import RayAddress, Workers, check_reachable, check_workers
 from cli.realmodels_evaluate import (DEFAULT_JUDGE_MODEL, EvaluateSettings, JudgeChoice, check_prompts_fit,
                                      check_settings, context_limit, run_evaluation)
 from cli.realmodels_filtering import FILTERED, run_filter
-from cli.realmodels_finetune import check_recipe, finetune
+from cli.realmodels_finetune import finetune
 from cli.realmodels_inputs import dataset_entry, dataset_file
 from cli.realmodels_options import (BatchSize, CacheDir, ChatTemplate, Checkpoint, DeviceMap, Dtype, IgnoreMemory,
                                     Layer, MaxLength, ModelPath, Out, Progress, SaePath, check_count)
@@ -89,7 +90,7 @@ def _check_model(opts: ModelOptions, path: Path, recipes: dict, questions: list,
     from realmodels.finetune.lora import check_targets
     from realmodels.finetune.source import TrainingModel
 
-    source = TrainingModel.from_options(opts, path, needs_sae=False)
+    source = TrainingModel.from_spec(*opts.specs(), path, needs_sae=False)
     model_config = source.config()
     for recipe in dict.fromkeys(recipes.values()):
         check_targets(model_config, recipe, source.name)
