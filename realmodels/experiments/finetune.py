@@ -29,7 +29,7 @@ from realmodels.experiments.run import SUMMARY, Log, finished_summary, release_u
 from realmodels.experiments.spec import ModelSpec, RunOptions
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
 from realmodels.loading.adapters import RUN_ADAPTER, RUN_FULL_MODEL
-from runio.atomic import write_json
+from runio.atomic import read_json, write_json
 from runio.console import console
 from runio.jobs import set_threads
 from runio.rundir import CONFIG_NAME, RunDir, default_run_dir
@@ -131,4 +131,4 @@ def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monit
                                 features=features, batch_size=model.batch_size, progress=options.progress,
                                 log=lambda message: log(f"[yellow]{message}[/]"), drawn=drawn)
     write_json(run.file(SUMMARY), summary)
-    return FinetuneResult(run.path, summary, already_finished=False, drawn=drawn)
+    return FinetuneResult(run.path, read_json(run.file(SUMMARY)), already_finished=False, drawn=drawn)  # as saved
