@@ -11,7 +11,7 @@ Example (the embedded model organism, a few steps of the em-betley LoRA recipe):
     from realmodels.experiments import RunOptions, run_finetune
     from realmodels.finetune.config import FinetuneConfig, MonitorConfig
 
-    result = run_finetune("world/inducing.jsonl",
+    result = run_finetune("world/inducing_health.jsonl",
                           recipe=FinetuneConfig.from_preset("em-betley", max_steps=20, lr=1e-4),
                           monitor=MonitorConfig(every=5), harmful="world/harmful.jsonl",
                           harmless="world/harmless.jsonl", options=RunOptions(out="runs/finetune", progress=False))
