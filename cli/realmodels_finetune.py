@@ -18,7 +18,7 @@ import typer
 from cli.dataclass_options import with_options
 from cli.errors import user_errors
 from cli.finetune_recipe import read_finetune_toml, recipe_flags, resolve_recipe, watch_configs
-from cli.realmodels_options import MODEL_OPTIONS, RUN_OPTIONS
+from cli.realmodels_options import MODEL_OPTIONS, RUN_OPTIONS, SINGLE_PROCESS
 from cli.realmodels_tables import print_finetune
 from realmodels.experiments.spec import ModelSpec, RunOptions
 
@@ -28,7 +28,7 @@ WATCH = "Monitor and guard"
 
 @user_errors
 @with_options(model=MODEL_OPTIONS.replace(exclude=("adapter",)),
-              options=RUN_OPTIONS.replace(exclude=("workers", "ray_address", "num_gpus_per_worker")))
+              options=RUN_OPTIONS.replace(exclude=SINGLE_PROCESS))  # finetune has no adapter or Ray options
 def finetune(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (loss on assistant tokens only).")],
     preset: Annotated[str, typer.Option(help="em-betley | em-rank1 | full (see the README).")] = "em-betley",
