@@ -65,9 +65,8 @@ def _check_use(model: ModelSpec, options: RunOptions, monitor, probe) -> None:
         raise ParamError("`probe` needs `monitor`")
     if model.adapter is not None:
         raise ParamError("`adapter` is not used by fine-tuning (it trains the base model)")
-    if options.on_ray or options.num_gpus_per_worker:
-        raise ParamError("`workers`, `ray_address` and `num_gpus_per_worker` are not used by fine-tuning (it trains "
-                         "in this process)")
+    if options.on_ray:  # (RunOptions refuses GPUs per worker without workers)
+        raise ParamError("`workers` and `ray_address` are not used by fine-tuning (it trains in this process)")
 
 
 def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monitor: MonitorConfig | None = None,
