@@ -15,16 +15,18 @@ these runners (``cli/``)::
     result.figures      # {"proximity": Figure, "differences": Figure}
 
 Runners: ``run_geometry``, ``run_filter``, ``run_audit``, ``run_amplification`` (SAE analyses on a ``Session``,
-``realmodels.experiments.run``), ``run_evaluation`` (answers, judgements, EM rates); more in their modules."""
+``realmodels.experiments.run``), ``run_finetune`` (fine-tuning, ``realmodels.finetune``), ``run_evaluation``
+(answers, judgements, EM rates); more in their modules."""
 
 from realmodels.experiments.amplification import AmplificationResult, run_amplification
 from realmodels.experiments.audit import AuditResult, run_audit
 from realmodels.experiments.evaluate import EvaluationResult, run_evaluation
 from realmodels.experiments.filter import FilterResult, run_filter
+from realmodels.experiments.finetune import FinetuneResult, run_finetune
 from realmodels.experiments.geometry import Domain, GeometryResult, run_geometry
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.spec import ModelSpec, RunOptions
 
-__all__ = ["AmplificationResult", "AuditResult", "Domain", "EvaluationResult", "FilterResult", "GeometryResult",
-           "ModelSpec", "RunOptions", "RunResult", "run_amplification", "run_audit", "run_evaluation", "run_filter",
-           "run_geometry"]
+__all__ = ["AmplificationResult", "AuditResult", "Domain", "EvaluationResult", "FilterResult", "FinetuneResult",
+           "GeometryResult", "ModelSpec", "RunOptions", "RunResult", "run_amplification", "run_audit", "run_evaluation",
+           "run_filter", "run_finetune", "run_geometry"]

@@ -24,11 +24,11 @@ the command-line options use too."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Literal
 
-from theory.configs import check_choice
+from theory.configs import check_choice, merge, strict_from_dict
 from theory.errors import InputError, ParamError
 
 Method = Literal["lora", "full"]
@@ -167,6 +167,13 @@ class FinetuneConfig:
         if self.preset == "em-rank1" and (self.lora_layers is None or len(self.lora_layers) != 1):
             raise ParamError("the em-rank1 preset puts one adapter on one layer: give exactly one `lora_layers`")
 
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> FinetuneConfig:
+        """The recipe of preset ``name`` (``PRESETS``) with ``overrides`` (keyword = field; None keeps the preset's
+        value): ``FinetuneConfig.from_preset("em-rank1", lora_layers=(1,), max_steps=50)``. Unknown presets,
+        unknown keys and wrong types are InputErrors (``preset_recipe``)."""
+        return preset_recipe(name, overrides)
+
 
 @dataclass(frozen=True)
 class MonitorConfig:
@@ -232,6 +239,14 @@ PRESETS: dict[str, dict] = {  # preset -> the FinetuneConfig values it changes f
                  "lr": 2e-5, "save_steps": 100},
     "full": {"preset": "full", "method": "full", "lr": 1e-5},
 }
+
+
+def preset_recipe(name: str, overrides: dict, *, prefix: str = "") -> FinetuneConfig:
+    """The defaults <- preset ``name``'s values <- ``overrides`` (None values ignored; lists accepted for tuples),
+    built strictly (``theory.configs.strict_from_dict``: an unknown key or a wrong type is an InputError naming
+    ``prefix`` + the key)."""
+    return strict_from_dict(FinetuneConfig, merge(merge(asdict(FinetuneConfig()), preset_table(name)), overrides),
+                            prefix=prefix)
 
 
 def preset_table(name: str) -> dict:

@@ -29,12 +29,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class FeatureData:
-    """The chat JSONL files that define the monitored / guarded features: harmful vs harmless responses (the
-    harmful features) and the control the training data is contrasted with (its target features)."""
+    """The chat datasets (opened ``Dataset``s, or JSONL files) that define the monitored / guarded features: harmful
+    vs harmless responses (the harmful features) and the control the training data is contrasted with (its target
+    features)."""
 
-    harmful: Path
-    harmless: Path
-    control: Path
+    harmful: Dataset | Path
+    harmless: Dataset | Path
+    control: Dataset | Path
     criterion: Criterion = "mean_diff"
 
 
@@ -66,7 +67,8 @@ def prepare_data(tokenizer: PreTrainedTokenizerBase, data: Dataset | Path, *, ma
                     n_truncated=sum(chat.truncated for chat in chats))
 
 
-def feature_sets(session: Session, data: Path, features: FeatureData, *, k: int, harmful_k: int) -> tuple[list, list]:
+def feature_sets(session: Session, data: Dataset | Path, features: FeatureData, *, k: int,
+                 harmful_k: int) -> tuple[list, list]:
     """(harmful features, target features) on the base model: top ``harmful_k`` of harmful vs harmless, top
     ``k`` of the training data vs the control (``realmodels.analysis.features``)."""
     from realmodels.analysis.features import dataset_features, harmful_features
@@ -78,13 +80,15 @@ def feature_sets(session: Session, data: Path, features: FeatureData, *, k: int,
     return harmful.tolist(), targets.tolist()
 
 
-def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Path, cfg: FinetuneConfig, out: Path,
-                      prepared: Prepared, monitor: MonitorConfig | None = None, guard: GuardConfig | None = None,
-                      features: FeatureData | None = None, batch_size: int = 8, progress: bool = True,
-                      log: Callable[[str], None] = print,
-                      callbacks: Sequence[TrainerCallback] = ()) -> dict:
+def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Dataset | Path, cfg: FinetuneConfig,
+                      out: Path, prepared: Prepared, monitor: MonitorConfig | None = None,
+                      guard: GuardConfig | None = None, features: FeatureData | None = None, batch_size: int = 8,
+                      progress: bool = True, log: Callable[[str], None] = print,
+                      callbacks: Sequence[TrainerCallback] = (), drawn: dict | None = None) -> dict:
     """Train and return the run's summary (module docstring). ``model`` is the loaded base model (the
-    session's bundle model when ``session`` is given: the monitor and the guard read its SAE)."""
+    session's bundle model when ``session`` is given: the monitor and the guard read its SAE). ``data`` and the
+    ``features``' datasets are read by the session as given (an opened ``Dataset`` keeps its tokenisation).
+    ``drawn``, when given, receives the figures drawn (name -> matplotlib Figure)."""
     from realmodels.finetune.lora import make_trainable
     from realmodels.finetune.plotting import loss_figure, monitor_figure
     from realmodels.finetune.train import run_training
@@ -121,7 +125,9 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Path, 
                           callbacks=extra_callbacks, guard=guard_state, progress=progress)
     from realmodels.finetune.train import TRAIN_LOG
 
-    save_figure(loss_figure(out / TRAIN_LOG), out / "loss")
+    drawn = {} if drawn is None else drawn
+    drawn["loss"] = loss_figure(out / TRAIN_LOG)
+    save_figure(drawn["loss"], out / "loss")
     summary.update({
         "steps": result.steps, "max_steps": result.max_steps, "resumed_from": result.resumed_from,
         "stopped_early": result.stopped_early, "final_loss": result.final_loss, "output": str(result.output),
@@ -131,7 +137,8 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Path, 
     if watcher is not None:
         from realmodels.finetune.monitor import MONITOR
 
-        save_figure(monitor_figure(out / MONITOR, alarm=monitor.alarm), out / "monitor")
+        drawn["monitor"] = monitor_figure(out / MONITOR, alarm=monitor.alarm)
+        save_figure(drawn["monitor"], out / "monitor")
         summary["monitor"] = watcher.summary()
     if guard_state is not None:
         summary["guard"] = {**asdict(guard), "rank": int(guard_state.basis.shape[1]),

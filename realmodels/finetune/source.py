@@ -14,6 +14,8 @@ from theory.errors import ParamError
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+    from realmodels.experiments.spec import ModelSpec, RunOptions
+
 
 @dataclass
 class TrainingModel:
@@ -23,16 +25,15 @@ class TrainingModel:
     plain: PlainModel | None = None
 
     @classmethod
-    def from_options(cls, options, run_path: Path, *, needs_sae: bool) -> TrainingModel:
-        """From the CLI's ``ModelOptions``: a Session when ``needs_sae``; else the model alone (``sae`` and
-        ``layer`` are then not used and are errors, so a run's config never records an unused SAE)."""
+    def from_spec(cls, model: ModelSpec, options: RunOptions, run_path: Path, *, needs_sae: bool) -> TrainingModel:
+        """``model`` as a Session (activations cached as ``options`` says) when ``needs_sae``; else the model alone
+        (``sae`` and ``layer`` are then not used and are errors, so a run's config never records an unused SAE).
+        Nothing is loaded."""
         if needs_sae:
-            return cls(session=options.session(run_path))
-        if options.sae is not None or options.layer is not None:
+            return cls(session=options.session(model, run_path))
+        if model.sae is not None or model.layer is not None:
             raise ParamError("`sae` and `layer` are used by `monitor` or `guard` only")
-        return cls(plain=PlainModel.resolve(checkpoint=options.checkpoint, model=options.model, dtype=options.dtype,
-                                            chat_template=options.chat_template, max_length=options.max_length,
-                                            device_map=options.device_map))
+        return cls(plain=model.plain())
 
     @property
     def name(self) -> str:

@@ -116,3 +116,21 @@ def test_guard_and_monitor_values_are_finite_and_bounded():
         MonitorConfig(every=10**30)
     with pytest.raises(InputError, match="min_target_rise"):
         MonitorConfig(min_target_rise=float("inf"))
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_from_preset_is_the_preset_with_overrides(name):
+    """``FinetuneConfig.from_preset`` (the Python user's and the CLI's resolution): the preset's values, then the
+    overrides (None keeps the preset's; lists become tuples)."""
+    layers = [1] if name == "em-rank1" else None
+    cfg = FinetuneConfig.from_preset(name, lora_layers=layers, lr=3e-4, dropout=None)
+    assert cfg == _preset(name, lr=3e-4, lora_layers=None if layers is None else tuple(layers))
+
+
+def test_from_preset_refuses_unknown_presets_keys_and_types():
+    with pytest.raises(InputError, match="unknown preset 'em-nonsense'"):
+        FinetuneConfig.from_preset("em-nonsense")
+    with pytest.raises(InputError, match="unknown config key 'learning_rate'"):
+        FinetuneConfig.from_preset("em-betley", learning_rate=1e-4)
+    with pytest.raises(InputError, match="config key 'r' must be an integer"):
+        FinetuneConfig.from_preset("em-betley", r="32")
