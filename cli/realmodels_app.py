@@ -1,8 +1,8 @@
 """``realmodels``: the SAE feature geometry of emergent misalignment on real checkpoints — the app, assembled from
 the command modules: ``cli.realmodels_analysis`` (``checkpoints``, ``geometry``, ``filter``, ``audit``),
 ``cli.realmodels_finetune``, ``cli.realmodels_evaluate``, ``cli.realmodels_mitigate``, ``cli.realmodels_amplification``
-and the ``organism`` sub-app (``cli.realmodels_organism``). ``cli.realmodels_options`` holds the shared options,
-``cli.realmodels_run`` the skeleton the analysis commands share (session, run directory, resume)."""
+and the ``organism`` sub-app (``cli.realmodels_organism``). ``cli.realmodels_options`` holds the shared options.
+Each command parses its options, calls one runner of ``realmodels.experiments`` and prints."""
 
 from __future__ import annotations
 

@@ -98,10 +98,3 @@ def choose_domains(from_file: list[Domain], from_flags: list[str], only: list[st
         return [domains[n] for n in only]
     return list(domains.values())
 
-
-def dataset_entry(path: Path) -> dict:
-    """TEMPORARY (the commands not yet on runners): a dataset's ``{"path", "sha256"}`` once every line is
-    checked (``realmodels.data.dataset.Dataset``)."""
-    from realmodels.data.dataset import Dataset
-
-    return Dataset.open(path).entry()

@@ -87,7 +87,10 @@ class MitigateConfig:
                 raise ParamError(f"`random_seeds` must be distinct (each seed is one run), got "
                                  f"{','.join(map(str, self.random_seeds))!r}")
             for value in self.random_seeds:
-                check_count(value, "random_seeds", minimum=0, maximum=MAX_SEED)
+                try:
+                    check_count(value, "random_seeds", minimum=0, maximum=MAX_SEED)
+                except ParamError as exc:
+                    raise ParamError(f"every seed of {exc}") from None
         FilterConfig(fraction=self.budget, representation=self.representation)  # checks the budget
         if not 0.0 < self.budget:
             raise ParamError(f"`budget` must be in (0, 1) for a mitigation (0 removes nothing), got {self.budget}")

@@ -85,23 +85,23 @@ def test_mitigate_all_arms_resume_and_outputs(tmp_path, capsys, monkeypatch, que
         assert summary["paper_geometry_reduction"] == 34.5 and len(summary["arms"]) == 4
         assert "reduction vs none" in stdout
 
-        from cli import realmodels_mitigate
+        from realmodels.experiments import evaluate as evaluate_runner
 
         calls = {"n": 0}
-        original = realmodels_mitigate.run_evaluation
+        original = evaluate_runner.run_evaluation
 
-        def crash_on_third(settings, out):
+        def crash_on_third(*args, **kwargs):
             calls["n"] += 1
             if calls["n"] == 3:
                 raise KeyboardInterrupt
-            return original(settings, out)
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(realmodels_mitigate, "run_evaluation", crash_on_third)
+        monkeypatch.setattr(evaluate_runner, "run_evaluation", crash_on_third)
         code, _, _ = rm(capsys, _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl,
                                       server.url, killed))
         assert code != 0 and not (killed / "summary.json").exists()
         finished = files(killed / "evaluate-none")
-        monkeypatch.setattr(realmodels_mitigate, "run_evaluation", original)
+        monkeypatch.setattr(evaluate_runner, "run_evaluation", original)
         requests_before = len(server.requests)
         ray_before = ray_processes()
         code, stdout, err = rm(capsys, [*_args(question_file, gemma_local, inducing_jsonl, harmful_jsonl,
@@ -207,7 +207,7 @@ def test_a_run_whose_arms_all_failed_takes_the_corrected_config(tmp_path, capsys
                                                                 harmless_jsonl):
     """What a failed run left (config.json of another recipe, arms/none.error.txt, the judge cache) does not lock
     --out: the corrected rerun starts there; a directory holding a finished arm is still refused."""
-    from cli import realmodels_mitigate
+    from runio import jobs
 
     out = tmp_path / "run"
     (out / "arms").mkdir(parents=True)
@@ -220,7 +220,7 @@ def test_a_run_whose_arms_all_failed_takes_the_corrected_config(tmp_path, capsys
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(realmodels_mitigate, "resumable_map", interrupted)
+    monkeypatch.setattr(jobs, "resumable_map", interrupted)
     with FakeOpenAI(judge_handler) as server:
         args = _args(question_file, gemma_local, inducing_jsonl, harmful_jsonl, harmless_jsonl, server.url, out)
         code, stdout, err = rm(capsys, args)

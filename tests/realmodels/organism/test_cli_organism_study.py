@@ -91,7 +91,7 @@ def test_bad_study_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, 
 def test_a_study_that_finished_no_stage_takes_the_corrected_config(tmp_path, capsys, monkeypatch):
     """A study that failed before finishing any stage (its config.json, a job's error file, the world it wrote)
     does not lock --out; one with a finished stage is still refused."""
-    from cli import organism_study
+    from realmodels.experiments import study as study_runner
 
     out = tmp_path / "study"
     (out / "jobs").mkdir(parents=True)
@@ -102,7 +102,7 @@ def test_a_study_that_finished_no_stage_takes_the_corrected_config(tmp_path, cap
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(organism_study, "run_study", interrupted)
+    monkeypatch.setattr(study_runner, "write_data", interrupted)  # right after the run directory takes the config
     args = ["organism", "study", "--domain", "health", *TINY, "--random-seeds", "0", "--out", out]
     code, stdout, err = rm(capsys, args)
     assert code == 2 and "interrupted" in err, err
