@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Optional
 
 from cli.configfile import config_table, read_toml, resolve_config
+from cli.errors import flag
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig, preset_recipe, preset_table
 from theory.configs import merge
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 TOML_KEYS = ("finetune", "monitor", "guard")
+RECIPE_FLAGS = {"lora_layers": "--lora-layer", "batch_size": "--train-batch-size"}
+"""The recipe fields whose flags are spelled differently (``batch_size`` is also the model's ``--batch-size``)."""
 
 
 def read_finetune_toml(config: Path | None) -> dict:
@@ -34,7 +37,10 @@ def resolve_recipe(preset: str, file_cfg: dict, flags: dict) -> FinetuneConfig:
     table = file_cfg.get("finetune", {})
     if table.get("preset", preset) != preset:
         raise InputError(f"[finetune] preset = {table['preset']!r} in the config file conflicts with --preset {preset}")
-    return preset_recipe(preset, merge(table, flags), prefix="finetune.")
+    try:
+        return preset_recipe(preset, merge(table, flags), prefix="finetune.")
+    except ParamError as exc:  # the recipe's fields, as this command's flags (--batch-size is the model's)
+        raise InputError(exc.renamed(lambda param: flag(param, RECIPE_FLAGS))) from None
 
 
 def recipe_flags(options: dict) -> dict:

@@ -26,7 +26,7 @@ RECIPE = "Recipe (defaults: the preset's)"
 WATCH = "Monitor and guard"
 
 
-@user_errors(flags={"lora_layers": "--lora-layer", "batch_size": "--train-batch-size", "every": "--monitor-every",
+@user_errors(flags={"lora_layers": "--lora-layer", "every": "--monitor-every",
                     "k": "monitor.k", "top_movers": "monitor.top_movers", "max_probes": "monitor.max_probes",
                     "harmful_k": "monitor.harmful_k or guard.harmful_k"})
 @with_options(model=MODEL_OPTIONS.replace(exclude=("adapter",)),

@@ -37,7 +37,7 @@ def ints(text: str, what: str) -> list[int]:
     return values
 
 
-@user_errors(flags={"lora_layers": "--lora-layer", "batch_size": "--train-batch-size", "budget": "--budget"})
+@user_errors(flags={"lora_layers": "--lora-layer"})
 @with_options(model=MODEL_OPTIONS.replace(exclude=("adapter",)), options=ARM_OPTIONS)
 def mitigate(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (the narrow fine-tuning set).")],

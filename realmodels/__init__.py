@@ -16,7 +16,11 @@ Subpackages, bottom up: each imports from the ones before it, ``theory`` and ``r
 - ``evaluate``: question sets, answer generation (a local model or an OpenAI-compatible endpoint, bounded
   requests), the judges behind a registry, EM rates and the mitigation experiment's arms.
 - ``organism``: the model organism — the synthetic chat world, its exact judge, the build of the model and its
-  SAE, the shipped default, and the paper's study on it.
+  SAE, the shipped default, and the measurements of the paper's study on it.
+- ``experiments``: the front door, one runner per experiment (geometry, filter, audit, finetune, amplification,
+  evaluate, mitigate, organism build/world, the organism study): a config, a ``ModelSpec`` and ``RunOptions`` in,
+  a result (summary, DataFrames, figures, ``save``) out; each owns its input checks, run directory and resume.
 
 The Ray activation pool (``data.pool``) and the resumable job map it shares the execution conventions with
-(``runio.jobs``) import no CLI framework; the CLI (``cli/``) parses options and calls these packages."""
+(``runio.jobs``) import no CLI framework; each ``realmodels`` command (``cli/``) parses its options and calls one
+runner of ``experiments``."""

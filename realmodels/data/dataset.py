@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realmodels.data.jsonl import BOM, Conversation, _messages
+from realmodels.data.jsonl import Conversation, _messages, decode_lines
 from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
@@ -46,18 +46,10 @@ class Dataset:
         p = p.resolve()
         raw = p.read_bytes()
         lines, conversations, numbers = [], [], []
-        for number, chunk in enumerate(raw.split(b"\n"), start=1):
-            if number == 1 and chunk.startswith(BOM):
-                chunk = chunk[len(BOM):]
-            try:
-                line = chunk.decode("utf-8").rstrip("\r")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{p}:{number}: not valid UTF-8 (byte {exc.start + 1} of the line: "
-                                 f"{exc.reason}); save the file as UTF-8") from None
-            if line.strip():
-                conversations.append(_messages(line, f"{p}:{number}"))
-                lines.append(line)
-                numbers.append(number)
+        for number, line in decode_lines(raw.split(b"\n"), p):
+            conversations.append(_messages(line, f"{p}:{number}"))
+            lines.append(line)
+            numbers.append(number)
         if not conversations:
             raise InputError(f"chat dataset {p} holds no conversations")
         return cls(p, hashlib.sha256(raw).hexdigest(), tuple(lines), tuple(conversations), tuple(numbers))

@@ -9,7 +9,7 @@ nesting too deep, an integer too large or NaN is a bad line, not a traceback).""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from runio.reading import JsonError, loads_json
@@ -20,22 +20,28 @@ ROLES = ("system", "developer", "user", "assistant", "tool")  # the chat roles t
 BOM = b"\xef\xbb\xbf"
 
 
+def decode_lines(raw_lines: Iterable[bytes], path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text without the line break) for each non-blank line of ``raw_lines`` (a file's
+    lines as bytes, split on ``\\n``), decoded as UTF-8 without a leading BOM; ``path`` names the file in errors."""
+    for number, raw in enumerate(raw_lines, start=1):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}:{number}: not valid UTF-8 (byte {exc.start + 1} of the line: "
+                             f"{exc.reason}); save the file as UTF-8") from None
+        if line.strip():
+            yield number, line
+
+
 def iter_jsonl_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, text without the line break) for each non-blank line of a UTF-8 file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"chat dataset {path} does not exist or is not a file")
     with path.open("rb") as lines:
-        for number, raw in enumerate(lines, start=1):
-            if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            try:
-                line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise InputError(f"{path}:{number}: not valid UTF-8 (byte {exc.start + 1} of the line: "
-                                 f"{exc.reason}); save the file as UTF-8") from None
-            if line.strip():
-                yield number, line
+        yield from decode_lines(lines, path)
 
 
 def _messages(line: str, where: str) -> Conversation:

@@ -95,3 +95,28 @@ def test_each_dataset_is_tokenised_once_per_run(small_world, tmp_path, monkeypat
     sizes = {str(w[name].resolve()): len(w[name].read_text().splitlines())
              for name in ("inducing_health", "harmful", "harmless")}
     assert dict(counts) == sizes
+
+
+def test_a_fresh_filter_reads_its_training_file_once(small_world, tmp_path, monkeypatch):
+    """The training file is opened once (read, checked and hashed in one pass) by a fresh ``run_filter``: the
+    input check, the activations' cache key and the filtered lines all come from that one ``Dataset``."""
+    import builtins
+    import io
+
+    train = (tmp_path / "train.jsonl")
+    train.write_bytes(small_world["mixed_health"].read_bytes())
+    opened = []
+    real_open, real_io_open = builtins.open, io.open
+
+    def counting(file, *args, **kwargs):
+        if str(file) == str(train):
+            opened.append(file)
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", counting)
+    monkeypatch.setattr(io, "open", lambda file, *a, **k: counting(file, *a, **k) if str(file) == str(train)
+                        else real_io_open(file, *a, **k))
+    w = small_world
+    run_filter(train, w["harmful"], w["harmless"], FilterConfig(fraction=0.25), selection=SELECTION,
+               options=_options(tmp_path / "filter"))
+    assert len(opened) == 1, opened
