@@ -1,6 +1,8 @@
 """Data on a real checkpoint: chat JSONL datasets, the residual stream, and per-sample SAE activations.
 
-- ``chat``: reading chat JSONL (one-line errors naming ``file:line``), rendering with the chat template and
+- ``dataset``: a run's dataset (``Dataset``: read, checked and hashed in one pass, tokenised once per tokenizer
+  and length; ``Datasets``: each file of a run opened once), which the runners pass to every stage;
+- ``jsonl`` / ``chat``: reading chat JSONL (one-line errors naming ``file:line``), rendering with the chat template and
   masking the assistant tokens;
 - ``residual``: ``blocks.L.hook_resid_post`` through a forward hook that stops after layer L;
 - ``activations``: each sample's mean residual and mean SAE code over its assistant tokens, cached on disk

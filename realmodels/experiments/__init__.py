@@ -16,7 +16,10 @@ these runners (``cli/``)::
 
 Runners: ``run_geometry``, ``run_filter``, ``run_audit``, ``run_amplification`` (SAE analyses on a ``Session``,
 ``realmodels.experiments.run``), ``run_finetune`` (fine-tuning, ``realmodels.finetune``), ``run_evaluation``
-(answers, judgements, EM rates); more in their modules."""
+(answers, judgements, EM rates); in their modules: ``mitigate.run_mitigation`` (filter -> finetune -> evaluate per
+arm), ``organism.run_organism_build``, ``organism.write_organism_world`` and ``organism.Organism`` (the model
+organism), ``study.run_study`` (the paper's study on the organism, composed of the runners above). Each module's
+docstring has a runnable example; ``examples/organism_pipeline.py`` chains them."""
 
 from realmodels.experiments.amplification import AmplificationResult, run_amplification
 from realmodels.experiments.audit import AuditResult, run_audit

@@ -152,19 +152,27 @@ def run_arm(job: ArmJob) -> dict:
     if job.arm in ("geometry", "random"):
         filt = replace(job.filt, random=job.arm == "random",
                        seed=job.seed if job.seed is not None else job.selection.seed)
-        run_filter(job.data, job.harmful, job.harmless, filt, selection=job.selection, model=job.model,
-                   options=replace(stage, out=job.run_path / f"filter-{job.name}"), log=log)
+        removal = run_filter(job.data, job.harmful, job.harmless, filt, selection=job.selection, model=job.model,
+                             options=replace(stage, out=job.run_path / f"filter-{job.name}"), log=log).summary
+        log(f"filter-{job.name}: removed {removal['n_removed']} of {removal['n_samples']} samples "
+            f"({removal['method']})")
         train = job.run_path / f"filter-{job.name}" / FILTERED
     elif job.arm == "judge":
         train = judge_filter(job.data, job.judge.build(job.run_path / "judge_cache", job.evaluation.on_error),
                              job.budget, job.run_path / "filter-judge", log)
     finetuned = job.run_path / f"finetune-{job.name}"
     plain = job.model.without_sae()
-    run_finetune(train, recipe=job.recipe, model=plain, log=log,
-                 options=RunOptions(out=finetuned, threads=job.options.threads, progress=job.options.progress))
+    tuned = run_finetune(train, recipe=job.recipe, model=plain, log=log,
+                         options=RunOptions(out=finetuned, threads=job.options.threads,
+                                            progress=job.options.progress)).summary
+    loss = "n/a" if tuned["final_loss"] is None else f"{tuned['final_loss']:.4f}"
+    log(f"finetune-{job.name}: {tuned['steps']} steps, final loss {loss}")
     evaluated = job.run_path / f"evaluate-{job.name}"
-    run_evaluation(job.evaluation, model=replace(plain, adapter=finetuned), judge=job.judge, log=log,
-                   options=RunOptions(out=evaluated, threads=job.options.threads, progress=job.options.progress))
+    rates = run_evaluation(job.evaluation, model=replace(plain, adapter=finetuned), judge=job.judge, log=log,
+                           options=RunOptions(out=evaluated, threads=job.options.threads,
+                                              progress=job.options.progress)).summary
+    em = rates["overall"]["em"]
+    log(f"evaluate-{job.name}: EM {em['k']} / {em['n']} answers")
     return {"arm": job.arm, "name": job.name, "evaluate": str(evaluated)}
 
 
