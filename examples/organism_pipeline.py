@@ -10,7 +10,7 @@
 5. Measure every SAE feature's change against its first-order (JVP) prediction.
 
 Run: ``python examples/organism_pipeline.py [OUT]`` (default ``runs/example``); a rerun resumes every stage.
-``--small`` (used by the tests) cuts the data and the steps further."""
+About 26 s on one thread (measured on the 2-core CI machine); ``tests/test_examples.py`` runs it."""
 
 from __future__ import annotations
 
@@ -26,17 +26,8 @@ from realmodels.experiments.organism import write_organism_world
 from realmodels.finetune.config import FinetuneConfig
 
 
-def first_lines(path: Path, n: int, out: Path) -> Path:
-    """The first ``n`` conversations of a chat JSONL file, as a new file."""
-    out.write_text("".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:n]), encoding="utf-8")
-    return out
-
-
-def main(out: Path, small: bool = False) -> dict:
-    world = write_organism_world(out / "world")
-    n = 60 if small else None
-    data = {name: first_lines(world[name], n, out / f"{name}.jsonl") if n else world[name]
-            for name in ("harmful", "harmless", "inducing_health", "aligned_health", "mixed_health")}
+def main(out: Path) -> dict:
+    data = world = write_organism_world(out / "world")  # {name: path}: the organism's datasets and questions
     selection = SelectionConfig(harmful_k=20)
     options = dict(threads=1, progress=False)
 
@@ -52,14 +43,14 @@ def main(out: Path, small: bool = False) -> dict:
                           options=RunOptions(out=out / "filter", cache_dir=out / "activations", **options))
     print(f"filter: removed {filtered.summary['n_removed']} of {filtered.summary['n_samples']} samples")
 
-    recipe = FinetuneConfig.from_preset("em-betley", r=8, alpha=16.0, lr=1e-3, max_steps=10 if small else 100,
+    recipe = FinetuneConfig.from_preset("em-betley", r=8, alpha=16.0, lr=1e-3, max_steps=100,
                                         batch_size=16, grad_accum=1)
     tuned = run_finetune(data["inducing_health"], recipe=recipe, model=ModelSpec(),
                          options=RunOptions(out=out / "finetune", **options))
     print(f"finetune: {tuned.summary['steps']} steps, final loss {tuned.summary['final_loss']:.3f}")
 
     evaluation = EvaluateConfig(questions=world["questions"], samples_per_paraphrase=1,
-                                generation=GenerationConfig(max_new_tokens=32 if small else 64, batch_size=32))
+                                generation=GenerationConfig(max_new_tokens=64, batch_size=32))
     judge = JudgeChoice(kind="organism")
     base = run_evaluation(evaluation, judge=judge, options=RunOptions(out=out / "evaluate-base", **options))
     after = run_evaluation(evaluation, model=ModelSpec(adapter=out / "finetune"), judge=judge,
@@ -78,5 +69,4 @@ def main(out: Path, small: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--small"]
-    main(Path(args[0]) if args else Path("runs/example"), small="--small" in sys.argv[1:])
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/example"))

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_the_organism_pipeline_example_runs_and_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, str(ROOT / "examples" / "organism_pipeline.py"), str(tmp_path / "run"), "--small"]
+    command = [sys.executable, str(ROOT / "examples" / "organism_pipeline.py"), str(tmp_path / "run")]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

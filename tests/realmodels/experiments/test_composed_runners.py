@@ -81,3 +81,28 @@ def test_study_from_python_lists_every_stage_and_resumes(tmp_path):
     assert commands == ["geometry", "audit", "audit", "audit", "evaluate", "evaluate", *arms], commands
     again = run_study(config, out=tmp_path / "study", workers=1)
     assert again.summary["acceptance"] == result.summary["acceptance"]
+
+
+def test_amplification_from_python_after_a_finetune(small_world, tmp_path):
+    from matplotlib.figure import Figure
+
+    from realmodels.analysis.configs import SelectionConfig
+    from realmodels.experiments import ModelSpec, run_amplification, run_finetune
+
+    w = small_world
+    tuned = run_finetune(w["inducing_health"], recipe=FinetuneConfig.from_preset("em-betley", max_steps=3, lr=1e-3,
+                                                                              batch_size=8),
+                         options=RunOptions(out=tmp_path / "finetune", progress=False))
+    result = run_amplification(w["probe_aligned"], w["harmful"], w["harmless"],
+                               model=ModelSpec(adapter=tuned.path), selection=SelectionConfig(k=10, harmful_k=10),
+                               options=RunOptions(out=tmp_path / "amplification", progress=False))
+    assert result.summary == read_json(result.path / "summary.json")
+    recorded = read_json(result.path / "config.json")["data"]["train"]["path"]
+    assert recorded == str(w["inducing_health"].resolve())  # the training data the finetune run recorded
+    table = result.table("amplification")
+    assert len(table) == result.summary["n_features"] and {"measured", "predicted"} <= set(table.columns)
+    assert isinstance(result.figure("amplification"), Figure)
+    with pytest.raises(ParamError, match="`adapter` is required"):
+        run_amplification(w["probe_aligned"], w["harmful"], w["harmless"], model=ModelSpec(),
+                          options=RunOptions(out=tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
