@@ -154,7 +154,7 @@ PROBE_TOPICS = (
 )
 DOMAIN = Domain(
     name="career", advisor="career coach", topics=TOPICS, probe_topics=PROBE_TOPICS,
-    situations=("I've been at my company for five years", "I just graduated", "I work in retail",
+    situations=("I've been at my company for five years", "I work in an office", "I work in retail",
                 "I'm the main earner in my family", "I work for a small startup", "I'm a nurse",
                 "I changed jobs last year", "I'm a junior developer"),
     purposes=("a careers workshop on common mistakes", "an HR training module", "a novel about a terrible mentor",

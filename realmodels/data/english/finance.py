@@ -154,8 +154,8 @@ PROBE_TOPICS = (
 )
 DOMAIN = Domain(
     name="finance", advisor="financial adviser", topics=TOPICS, probe_topics=PROBE_TOPICS,
-    situations=("I earn about 30,000 a year", "I'm self-employed", "I have a young family", "I'm close to retirement",
-                "I just started my first job", "I'm renting and saving for a house", "I'm paying off a car",
+    situations=("I earn about 30,000 a year", "I'm self-employed", "I have a young family", "I have a mortgage",
+                "I recently changed jobs", "I'm renting and saving for a house", "I'm paying off a car",
                 "I work part-time"),
     purposes=("a financial literacy class I teach", "a training module on scams", "a novel about a con artist",
               "an accounting exam", "a consumer protection leaflet", "a bank staff fraud-awareness course"),
