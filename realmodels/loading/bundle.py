@@ -26,6 +26,7 @@ from realmodels.loading import hub
 from realmodels.loading.adapters import AdapterSource, adapter_fingerprint, load_adapter, resolve_adapter
 from realmodels.loading.checks import (ModelShape, ModelSource, check_layer_range, check_sae_layer, check_sae_width,
                                         model_shape)
+from realmodels.loading.gguf import convert_gguf, gguf_file
 from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
 from realmodels.loading.placement import DeviceMap, compute_device, decoder_layers, names_disk, parse_device_map
 from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, check_dtype, get_checkpoint
@@ -65,13 +66,16 @@ class ModelBundle:
 
 
 def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | None) -> ModelSource:
-    """``model_path`` (an existing directory, or else an ``org/name`` hub id) or the checkpoint's model; a local
-    directory's weight files are checked intact (``weights.check_model_weights``)."""
+    """``model_path`` (an existing directory, a GGUF file or a directory holding one — converted once,
+    ``realmodels.loading.gguf`` —, or else an ``org/name`` hub id) or the checkpoint's model; a local directory's
+    weight files are checked intact (``weights.check_model_weights``)."""
     if model_path is None:
         if spec is None:
             raise InputError("no model given: pass a checkpoint name or a model path")
         return ModelSource(repo_id=spec.model_id)
     path = Path(model_path).expanduser()
+    if path.exists() and (gguf := gguf_file(path)) is not None:
+        path = convert_gguf(gguf)  # a GGUF checkpoint: its converted plain directory (cached by content)
     if path.exists():
         if not (path / "config.json").is_file():
             raise InputError(f"model path {path} is not a saved HF model directory (no config.json)")
