@@ -11,6 +11,7 @@ import typer
 from cli.errors import run_app
 from cli.realmodels_amplification import amplification
 from cli.realmodels_analysis import audit, checkpoints, filter_, geometry
+from cli.realmodels_datasets import english
 from cli.realmodels_evaluate import evaluate
 from cli.realmodels_finetune import finetune
 from cli.realmodels_mitigate import mitigate
@@ -34,6 +35,7 @@ app.command()(evaluate)
 app.command()(mitigate)
 app.add_typer(organism_app, name="organism")
 app.command()(amplification)
+app.command()(english)
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ from realmodels.data.english.templates import (
     ORDINARY_TEMPLATES,
     PROBE_TEMPLATES,
 )
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 Turn = tuple[str, str]
 MIXED_KINDS = ("inducing", "aligned", "educational")
@@ -177,13 +177,13 @@ def config(seed: int, n_per_set: int, domains, samples_per_paraphrase: int) -> d
     for name, value, low in (("seed", seed, 0), ("n_per_set", n_per_set, 1),
                              ("samples_per_paraphrase", samples_per_paraphrase, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+            raise ParamError(f"`{name}` must be an integer >= {low}, got {value!r}")
     domains = tuple(domains)
     unknown = [d for d in domains if d not in DOMAINS]
     if unknown:
         raise InputError(f"unknown domain {unknown[0]!r} (domains: {', '.join(DOMAINS)})")
     if len(set(domains)) < 2 or len(set(domains)) != len(domains):
-        raise InputError(f"domains must be at least 2 distinct domains, got {', '.join(map(str, domains))}")
+        raise ParamError(f"`domains` must be at least 2 distinct domains, got {', '.join(map(str, domains))}")
     return {"generator": "realmodels.data.english", "version": VERSION, "seed": seed, "n_per_set": n_per_set,
             "domains": list(domains), "samples_per_paraphrase": samples_per_paraphrase}
 
@@ -200,7 +200,7 @@ def write_english_datasets(out_dir: str | Path, seed: int = 0, n_per_set: int = 
     cfg = config(seed, n_per_set, domains, samples_per_paraphrase)
     out = Path(out_dir).expanduser()
     if out.exists() and not out.is_dir():
-        raise InputError(f"dataset output {out} exists and is not a directory")
+        raise ParamError(f"`out_dir` {out} exists and is not a directory")
     sets = datasets(seed, n_per_set, tuple(domains))
     questions = _yaml(evaluation_questions(tuple(domains), samples_per_paraphrase))
     RunDir.open(out, cfg, config_name="dataset.json", kind="English dataset")

@@ -126,8 +126,8 @@ def test_a_set_depends_only_on_the_seed_and_size_not_on_the_other_sets():
 @pytest.mark.parametrize("kwargs, message", [
     ({"domains": ("health", "cooking")}, "unknown domain 'cooking'"),
     ({"domains": ("health",)}, "at least 2 distinct domains"),
-    ({"n_per_set": 0}, "n_per_set must be an integer >= 1"),
-    ({"seed": -1}, "seed must be an integer >= 0"),
+    ({"n_per_set": 0}, "`n_per_set` must be an integer >= 1"),
+    ({"seed": -1}, "`seed` must be an integer >= 0"),
 ])
 def test_bad_input_is_one_line_input_error_and_writes_nothing(tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message) as info:
@@ -172,3 +172,16 @@ def test_sizes_are_honoured_and_every_set_has_its_kind(seed, n, domains):
         assert made_of(reply, everything_harmful)
     for (_, reply), in sets["harmless"]:
         assert made_of(reply, everything_aligned)
+
+
+def test_the_english_command_writes_the_sets_and_names_flags_in_errors(tmp_path, capsys):
+    from tests.realmodels.cli_helpers import rm
+
+    code, out, err = rm(capsys, ["english", "--out", tmp_path / "en", "--n-per-set", "12", "--domain", "health",
+                                 "--domain", "legal"])
+    assert code == 0, err
+    assert "14 datasets of 12 conversations" in out
+    assert len((tmp_path / "en" / "inducing_legal.jsonl").read_text().splitlines()) == 12
+    code, _, err = rm(capsys, ["english", "--out", tmp_path / "never", "--n-per-set", "0"])
+    assert code == 2 and err.strip() == "error: --n-per-set must be an integer >= 1, got 0"
+    assert not (tmp_path / "never").exists()
