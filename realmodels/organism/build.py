@@ -9,7 +9,7 @@ assistant-only loss does not teach. Training is ``realmodels.finetune.train.run_
 recipe (AdamW, cosine schedule, Trainer checkpoints, so a killed build resumes from its last checkpoint), and
 ``out/model`` is ``save_pretrained`` of the model and its tokenizer. Weights are a function of the config: the
 initialisation is seeded with ``seed`` and the Trainer's data order and RNG with ``seed`` too. Then a TopK
-SAE (``organism.sae``) is trained on the assistant-token residuals after layer ``layer`` into ``out/sae``."""
+SAE (``realmodels.sae.train``) is trained on the assistant-token residuals after layer ``layer`` into ``out/sae``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from realmodels.organism.banks import vocabulary
-from realmodels.organism.sae import SaeConfig, assistant_residuals, train_sae
+from realmodels.sae.train import SaeConfig, assistant_residuals, train_sae
 from realmodels.organism.world import WorldConfig, write_world
 from theory.errors import InputError
 

@@ -1,6 +1,8 @@
-"""The organism's SAE: a TopK SAE trained with sae-lens's own ``SAETrainer`` on the residual stream after one
-decoder layer (``blocks.L.hook_resid_post``), over the assistant tokens of the world's pre-training corpus, and
-saved with ``SAE.save_model`` so ``--sae DIR`` loads it like any saved sae-lens SAE.
+"""A TopK SAE trained with sae-lens's own ``SAETrainer`` on the residual stream after one decoder layer
+(``blocks.L.hook_resid_post``) of any loaded causal LM, over the assistant tokens of chat conversations, and
+saved with ``SAE.save_model`` so ``--sae DIR`` loads it like any saved sae-lens SAE (``realmodels sae train``
+through ``realmodels.experiments.sae.run_sae_train``; the organism's SAE, trained on its pre-training corpus, is
+one use: ``realmodels.organism.build``).
 
 The SAE reconstructs x̂ = W_decᵀ topk_k(W_enc (x − b_dec) + b_enc) + b_dec, minimising ‖x − x̂‖² (plus sae-lens's
 auxiliary loss reviving dead latents); b_dec starts at the mean activation (the activations are centred at the
@@ -46,23 +48,39 @@ class SaeConfig:
 
 
 @torch.inference_mode()
-def assistant_residuals(model, tokenizer, path: Path, layer: int, *, n_conversations: int, max_length: int,
-                        batch_size: int = 64) -> Tensor:
-    """``acts`` (n_tokens, d_model): residuals after decoder layer ``layer`` at every assistant token of the first
-    ``n_conversations`` conversations of ``path`` (float32)."""
-    from itertools import islice
-
+def chat_residuals(model, chats: list, layer: int, pad_id: int, *, batch_size: int = 64) -> Tensor:
+    """``acts`` (n_tokens, d_model): residuals after decoder layer ``layer`` at every assistant token of the
+    tokenised ``chats`` (``realmodels.data.chat.TokenizedChat``), float32, in order."""
     from realmodels.data.activations import pad_right
-    from realmodels.data.chat import iter_tokenized
     from realmodels.data.residual import residual_stream
 
-    chats = list(islice(iter_tokenized(tokenizer, path, max_length=max_length), n_conversations))
     parts = []
     for start in range(0, len(chats), batch_size):
-        input_ids, attention_mask, assistant_mask = pad_right(chats[start:start + batch_size], tokenizer.pad_token_id)
+        input_ids, attention_mask, assistant_mask = pad_right(chats[start:start + batch_size], pad_id)
         resid = residual_stream(model, input_ids, attention_mask, layer)
-        parts.append(resid[assistant_mask].float())
+        parts.append(resid[assistant_mask.to(resid.device)].float().cpu())
     return torch.cat(parts)
+
+
+def assistant_residuals(model, tokenizer, path: Path, layer: int, *, n_conversations: int, max_length: int,
+                        batch_size: int = 64) -> Tensor:
+    """``chat_residuals`` of the first ``n_conversations`` conversations of the chat JSONL file ``path``."""
+    from itertools import islice
+
+    from realmodels.data.chat import iter_tokenized
+
+    chats = list(islice(iter_tokenized(tokenizer, path, max_length=max_length), n_conversations))
+    return chat_residuals(model, chats, layer, tokenizer.pad_token_id, batch_size=batch_size)
+
+
+@torch.inference_mode()
+def sae_quality_on(sae, acts: Tensor, *, chunk: int = 4096) -> dict:
+    """``theory.reconstruction.sae_quality`` of ``sae`` (a sae-lens SAE) on the activations ``acts`` (n, d_in)."""
+    from theory.reconstruction import sae_quality
+
+    codes = torch.cat([sae.encode(acts[i:i + chunk]) for i in range(0, len(acts), chunk)])
+    x_hat = torch.cat([sae.decode(codes[i:i + chunk]) for i in range(0, len(codes), chunk)])
+    return sae_quality(acts, x_hat, codes)
 
 
 def batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:

@@ -1,0 +1,66 @@
+"""``run_sae_train`` and ``realmodels sae train``: a TopK SAE trained with sae-lens's trainer on held-in
+conversations, measured on held-out ones (FVU, L0, dead latents), saved so ``--sae`` loads it; resume; bad input
+is one line and writes nothing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from realmodels.experiments import RunOptions
+from realmodels.experiments.sae import run_sae_train, split
+from realmodels.sae.train import SaeConfig
+from runio.atomic import read_json
+from tests.realmodels.cli_helpers import assert_bad, rm
+from theory.errors import ParamError
+
+TINY = SaeConfig(d_sae=32, k=4, steps=40, batch_size=64, n_conversations=60)
+
+
+def test_split_holds_out_a_seeded_share_disjoint_from_training():
+    train, held = split(50, 0.2, seed=3)
+    assert len(held) == 10 and sorted(train + held) == list(range(50)) and not set(train) & set(held)
+    assert split(50, 0.2, seed=3) == (train, held) and split(50, 0.2, seed=4) != (train, held)
+
+
+def test_train_an_sae_from_python_measure_it_and_resume(small_world, tmp_path):
+    from realmodels.loading.saes import saved_sae_shape
+
+    options = RunOptions(out=tmp_path / "sae", progress=False)
+    result = run_sae_train(small_world["harmful"], 1, TINY, heldout=0.25, options=options)
+    assert result.summary == read_json(result.path / "summary.json") and not result.already_finished
+    held = result.summary["heldout"]
+    assert held["l0"] == pytest.approx(4.0) and 0 <= held["dead_fraction"] < 1 and math.isfinite(held["fvu"])
+    assert held["fvu"] < 1.0  # better than predicting the held-out mean
+    assert result.summary["n_heldout_conversations"] == 20 and result.summary["n_train_conversations"] == 60
+    assert saved_sae_shape(result.sae) == (64, 32)
+    again = run_sae_train(small_world["harmful"], 1, TINY, heldout=0.25, options=options)
+    assert again.already_finished and again.summary == result.summary
+    with pytest.raises(ParamError, match="`heldout` must be in"):
+        run_sae_train(small_world["harmful"], 1, TINY, heldout=0.9, options=RunOptions(out=tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_command_trains_an_sae_that_audit_reads(small_world, tmp_path, capsys):
+    w = small_world
+    code, out, err = rm(capsys, ["sae", "train", "--data", w["harmless"], "--layer", "1", "--d-sae", "32", "--k", "4",
+                                 "--steps", "40", "--n-conversations", "60", "--no-progress", "--out", tmp_path / "s"])
+    assert code == 0, err
+    assert "heldout: FVU" in out and f"--sae {tmp_path / 's' / 'sae'} --layer 1" in out
+    from realmodels.loading.embedded import embedded_default
+
+    model = str(embedded_default().model)
+    code, _, err = rm(capsys, ["audit", "--model", model, "--sae", tmp_path / "s" / "sae", "--layer", "1",
+                               "--data", w["inducing_health"], "--harmful", w["harmful"], "--harmless", w["harmless"],
+                               "--k", "5", "--harmful-k", "5", "--no-progress", "--out", tmp_path / "audit"])
+    assert code == 0, err
+    assert read_json(tmp_path / "audit" / "summary.json")["n_harmful_features"] == 5
+
+
+def test_bad_input_is_one_line(small_world, tmp_path, capsys):
+    args = ["sae", "train", "--data", small_world["harmful"], "--no-progress"]
+    assert_bad(capsys, tmp_path, [*args, "--layer", "7"], "layer 7 is out of range")
+    assert_bad(capsys, tmp_path, [*args, "--layer", "1", "--d-sae", "0"], "SAE d_sae must be an integer > 0")
+    assert_bad(capsys, tmp_path, [*args, "--layer", "1", "--heldout", "0.8"], "--heldout must be in (0, 0.5]")
+    assert_bad(capsys, tmp_path, [*args, "--layer", "1", "--sae", small_world["harmful"]], "No such option")
