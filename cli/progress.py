@@ -16,6 +16,7 @@ def quiet_library_bars(progress: bool) -> bool:
     their functions when already imported; nothing heavy is imported here). The typer callback of ``--progress``."""
     if not progress:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"  # every other tqdm bar (transformers' GGUF conversion, sae-lens's trainer)
         if "huggingface_hub.utils" in sys.modules:
             sys.modules["huggingface_hub.utils"].disable_progress_bars()
         if "transformers.utils.logging" in sys.modules:
