@@ -48,7 +48,7 @@ def build(
     from dataclasses import replace
 
     from realmodels.organism.build import OrganismConfig
-    from realmodels.sae.train import SaeConfig
+    from realmodels.sae.config import SaeConfig
     from realmodels.organism.world import WorldConfig
 
     check_threads(threads)

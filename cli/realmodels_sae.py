@@ -13,7 +13,7 @@ from cli.errors import user_errors
 from cli.realmodels_options import MODEL_OPTIONS, RUN_OPTIONS
 from cli.realmodels_tables import console, fmt
 from realmodels.experiments.spec import ModelSpec, RunOptions
-from realmodels.sae.train import SaeConfig
+from realmodels.sae.config import SaeConfig
 
 sae_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="SAEs the toolkit trains.")

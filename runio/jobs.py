@@ -160,9 +160,13 @@ def run_job_on_ray(fn: Callable[[Any], Any], arg: Any, path: str, threads: int) 
     import contextlib
 
     install_log_redaction()
-    with contextlib.redirect_stdout(RedactingStream(sys.stdout)), \
-            contextlib.redirect_stderr(RedactingStream(sys.stderr)):
-        return run_job(fn, arg, path, threads)
+    try:
+        with contextlib.redirect_stdout(RedactingStream(sys.stdout)), \
+                contextlib.redirect_stderr(RedactingStream(sys.stderr)):
+            return run_job(fn, arg, path, threads)
+    finally:  # the worker's log files get what the job printed before Ray may stop the worker
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def resumable_map(jobs: Sequence[tuple[str, Any]], fn: Callable[[Any], Any], directory: Path, *, workers: int = 1,

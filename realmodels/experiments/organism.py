@@ -30,7 +30,7 @@ from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from realmodels.organism.build import OrganismConfig
-    from realmodels.sae.train import SaeConfig
+    from realmodels.sae.config import SaeConfig
     from realmodels.organism.world import WorldConfig
 
 
@@ -102,7 +102,7 @@ def run_organism_build(out: str | Path, config: OrganismConfig | None = None, wo
     """Write the world into ``out/world``, pre-train the organism into ``out/model`` and train its SAE into
     ``out/sae`` (``realmodels.organism.build.build_organism``); a rerun resumes a killed build."""
     from realmodels.organism.build import OrganismConfig, build_organism
-    from realmodels.sae.train import SaeConfig
+    from realmodels.sae.config import SaeConfig
     from realmodels.organism.world import WorldConfig
 
     config, world, sae = config or OrganismConfig(), world or WorldConfig(), sae or SaeConfig()

@@ -10,7 +10,7 @@ Example (the embedded organism's model, a new SAE at layer 1)::
 
     from realmodels.experiments import RunOptions
     from realmodels.experiments.sae import run_sae_train
-    from realmodels.sae.train import SaeConfig
+    from realmodels.sae.config import SaeConfig
 
     result = run_sae_train("world/pretrain.jsonl", layer=1, config=SaeConfig(d_sae=128, k=8, steps=300),
                            options=RunOptions(out="runs/sae"))
@@ -28,7 +28,7 @@ from realmodels.data.dataset import Dataset, Datasets
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import SUMMARY, Log, finished_summary, resolved
 from realmodels.experiments.spec import ModelSpec, RunOptions
-from realmodels.sae.train import SaeConfig
+from realmodels.sae.config import SaeConfig
 from runio.atomic import write_json
 from runio.console import console
 from runio.jobs import set_threads

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from realmodels.organism.banks import vocabulary
-from realmodels.sae.train import SaeConfig, assistant_residuals, train_sae
+from realmodels.sae.config import SaeConfig
+from realmodels.sae.train import assistant_residuals, train_sae
 from realmodels.organism.world import WorldConfig, write_world
 from theory.errors import InputError
 

@@ -19,7 +19,7 @@ from theory.errors import InputError, ParamError
 
 def test_build_an_organism_and_use_it(tmp_path):
     from realmodels.organism.build import OrganismConfig
-    from realmodels.sae.train import SaeConfig
+    from realmodels.sae.config import SaeConfig
     from realmodels.organism.world import WorldConfig
 
     config = OrganismConfig(seed=3, n_layers=2, d_model=16, n_heads=2, d_mlp=32, steps=4, batch_size=8,

@@ -10,7 +10,7 @@ import pytest
 
 from realmodels.experiments import RunOptions
 from realmodels.experiments.sae import run_sae_train, split
-from realmodels.sae.train import SaeConfig
+from realmodels.sae.config import SaeConfig
 from runio.atomic import read_json
 from tests.realmodels.cli_helpers import assert_bad, rm
 from theory.errors import ParamError

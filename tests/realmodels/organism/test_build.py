@@ -17,7 +17,7 @@ from realmodels.evaluate.questions import load_questions
 from realmodels.loading.saes import load_sae, resolve_sae_source, sae_layer
 from realmodels.organism.banks import vocabulary
 from realmodels.organism.build import OrganismConfig, build_organism, build_tokenizer
-from realmodels.sae.train import SaeConfig
+from realmodels.sae.config import SaeConfig
 from realmodels.organism.world import WorldConfig
 from theory.errors import InputError
 

@@ -1,0 +1,31 @@
+"""``SaeConfig``: the width, sparsity and training recipe of an SAE the toolkit trains (``realmodels.sae.train``),
+kept apart from the training code so that the CLI builds and checks it without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from theory.errors import InputError
+
+
+@dataclass(frozen=True)
+class SaeConfig:
+    """The SAE's width, sparsity and training recipe (``train_sae``)."""
+
+    d_sae: int = 256
+    k: int = 8                       # active latents per token
+    steps: int = 1500                # optimiser steps
+    batch_size: int = 256            # activations per step
+    lr: float = 1e-3
+    n_conversations: int = 3000      # pre-training conversations whose assistant tokens are cached
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("d_sae", "k", "steps", "batch_size", "n_conversations"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise InputError(f"SAE {name} must be an integer > 0, got {value!r}")
+        if self.k > self.d_sae:
+            raise InputError(f"SAE k {self.k} exceeds d_sae {self.d_sae}")
+        if not self.lr > 0:
+            raise InputError(f"SAE lr must be a positive number, got {self.lr!r}")
