@@ -1,7 +1,8 @@
 """realmodels: the adapter from real checkpoints (HF causal LMs and their sae-lens SAEs) to ``theory/``.
 
 Subpackages, bottom up: each imports from the ones before it, ``theory`` and ``runio``, never ``cli``
-(the one exception, ``loading.session``, reaches into ``data`` lazily to memoise activations):
+(the one exception, ``loading.session``, reaches into ``data`` for the run's datasets and to memoise
+activations):
 
 - ``loading``: which checkpoint (registry, sae-lens releases), where its files are (hub cache first,
   offline), whether it fits (memory estimate), where it runs (device maps), the checked ``ModelBundle``

@@ -114,3 +114,11 @@ def read_yaml_file(path: str | Path, what: str = "file") -> Any:
         raise InputError(f"{what} {path} is not valid YAML: {first_line(exc)}") from None
     except (RecursionError, JsonError):
         raise InputError(f"{what} {path} is not valid YAML: nested more than {MAX_DEPTH} levels deep") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (hex), read in blocks: the content identity of datasets and checkpoints."""
+    import hashlib
+
+    with Path(path).open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

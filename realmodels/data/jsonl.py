@@ -8,11 +8,10 @@ nesting too deep, an integer too large or NaN is a bad line, not a traceback).""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from runio.reading import JsonError, loads_json
+from runio.reading import JsonError, file_sha256, loads_json
 from theory.errors import InputError
 
 Conversation = list[dict]
@@ -97,9 +96,6 @@ def read_jsonl_lines(path: str | Path) -> list[str]:
 
 
 def dataset_hash(path: str | Path) -> str:
-    """SHA-256 of the file's bytes (hex): the dataset's identity in run configs and activation cache keys."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as data:
-        for block in iter(lambda: data.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of the file's bytes (hex, ``runio.reading.file_sha256``): the dataset's identity in run configs and
+    activation cache keys."""
+    return file_sha256(path)

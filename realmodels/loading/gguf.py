@@ -11,12 +11,12 @@ temporary directory and renamed when complete, so a second use loads a plain dir
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from runio.reading import file_sha256
 from theory.errors import InputError, first_line
 
 GGUF_SUFFIX = ".gguf"
@@ -40,11 +40,6 @@ def gguf_file(path: Path) -> Path | None:
         raise InputError(f"model path {path} holds {len(found)} GGUF files ({', '.join(f.name for f in found)}): "
                          "pass the one to use")
     return found[0] if found else None
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _read(file: Path):
@@ -73,7 +68,7 @@ def convert_gguf(file: str | Path, root: Path | None = None) -> Path:
     """The plain transformers directory of the GGUF ``file`` (module docstring): from the cache when converted
     before, else converted now (loads the weights once)."""
     file = Path(file).expanduser().resolve()
-    digest = _sha256(file)
+    digest = file_sha256(file)
     out = (root or cache_root()) / "gguf" / digest[:20]
     if (out / "config.json").is_file():
         return out
