@@ -64,3 +64,24 @@ def test_bad_input_is_one_line(small_world, tmp_path, capsys):
     assert_bad(capsys, tmp_path, [*args, "--layer", "1", "--d-sae", "0"], "SAE d_sae must be an integer > 0")
     assert_bad(capsys, tmp_path, [*args, "--layer", "1", "--heldout", "0.8"], "--heldout must be in (0, 0.5]")
     assert_bad(capsys, tmp_path, [*args, "--layer", "1", "--sae", small_world["harmful"]], "No such option")
+
+
+def test_a_run_killed_during_training_reruns_to_the_same_files(small_world, tmp_path):
+    """What a kill during SAE training leaves (the config, a partial ``.sae.tmp``, no ``sae/``, no summary) reruns
+    to the files of an uninterrupted run, byte for byte."""
+    from tests.realmodels.cli_helpers import files
+
+    whole = run_sae_train(small_world["harmful"], 1, TINY, options=RunOptions(out=tmp_path / "whole", progress=False))
+    killed = tmp_path / "killed"
+    run_sae_train(small_world["harmful"], 1, TINY, options=RunOptions(out=killed, progress=False))
+    import shutil
+
+    (killed / "sae").rename(killed / ".sae.tmp")  # the state of a kill before the rename
+    (killed / ".sae.tmp" / "cfg.json").unlink()
+    (killed / "summary.json").unlink()
+    rerun = run_sae_train(small_world["harmful"], 1, TINY, options=RunOptions(out=killed, progress=False))
+    assert not rerun.already_finished and not (killed / ".sae.tmp").exists()
+    expected = {name: data.replace(str(whole.path).encode(), str(killed).encode())  # summary.json names its SAE
+                for name, data in files(whole.path).items()}
+    assert files(killed) == expected
+    shutil.rmtree(tmp_path / "whole")
