@@ -16,6 +16,7 @@ from cli.realmodels_evaluate import evaluate
 from cli.realmodels_finetune import finetune
 from cli.realmodels_mitigate import mitigate
 from cli.realmodels_organism import organism_app
+from cli.realmodels_lm_study import lm_study
 from cli.realmodels_sae import sae_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -38,6 +39,7 @@ app.add_typer(organism_app, name="organism")
 app.add_typer(sae_app, name="sae")
 app.command()(amplification)
 app.command()(english)
+app.command("lm-study")(lm_study)
 
 
 def main() -> None:

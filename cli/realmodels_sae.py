@@ -12,6 +12,7 @@ from cli.dataclass_options import with_options
 from cli.errors import user_errors
 from cli.realmodels_options import MODEL_OPTIONS, RUN_OPTIONS
 from cli.realmodels_tables import console, fmt
+from realmodels.data.corpus import WINDOW
 from realmodels.experiments.spec import ModelSpec, RunOptions
 from realmodels.sae.config import SaeConfig
 
@@ -26,19 +27,26 @@ DEFAULTS = SaeConfig()
 @with_options(model=MODEL_OPTIONS.replace(exclude=("sae", "layer", "adapter")),
               options=RUN_OPTIONS.replace(exclude=("cache_dir", "workers", "ray_address", "num_gpus_per_worker")))
 def train(
-    data: Annotated[Path, typer.Option(help="Chat JSONL whose assistant tokens train (and test) the SAE.")],
     layer: Annotated[int, typer.Option(help="Layer whose resid_post the SAE reads.")],
+    data: Annotated[list[Path] | None, typer.Option(help="Chat JSONL whose assistant tokens train (and test) the "
+                                                    "SAE; repeat for several.")] = None,
+    text: Annotated[list[str] | None, typer.Option(help="Plain text trained on at every token: a UTF-8 file, or "
+                                                   "python-docs (the documentation Python ships); repeat for "
+                                                   "several.")] = None,
+    window: Annotated[int, typer.Option(help="Tokens per window of --text.")] = WINDOW,
     d_sae: Annotated[int, typer.Option(help="SAE latents.", rich_help_panel=SAE)] = DEFAULTS.d_sae,
     k: Annotated[int, typer.Option("--k", help="Active latents per token (TopK).", rich_help_panel=SAE)] = DEFAULTS.k,
     steps: Annotated[int, typer.Option(help="Training steps.", rich_help_panel=SAE)] = DEFAULTS.steps,
     sae_batch_size: Annotated[int, typer.Option(help="Activations per step.", rich_help_panel=SAE)
                               ] = DEFAULTS.batch_size,
     lr: Annotated[float, typer.Option(help="Learning rate.", rich_help_panel=SAE)] = DEFAULTS.lr,
-    n_conversations: Annotated[int, typer.Option(help="Training conversations (at most).", rich_help_panel=SAE)
+    n_conversations: Annotated[int, typer.Option(help="Training conversations and text windows (at most).",
+                                                 rich_help_panel=SAE)
                                ] = DEFAULTS.n_conversations,
     seed: Annotated[int, typer.Option(help="Seed of the split, the initialisation and the batches.",
                                       rich_help_panel=SAE)] = DEFAULTS.seed,
-    heldout: Annotated[float, typer.Option(help="Share of the conversations held out to measure the SAE.")] = 0.1,
+    heldout: Annotated[float, typer.Option(help="Share of the conversations and windows held out to measure the "
+                                          "SAE.")] = 0.1,
     *, model: ModelSpec, options: RunOptions,
 ) -> None:
     """Train a TopK SAE (sae-lens's trainer) at one layer; report FVU, L0 and dead latents on held-out text."""
@@ -46,7 +54,8 @@ def train(
 
     config = SaeConfig(d_sae=d_sae, k=k, steps=steps, batch_size=sae_batch_size, lr=lr,
                        n_conversations=n_conversations, seed=seed)
-    result = run_sae_train(data, layer, config, heldout=heldout, model=model, options=options)
+    result = run_sae_train(data, layer, config, text=text or (), window=window, heldout=heldout, model=model,
+                           options=options)
     s = result.summary
     for part in ("heldout", "train"):
         q = s[part]

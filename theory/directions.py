@@ -7,6 +7,10 @@
   onto u's complement, applied to every vector along h's last axis. Idempotent, orthogonal to u, never longer than
   h, leaves the components orthogonal to u unchanged and depends on u only through its line (u and c·u, c ≠ 0,
   give the same result). Computed in the wider of h's dtype and float32, returned in h's dtype.
+- ``gap_fraction(before, after, u)`` = ((after_i − before_i)·u) / ‖u‖², per row i, for paired residuals
+  before/after (n, d) and u = mean(rogue) − mean(aligned): how far each residual moved along u, in units of the
+  whole rogue−aligned gap (1: as far as from the aligned to the rogue mean). Linear in the shift, antisymmetric
+  in (before, after), invariant to a common translation, and scales as 1/c when u becomes c·u.
 """
 
 from __future__ import annotations
@@ -67,3 +71,17 @@ def project_out(h: Tensor, u: Tensor) -> Tensor:
     dtype = torch.promote_types(h.dtype, u_hat.dtype)
     wide, u_hat = h.to(dtype), u_hat.to(dtype)
     return (wide - (wide @ u_hat)[..., None] * u_hat).to(h.dtype)
+
+
+def gap_fraction(before: Tensor, after: Tensor, u: Tensor) -> Tensor:
+    """((after − before)·u) / ‖u‖² per row, shape (n,), for before and after (n, d) and a nonzero u (d,)
+    (module docstring)."""
+    _check_sample(before, "before")
+    _check_sample(after, "after")
+    if before.shape != after.shape or before.shape[1] != u.shape[-1]:
+        raise InputError(f"before {tuple(before.shape)}, after {tuple(after.shape)} and the direction "
+                         f"{tuple(u.shape)} disagree")
+    u_hat = unit(u)
+    norm = torch.linalg.vector_norm(u.to(u_hat.dtype))
+    dtype = torch.promote_types(torch.promote_types(before.dtype, after.dtype), u_hat.dtype)
+    return ((after.to(dtype) - before.to(dtype)) @ u_hat.to(dtype)) / norm.to(dtype)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from strategies import DTYPE, _gen, _randn, gains, log_uniform, orthogonal_matrix, seeds
 from theory.errors import InputError
-from theory.directions import mean_difference, project_out, unit
+from theory.directions import gap_fraction, mean_difference, project_out, unit
 
 dims = st.integers(1, 8)
 batch_shapes = st.lists(st.integers(1, 4), min_size=0, max_size=2).map(tuple)
@@ -159,3 +159,30 @@ def test_mean_difference_dtype(dtype_a, dtype_b, expected):
 def test_mean_difference_bad_inputs(a, b, match):
     with pytest.raises(InputError, match=match):
         mean_difference(a, b)
+
+
+# ----------------------------------------------------------------------------------------------- gap_fraction
+@given(dims, seeds, st.floats(-3, 3, allow_nan=False), gains)
+def test_gap_fraction_of_a_shift_along_u_is_its_length_in_units_of_u(d, seed, t, c):
+    """after = before + t·u (+ anything orthogonal to u) moves every row by t gaps; c·u measures t/c."""
+    g = _gen(seed)
+    before, u = _randn(g, 5, d), _randn(g, d)
+    noise = project_out(_randn(g, 5, d), u)
+    after = before + t * u + noise
+    got = gap_fraction(before, after, u)
+    assert torch.allclose(got, torch.full((5,), t, dtype=got.dtype), atol=1e-4 * (1 + abs(t)))
+    assert torch.allclose(gap_fraction(before, after, c * u), got / c, atol=1e-4 * (1 + abs(t / c)), rtol=1e-4)
+
+
+@given(dims, seeds)
+def test_gap_fraction_is_antisymmetric_and_translation_invariant(d, seed):
+    g = _gen(seed)
+    before, after, u, shift = _randn(g, 4, d), _randn(g, 4, d), _randn(g, d), _randn(g, d)
+    forward = gap_fraction(before, after, u)
+    assert torch.allclose(gap_fraction(after, before, u), -forward, atol=1e-5)
+    assert torch.allclose(gap_fraction(before + shift, after + shift, u), forward, atol=1e-4)
+
+
+def test_gap_fraction_rejects_mismatched_shapes():
+    with pytest.raises(InputError, match="disagree"):
+        gap_fraction(torch.zeros(3, 4), torch.zeros(2, 4), torch.ones(4))

@@ -85,3 +85,45 @@ def test_a_run_killed_during_training_reruns_to_the_same_files(small_world, tmp_
                 for name, data in files(whole.path).items()}
     assert files(killed) == expected
     shutil.rmtree(tmp_path / "whole")
+
+
+def test_text_and_chat_sources_train_one_sae_and_are_counted(small_world, tmp_path, capsys):
+    """A text file (every token but each window's first) and a chat set train one SAE; the summary counts each
+    source's units; the recorded config names both."""
+    from realmodels.data.corpus import TextCorpus
+    from realmodels.experiments.sae import run_sae_train
+
+    text = tmp_path / "notes.txt"
+    text.write_text(" ".join(f"note {i} says the patient is fine ." for i in range(120)), encoding="utf-8")
+    from dataclasses import replace
+
+    result = run_sae_train(small_world["harmless"], 1, replace(TINY, n_conversations=1000), text=text, window=16,
+                           options=RunOptions(out=tmp_path / "mixed", progress=False))
+    sources = result.summary["sources"]
+    assert [s.get("text") for s in sources] == [None, str(text.resolve())]
+    assert sources[0]["units"] == 80 and sources[1]["units"] >= 1 and sources[1]["tokens"] >= 16
+    assert read_json(tmp_path / "mixed" / "config.json")["data"][1]["text"] == str(text.resolve())
+    assert result.summary["n_train_conversations"] + result.summary["n_heldout_conversations"] == 80 + sources[1]["units"]
+    code, out, err = rm(capsys, ["sae", "train", "--text", text, "--layer", "1", "--d-sae", "32", "--k", "4",
+                                 "--steps", "20", "--window", "16", "--no-progress", "--out", tmp_path / "text-only"])
+    assert code == 0, err
+    windows = TextCorpus.open(text).windows(_organism_tokenizer(), 16)
+    assert read_json(tmp_path / "text-only" / "summary.json")["sources"][0]["units"] == len(windows)
+
+
+def _organism_tokenizer():
+    from transformers import AutoTokenizer
+
+    from realmodels.loading.embedded import embedded_default
+
+    return AutoTokenizer.from_pretrained(embedded_default().model)
+
+
+def test_bad_text_sources_are_one_line(small_world, tmp_path, capsys):
+    args = ["sae", "train", "--layer", "1", "--no-progress"]
+    assert_bad(capsys, tmp_path, args, "no training data")
+    assert_bad(capsys, tmp_path, [*args, "--text", tmp_path / "missing.txt"], "is neither a corpus")
+    (tmp_path / "latin1.txt").write_bytes(b"caf\xe9 " * 50)
+    assert_bad(capsys, tmp_path, [*args, "--text", tmp_path / "latin1.txt"], "is not UTF-8")
+    (tmp_path / "blank.txt").write_text("  \n\n", encoding="utf-8")
+    assert_bad(capsys, tmp_path, [*args, "--text", tmp_path / "blank.txt"], "holds no text")
