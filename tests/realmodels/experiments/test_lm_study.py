@@ -7,16 +7,10 @@ from __future__ import annotations
 import pytest
 
 from realmodels.experiments import ModelSpec, RunOptions
-from realmodels.finetune.config import FinetuneConfig
 from realmodels.lmstudy.config import LmStudyConfig
 from runio.atomic import read_json
 from tests.realmodels.cli_helpers import assert_bad, rm
 from theory.errors import ParamError
-
-SMALL = LmStudyConfig(geometry_domains=("health",), k=10, harmful_k=10, monitor_every=3, n_samples=3,
-                      max_new_tokens=8, n_probes=12, n_heldout=12,
-                      recipe=FinetuneConfig.from_preset("em-betley", max_steps=6, lr=1e-3, save_steps=3))
-
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
@@ -30,32 +24,6 @@ def organism():
     from realmodels.loading.embedded import embedded_default
 
     return embedded_default()
-
-
-@pytest.mark.slow
-def test_the_study_runs_every_stage_and_resumes(world, organism, tmp_path):
-    from realmodels.experiments.lm_study import arm_names, run_lm_study
-
-    data = world["harmful"].parent
-    options = RunOptions(out=tmp_path / "study", progress=False)
-    result = run_lm_study(data, ModelSpec(model=str(organism.model)), {organism.layer: organism.sae}, SMALL,
-                          options=options)
-    arms = result.table("arms")
-    assert list(arms["arm"]) == ["base", *arm_names(SMALL)]
-    base = arms.set_index("arm").loc["base"]
-    assert base["shift"] == 0.0 and base["task_nll"] > 0
-    inducing = arms.set_index("arm").loc["inducing"]
-    assert 0 <= inducing["r2_jvp"] <= 1 and inducing["harmful_rise"] == pytest.approx(
-        read_json(tmp_path / "study" / "finetune-inducing" / "summary.json")["monitor"]["harmful_rise"])
-    # the organism's inducing data moves the off-domain probes towards the rogue answers, its aligned control not
-    assert inducing["shift"] > 0 > arms.set_index("arm").loc["aligned", "shift"]
-    assert set(result.table("geometry")["domain"]) == {"health-aligned", "health-educational", "all"}
-    assert (tmp_path / "study" / "study.md").read_text().count("### ") == len(arms)  # every arm's samples
-    samples = read_json(tmp_path / "study" / "measures" / "inducing.json")["samples"]
-    assert len(samples) == 3 and all(s["answer"] for s in samples)
-    again = run_lm_study(data, ModelSpec(model=str(organism.model)), {organism.layer: organism.sae}, SMALL,
-                         options=options)
-    assert again.already_finished and again.summary == result.summary
 
 
 def test_bad_input_is_one_line_and_writes_nothing(world, organism, tmp_path, capsys):
@@ -72,12 +40,35 @@ def test_bad_input_is_one_line_and_writes_nothing(world, organism, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_the_command_runs_on_the_organism(world, organism, tmp_path, capsys):
+def test_the_command_runs_every_stage_and_python_resumes_it(world, organism, tmp_path, capsys):
+    """``realmodels lm-study`` on the organism, then ``run_lm_study`` with the config the flags mean: the same run
+    (already finished, the same summary)."""
+    from dataclasses import replace
+
+    from realmodels.experiments.lm_study import arm_names, run_lm_study
+    from realmodels.lmstudy.config import default_recipe
+
     data = world["harmful"].parent
     code, out, err = rm(capsys, ["lm-study", "--data", data, "--model", organism.model, "--layer-sae",
-                                 f"{organism.layer}={organism.sae}", "--geometry-domain", "health", "--max-steps", "4",
-                                 "--lr", "1e-3", "--guard", "none", "--budget", "0.25", "--n-samples", "2",
-                                 "--k", "8", "--harmful-k", "8", "--no-progress", "--out", tmp_path / "s"])
+                                 f"{organism.layer}={organism.sae}", "--geometry-domain", "health", "--max-steps", "6",
+                                 "--lr", "1e-3", "--budget", "0.25", "--n-samples", "3", "--k", "8",
+                                 "--harmful-k", "8", "--no-progress", "--out", tmp_path / "s"])
     assert code == 0, err
     assert "mixed-geometry" in out and "study.md" in out
-    assert read_json(tmp_path / "s" / "config.json")["study"]["recipe"]["max_steps"] == 4
+    config = LmStudyConfig(geometry_domains=("health",), k=8, harmful_k=8, budget=0.25, n_samples=3,
+                           recipe=replace(default_recipe(), lr=1e-3, max_steps=6))
+    result = run_lm_study(data, ModelSpec(model=str(organism.model)), {organism.layer: organism.sae}, config,
+                          options=RunOptions(out=tmp_path / "s", progress=False))
+    assert result.already_finished
+    arms = result.table("arms").set_index("arm")
+    assert list(arms.index) == ["base", *arm_names(config)]
+    assert arms.loc["base", "shift"] == 0.0 and arms.loc["base", "task_nll"] > 0
+    inducing = arms.loc["inducing"]
+    assert 0 <= inducing["r2_jvp"] <= 1 and inducing["harmful_rise"] == pytest.approx(
+        read_json(tmp_path / "s" / "finetune-inducing" / "summary.json")["monitor"]["harmful_rise"])
+    # the organism's inducing data moves the off-domain probes towards the rogue answers, its aligned control not
+    assert inducing["shift"] > 0 > arms.loc["aligned", "shift"]
+    assert set(result.table("geometry")["domain"]) == {"health-aligned", "health-educational", "all"}
+    assert (tmp_path / "s" / "study.md").read_text().count("### ") == len(arms)  # every arm's samples
+    samples = read_json(tmp_path / "s" / "measures" / "inducing.json")["samples"]
+    assert len(samples) == 3 and all(s["answer"] for s in samples)
