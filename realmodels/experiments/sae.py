@@ -7,7 +7,8 @@ dead latents). The SAE is saved with ``SAE.save_model`` in ``<out>/sae``, so eve
 
 The units (conversations of every chat dataset, then windows of every text, in the order given) are split once
 by a permutation seeded with ``config.seed``: the first ``heldout`` share is held out (never trained on), the
-first ``config.n_conversations`` of the rest train the SAE. The summary counts each source's units and tokens.
+first ``config.n_conversations`` of the rest train the SAE. The summary counts each source's units and its
+tokens the SAE reads (a conversation's assistant tokens, a window's tokens but the first).
 
 Example (the embedded organism's model, a new SAE at layer 1)::
 
@@ -95,12 +96,15 @@ def run_sae_train(data: Chat | list[Chat] | None, layer: int, config: SaeConfig 
     path = Path(options.out) if options.out is not None else default_run_dir(prefix="sae-train-")
     units, counts = [], []
     for dataset in chat_sets:  # a chat template is needed: checked here
-        units.extend(dataset.tokenized(plain.tokenizer, plain.max_length))
-        counts.append({**dataset.entry(), "units": len(dataset)})
+        chats = dataset.tokenized(plain.tokenizer, plain.max_length)
+        units.extend(chats)
+        counts.append({**dataset.entry(), "units": len(dataset),
+                       "tokens": sum(int(chat.assistant_mask.sum()) for chat in chats)})
     for corpus in texts:
         pieces = corpus.windows(plain.tokenizer, window)
         units.extend(pieces)
-        counts.append({**corpus.entry(), "units": len(pieces), "tokens": sum(len(p.input_ids) for p in pieces)})
+        counts.append({**corpus.entry(), "units": len(pieces),
+                       "tokens": sum(int(p.assistant_mask.sum()) for p in pieces)})
     if len(units) < 2:
         raise ParamError(f"the training data holds {len(units)} conversation or window: at least 2 are needed "
                          "(one held out)")
