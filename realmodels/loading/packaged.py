@@ -201,7 +201,7 @@ def _assemble(model: PackagedModel, log: Log) -> None:
     with _part(gguf_path(model)) as part:
         try:
             importlib.import_module(source.module).assemble(part, overwrite=True)
-        except (OSError, ValueError) as exc:
+        except (FileNotFoundError, ValueError) as exc:  # a chunk missing, or its own sha256 check failed
             raise InputError(f"{source.requirement} cannot assemble {model.file} ({first_line(exc)}): "
                              f"reinstall it with {INSTALL_REAL}") from None
         with part.open("rb") as handle:
