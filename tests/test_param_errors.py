@@ -30,6 +30,7 @@ FLAG = re.compile(r"(?<![\w-])--[A-Za-z]")
 ALLOWED = {  # (file, text of the string constant) -> why naming a "--" option there is right
     ("runio/jobs.py", "`ray start --head`"): "Ray's own shell command, quoted as a command to run",
     ("realmodels/loading/hub.py", " --include '"): "the `hf download` shell command (huggingface_hub's CLI)",
+    ("realmodels/loading/packaged.py", "pip download --no-deps"): "pip's own command line, run and logged whole",
     ("realmodels/loading/embedded.py", "realmodels organism build --out DIR"): "a shell command to run, whole",
     ("realmodels/experiments/organism.py", "realmodels organism build --out DIR"): "a shell command to run, whole",
     ("realmodels/experiments/study.py", "--"): "the study's commands.sh: each stage's realmodels command line, "

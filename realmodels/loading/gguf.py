@@ -7,10 +7,14 @@ GGUF-loaded model, so the weights are copied into a model built from the same co
 ``quantization_config``) and that one is saved. The converted directory lives in ``<cache>/gguf/<sha256 prefix>``
 (``cache_root``: ``$SUPERGEOM_CACHE`` or ``~/.cache/supergeom``), keyed by the file's content, written to a
 temporary directory and renamed when complete, so a second use loads a plain directory (measured on SmolLM2-135M:
-20.7 s to read the GGUF, 0.11 s to load the converted directory)."""
+20.7 s to read the GGUF, 0.11 s to load the converted directory). A ``chat_template`` given to the conversion (a
+GGUF without one, e.g. Gemma 3 base: ``realmodels.loading.packaged``) is saved with the tokenizer, and its hash
+joins the directory's name (``<sha256 prefix>-<template sha256 prefix>``), so the same file converted with and
+without a template never share a directory."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -64,15 +68,28 @@ def _read(file: Path):
     return tokenizer, model
 
 
-def convert_gguf(file: str | Path, root: Path | None = None) -> Path:
+def converted_dir(digest: str, chat_template: str | None = None, root: Path | None = None) -> Path:
+    """Where the GGUF file of sha256 ``digest`` converted (with ``chat_template``, if given) is cached."""
+    key = digest[:20]
+    if chat_template is not None:
+        key += "-" + hashlib.sha256(chat_template.encode()).hexdigest()[:8]
+    return (root or cache_root()) / "gguf" / key
+
+
+def convert_gguf(file: str | Path, root: Path | None = None, *, sha256: str | None = None,
+                 chat_template: str | None = None) -> Path:
     """The plain transformers directory of the GGUF ``file`` (module docstring): from the cache when converted
-    before, else converted now (loads the weights once)."""
+    before, else converted now (loads the weights once). ``sha256``: the file's digest when the caller has
+    checked it already (a packaged model's pinned hash), else it is computed; ``chat_template``: the Jinja
+    template the converted tokenizer gets (replacing the file's)."""
     file = Path(file).expanduser().resolve()
-    digest = file_sha256(file)
-    out = (root or cache_root()) / "gguf" / digest[:20]
+    digest = sha256 or file_sha256(file)
+    out = converted_dir(digest, chat_template, root)
     if (out / "config.json").is_file():
         return out
     tokenizer, model = _read(file)
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     from transformers import AutoModelForCausalLM
 
     config = model.config
@@ -84,7 +101,8 @@ def convert_gguf(file: str | Path, root: Path | None = None) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / "gguf_source.json").write_text(json.dumps({"file": str(file), "sha256": digest}, indent=1) + "\n")
+    source = {"file": str(file), "sha256": digest, "chat_template_added": chat_template is not None}
+    (tmp / "gguf_source.json").write_text(json.dumps(source, indent=1) + "\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.rename(out)
     return out

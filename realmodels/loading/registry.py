@@ -1,4 +1,9 @@
-"""The five checkpoints of Minegishi et al. (2026): each HF model with the sae-lens SAE release used on it.
+"""The five checkpoints of Minegishi et al. (2026), each HF model with the sae-lens SAE release used on it, and
+``gemma-3-270m`` (Gemma 3 270M base with Gemma Scope 2's residual SAEs) for hub users.
+
+``--checkpoint gemma-3-270m`` is the hub model ``google/gemma-3-270m`` (gated: accept its licence) with the
+Gemma Scope 2 SAEs; ``--model gemma-3-270m`` is the offline Q4_K_M weights of the ``real`` extra
+(``realmodels.loading.packaged``), used without these SAEs.
 
 ``layers`` are read from sae-lens's ``pretrained_saes.yaml`` (the ids matching ``sae_id_template``), so
 they are exactly the layers ``SAE.from_pretrained`` can load. Sizes are the published model configs."""
@@ -67,6 +72,9 @@ REGISTRY: dict[str, CheckpointSpec] = {spec.name: spec for spec in (
     # gpt-oss ships MXFP4 experts; on CPU transformers dequantises them, so bfloat16 is the real footprint.
     _spec("gpt-oss-20b", "openai/gpt-oss-20b", "gpt-oss-20b-andyrdt", "resid_post_layer_{layer}_trainer_0",
           hidden_size=2880, n_params=20_914_757_184, n_layers=24, d_sae=None, context=131_072),
+    # Gemma Scope 2: every width and L0 family of this release covers layers 5, 9, 12, 15; 16k with the larger L0
+    _spec("gemma-3-270m", "google/gemma-3-270m", "gemma-scope-2-270m-pt-res", "layer_{layer}_width_16k_l0_big",
+          hidden_size=640, n_params=268_098_176, n_layers=18, d_sae=16_384, context=32_768),
 )}
 
 

@@ -17,7 +17,8 @@ from tests.realmodels.cli_helpers import FAST, assert_bad, files, rm
 def test_checkpoints_lists_the_registry(capsys):
     code, out, err = rm(capsys, ["checkpoints"])
     assert code == 0, err
-    for name in ("gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "llama-3.1-8b", "gpt-oss-20b"):
+    for name in ("gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "llama-3.1-8b", "gpt-oss-20b", "gemma-3-270m",
+                 "gemma-scope-2-270m-pt-res"):
         assert name in out
     assert "GB" in out
 

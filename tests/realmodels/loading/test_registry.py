@@ -1,4 +1,4 @@
-"""Registry of the five checkpoints, the sae-lens release directory, and the memory estimate."""
+"""Registry of the five checkpoints and Gemma 3 270M, the sae-lens release directory, and the memory estimate."""
 
 import pytest
 
@@ -8,8 +8,12 @@ from realmodels.loading.sae_releases import release_info, release_names
 from theory.errors import InputError
 
 
-def test_registry_has_the_five_checkpoints_with_their_releases():
-    assert set(REGISTRY) == {"gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "llama-3.1-8b", "gpt-oss-20b"}
+def test_registry_has_the_six_checkpoints_with_their_releases():
+    assert set(REGISTRY) == {"gemma-2-2b", "gemma-2-9b", "gemma-2-27b", "llama-3.1-8b", "gpt-oss-20b", "gemma-3-270m"}
+    gemma3 = get_checkpoint("gemma-3-270m")
+    assert (gemma3.model_id, gemma3.sae_release) == ("google/gemma-3-270m", "gemma-scope-2-270m-pt-res")
+    assert (gemma3.hidden_size, gemma3.n_layers, gemma3.d_sae) == (640, 18, 16_384)
+    assert release_info(gemma3.sae_release).model == gemma3.model_id
     assert get_checkpoint("gemma-2-27b").sae_release == "gemma-scope-27b-pt-res-canonical"
     assert get_checkpoint("llama-3.1-8b").model_id == "meta-llama/Llama-3.1-8B"
     assert get_checkpoint("gpt-oss-20b").sae_release == "gpt-oss-20b-andyrdt"
@@ -29,6 +33,8 @@ def test_layers_are_exactly_the_sae_ids_sae_lens_can_load():
     assert get_checkpoint("gemma-2-27b").layers == (10, 22, 34)
     assert get_checkpoint("llama-3.1-8b").layers == tuple(range(32))
     assert get_checkpoint("gpt-oss-20b").layers == (3, 7, 11, 15, 19, 23)
+    assert get_checkpoint("gemma-3-270m").layers == (5, 9, 12, 15)
+    assert get_checkpoint("gemma-3-270m").sae_id(12) == "layer_12_width_16k_l0_big"
 
 
 def test_release_reader_agrees_with_sae_lens_on_every_release():
