@@ -11,15 +11,17 @@ the floor of what the activation pass can cost.
 
 Data: the first ``--n-conversations`` conversations of the project's English ``harmful`` set
 (``realmodels.data.english``, generated in a temporary directory), tokenised once before timing (a session
-tokenises each dataset once). SAE: ``--sae DIR``, else a TopK SAE (sae-lens ``TopKSAE``, ``--d-sae`` latents,
-``--k`` active, random weights: encoding costs the same for any weights) saved to a temporary directory.
+tokenises each dataset once). SAE: ``--sae DIR`` (the organism's own at its layer), else a TopK SAE (sae-lens
+``TopKSAE``, ``--d-sae`` latents, ``--k`` active, random weights: encoding costs the same for any weights) saved to
+a temporary directory.
 
     python benchmarks/activation_pass.py --model SmolLM2-135M-Instruct.Q4_1.gguf [--layer 15]
         [--n-conversations 24] [--batch-size 8] [--repeats 3] [--threads 1]
 
 Without ``--model`` it runs on the embedded organism (a note says so): a 3-layer toy whose numbers say little.
 Throughput is real (non-padding) tokens per second; runs are interleaved (ours, bare, floor, ours, ...) after a
-warm-up of each, and the medians are compared (also by CPU time, which contention inflates less). Target (issue 21): activation pass >= 0.9x the bare forward."""
+warm-up of each, and the medians are compared (also by CPU time, which contention inflates less). Target (issue
+21): activation pass >= 0.9x the bare forward."""
 
 from __future__ import annotations
 
@@ -94,16 +96,17 @@ def main() -> None:
     logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
-        if args.model is None:
+        model, layer, sae = args.model, args.layer, args.sae
+        if model is None:
             embedded = embedded_default()
-            print(f"note: no --model given: the embedded organism ({embedded.model}), a toy; pass --model for a real LM")
-            model, sae, layer = str(embedded.model), str(args.sae or embedded.sae), args.layer or embedded.layer
-        else:
-            model = args.model
-            source = resolve_model_source(None, model)
-            shape = model_shape(source.path, source.repo_id, None)
-            layer = shape.n_layers // 2 if args.layer is None else args.layer
-            sae = args.sae or str(random_topk_sae(root / "sae", shape.hidden_size, args.d_sae, args.k, layer))
+            print(f"note: no --model given: the embedded organism ({embedded.model}), a toy; pass --model for a "
+                  "real LM")
+            model, layer = str(embedded.model), embedded.layer if layer is None else layer
+            sae = sae or (str(embedded.sae) if layer == embedded.layer else None)
+        source = resolve_model_source(None, model)
+        shape = model_shape(source.path, source.repo_id, None)
+        layer = shape.n_layers // 2 if layer is None else layer
+        sae = sae or str(random_topk_sae(root / "sae", shape.hidden_size, args.d_sae, args.k, layer))
         session = Session(ModelChoice(model=model, sae=sae, layer=layer), batch_size=args.batch_size, progress=False)
         dataset = session.dataset(conversations(root, args.n_conversations))
         bundle = session.bundle
@@ -139,14 +142,14 @@ def main() -> None:
     rate = {name: n_tokens / statistics.median(t) for name, t in times.items()}
     cpu_rate = {name: n_tokens / statistics.median(t) for name, t in cpu.items()}
     n_layers = bundle.model.config.get_text_config().num_hidden_layers
-    print(f"{bundle.model_name}: layer {layer} of {n_layers}, SAE d_sae {bundle.d_sae}; {len(chats)} conversations, "
+    print(f"{Path(model).name}: layer {layer} of {n_layers}, SAE d_sae {bundle.d_sae}; {len(chats)} conversations, "
           f"{n_tokens} tokens, batch {args.batch_size}; torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
     for name, label in (("ours", "activation pass"), ("bare", "bare forward"), ("floor", f"forward to layer {layer}")):
         print(f"  {label:<22} {rate[name]:9.1f} tok/s ({cpu_rate[name]:.1f} per CPU second)   "
               f"runs (s): {' '.join(f'{t:.2f}' for t in times[name])}")
     ratio = rate["ours"] / rate["bare"]
-    print(f"activation pass / bare forward {ratio:.2f}x (CPU time: {cpu_rate['ours'] / cpu_rate['bare']:.2f}x; medians of "
-          f"{args.repeats}; target >= 0.9): {'PASS' if ratio >= 0.9 else 'FAIL'}")
+    print(f"activation pass / bare forward {ratio:.2f}x (CPU time: {cpu_rate['ours'] / cpu_rate['bare']:.2f}x; "
+          f"medians of {args.repeats}; target >= 0.9): {'PASS' if ratio >= 0.9 else 'FAIL'}")
     print(f"activation pass / forward to layer {layer} {rate['ours'] / rate['floor']:.2f}x "
           f"(CPU time: {cpu_rate['ours'] / cpu_rate['floor']:.2f}x); load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")

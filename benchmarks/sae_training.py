@@ -58,7 +58,7 @@ def residuals(model_path: str, layer: int | None, n_conversations: int, root: Pa
     layer = model.config.num_hidden_layers // 2 if layer is None else layer
     chats = as_dataset(conversations(root, n_conversations)).tokenized(tokenizer, None)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return chat_residuals(model, chats, layer, pad_id), layer, source.name
+    return chat_residuals(model, chats, layer, pad_id), layer, Path(model_path).name
 
 
 def sae_lens_direct(acts: Tensor, layer: int, args):
@@ -77,8 +77,9 @@ def sae_lens_direct(acts: Tensor, layer: int, args):
     shuffled = acts[torch.randperm(len(acts), generator=torch.Generator().manual_seed(args.seed))]
     n_full = len(shuffled) // args.batch_size
     data = itertools.cycle(shuffled[:n_full * args.batch_size].split(args.batch_size))
-    cfg = SAETrainerConfig(total_training_samples=args.steps * args.batch_size, train_batch_size_samples=args.batch_size,
-                           lr=args.lr, lr_end=args.lr, lr_scheduler_name="constant", device="cpu")
+    cfg = SAETrainerConfig(total_training_samples=args.steps * args.batch_size,
+                           train_batch_size_samples=args.batch_size, lr=args.lr, lr_end=args.lr,
+                           lr_scheduler_name="constant", device="cpu")
     quiet = mock.patch.object(trainer_module, "tqdm", functools.partial(trainer_module.tqdm, disable=True))
     with warnings.catch_warnings(), quiet:
         warnings.simplefilter("ignore")
@@ -129,7 +130,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         acts, layer, name = residuals(model, args.layer, args.n_conversations, root)
-        runs = {"sae-lens": lambda: sae_lens_direct(acts, layer, args), "ours": lambda: ours(acts, layer, args, root / "sae")}
+        runs = {"sae-lens": lambda: sae_lens_direct(acts, layer, args),
+                "ours": lambda: ours(acts, layer, args, root / "sae")}
         for fn in runs.values():
             fn()  # warm-up
         times, cpu, quality = {name: [] for name in runs}, {name: [] for name in runs}, {}
