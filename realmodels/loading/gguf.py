@@ -14,6 +14,7 @@ without a template never share a directory."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -46,6 +47,20 @@ def gguf_file(path: Path) -> Path | None:
     return found[0] if found else None
 
 
+def _quiet_conversion_bar():
+    """A context in which transformers' "Converting and de-quantizing GGUF tensors" tqdm bar is disabled when
+    ``TQDM_DISABLE`` is set (``--no-progress``: ``cli.progress.quiet_library_bars``); tqdm reads that variable once,
+    when it is imported, so a process that imported it before the flag was set would draw the bar."""
+    if os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
+        return contextlib.nullcontext()
+    import functools
+    from unittest import mock
+
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    return mock.patch.object(gguf_utils, "tqdm", functools.partial(gguf_utils.tqdm, disable=True))
+
+
 def _read(file: Path):
     """The tokenizer and the float32 model transformers reads from ``file`` (one-line InputErrors)."""
     import importlib.util
@@ -61,8 +76,9 @@ def _read(file: Path):
     except (ValueError, KeyError, IndexError, OSError, EOFError) as exc:
         raise InputError(f"GGUF file {file} is truncated or damaged ({first_line(exc)}): download it again") from None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
-        model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
+        with _quiet_conversion_bar():
+            tokenizer = AutoTokenizer.from_pretrained(file.parent, gguf_file=file.name)
+            model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32)
     except (ValueError, KeyError, IndexError, OSError, RuntimeError, TypeError, EOFError) as exc:
         raise InputError(f"GGUF file {file} cannot be loaded by transformers: {first_line(exc)}") from None
     return tokenizer, model

@@ -77,6 +77,33 @@ def test_bad_gguf_input_is_one_line(tiny_gguf, tiny_llama_dir, tmp_path, capsys,
     assert not (tmp_path / "cache" / "gguf").exists() or not any((tmp_path / "cache" / "gguf").iterdir())
 
 
+def test_no_progress_silences_the_conversion_bar_after_tqdm_was_imported(tiny_gguf, tmp_path, capsys, monkeypatch):
+    """tqdm reads ``TQDM_DISABLE`` when it is imported (here: long before); the conversion still honours it."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    convert_gguf(tiny_gguf, tmp_path / "shown")
+    assert "de-quantizing GGUF tensors" in capsys.readouterr().err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    convert_gguf(tiny_gguf, tmp_path / "quiet")
+    assert "de-quantizing" not in capsys.readouterr().err
+
+
+def test_a_layer_out_of_range_of_a_gguf_model_is_one_line(tiny_gguf, tiny_llama_dir, tiny_sae_dir, tmp_path, capsys,
+                                                           monkeypatch, inducing_jsonl, harmful_jsonl, harmless_jsonl):
+    """``sae train`` and ``geometry`` check ``--layer`` against the layers of the model a GGUF file holds (the tiny
+    Llama: 0..1): one line, exit 2, no run directory; the same ``sae train`` at layer 1 runs."""
+    monkeypatch.setenv("SUPERGEOM_CACHE", str(tmp_path / "cache"))
+    train = ["sae", "train", "--model", tiny_gguf, "--data", inducing_jsonl, "--d-sae", "16", "--k", "2",
+             "--steps", "2", "--sae-batch-size", "8", "--no-progress"]
+    assert_bad(capsys, tmp_path, [*train, "--layer", "2"], "layer 2 is out of range: model")
+    geometry = ["geometry", "--model", tiny_gguf, "--sae", tiny_sae_dir(tiny_llama_dir, layer=5), "--layer", "5",
+                "--harmful", harmful_jsonl, "--harmless", harmless_jsonl,
+                "--domain", f"code={inducing_jsonl},{harmless_jsonl}", "--no-progress"]
+    assert_bad(capsys, tmp_path, geometry, "layer 5 is out of range: model")
+    code, _, err = rm(capsys, [*train, "--layer", "1", "--out", tmp_path / "sae"])
+    assert code == 0, err
+    assert (tmp_path / "sae" / "sae" / "cfg.json").is_file()
+
+
 def test_without_the_gguf_package_the_line_names_the_install(tiny_gguf, monkeypatch):
     import importlib.util
 
