@@ -41,13 +41,13 @@ def fetched():
 
 
 def test_the_commands_run_on_smollm2_without_network(fetched, no_network, tmp_path, capsys):
-    def ok(args):
-        code, out, err = rm(capsys, [*args, "--no-progress"])
+    def ok(args, quiet=("--no-progress",)):
+        code, out, err = rm(capsys, [*args, *quiet])
         assert code == 0, err
         return out
 
     data = tmp_path / "eng"
-    ok(["english", "--out", data, "--n-per-set", "16", "--domain", "health", "--domain", "career"])
+    ok(["english", "--out", data, "--n-per-set", "16", "--domain", "health", "--domain", "career"], quiet=())
     sae = tmp_path / "sae"
     out = ok(["sae", "train", "--model", MODEL, "--layer", "15", "--text", "python-docs", "--data",
               data / "harmful.jsonl", "--d-sae", "256", "--k", "16", "--steps", "60", "--n-conversations", "120",
