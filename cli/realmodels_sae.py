@@ -35,7 +35,11 @@ def train(
                                                    "several.")] = None,
     window: Annotated[int, typer.Option(help="Tokens per window of --text.")] = WINDOW,
     d_sae: Annotated[int, typer.Option(help="SAE latents.", rich_help_panel=SAE)] = DEFAULTS.d_sae,
-    k: Annotated[int, typer.Option("--k", help="Active latents per token (TopK).", rich_help_panel=SAE)] = DEFAULTS.k,
+    k: Annotated[int, typer.Option("--k", help="Active latents per token (TopK); the target L0 (JumpReLU).",
+                                   rich_help_panel=SAE)] = DEFAULTS.k,
+    architecture: Annotated[str, typer.Option(help="topk | jumprelu.", rich_help_panel=SAE)] = DEFAULTS.architecture,
+    l0_coefficient: Annotated[float, typer.Option(help="Weight of the JumpReLU L0 penalty.", rich_help_panel=SAE)
+                              ] = DEFAULTS.l0_coefficient,
     steps: Annotated[int, typer.Option(help="Training steps.", rich_help_panel=SAE)] = DEFAULTS.steps,
     sae_batch_size: Annotated[int, typer.Option(help="Activations per step.", rich_help_panel=SAE)
                               ] = DEFAULTS.batch_size,
@@ -49,11 +53,12 @@ def train(
                                           "SAE.")] = 0.1,
     *, model: ModelSpec, options: RunOptions,
 ) -> None:
-    """Train a TopK SAE (sae-lens's trainer) at one layer; report FVU, L0 and dead latents on held-out text."""
+    """Train a TopK or JumpReLU SAE (sae-lens's trainer) at one layer; report FVU, L0 and dead latents on held-out text."""
     from realmodels.experiments.sae import run_sae_train
 
     config = SaeConfig(d_sae=d_sae, k=k, steps=steps, batch_size=sae_batch_size, lr=lr,
-                       n_conversations=n_conversations, seed=seed)
+                       n_conversations=n_conversations, seed=seed, architecture=architecture,
+                       l0_coefficient=l0_coefficient)
     result = run_sae_train(data, layer, config, text=text or (), window=window, heldout=heldout, model=model,
                            options=options)
     s = result.summary

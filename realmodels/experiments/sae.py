@@ -1,4 +1,4 @@
-"""``run_sae_train``: train a TopK SAE on any model's residual stream at one layer (``realmodels.sae.train``:
+"""``run_sae_train``: train a TopK or JumpReLU SAE on any model's residual stream at one layer (``realmodels.sae.train``:
 sae-lens's ``SAETrainer``), on the assistant tokens of chat datasets and on every token of plain text
 (``realmodels.data.corpus``: text files, or ``python-docs``, the documentation every Python installation ships,
 in windows of ``window`` tokens), and report its quality on held-out units (``theory.reconstruction``: FVU, L0,
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 from realmodels.data.corpus import CORPORA, WINDOW, TextCorpus
@@ -41,6 +40,7 @@ from theory.errors import ParamError
 
 
 Chat = Dataset | str | Path
+ARCH_NAMES = {"topk": "TopK", "jumprelu": "JumpReLU"}
 
 
 class SaeResult(RunResult):
@@ -92,7 +92,7 @@ def run_sae_train(data: Chat | list[Chat] | None, layer: int, config: SaeConfig 
     sources = [d.entry() for d in chat_sets] + [t.entry() for t in texts]
     recorded = {"data": sources[0]} if len(sources) == 1 and chat_sets else {"data": sources, "window": window}
     full = resolved({"command": "sae train", "model": plain.to_config(), **recorded, "layer": layer,
-                     "sae": asdict(config), "heldout": heldout})
+                     "sae": config.to_dict(), "heldout": heldout})
     path = Path(options.out) if options.out is not None else default_run_dir(prefix="sae-train-")
     units, counts = [], []
     for dataset in chat_sets:  # a chat template is needed: checked here
@@ -125,7 +125,8 @@ def run_sae_train(data: Chat | list[Chat] | None, layer: int, config: SaeConfig 
                                 batch_size=model.batch_size)
     held_acts = chat_residuals(lm, [units[i] for i in held_ids], layer, pad, batch_size=model.batch_size)
     if not (run.path / "sae" / "cfg.json").is_file():
-        log(f"training a TopK SAE ({config.d_sae} latents, k {config.k}) for {config.steps} steps")
+        log(f"training a {ARCH_NAMES[config.architecture]} SAE ({config.d_sae} latents, k {config.k}) for "
+            f"{config.steps} steps")
         tmp = run.path / ".sae.tmp"
         shutil.rmtree(tmp, ignore_errors=True)  # a killed training starts over
         train_sae(train_acts, layer, config, tmp, model_name=plain.name, progress=options.progress)

@@ -153,7 +153,7 @@ def build_organism(out: str | Path, config: OrganismConfig | None = None, world:
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise InputError(f"organism output {out} exists and is not a directory")
-    _check_build(out, {"organism": config.to_dict(), "world": world.to_dict(), "sae": asdict(sae)})
+    _check_build(out, {"organism": config.to_dict(), "world": world.to_dict(), "sae": sae.to_dict()})
     paths = write_world(out / "world", world)
     tokenizer = build_tokenizer()
     if (out / "model" / "config.json").is_file():  # finished (saved last, atomically): resuming would step again

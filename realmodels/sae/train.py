@@ -1,11 +1,13 @@
-"""A TopK SAE trained with sae-lens's own ``SAETrainer`` on the residual stream after one decoder layer
+"""A TopK (or JumpReLU) SAE trained with sae-lens's own ``SAETrainer`` on the residual stream after one decoder layer
 (``blocks.L.hook_resid_post``) of any loaded causal LM, over the assistant tokens of chat conversations, and
 saved with ``SAE.save_model`` so ``--sae DIR`` loads it like any saved sae-lens SAE (``realmodels sae train``
 through ``realmodels.experiments.sae.run_sae_train``; the organism's SAE, trained on its pre-training corpus, is
 one use: ``realmodels.organism.build``).
 
 The SAE reconstructs x̂ = W_decᵀ topk_k(W_enc (x − b_dec) + b_enc) + b_dec, minimising ‖x − x̂‖² (plus sae-lens's
-auxiliary loss reviving dead latents); b_dec starts at the mean activation (the activations are centred at the
+auxiliary loss reviving dead latents); ``architecture="jumprelu"`` replaces topk_k by JumpReLU (a learned threshold
+per latent, straight-through gradients) and adds Gemma Scope 2's penalty λ · (2/k)(L0 − k)² around the target L0 k
+(λ = ``l0_coefficient``); b_dec starts at the mean activation (the activations are centred at the
 start, which keeps latents from collapsing onto the mean direction). Batches are drawn with replacement from the
 cached activations by a generator seeded with ``seed``, and the SAE's initialisation is seeded too, so the SAE
 is a function of (model, corpus, config)."""
@@ -67,7 +69,7 @@ def batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
 
 def train_sae(acts: Tensor, layer: int, config: SaeConfig, out: str | Path, *, model_name: str = "organism",
               progress: bool = True):
-    """Train a TopK SAE on ``acts`` (n, d_in) with ``SAETrainer`` and save it to ``out`` (``SAE.save_model``);
+    """Train the SAE of ``config`` (TopK or JumpReLU) on ``acts`` (n, d_in) with ``SAETrainer`` and save it to ``out`` (``SAE.save_model``);
     returns the trained SAE. ``progress=False`` silences the trainer's tqdm bar (``SAETrainer`` has no option
     for it, so its module's ``tqdm`` is replaced by a disabled one while it runs)."""
     import functools
@@ -81,9 +83,16 @@ def train_sae(acts: Tensor, layer: int, config: SaeConfig, out: str | Path, *, m
     from sae_lens.saes.sae import SAEMetadata
 
     torch.manual_seed(config.seed)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(
-        d_in=acts.shape[1], d_sae=config.d_sae, k=config.k,
-        metadata=SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post", model_name=model_name)))
+    metadata = SAEMetadata(hook_name=f"blocks.{layer}.hook_resid_post", model_name=model_name)
+    if config.architecture == "jumprelu":
+        from sae_lens import JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig
+
+        sae = JumpReLUTrainingSAE(JumpReLUTrainingSAEConfig(
+            d_in=acts.shape[1], d_sae=config.d_sae, jumprelu_sparsity_loss_mode="quadratic", target_l0=config.k,
+            l0_coefficient=config.l0_coefficient, metadata=metadata))
+    else:
+        sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=acts.shape[1], d_sae=config.d_sae, k=config.k,
+                                                    metadata=metadata))
     with torch.no_grad():
         sae.b_dec.copy_(acts.mean(0))
     trainer_cfg = SAETrainerConfig(total_training_samples=config.steps * config.batch_size,

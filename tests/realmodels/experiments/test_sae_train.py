@@ -13,7 +13,7 @@ from realmodels.experiments.sae import run_sae_train, split
 from realmodels.sae.config import SaeConfig
 from runio.atomic import read_json
 from tests.realmodels.cli_helpers import assert_bad, rm
-from theory.errors import ParamError
+from theory.errors import InputError, ParamError
 
 TINY = SaeConfig(d_sae=32, k=4, steps=40, batch_size=64, n_conversations=60)
 
@@ -127,3 +127,21 @@ def test_bad_text_sources_are_one_line(small_world, tmp_path, capsys):
     assert_bad(capsys, tmp_path, [*args, "--text", tmp_path / "latin1.txt"], "is not UTF-8")
     (tmp_path / "blank.txt").write_text("  \n\n", encoding="utf-8")
     assert_bad(capsys, tmp_path, [*args, "--text", tmp_path / "blank.txt"], "holds no text")
+
+
+def test_a_jumprelu_sae_trains_towards_its_target_l0_and_loads_as_an_sae(small_world, tmp_path):
+    """``architecture="jumprelu"`` trains sae-lens's JumpReLU SAE with the quadratic L0 penalty around k; the saved
+    SAE loads like any other (``--sae``), and a TopK run's recorded config is what it was before JumpReLU."""
+    from dataclasses import replace
+
+    from sae_lens import SAE
+
+    config = replace(TINY, architecture="jumprelu", steps=300, k=6)
+    result = run_sae_train(small_world["harmful"], 1, config, options=RunOptions(out=tmp_path / "j", progress=False))
+    held = result.summary["heldout"]
+    assert math.isfinite(held["fvu"]) and held["fvu"] < 1.0 and abs(held["l0"] - 6) < 3, held  # near the target L0
+    assert type(SAE.load_from_disk(str(result.sae), device="cpu")).__name__ == "JumpReLUSAE"
+    assert read_json(tmp_path / "j" / "config.json")["sae"]["architecture"] == "jumprelu"
+    assert "architecture" not in TINY.to_dict()
+    with pytest.raises(InputError, match="architecture must be one of"):
+        SaeConfig(architecture="gated")
