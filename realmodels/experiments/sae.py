@@ -74,6 +74,7 @@ def run_sae_train(data: Chat | list[Chat] | None, layer: int, config: SaeConfig 
     """Train and evaluate the SAE (module docstring) on the chat dataset(s) ``data`` and the ``text`` sources, in
     the resumable run directory ``options.out`` (default runs/sae-train-<timestamp>); a finished run is returned
     as it is. ``model`` names the model alone (no ``sae``/``layer``: the layer is this call's)."""
+    from realmodels.loading.bundle import given_name
     from realmodels.loading.checks import check_layer_range, model_shape
     from runio.rundir import RunDir, default_run_dir
 
@@ -88,7 +89,8 @@ def run_sae_train(data: Chat | list[Chat] | None, layer: int, config: SaeConfig 
         raise ParamError("no training data: give `data` (chat JSONL) or `text` (a text file or a corpus: "
                          f"{', '.join(CORPORA)})")
     plain = model.plain()
-    check_layer_range(layer, model_shape(plain.source.path, plain.source.repo_id, None).n_layers, plain.name)
+    check_layer_range(layer, model_shape(plain.source.path, plain.source.repo_id, None).n_layers,
+                      given_name(model.model, plain.source))
     sources = [d.entry() for d in chat_sets] + [t.entry() for t in texts]
     recorded = {"data": sources[0]} if len(sources) == 1 and chat_sets else {"data": sources, "window": window}
     full = resolved({"command": "sae train", "model": plain.to_config(), **recorded, "layer": layer,

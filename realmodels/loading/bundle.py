@@ -90,6 +90,14 @@ def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | N
     raise InputError(f"model path {model_path} does not exist{did_you_mean(str(model_path), PACKAGED)}")
 
 
+def given_name(model_path: str | Path | None, model: ModelSource) -> str:
+    """The model as the user named it (a GGUF file or a packaged name, with the directory it became), for
+    messages; else the source's name."""
+    if model_path is None or model.path is None or Path(model_path).expanduser().resolve() == model.path:
+        return model.name
+    return f"{model_path} ({model.path})"
+
+
 def check_chat_template(chat_template: str | Path | None) -> Path | None:
     """The ``--chat-template`` file's path (None: none given), once it reads as UTF-8 text (InputError otherwise)."""
     if chat_template is None:
@@ -171,7 +179,7 @@ def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | N
     if dtype == "auto" and model_spec is not None:
         dtype = model_spec.default_dtype
     shape = model_shape(model.path, model.repo_id, model_spec)
-    check_layer_range(layer, shape.n_layers, model.name)
+    check_layer_range(layer, shape.n_layers, given_name(model_path, model))
     if sae.path is not None:
         sae_cfg = saved_sae_config(sae.path)
         if sae_cfg.hook_name is not None:

