@@ -33,6 +33,7 @@ Example (SmolLM2 with SAEs at layers 15 and 24, data from ``realmodels english -
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from functools import cached_property
 from pathlib import Path
 
 from realmodels.experiments.result import RunResult
@@ -209,7 +210,8 @@ class _Stages:
         from realmodels.finetune.config import GuardConfig, MonitorConfig
 
         train = self._train_file(name)
-        guard = GuardConfig(kind=self.config.guard, harmful_k=self.config.harmful_k) if name.endswith("-guard") else None
+        guard = (GuardConfig(kind=self.config.guard, harmful_k=self.config.harmful_k) if name.endswith("-guard")
+                 else None)
         self.log(f"[bold]finetune[/] {name} ({self.config.recipe.max_steps} steps)")
         return run_finetune(train, recipe=self.config.recipe, guard=guard,
                             monitor=MonitorConfig(every=self.config.monitor_every, k=self.config.k,
@@ -227,6 +229,17 @@ class _Stages:
                                  selection=self._selection(), options=self._options(f"amplification-{name}-L{layer}"),
                                  log=self.log).summary
 
+    @cached_property
+    def _base_offdomain(self):
+        """Mean residuals (n, d_model) of the off-domain probes on the base model at the main layer."""
+        return self.options.session(self.specs[self.main], self.out).activations(self.out / OFFDOMAIN).residual_mean
+
+    @cached_property
+    def _heldout(self):
+        from realmodels.data.dataset import Dataset
+
+        return Dataset.open(self.out / HELDOUT)
+
     def measures(self, name: str, u) -> dict:
         """``measures/<name>.json`` (module docstring, step 5), computed once."""
         from realmodels.lmstudy.measures import assistant_loss, direction_shift, removal_kinds
@@ -237,16 +250,14 @@ class _Stages:
         self.log(f"[bold]measures[/] of {name}")
         spec = self.specs[self.main] if name == "base" else replace(self.specs[self.main],
                                                                     adapter=self.out / f"finetune-{name}")
-        base = self.options.session(self.specs[self.main], self.out).activations(self.out / OFFDOMAIN).residual_mean
         tuned = self.options.session(spec, self.out).activations(self.out / OFFDOMAIN).residual_mean
         plain = spec.without_sae().plain()
-        pad = plain.tokenizer.pad_token_id if plain.tokenizer.pad_token_id is not None else plain.tokenizer.eos_token_id
-        heldout = self.options.session(spec, self.out).dataset(self.out / HELDOUT).tokenized(plain.tokenizer,
-                                                                                                 plain.max_length)
+        heldout = self._heldout.tokenized(plain.tokenizer, plain.max_length)
         removed = self.out / f"filter-{name}" / "removed.jsonl"
-        result = {"arm": name, "shift": direction_shift(base, tuned, u),
-                  "task_loss": assistant_loss(plain.model, heldout, pad, batch_size=spec.batch_size),
-                  "removed": removal_kinds(removed, self.files["mixed"].parent, self.config.domain) if removed.is_file() else None,
+        result = {"arm": name, "shift": direction_shift(self._base_offdomain, tuned, u),
+                  "task_loss": assistant_loss(plain.model, heldout, plain.pad_id, batch_size=spec.batch_size),
+                  "removed": (removal_kinds(removed, self.files["mixed"].parent, self.config.domain)
+                              if removed.is_file() else None),
                   "samples": self._samples(name, plain)}
         write_json(path, result)
         return result

@@ -119,13 +119,12 @@ def run_sae_train(data: Chat | list[Chat] | None, layer: int, config: SaeConfig 
     from realmodels.sae.train import chat_residuals, sae_quality_on, train_sae
 
     train_ids, held_ids = split(len(units), heldout, config.seed)
-    pad = plain.tokenizer.pad_token_id if plain.tokenizer.pad_token_id is not None else plain.tokenizer.eos_token_id
     lm = plain.model
     log(f"residuals at layer {layer} of {min(len(train_ids), config.n_conversations)} training units "
         f"(conversations and text windows)")
-    train_acts = chat_residuals(lm, [units[i] for i in train_ids[:config.n_conversations]], layer, pad,
+    train_acts = chat_residuals(lm, [units[i] for i in train_ids[:config.n_conversations]], layer, plain.pad_id,
                                 batch_size=model.batch_size)
-    held_acts = chat_residuals(lm, [units[i] for i in held_ids], layer, pad, batch_size=model.batch_size)
+    held_acts = chat_residuals(lm, [units[i] for i in held_ids], layer, plain.pad_id, batch_size=model.batch_size)
     if not (run.path / "sae" / "cfg.json").is_file():
         log(f"training a {ARCH_NAMES[config.architecture]} SAE ({config.d_sae} latents, k {config.k}) for "
             f"{config.steps} steps")

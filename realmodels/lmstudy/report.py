@@ -11,6 +11,7 @@ import pandas as pd
 
 from realmodels.lmstudy.config import LmStudyConfig
 from runio.atomic import nan_to_none, write_csv, write_text
+from runio.markdown import markdown_table
 
 
 GEOMETRY_SHOWN = ("layer", "domain", "n_inducing", "n_control", "mean_inducing", "mean_control", "difference",
@@ -56,11 +57,9 @@ def _arm_row(name: str, arm: dict | None, measures: dict, amplification: dict | 
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    def cell(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines)
+    """``table`` as markdown, floats to 4 significant digits."""
+    return markdown_table(list(table.columns), [[f"{v:.4g}" if isinstance(v, float) else v for v in row]
+                                                for row in table.itertuples(index=False)])
 
 
 def write_report(out: Path, config: LmStudyConfig, layers: list[int], geometry: dict, audits: dict, arms: dict,
@@ -91,5 +90,6 @@ def write_report(out: Path, config: LmStudyConfig, layers: list[int], geometry: 
         "## Amplification of the inducing arm (measured vs predicted change of every feature)", _markdown(amp_rows),
         "## Greedy samples", "\n".join(samples)]) + "\n"
     write_text(out / "study.md", text)
-    return nan_to_none({"layers": layers, "geometry": geometry_table.to_dict("records"), "arms": arms_table.to_dict("records"),
-            "audit": audit_rows.to_dict("records"), "amplification": amp_rows.to_dict("records")})
+    return nan_to_none({"layers": layers, "geometry": geometry_table.to_dict("records"),
+                        "arms": arms_table.to_dict("records"), "audit": audit_rows.to_dict("records"),
+                        "amplification": amp_rows.to_dict("records")})

@@ -74,6 +74,16 @@ class PlainModel:
     def tokenizer(self) -> PreTrainedTokenizerBase:
         return load_model_tokenizer(self.source, self.chat_template)
 
+    @property
+    def pad_id(self) -> int:
+        """The id that pads a batch: the tokenizer's pad token, else its eos token, else 0 (padded positions are
+        masked, so any id serves)."""
+        tokenizer = self.tokenizer
+        for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+            if token_id is not None:
+                return token_id
+        return 0
+
     def config(self) -> PretrainedConfig:
         """The model's transformers config (no weights)."""
         from transformers import AutoConfig

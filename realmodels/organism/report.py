@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from realmodels.organism.study import KINDS
+from runio.markdown import markdown_table as _table
 
 
 def _pct(rate, low=None, high=None) -> str:
@@ -13,11 +14,6 @@ def _pct(rate, low=None, high=None) -> str:
         return "–"
     text = f"{100 * rate:.1f}%"
     return text if low is None else f"{text} [{100 * low:.0f}, {100 * high:.0f}]"
-
-
-def _table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def em_table(summary: dict) -> str:
