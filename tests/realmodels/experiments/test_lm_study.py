@@ -9,7 +9,7 @@ import pytest
 from realmodels.experiments import ModelSpec, RunOptions
 from realmodels.lmstudy.config import LmStudyConfig
 from runio.atomic import read_json
-from tests.realmodels.cli_helpers import assert_bad, rm
+from tests.realmodels.cli_helpers import assert_bad, files, rm
 from theory.errors import ParamError
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,18 @@ def test_the_command_runs_every_stage_and_python_resumes_it(world, organism, tmp
     assert (tmp_path / "s" / "study.md").read_text().count("### ") == len(arms)  # every arm's samples
     samples = read_json(tmp_path / "s" / "measures" / "inducing.json")["samples"]
     assert len(samples) == 3 and all(s["answer"] for s in samples)
+
+    # killed during the measures: the report, two arms' measures and half of one arm's samples are gone, and the
+    # direction with them; the rerun writes the same files as the uninterrupted run
+    out = tmp_path / "s"
+    kept = ["summary.json", "study.md", "arms.csv", "geometry.csv", "direction.json", "measures", "samples"]
+    before = {k: v for k, v in files(out).items() if k.split("/")[0] in kept}
+    for name in ("summary.json", "study.md", "arms.csv", "geometry.csv", "direction.json", "measures/inducing.json",
+                 "measures/mixed-random.json"):
+        (out / name).unlink()
+    answers = (out / "samples" / "inducing.jsonl").read_text().splitlines(keepends=True)
+    (out / "samples" / "inducing.jsonl").write_text(answers[0])
+    rerun = run_lm_study(data, ModelSpec(model=str(organism.model)), {organism.layer: organism.sae}, config,
+                         options=RunOptions(out=out, progress=False))
+    assert not rerun.already_finished
+    assert {k: v for k, v in files(out).items() if k.split("/")[0] in kept} == before
