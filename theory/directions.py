@@ -11,6 +11,10 @@
   before/after (n, d) and u = mean(rogue) − mean(aligned): how far each residual moved along u, in units of the
   whole rogue−aligned gap (1: as far as from the aligned to the rogue mean). Linear in the shift, antisymmetric
   in (before, after), invariant to a common translation, and scales as 1/c when u becomes c·u.
+- ``steer(h, v, alpha)`` = h + α v for h (..., d), v (d,): activation steering (Turner et al. 2023; Chen et al.
+  2025's persona vectors), added to every vector along h's last axis. α = 0 returns h unchanged bit for bit;
+  linear in α, so steering by α then β equals steering by α + β (up to rounding); moves h·v̂ by α‖v‖ and leaves
+  the components orthogonal to v unchanged.
 """
 
 from __future__ import annotations
@@ -85,3 +89,12 @@ def gap_fraction(before: Tensor, after: Tensor, u: Tensor) -> Tensor:
     norm = torch.linalg.vector_norm(u.to(u_hat.dtype))
     dtype = torch.promote_types(torch.promote_types(before.dtype, after.dtype), u_hat.dtype)
     return ((after.to(dtype) - before.to(dtype)) @ u_hat.to(dtype)) / norm.to(dtype)
+
+
+def steer(h: Tensor, v: Tensor, alpha: float) -> Tensor:
+    """h + α v along h's last axis (module docstring); h itself when α = 0."""
+    if v.ndim != 1 or h.shape[-1] != v.shape[0]:
+        raise InputError(f"the steering vector has shape {tuple(v.shape)}, the residuals {tuple(h.shape)}")
+    if alpha == 0:
+        return h
+    return h + alpha * v.to(h.dtype)

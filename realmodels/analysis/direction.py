@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from realmodels.loading.placement import decoder_layers
 from runio.atomic import write_json
 from runio.reading import read_json_file
 from theory.errors import InputError
@@ -97,45 +96,15 @@ def load_direction(path: str | Path) -> Direction:
     return Direction(layer=direction.layer, vector=[float(x) for x in direction.vector], note=direction.note)
 
 
-def _hidden_size(model: nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "get_text_config"):
-        config = config.get_text_config()
-    size = getattr(config, "hidden_size", None)
-    return size if _is_int(size) else None
-
-
 @contextmanager
 def ablated(model: nn.Module, direction: Direction) -> Iterator[nn.Module]:
-    """``model`` with ``direction`` projected out of decoder layer ``direction.layer``'s output (module docstring);
-    the hook is removed on exit, also when the body raises."""
+    """``model`` with ``direction`` projected out of decoder layer ``direction.layer``'s output
+    (``realmodels.intervene.hooks.ablated_vector``); the hook is removed on exit, also when the body raises."""
     import torch
 
-    from theory.directions import project_out, unit
+    from realmodels.intervene.hooks import ablated_vector, check_layer
 
     check_direction(direction)
-    layers = decoder_layers(model)
-    if direction.layer >= len(layers):
-        raise InputError(f"direction layer {direction.layer} is out of range: the model has layers "
-                         f"0..{len(layers) - 1}")
-    hidden = _hidden_size(model)
-    if hidden is not None and hidden != direction.d_model:
-        raise InputError(f"the direction has d_model={direction.d_model}, but the model's hidden size is {hidden}")
-    u_hat = unit(torch.tensor(direction.vector, dtype=torch.float64))
-    on_device: dict[tuple, torch.Tensor] = {}  # û on each (device, dtype) the layer's output arrives on
-
-    def hook(module, args, output):
-        h = output[0] if isinstance(output, tuple) else output
-        dtype = torch.promote_types(h.dtype, torch.float32)  # project in float32 at least, return h's dtype
-        u = on_device.get((h.device, dtype))
-        if u is None:
-            u = on_device.setdefault((h.device, dtype), u_hat.to(device=h.device, dtype=dtype))
-        projected = project_out(h, u)
-        return (projected, *output[1:]) if isinstance(output, tuple) else projected
-
-    # prepended: transformers' own output hooks (output_hidden_states) then record the ablated residual
-    handle = layers[direction.layer].register_forward_hook(hook, prepend=True)
-    try:
+    check_layer(model, direction.layer, "direction layer")
+    with ablated_vector(model, direction.layer, torch.tensor(direction.vector, dtype=torch.float64)):
         yield model
-    finally:
-        handle.remove()

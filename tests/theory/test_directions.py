@@ -186,3 +186,21 @@ def test_gap_fraction_is_antisymmetric_and_translation_invariant(d, seed):
 def test_gap_fraction_rejects_mismatched_shapes():
     with pytest.raises(InputError, match="disagree"):
         gap_fraction(torch.zeros(3, 4), torch.zeros(2, 4), torch.ones(4))
+
+
+# ------------------------------------------------------------------------------------------------ steer
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from theory.directions import steer  # noqa: E402
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(1, 12), alpha=st.floats(-5, 5), beta=st.floats(-5, 5))
+def test_steer_is_additive_moves_only_along_v_and_zero_is_identity(seed, d, alpha, beta):
+    g = torch.Generator().manual_seed(seed)
+    h, v = torch.randn(4, d, generator=g, dtype=torch.float64), torch.randn(d, generator=g, dtype=torch.float64)
+    assert torch.equal(steer(h, v, 0.0), h)
+    torch.testing.assert_close(steer(steer(h, v, alpha), v, beta), steer(h, v, alpha + beta))
+    moved = steer(h, v, alpha) - h
+    torch.testing.assert_close(moved, alpha * v.expand_as(h))
