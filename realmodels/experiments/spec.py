@@ -113,6 +113,10 @@ class RunOptions:
     worker places its model with auto on them). 0: CPU workers."""
 
     def __post_init__(self):
+        for name in ("out", "cache_dir"):  # a str (as the docstring examples pass) is a path
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
         jobs.check_threads(self.threads)  # before any heavy import, with the other option checks
         jobs.check_workers(self.workers)
         jobs.check_reachable(self.ray_address)

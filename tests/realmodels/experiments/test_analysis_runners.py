@@ -120,3 +120,15 @@ def test_a_fresh_filter_reads_its_training_file_once(small_world, tmp_path, monk
     run_filter(train, w["harmful"], w["harmless"], FilterConfig(fraction=0.25), selection=SELECTION,
                options=_options(tmp_path / "filter"))
     assert len(opened) == 1, opened
+
+
+def test_run_options_take_string_paths_as_the_docstring_examples_do(small_world, tmp_path, monkeypatch):
+    """``RunOptions(out="runs/x")`` (a str, as every runner's docstring example writes it) is a path: it once
+    failed with ``str / str`` when the runner placed its activation cache below the run directory."""
+    w = small_world
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions(out="runs/audit", cache_dir="cache", progress=False)
+    assert options.out == tmp_path.joinpath("runs/audit").relative_to(tmp_path) and options.cache_dir.name == "cache"
+    result = run_audit(w["inducing_health"], w["harmful"], w["harmless"], selection=SELECTION,
+                       options=RunOptions(out="runs/audit", progress=False))
+    assert (tmp_path / "runs" / "audit" / "summary.json").is_file() and result.path.name == "audit"
