@@ -35,7 +35,7 @@ from realmodels.interpret.feature_lists import amplification_movers, check_indic
 from realmodels.interpret.neuronpedia import neuronpedia_id
 from runio.atomic import atomic_path, write_csv, write_json
 from runio.console import console
-from theory.errors import InputError
+from theory.errors import ParamError
 
 if TYPE_CHECKING:
     from realmodels.loading.session import Session
@@ -70,15 +70,15 @@ def run_feature_cards(data: Sequence[Data] = (), *, features: Sequence[int] = ()
     ``logit_lens.csv``, ``top_examples.csv``, ``report.html``, ``summary.json``. Every input (dataset lines, feature
     indices against the SAE's width, the amplification run) is checked before weights load or anything is written."""
     if harmful is not None and harmless is None:
-        raise InputError("`harmful` needs `harmless`: the harmful features are harmful vs harmless responses")
+        raise ParamError("`harmful` needs `harmless`: the harmful features are harmful vs harmless responses")
     if harmless is not None and harmful is None and tied is None:
-        raise InputError("`harmless` is the control of `harmful` (or of `tied`): pass one of them")
+        raise ParamError("`harmless` is the control of `harmful` (or of `tied`): pass one of them")
     if control is not None and tied is None:
-        raise InputError("`control` is the control of `tied`: pass `tied` too")
+        raise ParamError("`control` is the control of `tied`: pass `tied` too")
     if tied is not None and control is None and harmless is None:
-        raise InputError("`tied` needs `control` (or `harmless`) to contrast the dataset with")
+        raise ParamError("`tied` needs `control` (or `harmless`) to contrast the dataset with")
     if not features and harmful is None and tied is None and amplification is None:
-        raise InputError("no features given: pass feature indices, `harmful`/`harmless`, `tied` or `amplification`")
+        raise ParamError("no features given: pass feature indices, `harmful`/`harmless`, `tied` or `amplification`")
     datasets = Datasets()
     harmful = None if harmful is None else datasets.open(harmful, "`harmful`")
     harmless = None if harmless is None else datasets.open(harmless, "`harmless`")
@@ -87,7 +87,7 @@ def run_feature_cards(data: Sequence[Data] = (), *, features: Sequence[int] = ()
     read = [datasets.open(d, "`data`") for d in data] or [d for d in (harmful, harmless, tied, contrast) if d]
     read = list({d.sha256: d for d in read}.values())
     if not read:
-        raise InputError("no dataset to find snippets in: pass `data` (chat JSONL, repeatable)")
+        raise ParamError("no dataset to find snippets in: pass `data` (chat JSONL, repeatable)")
     choice = model.choice().with_layer()
     sources = choice.sources()
     d_sae = sae_width(sources)
@@ -96,7 +96,7 @@ def run_feature_cards(data: Sequence[Data] = (), *, features: Sequence[int] = ()
     if amplification is not None:
         movers = amplification_movers(amplification, config.top_movers, choice.to_config())
         if movers.n_features != d_sae:
-            raise InputError(f"--amplification {amplification} measured {movers.n_features} features; this SAE has "
+            raise ParamError(f"`amplification` {amplification} measured {movers.n_features} features; this SAE has "
                              f"{d_sae}")
     labels = dataset_labels(read)
     neuronpedia = neuronpedia_id(sources.sae)

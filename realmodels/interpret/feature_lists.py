@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from realmodels.loading.registry import REGISTRY
 from realmodels.loading.saes import read_decoder, saved_sae_shape
 from runio.reading import read_json_file, read_text
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from realmodels.loading.bundle import BundleSources
@@ -40,7 +40,7 @@ def check_indices(indices: list[int], d_sae: int, where: str) -> list[int]:
     """``indices`` when each is in [0, d_sae); else an InputError naming the first bad one and ``where``."""
     for index in indices:
         if not 0 <= index < d_sae:
-            raise InputError(f"{where}: feature index {index} is out of range: the SAE has {d_sae} features "
+            raise ParamError(f"{where}: feature index {index} is out of range: the SAE has {d_sae} features "
                              f"(0..{d_sae - 1})")
     return list(indices)
 
@@ -77,17 +77,17 @@ def amplification_movers(run: str | Path, n: int, model_config: dict) -> Movers:
     path = Path(run).expanduser()
     config_file, table = path / "config.json", path / AMPLIFICATION_TABLE
     if not config_file.is_file() or not table.is_file():
-        raise InputError(f"--amplification {run}: not a finished `realmodels amplification` run directory (needs "
+        raise ParamError(f"`amplification` {run}: not a finished `realmodels amplification` run directory (needs "
                          f"config.json and {AMPLIFICATION_TABLE})")
     config = read_json_file(config_file, "amplification run config")
     if not isinstance(config, dict) or config.get("command") != "amplification" or not isinstance(
             config.get("model"), dict):
-        raise InputError(f"--amplification {run}: {config_file} is not the config of an amplification run")
+        raise ParamError(f"`amplification` {run}: {config_file} is not the config of an amplification run")
     recorded = {key: config["model"].get(key) for key in MODEL_KEYS}
     ours = {key: model_config.get(key) for key in MODEL_KEYS}
     if recorded != ours:
-        raise InputError(f"--amplification {run} measured the features of another SAE ({recorded}); this run "
-                         f"reads {ours}: pass the same --checkpoint/--sae/--layer")
+        raise ParamError(f"`amplification` {run} measured the features of another SAE ({recorded}); this run "
+                         f"reads {ours}: pass the same `checkpoint`, `sae` and `layer`")
     rows = list(csv.DictReader(read_text(table, "amplification table").splitlines()))
     try:
         moved = [(int(row["feature"]), float(row["measured"])) for row in rows]
