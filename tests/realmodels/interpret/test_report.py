@@ -88,3 +88,26 @@ def test_report_renders_offline_in_headless_chromium(organism_cards, tmp_path):
     assert colours is not None and len(colours) > 50  # text, shading and bars, not a blank page
     orange = sum(n for n, (r, g, b) in colours if r > 180 and 60 < g < 130 and b < 60)
     assert orange > 500  # the histogram bars and the max-token shading are drawn (#c2410c / rgb(234,88,12))
+
+
+def test_a_run_killed_after_its_stages_resumes_to_the_same_files(organism_cards, organism_world, tmp_path):
+    """A run killed before its outputs (the logit lens and one dataset's scan done, the other scan not) reruns into
+    the same directory to the uninterrupted run's files, byte for byte."""
+    from realmodels.analysis.configs import SelectionConfig
+    from realmodels.experiments.features import run_feature_cards
+    from realmodels.experiments.spec import RunOptions
+    from realmodels.interpret.config import FeatureCardsConfig
+    from tests.realmodels.cli_helpers import files
+
+    run = tmp_path / "run"
+    shutil.copytree(organism_cards, run)
+    expected = files(run)
+    for name in ("summary.json", "report.html", "cards.json", "logit_lens.csv", "top_examples.csv",
+                 "stages/examples/1-harmful.json"):
+        (run / name).unlink()
+    result = run_feature_cards([organism_world["inducing_health"], organism_world["harmful"]], features=[3],
+                               harmful=organism_world["harmful"], harmless=organism_world["harmless"],
+                               selection=SelectionConfig(harmful_k=5),
+                               config=FeatureCardsConfig(examples=3, top_tokens=6),
+                               options=RunOptions(out=run, progress=False), log=lambda message: None)
+    assert not result.already_finished and files(run) == expected
