@@ -9,12 +9,16 @@ that order (a feature in several lists gets one card naming each). Snippets and 
 
 Example (the embedded model organism and its world; ``realmodels organism world --out world``)::
 
-    from realmodels.experiments import ModelSpec, RunOptions
+    from pathlib import Path
+
+    from realmodels.analysis.configs import SelectionConfig
+    from realmodels.experiments import RunOptions
     from realmodels.experiments.features import run_feature_cards
 
     result = run_feature_cards(["world/inducing_health.jsonl", "world/harmful.jsonl"],
                                harmful="world/harmful.jsonl", harmless="world/harmless.jsonl",
-                               options=RunOptions(out="runs/features", progress=False))
+                               selection=SelectionConfig(harmful_k=20),
+                               options=RunOptions(out=Path("runs/features"), progress=False))
     result.path / "report.html"
 """
 
