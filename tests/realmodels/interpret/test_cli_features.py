@@ -113,3 +113,40 @@ def test_other_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, organi
     narrow = write_amplification_run(tmp_path / "narrow", np.zeros(100), ModelSpec().choice().to_config())
     assert_bad(capsys, tmp_path, ["features", "--amplification", narrow, "--data", harmful],
                "measured 100 features; this SAE has 256")
+
+
+@pytest.mark.parametrize("checkpoint, layer, neuronpedia", [
+    ("gemma-2-2b", 0, "gemma-2-2b/0-gemmascope-res-16k"), ("llama-3.1-8b", 1, "llama3.1-8b/1-llamascope-res-32k"),
+    ("gpt-oss-20b", 3, "gpt-oss-20b/3-resid-post-aa")])
+def test_registered_saes_link_their_neuronpedia_pages(tmp_path, capsys, hub_cache, checkpoint, layer, neuronpedia,
+                                                      harmful_jsonl):
+    """Tiny models and SAEs under the registry's hub names: the cards link Neuronpedia (the only external URLs of
+    the report); gpt-oss's registry states no SAE width, so it is read from the decoder for the index check."""
+    from tests.realmodels.interpret.html_structure import external_urls, parse_report
+
+    out = tmp_path / "cards"
+    args = ["features", "--checkpoint", checkpoint, "--layer", str(layer), "--features", "5,9", "--data",
+            harmful_jsonl, "--examples", "1", "--ignore-memory-check", "--no-progress"]
+    code, _, err = rm(capsys, [*args, "--out", out])
+    assert code == 0, err
+    cards = json.loads((out / "cards.json").read_text())
+    assert cards["neuronpedia"] == neuronpedia
+    urls = [f"https://www.neuronpedia.org/{neuronpedia}/{i}" for i in (5, 9)]
+    assert [c["neuronpedia"] for c in cards["cards"]] == urls
+    structure = parse_report((out / "report.html").read_text(encoding="utf-8"))
+    assert [v for _, _, v in structure.urls if v.startswith("https:")] == urls and external_urls(structure) == []
+    if checkpoint == "gpt-oss-20b":
+        assert_bad(capsys, tmp_path, [a if a != "5,9" else "5,256" for a in args], "the SAE has 256 features")
+
+
+def test_cards_for_the_features_tied_to_a_dataset(tmp_path, capsys, organism_world):
+    out = tmp_path / "cards"
+    code, _, err = rm(capsys, ["features", "--tied", organism_world["inducing_health"], "--harmless",
+                               organism_world["harmless"], "--k", "3", "--examples", "1", "--no-progress",
+                               "--out", out])
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["lists"]["tied"]) == 3 == summary["n_cards"] and summary["lists"]["harmful"] == []
+    assert set(summary["datasets"]) == {"inducing_health", "harmless"}  # default --data: the selection's datasets
+    tied = json.loads((out / "features" / "tied.json").read_text())
+    assert tied["indices"] == summary["lists"]["tied"]
