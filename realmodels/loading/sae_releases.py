@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -28,6 +28,7 @@ class ReleaseInfo:
     conversion_func: str | None
     sae_paths: dict[str, str]
     norm_scaling_factors: dict[str, float]
+    neuronpedia: dict[str, str] = field(default_factory=dict)  # sae_id -> its Neuronpedia id (model/source)
 
     def folder(self, sae_id: str) -> str:
         """The repo folder holding ``sae_id``; an unknown id is an InputError listing the valid ones."""
@@ -83,4 +84,5 @@ def release_info(release: str) -> ReleaseInfo:
         conversion_func=entry.get("conversion_func"),
         sae_paths={sae["id"]: str(sae["path"]) for sae in saes},
         norm_scaling_factors={sae["id"]: sae["norm_scaling_factor"] for sae in saes if "norm_scaling_factor" in sae},
+        neuronpedia={sae["id"]: str(sae["neuronpedia"]) for sae in saes if sae.get("neuronpedia")},
     )
