@@ -219,9 +219,12 @@ def measure_amplification(bundle: ModelBundle, chats: list[TokenizedChat], *, fi
         after_device = input_device(finetuned)
 
         def residuals(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            before, change = residual_jvp(model, weights, deltas, input_ids, attention_mask, layer)
+            # before and after by the same plain forward pass (the JVP's primal runs another attention kernel), so
+            # two identical checkpoints measure exactly zero
+            change = residual_jvp(model, weights, deltas, input_ids, attention_mask, layer)[1]
+            before = residual_stream(model, input_ids, attention_mask, layer)
             after = residual_stream(finetuned, input_ids.to(after_device), attention_mask.to(after_device), layer)
-            return before, change, after.to(before.device)
+            return before, change.to(before.device), after.to(before.device)
     pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
     device = input_device(model)
     order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
