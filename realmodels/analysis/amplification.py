@@ -5,7 +5,8 @@ Notation: h(x') = resid_post of decoder layer L at an assistant token of a probe
 a(h) (sae-lens's ``hook_sae_acts_pre``) and activation f(a) (JumpReLU, ReLU, TopK: whatever the SAE applies
 after that hook); ΔW the adapter's weight change (``adapter_deltas``), "before" = adapter disabled, "after" =
 enabled; or, for two full checkpoints, ΔW = θ_ft − θ_base over every parameter (``loading.deltas``), "before" =
-the base model, "after" = the fine-tuned one. Every quantity below is a mean over all assistant tokens of all probes (pooled), per feature j:
+the base model, "after" = the fine-tuned one (two plain forward passes: identical checkpoints measure exactly 0).
+Every quantity below is a mean over all assistant tokens of all probes (pooled), per feature j:
 
 - measured:          Δa_j = a_j(h_after) − a_j(h_before),  Δf_j = f_j(a(h_after)) − f_j(a(h_before));
 - first order:       Δh ≈ J(x') ΔW (``theory.amplification.first_order_change`` through the model, at the base
@@ -14,15 +15,15 @@ the base model, "after" = the fine-tuned one. Every quantity below is a mean ove
                      O(‖ΔW‖²); exact where h is affine in the adapted weights (e.g. LoRA only on layer L's
                      down_proj of a Llama, measured at layer L's resid_post).
 
-The JVP runs ``torch.func.functional_call`` of the unwrapped model. Plain LoRA: with the adapter enabled, primal
-B = 0 (so the forward is the base model's) and tangent B, i.e. along ΔW(t) = s (t B) A — a rank-r product per
-module. Otherwise: the base weights as primals and the dense ΔW as tangents, inside
-``peft_model.disable_adapter()`` (entered outside the transformed function: peft calls ``requires_grad_``, which
-torch.func forbids inside); two full checkpoints take this dense path on the base model (``residual_jvp``). Both with the math SDPA kernel (the fused CPU kernels have no forward-mode AD). A
-forward hook on layer L raises a private exception, caught inside the transformed function, so the layers above
-L never run. J is never formed: one JVP costs ~3.5-4 plain forward passes on CPU, forward-mode AD itself ~3.2
-(benchmarks/jvp_amplification.py). The factor path keeps no dense copy of ΔW (memory), the dense one is a little
-faster on CPU.
+The JVP runs ``torch.func.functional_call`` of the unwrapped model. Plain LoRA: with the adapter enabled, primal B =
+0 (so the forward is the base model's) and tangent B, i.e. along ΔW(t) = s (t B) A — a rank-r product per module.
+Otherwise: the base weights as primals and the dense ΔW as tangents, inside ``peft_model.disable_adapter()``
+(entered outside the transformed function: peft calls ``requires_grad_``, which torch.func forbids inside); two full
+checkpoints take this dense path on the base model (``residual_jvp``). All with the math SDPA kernel (the fused CPU
+kernels have no forward-mode AD). A forward hook on layer L raises a private exception, caught inside the
+transformed function, so the layers above L never run. J is never formed: one JVP costs ~3.5-4 plain forward passes
+on CPU, forward-mode AD itself ~3.2 (benchmarks/jvp_amplification.py). The factor path keeps no dense copy of ΔW
+(memory), the dense one is a little faster on CPU.
 """
 
 from __future__ import annotations
@@ -294,8 +295,8 @@ CHANGE_NOTES = {
         ("measured and predicted values are means over every assistant token of every probe (pooled); 'before' is "
          "the base model, 'after' the fine-tuned checkpoint (the same tokens fed to both)"),
         ("predicted (first order) = J(x') ΔW at the base weights with ΔW = θ_ft − θ_base over every parameter, "
-         "through the model and then the SAE pre-activation (JVPs): its error is O(‖ΔW‖²), so it is accurate while "
-         "the fine-tune's change is small; checkpoint.n_changed counts the parameter tensors with ΔW ≠ 0")),
+         "through the model and then the SAE pre-activation (JVPs): its error is O(‖ΔW‖²), so it is accurate "
+         "while the fine-tune's change is small; checkpoint.n_changed counts the parameter tensors with ΔW ≠ 0")),
 }
 NOTES = (
     ("predicted_isotropic assumes the tangent kernel J(x') P J(x)ᵀ is proportional to the identity (exact for a "

@@ -1,15 +1,14 @@
 """Load an HF causal LM, its tokenizer and a residual-stream SAE as one checked ``ModelBundle``.
 
-Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local
-model directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a
-sae-lens release (``sae_release`` + ``sae_id``), optionally with a peft ``adapter`` on the model
-(``realmodels.loading.adapters``) or the weights of a ``finetuned`` full checkpoint of the same architecture in place
-of the model's (its config checked against the model's: ``checks.check_same_architecture``; tokenizer, chat
-template, SAE and layer stay the model's, so both read the same tokens). They are resolved and validated once, without loading weights
-(``resolve_sources``: names, paths, dtype, chat template, the adapter against the base model, and from the
-config files the layer range, the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate
-is checked, and while loading the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's
-hidden size."""
+Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local model
+directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a sae-lens release
+(``sae_release`` + ``sae_id``), optionally with a peft ``adapter`` on the model (``realmodels.loading.adapters``) or
+the weights of a ``finetuned`` full checkpoint of the same architecture in place of the model's (its config checked
+against the model's: ``checks.check_same_architecture``; tokenizer, chat template, SAE and layer stay the model's,
+so both read the same tokens). They are resolved and validated once, without loading weights (``resolve_sources``:
+names, paths, dtype, chat template, the adapter against the base model, and from the config files the layer range,
+the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate is checked, and while loading the
+SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's hidden size."""
 
 from __future__ import annotations
 

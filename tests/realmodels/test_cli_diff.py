@@ -145,3 +145,33 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, world, full_
         assert_bad(capsys, tmp_path, command, "is required")
     assert_bad(capsys, tmp_path, ["diff", *probe, "--finetuned", full_run, "--harmful", world["harmful"]],
                "--harmful and --harmless")
+
+
+def test_a_registered_checkpoint_against_a_hub_id_and_a_local_fine_tune(tmp_path, capsys, hub_cache, tiny_gemma2_dir,
+                                                                       control_jsonl, inducing_jsonl, harmful_jsonl,
+                                                                       harmless_jsonl):
+    """The tiny Gemma 2 as the registered gemma-2-2b (offline hub cache): against its own hub id the diff is exactly
+    zero; against a local copy with layer 0's down_proj perturbed it is not, and amplification predicts it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = ["--checkpoint", "gemma-2-2b", "--layer", "1", "--dtype", "float32", "--probe", control_jsonl,
+            "--no-progress"]
+    code, _, err = rm(capsys, ["diff", *base, "--finetuned", "google/gemma-2-2b", "--out", tmp_path / "same"])
+    assert code == 0, err
+    assert (pd.read_csv(tmp_path / "same" / "diff.csv")["diff"] == 0).all()
+    model = AutoModelForCausalLM.from_pretrained(tiny_gemma2_dir)
+    with torch.no_grad():
+        weight = model.model.layers[0].mlp.down_proj.weight
+        weight += 0.001 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(0))
+    model.save_pretrained(tmp_path / "ft")
+    code, _, err = rm(capsys, ["diff", *base, "--finetuned", tmp_path / "ft", "--out", tmp_path / "diff"])
+    assert code == 0, err
+    assert pd.read_csv(tmp_path / "diff" / "diff.csv")["diff"].abs().max() > 0
+    code, _, err = rm(capsys, ["amplification", *base, "--finetuned", tmp_path / "ft", "--data", inducing_jsonl,
+                               "--harmful", harmful_jsonl, "--harmless", harmless_jsonl, "--k", "10",
+                               "--harmful-k", "10", "--out", tmp_path / "amp"])
+    assert code == 0, err
+    summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
+    assert summary["checkpoint"]["n_changed"] == 1 and summary["agreement"]["first_order"]["r2"] > 0.9
+    assert_bad(capsys, tmp_path, ["diff", *base, "--finetuned", "nobody/nothing"], "not in the Hugging Face cache")
