@@ -24,7 +24,8 @@ from huggingface_hub import constants
 from safetensors import safe_open
 
 from realmodels.loading import hub
-from realmodels.loading.adapters import AdapterSource, adapter_fingerprint, load_adapter, resolve_adapter
+from realmodels.loading.adapters import (ADAPTER_CONFIG, RUN_ADAPTER, AdapterSource, adapter_fingerprint, load_adapter,
+                                         resolve_adapter)
 from realmodels.loading.checks import (ModelShape, ModelSource, check_layer_range, check_sae_layer, check_sae_width,
                                         check_same_architecture, model_shape, read_model_config)
 from realmodels.loading.gguf import convert_gguf, gguf_file
@@ -175,6 +176,9 @@ def resolve_finetuned(finetuned: str | Path, model: ModelSource, model_path: str
     from transformers import AutoConfig
 
     path = Path(finetuned).expanduser()
+    if (path / ADAPTER_CONFIG).is_file() or (path / RUN_ADAPTER / ADAPTER_CONFIG).is_file():
+        raise ParamError(f"{finetuned} is a LoRA adapter (or a finetune run holding one): pass it as `adapter`, not "
+                         "`finetuned` (a full checkpoint)")
     if (path / "model" / "config.json").is_file() and not any(path.glob("*.safetensors")) and not any(
             path.glob("*.bin")):
         path = path / "model"  # a full fine-tuning run directory (its own config.json is the run's)

@@ -55,14 +55,15 @@ def _amplification(world, finetuned) -> list:
 
 def test_a_checkpoint_diffed_with_itself_is_exactly_zero(tmp_path, capsys, world):
     itself = EMBEDDED_DIR / "model"
-    code, _, err = rm(capsys, [*_amplification(world, itself), "--out", tmp_path / "amp"])
+    cache = ["--cache-dir", tmp_path / "cache"]  # the two runs share the base model's activations
+    code, _, err = rm(capsys, [*_amplification(world, itself), *cache, "--out", tmp_path / "amp"])
     assert code == 0, err
     table = pd.read_csv(tmp_path / "amp" / "amplification.csv")
     for column in ("measured", "predicted", "measured_output", "predicted_output"):
         assert (table[column] == 0).all(), column
     summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
     assert summary["checkpoint"] == {"n_changed": 0, "delta_norm": 0.0} and "adapter" not in summary
-    code, _, err = rm(capsys, ["diff", "--finetuned", itself, "--probe", world["probe_health"], *_pair(world),
+    code, _, err = rm(capsys, ["diff", "--finetuned", itself, "--probe", world["probe_health"], *_pair(world), *cache,
                                "--out", tmp_path / "diff"])
     assert code == 0, err
     table = pd.read_csv(tmp_path / "diff" / "diff.csv")
@@ -129,18 +130,21 @@ def test_diff_of_a_lora_adapter(tmp_path, capsys, world):
     assert config["model"]["adapter"] == str(tmp_path / "ft") and "finetuned" not in config
 
 
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, world, full_run, tiny_llama_dir):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, world, full_run, tiny_llama_dir, tiny_lora_dir):
     deeper = tmp_path / "deeper"
     shutil.copytree(EMBEDDED_DIR / "model", deeper)
     config = json.loads((deeper / "config.json").read_text())
     (deeper / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 4}))
     probe = ["--probe", world["probe_health"], "--no-progress"]
+    lora = tiny_lora_dir(tiny_llama_dir)
+    capsys.readouterr()  # peft's warnings while the fixture built the adapter
     for command in (["diff", *probe], _amplification(world, full_run)[:1] + _amplification(world, full_run)[3:]):
         assert_bad(capsys, tmp_path, [*command, "--finetuned", deeper],
                    "checkpoints of different architectures: num_hidden_layers is 4")
         assert_bad(capsys, tmp_path, [*command, "--finetuned", tiny_llama_dir],
                    "checkpoints of different architectures: num_hidden_layers is 2")
         assert_bad(capsys, tmp_path, [*command, "--finetuned", tmp_path / "missing"], "does not exist")
+        assert_bad(capsys, tmp_path, [*command, "--finetuned", lora], "pass it as --adapter")
         assert_bad(capsys, tmp_path, [*command, "--finetuned", full_run, "--adapter", full_run], "not both")
         assert_bad(capsys, tmp_path, command, "is required")
     assert_bad(capsys, tmp_path, ["diff", *probe, "--finetuned", full_run, "--harmful", world["harmful"]],
