@@ -113,6 +113,9 @@ class RunOptions:
     worker places its model with auto on them). 0: CPU workers."""
 
     def __post_init__(self):
+        for name in ("out", "cache_dir"):  # a string path, as the runners' docstring examples pass it
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
         jobs.check_threads(self.threads)  # before any heavy import, with the other option checks
         jobs.check_workers(self.workers)
         jobs.check_reachable(self.ray_address)

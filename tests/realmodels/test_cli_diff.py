@@ -74,7 +74,8 @@ def test_a_checkpoint_diffed_with_itself_is_exactly_zero(tmp_path, capsys, world
 
 def test_full_finetune_amplification_is_predicted_to_first_order(tmp_path, capsys, world, full_run):
     out = tmp_path / "amp"
-    args = [*_amplification(world, full_run), "--out", out]
+    recorded = [a for a in _amplification(world, full_run) if a not in ("--data", world["inducing_health"])]
+    args = [*recorded, "--out", out]  # the training data: what the finetune run directory recorded
     code, stdout, err = rm(capsys, args)
     assert code == 0, err
     assert "first order (JVP)" in stdout
@@ -86,6 +87,7 @@ def test_full_finetune_amplification_is_predicted_to_first_order(tmp_path, capsy
     assert pd.read_csv(out / "amplification.csv")["measured"].abs().max() > 0
     config = json.loads((out / "config.json").read_text())
     assert config["finetuned"] == str(full_run) and "adapter" not in config["model"]
+    assert config["data"]["train"]["path"] == str(world["inducing_health"])
     snapshot = files(out)
     code, stdout, _ = rm(capsys, args)
     assert code == 0 and "already finished" in stdout and files(out) == snapshot
@@ -179,3 +181,15 @@ def test_a_registered_checkpoint_against_a_hub_id_and_a_local_fine_tune(tmp_path
     summary = json.loads((tmp_path / "amp" / "summary.json").read_text())
     assert summary["checkpoint"]["n_changed"] == 1 and summary["agreement"]["first_order"]["r2"] > 0.9
     assert_bad(capsys, tmp_path, ["diff", *base, "--finetuned", "nobody/nothing"], "not in the Hugging Face cache")
+
+
+def test_run_diff_from_python_with_string_paths(tmp_path, world, full_run):
+    """The library call of the module docstring, paths as strings (``RunOptions(out=str)`` once failed in every
+    runner: ``str / str`` when the run's activation cache was placed)."""
+    from realmodels.experiments import ModelSpec, RunOptions, run_diff
+
+    result = run_diff(str(world["probe_health"]), model=ModelSpec(), finetuned=str(full_run),
+                      options=RunOptions(out=str(tmp_path / "diff"), progress=False), log=lambda line: None)
+    assert result.path == tmp_path / "diff" and (tmp_path / "diff" / "activations").is_dir()
+    assert result.summary["harmful"] is None and len(result.table("diff")) == 256
+    assert result.summary["top_increased"][0]["diff"] > 0
