@@ -173,8 +173,6 @@ def resolve_finetuned(finetuned: str | Path, model: ModelSource, model_path: str
     run directory holding one in ``model/``, or a hub id: ``resolve_model_source``), checked against the base
     ``model``: same architecture by config.json (``check_same_architecture``; a hub id whose config is not cached
     is fetched config-only). Loads no weights."""
-    from transformers import AutoConfig
-
     path = Path(finetuned).expanduser()
     if (path / ADAPTER_CONFIG).is_file() or (path / RUN_ADAPTER / ADAPTER_CONFIG).is_file():
         raise ParamError(f"{finetuned} is a LoRA adapter (or a finetune run holding one): pass it as `adapter`, not "
@@ -188,7 +186,11 @@ def resolve_finetuned(finetuned: str | Path, model: ModelSource, model_path: str
 
     def config(of: ModelSource) -> dict:
         found = read_model_config(of.path, of.repo_id)
-        return found if found is not None else load_pretrained(AutoConfig, of, "model config").to_dict()
+        if found is None:  # a hub id whose config.json is not cached
+            from transformers import AutoConfig
+
+            found = load_pretrained(AutoConfig, of, "model config").to_dict()
+        return found
 
     check_same_architecture(config(model), config(source), given_name(model_path, model),
                             given_name(finetuned, source))
