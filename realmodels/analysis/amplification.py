@@ -1,10 +1,12 @@
-"""Measured vs predicted amplification of every SAE feature after a LoRA fine-tuning run, on a real model: the
-real-model version of ``toysuper.measure``.
+"""Measured vs predicted amplification of every SAE feature after a fine-tuning run (a LoRA adapter, or a full
+fine-tuned checkpoint against its base), on a real model: the real-model version of ``toysuper.measure``.
 
 Notation: h(x') = resid_post of decoder layer L at an assistant token of a probe x'; the SAE pre-activation
 a(h) (sae-lens's ``hook_sae_acts_pre``) and activation f(a) (JumpReLU, ReLU, TopK: whatever the SAE applies
 after that hook); ΔW the adapter's weight change (``adapter_deltas``), "before" = adapter disabled, "after" =
-enabled. Every quantity below is a mean over all assistant tokens of all probes (pooled), per feature j:
+enabled; or, for two full checkpoints, ΔW = θ_ft − θ_base over every parameter (``loading.deltas``), "before" =
+the base model, "after" = the fine-tuned one (two plain forward passes: identical checkpoints measure exactly 0).
+Every quantity below is a mean over all assistant tokens of all probes (pooled), per feature j:
 
 - measured:          Δa_j = a_j(h_after) − a_j(h_before),  Δf_j = f_j(a(h_after)) − f_j(a(h_before));
 - first order:       Δh ≈ J(x') ΔW (``theory.amplification.first_order_change`` through the model, at the base
@@ -13,15 +15,15 @@ enabled. Every quantity below is a mean over all assistant tokens of all probes 
                      O(‖ΔW‖²); exact where h is affine in the adapted weights (e.g. LoRA only on layer L's
                      down_proj of a Llama, measured at layer L's resid_post).
 
-The JVP runs ``torch.func.functional_call`` of the unwrapped model. Plain LoRA: with the adapter enabled, primal
-B = 0 (so the forward is the base model's) and tangent B, i.e. along ΔW(t) = s (t B) A — a rank-r product per
-module. Otherwise: the base weights as primals and the dense ΔW as tangents, inside
-``peft_model.disable_adapter()`` (entered outside the transformed function: peft calls ``requires_grad_``, which
-torch.func forbids inside). Both with the math SDPA kernel (the fused CPU kernels have no forward-mode AD). A
-forward hook on layer L raises a private exception, caught inside the transformed function, so the layers above
-L never run. J is never formed: one JVP costs ~3.5-4 plain forward passes on CPU, forward-mode AD itself ~3.2
-(benchmarks/jvp_amplification.py). The factor path keeps no dense copy of ΔW (memory), the dense one is a little
-faster on CPU.
+The JVP runs ``torch.func.functional_call`` of the unwrapped model. Plain LoRA: with the adapter enabled, primal B =
+0 (so the forward is the base model's) and tangent B, i.e. along ΔW(t) = s (t B) A — a rank-r product per module.
+Otherwise: the base weights as primals and the dense ΔW as tangents, inside ``peft_model.disable_adapter()``
+(entered outside the transformed function: peft calls ``requires_grad_``, which torch.func forbids inside); two full
+checkpoints take this dense path on the base model (``residual_jvp``). All with the math SDPA kernel (the fused CPU
+kernels have no forward-mode AD). A forward hook on layer L raises a private exception, caught inside the
+transformed function, so the layers above L never run. J is never formed: one JVP costs ~3.5-4 plain forward passes
+on CPU, forward-mode AD itself ~3.2 (benchmarks/jvp_amplification.py). The factor path keeps no dense copy of ΔW
+(memory), the dense one is a little faster on CPU.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from torch import Tensor, nn
 from realmodels.data.activations import ENCODE_CHUNK_BYTES, dataset_activations, pad_right, progress_bar
 from realmodels.data.residual import module_output, residual_stream
 from realmodels.loading.adapters import ADAPTER_NAME, adapter_deltas, adapter_fingerprint
+from realmodels.loading.deltas import checkpoint_deltas, deltas_norm
 from realmodels.loading.placement import decoder_layers, input_device
 from theory.amplification import first_order_change
 
@@ -99,6 +102,24 @@ def adapter_delta_norm(peft_model: nn.Module) -> tuple[float, int]:
     return total ** 0.5, count
 
 
+def residual_jvp(model: nn.Module, primals: dict[str, Tensor], tangents: dict[str, Tensor], input_ids: Tensor,
+                 attention_mask: Tensor, layer: int) -> tuple[Tensor, Tensor]:
+    """(h, J Δ): resid_post of ``layer`` of the plain model ``model`` with the parameters ``primals`` (name ->
+    tensor; the others as they are) and its first-order change along ``tangents`` (same names), each (batch, seq,
+    d_model); one forward-mode pass with the math SDPA kernel, stopped at ``layer`` (module docstring)."""
+    from torch.func import functional_call
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    block = decoder_layers(model)[layer]
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
+
+    def resid(weights: dict[str, Tensor]) -> Tensor:
+        return module_output(block, lambda: functional_call(model, weights, args=(), kwargs=kwargs))
+
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH):
+        return first_order_change(resid, (primals,), (tangents,))
+
+
 def residual_change(peft_model: nn.Module, input_ids: Tensor, attention_mask: Tensor, layer: int, *,
                     dense: bool = False) -> tuple[Tensor, Tensor]:
     """(h_before, J ΔW): resid_post of ``layer`` of the base model and its first-order change along the adapter's
@@ -108,24 +129,14 @@ def residual_change(peft_model: nn.Module, input_ids: Tensor, attention_mask: Te
     written through the factors, ΔW(t) = s (t B) A: primal B = 0 (the base model, adapter enabled), tangent B —
     the same line, at the cost of a rank-r product per module instead of a dense one. Otherwise (or ``dense``)
     the primals are the base weights and the tangents the dense ΔW of ``adapter_deltas``, adapter disabled."""
-    from torch.func import functional_call
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    base = peft_model.get_base_model()
-    block = decoder_layers(base)[layer]
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "use_cache": False}
-
-    def resid(weights: dict[str, Tensor]) -> Tensor:
-        return module_output(block, lambda: functional_call(base, weights, args=(), kwargs=kwargs))
-
     factors = None if dense else lora_factors(peft_model)
     if factors is not None:
         primals, tangents, context = {k: torch.zeros_like(v) for k, v in factors.items()}, factors, contextlib.nullcontext()
     else:
         tangents = adapter_deltas(peft_model)
         primals, context = adapted_weights(peft_model, tangents), peft_model.disable_adapter()
-    with torch.no_grad(), context, sdpa_kernel(SDPBackend.MATH):
-        return first_order_change(resid, (primals,), (tangents,))
+    with context:
+        return residual_jvp(peft_model.get_base_model(), primals, tangents, input_ids, attention_mask, layer)
 
 
 # ------------------------------------------------------------------------------------------------ SAE
@@ -185,16 +196,38 @@ class AmplificationMeasurement:
 
 
 @torch.no_grad()
-def measure_amplification(bundle: ModelBundle, chats: list[TokenizedChat], *, batch_size: int = 8,
-                          progress: bool = True, description: str = "amplification") -> AmplificationMeasurement:
+def measure_amplification(bundle: ModelBundle, chats: list[TokenizedChat], *, finetuned: nn.Module | None = None,
+                          batch_size: int = 8, progress: bool = True,
+                          description: str = "amplification") -> AmplificationMeasurement:
     """Every feature's measured and first-order predicted change on the probes ``chats`` (module docstring).
-    ``bundle.model`` is a ``PeftModel`` with its adapter not merged. Batches: length-sorted, right-padded."""
-    peft_model, sae, layer = bundle.model, bundle.sae, bundle.layer
-    delta_norm, n_modules = adapter_delta_norm(peft_model)  # also: an adapter without a LoRA delta fails here
-    if not n_modules:
-        adapter_deltas(peft_model)  # the InputError saying so
+    Without ``finetuned``, ``bundle.model`` is a ``PeftModel`` with its adapter not merged; with it, ``bundle.model``
+    is the plain base model and ``finetuned`` the fine-tuned full checkpoint (same architecture; ΔW over every
+    parameter, ``n_modules`` then counts the parameter tensors that changed). Batches: length-sorted,
+    right-padded."""
+    model, sae, layer = bundle.model, bundle.sae, bundle.layer
+    if finetuned is None:
+        delta_norm, n_modules = adapter_delta_norm(model)  # also: an adapter without a LoRA delta fails here
+        if not n_modules:
+            adapter_deltas(model)  # the InputError saying so
+
+        def residuals(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            before, change = residual_change(model, input_ids, attention_mask, layer)
+            return before, change, residual_stream(model, input_ids, attention_mask, layer)  # adapter enabled
+    else:
+        deltas = checkpoint_deltas(model, finetuned)
+        weights = {name: model.get_parameter(name).detach() for name in deltas}
+        delta_norm, n_modules = deltas_norm(deltas)
+        after_device = input_device(finetuned)
+
+        def residuals(input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            # before and after by the same plain forward pass (the JVP's primal runs another attention kernel), so
+            # two identical checkpoints measure exactly zero
+            change = residual_jvp(model, weights, deltas, input_ids, attention_mask, layer)[1]
+            before = residual_stream(model, input_ids, attention_mask, layer)
+            after = residual_stream(finetuned, input_ids.to(after_device), attention_mask.to(after_device), layer)
+            return before, change.to(before.device), after.to(before.device)
     pad_id = bundle.tokenizer.pad_token_id if bundle.tokenizer.pad_token_id is not None else 0
-    device = input_device(peft_model)
+    device = input_device(model)
     order = sorted(range(len(chats)), key=lambda i: len(chats[i].input_ids))
     sums, n_tokens = torch.zeros(4, sae.cfg.d_sae, dtype=torch.float64), 0
     with progress_bar(progress) as bar:
@@ -203,8 +236,7 @@ def measure_amplification(bundle: ModelBundle, chats: list[TokenizedChat], *, ba
             input_ids, attention_mask, assistant_mask = pad_right([chats[i] for i in order[lo:lo + batch_size]],
                                                                    pad_id)
             input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-            before, change = residual_change(peft_model, input_ids, attention_mask, layer)
-            after = residual_stream(peft_model, input_ids, attention_mask, layer)  # adapter enabled
+            before, change, after = residuals(input_ids, attention_mask)
             mask = assistant_mask.to(before.device)
             sums += _token_changes(sae, before[mask], change[mask], after[mask])
             n_tokens += int(assistant_mask.sum())
@@ -251,11 +283,22 @@ class BaseModelActivations:
 
 
 # ------------------------------------------------------------------------------------------------ report
+# the two notes that depend on the weight change measured: a LoRA adapter's, or a full checkpoint's
+CHANGE_NOTES = {
+    "adapter": (
+        ("measured and predicted values are means over every assistant token of every probe (pooled); 'before' is "
+         "the base model (adapter disabled), 'after' base + adapter"),
+        ("predicted (first order) = J(x') ΔW with ΔW the adapter's whole weight change, through the model and then "
+         "the SAE pre-activation (JVPs): its error is O(‖ΔW‖²), so it is accurate while the adapter's change is "
+         "small")),
+    "checkpoint": (
+        ("measured and predicted values are means over every assistant token of every probe (pooled); 'before' is "
+         "the base model, 'after' the fine-tuned checkpoint (the same tokens fed to both)"),
+        ("predicted (first order) = J(x') ΔW at the base weights with ΔW = θ_ft − θ_base over every parameter, "
+         "through the model and then the SAE pre-activation (JVPs): its error is O(‖ΔW‖²), so it is accurate "
+         "while the fine-tune's change is small; checkpoint.n_changed counts the parameter tensors with ΔW ≠ 0")),
+}
 NOTES = (
-    ("measured and predicted values are means over every assistant token of every probe (pooled); 'before' is the "
-     "base model (adapter disabled), 'after' base + adapter"),
-    ("predicted (first order) = J(x') ΔW with ΔW the adapter's whole weight change, through the model and then the "
-     "SAE pre-activation (JVPs): its error is O(‖ΔW‖²), so it is accurate while the adapter's change is small"),
     ("predicted_isotropic assumes the tangent kernel J(x') P J(x)ᵀ is proportional to the identity (exact for a "
      "linear layer): on a transformer it is an approximation, and its agreement with the measurement says how good"),
     ("agreement statistics run over every SAE feature (targets and harmful features included); features that are "
@@ -272,14 +315,17 @@ class AmplificationReport:
 
 
 def amplification_report(decoder: Tensor, measurement: AmplificationMeasurement, target_indices: list[int],
-                         target_weights: list[float], harmful_indices: list[int]) -> AmplificationReport:
+                         target_weights: list[float], harmful_indices: list[int], *,
+                         change: str = "adapter") -> AmplificationReport:
     """Join the measurement with the similarity-only prediction of the features tied to the fine-tuning data.
 
     With v = Σ_t g_t d_t over the targets t (weights g_t, their mean activation difference):
     similarity_j = cos(d_j, v); predicted_isotropic_j = <d_j, v> (``theory.amplification.isotropic_set_prediction``,
     in units of η <x̄, x'>) scaled by c = mean_t predicted_t / mean_t <d_t, v> so that the targets' mean isotropic
     prediction equals their mean first-order prediction (``calibrated_to_targets``; the measurement is not used),
-    or unscaled when either mean is not positive (a note says so). ``decoder`` (d_sae, d_in)."""
+    or unscaled when either mean is not positive (a note says so). ``decoder`` (d_sae, d_in). ``change``: what
+    ΔW is, "adapter" (summary key ``adapter``: n_modules, delta_norm) or "checkpoint" (two full checkpoints:
+    summary key ``checkpoint``: n_changed, delta_norm)."""
     import pandas as pd
 
     from runio.atomic import nan_to_none
@@ -313,7 +359,7 @@ def amplification_report(decoder: Tensor, measurement: AmplificationMeasurement,
     def means(rows) -> dict:
         return {f"mean_{col}": float(table.loc[rows, col].mean()) for col in columns}
 
-    notes = list(NOTES)
+    notes = [*CHANGE_NOTES[change], *NOTES]
     notes.append(f"predicted_isotropic is scaled by c = {scale:.4g} so that the targets' mean isotropic prediction "
                  "equals their mean first-order prediction (the measurement is not used)" if scale is not None else
                  "predicted_isotropic is NOT scaled (units of η <x̄, x'>): the targets' mean first-order prediction "
@@ -326,7 +372,8 @@ def amplification_report(decoder: Tensor, measurement: AmplificationMeasurement,
         "targets": {"features": list(target_indices), "weights": list(target_weights), **means(table["target"])},
         "isotropic_scale": scale,
         "n_probes": measurement.n_probes, "n_tokens": measurement.n_tokens, "n_features": n,
-        "adapter": {"n_modules": measurement.n_modules, "delta_norm": measurement.delta_norm},
+        change: {"n_modules" if change == "adapter" else "n_changed": measurement.n_modules,
+                 "delta_norm": measurement.delta_norm},
         "top_amplified": nan_to_none(ranked.head(10)[shown].to_dict("records")),
         "top_suppressed": nan_to_none(ranked.tail(10).iloc[::-1][shown].to_dict("records")),
         "notes": notes,

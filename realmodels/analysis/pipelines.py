@@ -190,11 +190,12 @@ def audit_pipeline(session: Session, *, data: Data, control: Data, harmful: Data
 
 
 def amplification_pipeline(session: Session, *, probe: Data, data: Data, control: Data, harmful: Data,
-                           harmless: Data, selection: SelectionConfig, cache: Cache = compute_always,
-                           log: Log = _quiet) -> AmplificationReport:
+                           harmless: Data, selection: SelectionConfig, finetuned: Session | None = None,
+                           cache: Cache = compute_always, log: Log = _quiet) -> AmplificationReport:
     """Harmful features and the training data's features (against ``control``), both on the base model's
-    activations (the session's model is base + an unmerged adapter), then every SAE feature's measured and
-    predicted change on the ``probe`` conversations (``realmodels.analysis.amplification``)."""
+    activations (the session's model is base + an unmerged adapter; or, with the ``finetuned`` session of a full
+    checkpoint, the session's model is the base model), then every SAE feature's measured and predicted change on
+    the ``probe`` conversations (``realmodels.analysis.amplification``)."""
     from realmodels.analysis.amplification import (AmplificationMeasurement, BaseModelActivations,
                                                    amplification_report, measure_amplification)
 
@@ -208,8 +209,10 @@ def amplification_pipeline(session: Session, *, probe: Data, data: Data, control
         log("measuring every feature's change on the probes, and its first-order prediction (JVP)")
         dataset = session.dataset(probe)
         chats = dataset.tokenized(session.tokenizer, session.max_length)
-        return measure_amplification(session.bundle, chats, batch_size=session.batch_size,
+        return measure_amplification(session.bundle, chats, finetuned=None if finetuned is None else
+                                     finetuned.bundle.model, batch_size=session.batch_size,
                                      progress=session.progress, description=dataset.path.name).to_dict()
 
     measurement = AmplificationMeasurement.from_dict(cache("stages/measurement.json", measure))
-    return amplification_report(session.decoder, measurement, ds.indices, ds.mean_diff, harm.indices)
+    return amplification_report(session.decoder, measurement, ds.indices, ds.mean_diff, harm.indices,
+                                change="adapter" if finetuned is None else "checkpoint")

@@ -118,3 +118,33 @@ def amplification_scatter(table: pd.DataFrame, summary: dict) -> Figure:
     sns.despine(fig)
     fig.tight_layout()
     return fig
+
+
+def diff_figure(table: pd.DataFrame, summary: dict, top: int = 10) -> Figure:
+    """SAE model diffing: every feature's mean activation under the fine-tuned model against the base model (y = x
+    dashed), and the ``top`` largest increases and decreases as bars with ±1 paired standard error; harmful features
+    (when known) in red."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.0, 4.6))
+    harmful = table["harmful"].astype(bool)
+    for label, rows, colour, size in (("other", ~harmful, "0.6", 10), ("harmful feature", harmful,
+                                                                         PALETTE["inducing"], 24)):
+        if rows.any():
+            left.scatter(table.loc[rows, "mean_base"], table.loc[rows, "mean_finetuned"], s=size, color=colour,
+                         alpha=0.8, linewidths=0, label=label)
+    hi = float(max(table["mean_base"].max(), table["mean_finetuned"].max(), 0.0))
+    left.plot([0.0, hi], [0.0, hi], color="0.3", lw=1, ls="--")
+    left.set_xlabel("mean activation, base model")
+    left.set_ylabel("mean activation, fine-tuned model")
+    left.legend(fontsize=8, loc="upper left")
+    movers = pd.concat([table.head(top), table.tail(top).iloc[::-1]]).drop_duplicates("feature")
+    positions = np.arange(len(movers))[::-1]
+    colours = [PALETTE["inducing"] if h else PALETTE["control"] for h in movers["harmful"].astype(bool)]
+    right.barh(positions, movers["diff"], xerr=movers["se"].fillna(0.0), color=colours, alpha=0.85)
+    right.set_yticks(positions, [f"#{f}" for f in movers["feature"]], fontsize=7)
+    right.axvline(0.0, color="0.3", lw=1)
+    right.set_xlabel("diff (fine-tuned − base), ±1 s.e.")
+    right.set_title(f"top {top} increases and decreases", fontsize=10)
+    fig.suptitle(f"SAE model diff of {summary['n_features']} features on {summary['n_probes']} probes")
+    sns.despine(fig)
+    fig.tight_layout()
+    return fig

@@ -14,16 +14,17 @@ these runners (``cli/``)::
     result.domains      # a DataFrame: one row per domain
     result.figures      # {"proximity": Figure, "differences": Figure}
 
-Runners: ``run_geometry``, ``run_filter``, ``run_audit``, ``run_amplification`` (SAE analyses on a ``Session``,
-``realmodels.experiments.run``), ``run_finetune`` (fine-tuning, ``realmodels.finetune``), ``run_evaluation``
-(answers, judgements, EM rates); in their modules: ``mitigate.run_mitigation`` (filter -> finetune -> evaluate per
-arm), ``organism.run_organism_build``, ``organism.write_organism_world`` and ``organism.Organism`` (the model
-organism), ``features.run_feature_cards`` (feature cards and their HTML report), ``study.run_study`` (the
-paper's study on the organism, composed of the runners above). Each module's docstring has a runnable example;
-``examples/organism_pipeline.py`` chains them."""
+Runners: ``run_geometry``, ``run_filter``, ``run_audit``, ``run_amplification``, ``run_diff`` (SAE analyses on a
+``Session``, ``realmodels.experiments.run``), ``run_finetune`` (fine-tuning, ``realmodels.finetune``),
+``run_evaluation`` (answers, judgements, EM rates); in their modules: ``mitigate.run_mitigation`` (filter ->
+finetune -> evaluate per arm), ``organism.run_organism_build``, ``organism.write_organism_world`` and
+``organism.Organism`` (the model organism), ``features.run_feature_cards`` (feature cards and their HTML report),
+``study.run_study`` (the paper's study on the organism, composed of the runners above). Each module's docstring has
+a runnable example; ``examples/organism_pipeline.py`` chains them."""
 
 from realmodels.experiments.amplification import AmplificationResult, run_amplification
 from realmodels.experiments.audit import AuditResult, run_audit
+from realmodels.experiments.diff import DiffResult, run_diff
 from realmodels.experiments.evaluate import EvaluationResult, run_evaluation
 from realmodels.experiments.filter import FilterResult, run_filter
 from realmodels.experiments.finetune import FinetuneResult, run_finetune
@@ -31,6 +32,6 @@ from realmodels.experiments.geometry import Domain, GeometryResult, run_geometry
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.spec import ModelSpec, RunOptions
 
-__all__ = ["AmplificationResult", "AuditResult", "Domain", "EvaluationResult", "FilterResult", "FinetuneResult",
-           "GeometryResult", "ModelSpec", "RunOptions", "RunResult", "run_amplification", "run_audit", "run_evaluation",
-           "run_filter", "run_finetune", "run_geometry"]
+__all__ = ["AmplificationResult", "AuditResult", "DiffResult", "Domain", "EvaluationResult", "FilterResult",
+           "FinetuneResult", "GeometryResult", "ModelSpec", "RunOptions", "RunResult", "run_amplification", "run_audit",
+           "run_diff", "run_evaluation", "run_filter", "run_finetune", "run_geometry"]

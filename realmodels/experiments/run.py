@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +84,12 @@ def finished_summary(run: RunDir, log: Log) -> dict | None:
 def resolved(config: dict) -> dict:
     """``config`` as its config.json holds it (paths as strings, tuples as lists)."""
     return json.loads(json.dumps(config, default=json_default))
+
+
+def with_run_dir(command: str, options: RunOptions) -> RunOptions:
+    """``options`` with ``out`` fixed (``runs/<command>-<timestamp>`` when not given), for a runner that opens a
+    second session in the same run directory (its activation cache) before ``run_analysis``."""
+    return options if options.out is not None else replace(options, out=default_run_dir(prefix=f"{command}-"))
 
 
 @dataclass(frozen=True)

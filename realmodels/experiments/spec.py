@@ -135,8 +135,11 @@ class RunOptions:
     def cache_path(self, run_path: Path) -> Path:
         return self.cache_dir if self.cache_dir is not None else run_path / DEFAULT_CACHE
 
-    def session(self, model: ModelSpec, run_path: Path, *, merge_adapter: bool = True) -> Session:
-        """A ``Session`` on ``model`` (its adapter merged into the weights unless ``merge_adapter`` is False);
+    def session(self, model: ModelSpec, run_path: Path, *, merge_adapter: bool = True,
+                finetuned: str | Path | None = None) -> Session:
+        """A ``Session`` on ``model`` (its adapter merged into the weights unless ``merge_adapter`` is False; with
+        ``finetuned``, a full fine-tuned checkpoint of the same architecture, its weights in place of the model's:
+        ``realmodels.loading.bundle.resolve_finetuned``);
         activations cached in ``cache_dir`` or the run's ``activations/``. Every model option is checked here (the
         device map and the adapter too), nothing is loaded. With ``workers`` > 1 or ``ray_address`` the
         activations are computed by Ray actors (started at the first dataset not cached, stopped by
@@ -148,6 +151,9 @@ class RunOptions:
             from realmodels.data.pool import ActivationPool
 
             pool = ActivationPool(self.workers, self.ray_address, self.num_gpus_per_worker, self.threads)
-        return Session(model.choice(), device_map=model.device_map, batch_size=model.batch_size,
+        choice = model.choice()
+        if finetuned is not None:
+            choice = replace(choice, finetuned=str(finetuned))
+        return Session(choice, device_map=model.device_map, batch_size=model.batch_size,
                        cache_dir=self.cache_path(run_path), progress=self.progress,
                        ignore_memory_check=model.ignore_memory_check, merge_adapter=merge_adapter, shard_runner=pool)

@@ -1,13 +1,14 @@
 """Load an HF causal LM, its tokenizer and a residual-stream SAE as one checked ``ModelBundle``.
 
-Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local
-model directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a
-sae-lens release (``sae_release`` + ``sae_id``), optionally with a peft ``adapter`` on the model
-(``realmodels.loading.adapters``). They are resolved and validated once, without loading weights
-(``resolve_sources``: names, paths, dtype, chat template, the adapter against the base model, and from the
-config files the layer range, the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate
-is checked, and while loading the SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's
-hidden size."""
+Sources: a registered checkpoint (``checkpoint="gemma-2-2b"``, model and SAE from the hub cache), a local model
+directory or hub repo id (``model_path``), and an SAE from a saved directory (``sae_path``) or a sae-lens release
+(``sae_release`` + ``sae_id``), optionally with a peft ``adapter`` on the model (``realmodels.loading.adapters``) or
+the weights of a ``finetuned`` full checkpoint of the same architecture in place of the model's (its config checked
+against the model's: ``checks.check_same_architecture``; tokenizer, chat template, SAE and layer stay the model's,
+so both read the same tokens). They are resolved and validated once, without loading weights (``resolve_sources``:
+names, paths, dtype, chat template, the adapter against the base model, and from the config files the layer range,
+the SAE's hook and width, ``realmodels.loading.checks``); then the RAM estimate is checked, and while loading the
+SAE's hook must be ``blocks.{layer}.hook_resid_post`` and its d_in the model's hidden size."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ from huggingface_hub import constants
 from safetensors import safe_open
 
 from realmodels.loading import hub
-from realmodels.loading.adapters import AdapterSource, adapter_fingerprint, load_adapter, resolve_adapter
+from realmodels.loading.adapters import (ADAPTER_CONFIG, RUN_ADAPTER, AdapterSource, adapter_fingerprint, load_adapter,
+                                         resolve_adapter)
 from realmodels.loading.checks import (ModelShape, ModelSource, check_layer_range, check_sae_layer, check_sae_width,
-                                        model_shape)
+                                        check_same_architecture, model_shape, read_model_config)
 from realmodels.loading.gguf import convert_gguf, gguf_file
 from realmodels.loading.memory import MemoryEstimate, check_memory, estimate_memory
 from realmodels.loading.packaged import PACKAGED, packaged_model_path
@@ -52,7 +54,8 @@ HUB_REPO_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 @dataclass
 class ModelBundle:
     """A loaded model, tokenizer and SAE at one layer; ``model_name``/``sae_name``/``fingerprint`` key caches
-    (both name and fingerprint include the ``adapter`` when there is one, so base and fine-tuned never collide)."""
+    (both name and fingerprint include the ``adapter``, or the fine-tuned checkpoint whose weights were loaded, when
+    there is one, so base and fine-tuned never collide)."""
 
     model: PreTrainedModel  # causal LM, in eval mode (with an adapter: merged into it, or a PeftModel around it)
     tokenizer: PreTrainedTokenizerBase  # fast tokenizer with a chat template
@@ -125,9 +128,12 @@ def _local_dtype(path: Path) -> str:
         config = loads_json((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, JsonError):
         return "float32"
-    if not isinstance(config, dict):
-        return "float32"
-    declared = config.get("dtype") or config.get("torch_dtype")
+    return _declared_dtype(config)
+
+
+def _declared_dtype(config) -> str:
+    """The dtype a model config (a dict, or None: unknown) declares; float32 when absent or unusual."""
+    declared = (config.get("dtype") or config.get("torch_dtype")) if isinstance(config, dict) else None
     return declared if declared in DTYPE_BYTES else "float32"
 
 
@@ -148,7 +154,8 @@ class BundleSources:
     """What ``load_bundle`` loads, resolved and validated without loading weights: the ``model`` and ``sae``
     sources, the ``layer``, the ``dtype`` ("auto" only for a model outside the registry: its config decides),
     the registered checkpoint whose hub model this is (``model_spec``), the ``chat_template`` file, the
-    model's sizes as its config states them (``shape``) and the peft ``adapter`` applied to the model."""
+    model's sizes as its config states them (``shape``) and the peft ``adapter`` applied to the model, or the
+    fine-tuned full checkpoint whose ``weights`` are loaded instead of the model's (None: the model's own)."""
 
     model: ModelSource
     sae: SaeSource
@@ -158,15 +165,49 @@ class BundleSources:
     chat_template: Path | None = None
     shape: ModelShape = ModelShape()
     adapter: AdapterSource | None = None
+    weights: ModelSource | None = None
+
+
+def resolve_finetuned(finetuned: str | Path, model: ModelSource, model_path: str | Path | None) -> ModelSource:
+    """The fine-tuned full checkpoint ``finetuned`` (a local HF directory or ``realmodels finetune --preset full``
+    run directory holding one in ``model/``, or a hub id: ``resolve_model_source``), checked against the base
+    ``model``: same architecture by config.json (``check_same_architecture``; a hub id whose config is not cached
+    is fetched config-only). Loads no weights."""
+    path = Path(finetuned).expanduser()
+    if (path / ADAPTER_CONFIG).is_file() or (path / RUN_ADAPTER / ADAPTER_CONFIG).is_file():
+        raise ParamError(f"{finetuned} is a LoRA adapter (or a finetune run holding one): pass it as `adapter`, not "
+                         "`finetuned` (a full checkpoint)")
+    if (path / "model" / "config.json").is_file() and not any(path.glob("*.safetensors")) and not any(
+            path.glob("*.bin")):
+        path = path / "model"  # a full fine-tuning run directory (its own config.json is the run's)
+    elif not path.exists() and (path.is_absolute() or str(finetuned).startswith((".", "~"))):
+        raise InputError(f"fine-tuned checkpoint {finetuned} does not exist")
+    source = resolve_model_source(None, path if path.exists() else finetuned)
+
+    def config(of: ModelSource) -> dict:
+        found = read_model_config(of.path, of.repo_id)
+        if found is None:  # a hub id whose config.json is not cached
+            from transformers import AutoConfig
+
+            found = load_pretrained(AutoConfig, of, "model config").to_dict()
+        return found
+
+    check_same_architecture(config(model), config(source), given_name(model_path, model),
+                            given_name(finetuned, source))
+    return source
 
 
 def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | None = None,
                     sae_path: str | Path | None = None, sae_release: str | None = None, sae_id: str | None = None,
                     layer: int, dtype: str = "auto", chat_template: str | Path | None = None,
-                    adapter: str | Path | None = None) -> BundleSources:
+                    adapter: str | Path | None = None, finetuned: str | Path | None = None) -> BundleSources:
     """The one check of names, paths, layer, dtype, chat template and adapter (InputError, one line, for each);
     the layer against the model's config and a saved SAE's cfg.json (its hook layer and d_in), the adapter
-    against the model (``resolve_adapter``: format, base model, layers)."""
+    against the model (``resolve_adapter``: format, base model, layers), a ``finetuned`` full checkpoint against
+    the model (``resolve_finetuned``: same architecture); not both."""
+    if adapter is not None and finetuned is not None:
+        raise ParamError("give either `adapter` (a LoRA fine-tune) or `finetuned` (a full fine-tuned checkpoint), "
+                         "not both")
     if layer < 0:
         raise InputError(f"layer must be >= 0, got {layer}")
     check_dtype(dtype)
@@ -186,8 +227,11 @@ def resolve_sources(*, checkpoint: str | None = None, model_path: str | Path | N
             check_sae_layer(hook_layer(sae_cfg.hook_name, sae.name), layer, sae.name)
         check_sae_width(sae_cfg.d_in, shape.hidden_size, sae.name, model.name)
     adapter_source = None if adapter is None else resolve_adapter(adapter, model, shape.n_layers)
+    weights = None if finetuned is None else resolve_finetuned(finetuned, model, model_path)
+    if weights is not None and dtype == "auto":  # the base model's dtype, not the one the fine-tune was saved in
+        dtype = _declared_dtype(read_model_config(model.path, model.repo_id))
     return BundleSources(model=model, sae=sae, layer=layer, dtype=dtype, model_spec=model_spec,
-                         chat_template=template, shape=shape, adapter=adapter_source)
+                         chat_template=template, shape=shape, adapter=adapter_source, weights=weights)
 
 
 def estimate_sources_memory(sources: BundleSources, device_map: DeviceMap = None) -> MemoryEstimate:
@@ -230,24 +274,33 @@ def _hub_revision(repo_id: str) -> str:
     return ref.read_text().strip() if ref.is_file() else ""
 
 
-def _fingerprint(model: ModelSource, sae: SaeSource, adapter: AdapterSource | None = None) -> str:
-    model_part = _files_fingerprint(model.path) if model.path is not None else _hub_revision(model.repo_id)
+def _model_fingerprint(model: ModelSource) -> str:
+    return _files_fingerprint(model.path) if model.path is not None else _hub_revision(model.repo_id)
+
+
+def _fingerprint(model: ModelSource, sae: SaeSource, adapter: AdapterSource | None = None,
+                 weights: ModelSource | None = None) -> str:
     sae_part = (_files_fingerprint(sae.path) if sae.path is not None
                 else _hub_revision(release_info(sae.release).repo_id))
     adapter_part = "" if adapter is None else f";adapter:{adapter_fingerprint(adapter)}"
-    return f"model:{model_part};sae:{sae_part}{adapter_part}"
+    weights_part = "" if weights is None else f";weights:{_model_fingerprint(weights)}"
+    return f"model:{_model_fingerprint(model)};sae:{sae_part}{adapter_part}{weights_part}"
 
 
 def _model_name(sources: BundleSources) -> str:
-    """The model's name in caches: the base model's, plus the adapter's path when there is one."""
+    """The model's name in caches: the base model's, plus the adapter's path or the fine-tuned checkpoint whose
+    weights are loaded, when there is one."""
     name = sources.model.name
+    if sources.weights is not None:
+        return f"{name} with the weights of {sources.weights.name}"
     return name if sources.adapter is None else f"{name} + adapter {sources.adapter.path}"
 
 
 def cache_names(sources: BundleSources) -> tuple[str, str, str]:
     """``(model_name, sae_name, fingerprint)`` of the bundle ``sources`` load (what keys its activation caches),
     from names and file stats alone."""
-    return _model_name(sources), sources.sae.name, _fingerprint(sources.model, sources.sae, sources.adapter)
+    return (_model_name(sources), sources.sae.name,
+            _fingerprint(sources.model, sources.sae, sources.adapter, sources.weights))
 
 
 def load_bundle(*, checkpoint: str | None = None, model_path: str | Path | None = None,
@@ -299,7 +352,8 @@ def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None
     """``load_bundle`` of sources already resolved (``resolve_sources``) and a parsed device map (and the
     ``load_tokenizer`` of these sources, when it is already loaded). The sources' adapter is loaded on the model:
     merged into its weights (``merge_adapter``, the plain fine-tuned model), else as a ``PeftModel`` (inside
-    ``with model.disable_adapter():`` it is the base model)."""
+    ``with model.disable_adapter():`` it is the base model); with ``weights`` the fine-tuned checkpoint's weights
+    are loaded in place of the model's."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if names_disk(device_map) and offload_folder is None:
@@ -317,7 +371,9 @@ def load_resolved_bundle(sources: BundleSources, *, device_map: DeviceMap = None
     placement = {} if device_map is None else {"device_map": device_map}
     if device_map is not None and offload_folder is not None:  # used only if accelerate offloads to disk
         placement["offload_folder"] = str(offload_folder)
-    model = load_pretrained(AutoModelForCausalLM, model_source, "model", dtype=sources.dtype, **placement)
+    weights = model_source if sources.weights is None else sources.weights
+    model = load_pretrained(AutoModelForCausalLM, weights, "model" if sources.weights is None else "fine-tuned model",
+                            dtype=sources.dtype, **placement)
     model.eval()
     if sources.adapter is not None:
         model = load_adapter(model, sources.adapter, merge=merge_adapter)

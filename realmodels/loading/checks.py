@@ -112,3 +112,36 @@ def check_sae_width(d_in: int, hidden_size: int | None, sae_name: str, model_nam
     if hidden_size is not None and d_in != hidden_size:
         raise InputError(f"SAE {sae_name} reads vectors of size d_in={d_in}, but model {model_name} has "
                          f"hidden size {hidden_size}")
+
+
+# config.json keys that fix a checkpoint's architecture (its parameters' names and shapes); a fine-tuned full
+# checkpoint is compared with its base model on these (the first spelling present of each; text_config wins)
+ARCHITECTURE_KEYS = (("model_type",), HIDDEN_KEYS, LAYER_KEYS, ("vocab_size",), ("intermediate_size", "n_inner"),
+                     ("num_attention_heads", "n_head"), ("num_key_value_heads",), ("head_dim",),
+                     ("tie_word_embeddings",))
+
+
+def architecture(config: dict) -> dict:
+    """The ``ARCHITECTURE_KEYS`` a model config states ({first spelling present: value}; text_config merged over
+    the top level, as ``model_shape`` reads it)."""
+    text = config.get("text_config")
+    merged = {**config, **text} if isinstance(text, dict) else config
+    found = {}
+    for spellings in ARCHITECTURE_KEYS:
+        key = next((k for k in spellings if k in merged), None)
+        if key is not None:
+            found[key] = merged[key]
+    return found
+
+
+def check_same_architecture(base: dict, finetuned: dict, base_name: str, finetuned_name: str) -> None:
+    """An InputError "checkpoints of different architectures: ..." naming the first architecture key
+    (``ARCHITECTURE_KEYS``) on which the two model configs differ (a key one states and the other does not counts
+    as different, except ``tie_word_embeddings``, whose absence means transformers' default)."""
+    ours, theirs = architecture(base), architecture(finetuned)
+    for key in dict.fromkeys([*ours, *theirs]):
+        if key == "tie_word_embeddings" and (key not in ours or key not in theirs):
+            continue
+        if ours.get(key) != theirs.get(key):
+            raise InputError(f"checkpoints of different architectures: {key} is {theirs.get(key)!r} in "
+                             f"{finetuned_name} but {ours.get(key)!r} in the base model {base_name}")

@@ -43,7 +43,9 @@ def resolve_max_length(context: int | None, requested: int | None, model_name: s
 class ModelChoice:
     """A registered ``checkpoint``, or a local/hub ``model`` with a saved ``sae`` directory, at ``layer`` — none of
     the three: the embedded model organism (``realmodels.loading.embedded``) at its SAE's layer; with a
-    peft ``adapter`` directory (or a finetune run directory holding one) the model is base + adapter.
+    peft ``adapter`` directory (or a finetune run directory holding one) the model is base + adapter; with a
+    ``finetuned`` full checkpoint of the same architecture (a directory, a full finetune run directory or a hub id)
+    its weights replace the model's (tokenizer, SAE and layer stay the model's).
 
     Only the fields that change results (not devices, batch sizes or caches) are part of a run's config."""
 
@@ -55,6 +57,7 @@ class ModelChoice:
     chat_template: str | None = None
     max_length: int | None = None
     adapter: str | None = None
+    finetuned: str | None = None
 
     def __post_init__(self):
         if self.checkpoint is not None and (self.model is not None or self.sae is not None):
@@ -93,15 +96,17 @@ class ModelChoice:
         from realmodels.loading.bundle import resolve_sources
 
         return resolve_sources(checkpoint=self.checkpoint, model_path=self.model, sae_path=self.sae, layer=self.layer,
-                               dtype=self.dtype, chat_template=self.chat_template, adapter=self.adapter)
+                               dtype=self.dtype, chat_template=self.chat_template, adapter=self.adapter,
+                               finetuned=self.finetuned)
 
     def to_config(self) -> dict:
-        """The fields with existing paths made absolute; ``adapter`` only when given (so the config of a run
-        without one is what it was before adapters existed, and such runs still resume)."""
+        """The fields with existing paths made absolute; ``adapter`` and ``finetuned`` only when given (so the
+        config of a run without them is what it was before they existed, and such runs still resume)."""
         data = asdict(self)
-        if data["adapter"] is None:
-            del data["adapter"]
-        for key in ("model", "sae", "chat_template", "adapter"):
+        for key in ("adapter", "finetuned"):
+            if data[key] is None:
+                del data[key]
+        for key in ("model", "sae", "chat_template", "adapter", "finetuned"):
             if data.get(key) is not None and Path(data[key]).expanduser().exists():
                 data[key] = str(Path(data[key]).expanduser().resolve())
         return data

@@ -159,3 +159,24 @@ def test_a_failing_shard_on_ray_is_one_line_and_the_rerun_computes_only_it(tmp_p
     assert not wait_for_no_new_ray_processes(before), "Ray processes outlived the session"
     assert not directory.exists()
     assert_equal(merged, _session(llama, tmp_path / "single").activations(inducing_jsonl))
+
+
+def test_model_workers_load_a_fine_tuned_checkpoints_weights(tmp_path, llama, tiny_llama_dir, control_jsonl,
+                                                             one_batch_shards):
+    """A session on a full fine-tuned checkpoint (``finetuned``: its weights in place of the model's) hands them to
+    its model workers: the sharded cache equals the single-process one, and differs from the base model's."""
+    from dataclasses import replace
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight.mul_(1.5)
+    model.save_pretrained(tmp_path / "ft")
+    finetuned = replace(llama, finetuned=str(tmp_path / "ft"))
+    recording = Recording()
+    sharded = _session(finetuned, tmp_path / "sharded", recording).activations(control_jsonl)
+    assert len(recording.names) == 3
+    assert_equal(sharded, _session(finetuned, tmp_path / "here").activations(control_jsonl))
+    base = _session(llama, tmp_path / "base").activations(control_jsonl)
+    assert not torch.equal(sharded.residual_mean, base.residual_mean)
