@@ -6,8 +6,9 @@ loss only; the saved adapter (or model) runs without them.
   (h − (h·û)û, ``theory.directions.project_out``); ``features``: S = span{d_h : h ∈ H}, the harmful SAE features'
   decoder rows, at the SAE's layer (h − (h Q) Qᵀ, Q an orthonormal basis, ``theory.regularise.span_basis``).
   Unlike the guard's projection (h − P_S (h − h⁰)) nothing of h along S survives, so the layers above never read
-  S while training and the task gradient reaching every adapter at or below L has no component along S
-  (∂h'/∂h = I − P_S).
+  S while training, and the loss's gradient with respect to the layer-L output has no component along S
+  (∂h'/∂h = I − P_S): an adapter writing straight into it (layer L's MLP output projection) gets no update
+  along S; the others only through the Jacobians between them and L.
 - Preventative steering (Chen et al. 2025): h ← h + α û at the direction's layer (``theory.directions.steer``):
   the training data's push along û is supplied by the hook, so the weights need not learn it. α = 0 leaves h
   unchanged bit for bit.
