@@ -32,6 +32,7 @@ def test_defence_flags_and_the_toml_table_give_the_same_run(tmp_path, capsys, in
     code, out, err = rm(capsys, [*base, "--caft", "direction", "--direction", direction, "--kl-weight", "2",
                                  "--out", tmp_path / "flags"])
     assert code == 0, err
+    assert "defences (training only): CAFT direction, KL to base λ 2" in out
     summary = json.loads((tmp_path / "flags" / "summary.json").read_text())
     assert summary["defence"]["caft"] == "direction" and summary["defence"]["kl_weight"] == 2.0
     assert summary["defence"]["edits"] == [1]
