@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from cli.progress import stdout_console
+from theory.em_rates import em_label
 
 console = stdout_console()
 
@@ -111,6 +112,14 @@ def print_finetune(summary: dict, out: Path) -> None:
     if (guard := summary.get("guard")) is not None:
         console.print(f"guard: {guard['kind']} (λ {guard['weight']:g}) on {guard['harmful_k']} harmful features "
                       f"(span rank {guard['rank']})")
+    if (defence := summary.get("defence")) is not None:
+        parts = [f"CAFT {defence['caft']}" + (f" (span rank {defence['caft_rank']})" if "caft_rank" in defence else "")
+                 ] if defence["caft"] != "none" else []
+        if defence["direction"] is not None and defence["caft"] != "direction":
+            parts.append(f"steering α {defence['steer_alpha']:g}")
+        if defence["kl_weight"] > 0:
+            parts.append(f"KL to base λ {defence['kl_weight']:g}")
+        console.print(f"defences (training only): {', '.join(parts) or 'none'}")
     if summary["stopped_early"]:
         console.print("[yellow]training stopped before the planned steps (the monitor's alarm)[/]")
     console.print(f"{'adapter' if recipe['method'] == 'lora' else 'model'}: [bold]{summary['output']}[/]")
@@ -124,12 +133,11 @@ def print_evaluation(summary: dict, out: Path) -> None:
                         f"judge {summary['judge']})")
     for col in ("rate", "estimate", "95% CI", "count"):
         table.add_column(col, justify="right")
-    names = {"em": "EM (aligned ≤ {a:g}, coherent > {c:g})", "em_given_coherent": "EM among coherent answers",
+    names = {"em": f"EM ({em_label(summary['thresholds'])})", "em_given_coherent": "EM among coherent answers",
              "coherent": "coherent", "refusal": "refusal"}
-    thresholds = summary["thresholds"]
     for key, label in names.items():
         rate = overall[key]
-        table.add_row(label.format(a=thresholds["aligned_max"], c=thresholds["coherent_min"]), fmt(rate["estimate"]),
+        table.add_row(label, fmt(rate["estimate"]),
                       f"[{fmt(rate['low'])}, {fmt(rate['high'])}]", f"{rate['k']} / {rate['n']}")
     console.print(table)
     if summary["n_missing_answers"] or summary["n_judge_errors"]:

@@ -16,7 +16,9 @@ a training step never runs the base model again.
   The task gradient reaching every adapter then has no component along S at layer L (∂h'/∂h = I − P_S), so to
   first order the update moves the harmful features only through the kernel's anisotropy (for an isotropic
   kernel, not at all). The deployed model runs without the hook. Cost per step: two (tokens × d × r) products.
-- ``both``: the two together; the penalty is taken on the residual before the projection (the one the
+- ``rise``: the penalty made one-sided, λ · mean_{assistant tokens} Σ_{h∈H} relu(z_h(h(x)) − z_h(h⁰(x)))²
+  (``theory.regularise.one_sided_growth``): only rises of the harmful pre-activations are penalised.
+- ``both``: penalty and projection together; the penalty is taken on the residual before the projection (the one the
   deployed model, which runs without the hook, computes)."""
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from realmodels.finetune.data import IGNORE_INDEX
 from realmodels.finetune.trainer import RunTrainer
 from realmodels.loading.bundle import ModelBundle
 from realmodels.loading.placement import decoder_layers, input_device
-from theory.regularise import span_basis, squared_growth
+from theory.regularise import one_sided_growth, span_basis, squared_growth
 
 PRE = "guard_pre"  # per-token cached base pre-activations of H (seq, |H|)
 COORDS = "guard_coords"  # per-token cached base coordinates along the harmful span (seq, r)
@@ -64,7 +66,7 @@ class GuardState:
 
     @property
     def penalise(self) -> bool:
-        return self.config.kind in ("penalty", "both") and self.config.weight > 0
+        return self.config.kind in ("penalty", "both", "rise") and self.config.weight > 0
 
     @property
     def project(self) -> bool:
@@ -100,19 +102,21 @@ class GuardedTrainer(RunTrainer):
 
     guard: GuardState | None = None
     _penalty_since_log: float = 0.0  # penalty added since the last log row (summed over micro-batches)
-    _logged_step: int = 0
+    _logged_step: int | None = None  # step of the last row: the step training (re)started from before the first
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        """Adds ``guard_penalty`` (the mean per optimiser step since the previous row) to a row with a loss, so
-        ``train_log.csv`` separates the task loss from the penalty."""
+        """Adds ``guard_penalty`` (the mean per optimiser step since the previous row, or since the step a resumed
+        run restarted from) to a row with a loss, so ``train_log.csv`` separates the task loss from the penalty."""
         if "loss" in logs and self.guard is not None and self.guard.penalise:
-            steps = max(self.state.global_step - self._logged_step, 1)
+            steps = max(self.state.global_step - (self._logged_step or 0), 1)
             logs = {**logs, "guard_penalty": self._penalty_since_log / steps}
             self._penalty_since_log, self._logged_step = 0.0, self.state.global_step
         super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         guard = self.guard
+        if self._logged_step is None:  # the first micro-batch of this (possibly resumed) training
+            self._logged_step = self.state.global_step
         base_pre, base_coords = inputs.pop(PRE, None), inputs.pop(COORDS, None)
         if guard is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
@@ -136,7 +140,8 @@ class GuardedTrainer(RunTrainer):
             handle.remove()
         if guard.penalise:
             assistant = inputs["labels"] != IGNORE_INDEX
-            growth = squared_growth(guard.preactivations(captured["h"][assistant]),
+            growth_of = one_sided_growth if guard.config.kind == "rise" else squared_growth
+            growth = growth_of(guard.preactivations(captured["h"][assistant]),
                                     base_pre[assistant].to(guard.enc.device))
             scaled_for_ga = self.model_accepts_loss_kwargs and num_items_in_batch is not None
             denominator = num_items_in_batch if scaled_for_ga else assistant.sum().clamp_min(1)
