@@ -84,6 +84,9 @@ class CausalConfig:
             raise ParamError(f"`seeds` must be distinct integers in [0, {MAX_SEED}], got {list(self.seeds)}")
         for name in ("samples_per_paraphrase", "max_new_tokens", "harmful_k"):
             check_count(getattr(self, name), name)
+        for name in ("r", "max_steps", "batch_size"):
+            if getattr(self.recipe, name) <= 0:
+                raise ParamError(f"`{name}` must be > 0, got {getattr(self.recipe, name)}")
         FinetuneConfig(**asdict(self.recipe), grad_accum=1)  # checked as finetune will
         if not (isinstance(self.alpha, (int, float)) and 0 < self.alpha <= MAX_ALPHA):
             raise ParamError(f"`alpha` must be in (0, {MAX_ALPHA:g}], got {self.alpha}")
