@@ -1,8 +1,9 @@
 """``run_causal``: causal tests of the organism's harmful SAE features and misalignment directions by steering,
 clamping and ablation while answering (``realmodels.organism.causal`` holds the config, the conditions and the
 tables). Each evaluation is ``run_evaluation`` in its own run directory, each fine-tune ``run_finetune``, so a rerun
-into the same ``out`` skips whatever is finished (down to single answers); every stage's equivalent ``realmodels``
-command line is appended to ``commands.sh`` (``realmodels.experiments.study.stage``).
+into the same ``out`` skips whatever is finished (a complete evaluation is not reopened; an incomplete one resumes
+down to single answers); every stage's equivalent ``realmodels`` command line is appended to ``commands.sh``
+(``realmodels.experiments.study.stage``).
 
 Layout of ``out``:
 - ``world/`` (and ``data-s<seed>/``): the organism's world and the fine-tuning sets of the other seeds;
@@ -122,13 +123,15 @@ def finetune_stage(out: Path, organism: dict, cfg: dict, seed: int):
 def evaluate_condition(out: Path, organism: dict, cfg: dict, directions: dict, model: str, condition: str,
                        seed: int):
     """One evaluation of ``model`` (base or the seed's fine-tune) under ``condition``, answers sampled with
-    ``seed``, into ``evaluations/<model>-<condition>-s<seed>/``."""
+    ``seed``, into ``evaluations/<model>-<condition>-s<seed>/``; returns whether it was finished before."""
     from realmodels.evaluate.config import JudgeChoice
     from realmodels.evaluate.interventions import Clamp, Steer
     from realmodels.experiments.evaluate import run_evaluation
 
     world, dirs = out / "world", out / "directions"
     run = out / "evaluations" / f"{model}-{condition}-s{seed}"
+    if finished_evaluation(run):
+        return True
     adapter = None if model == BASE else out / f"finetune-s{seed}"
     steer, clamp, ablate, flags = (), (), None, []
     alpha = {int(k): v for k, v in directions["alpha_by_layer"].items()}
@@ -152,15 +155,25 @@ def evaluate_condition(out: Path, organism: dict, cfg: dict, directions: dict, m
     spec = Organism(**organism).model_spec(sae=bool(clamp), adapter=adapter)
     args = ["evaluate", *(["--adapter", str(adapter)] if adapter is not None else []), *flags,
             *evaluate_args(cfg, world), "--seed", str(seed), *model_args(organism, sae=bool(clamp)), "--out", str(run)]
-    return stage(out, args, lambda log: run_evaluation(config, model=spec, judge=JudgeChoice(kind="organism"),
-                                                       options=stage_options(run), log=log))
+    stage(out, args, lambda log: run_evaluation(config, model=spec, judge=JudgeChoice(kind="organism"),
+                                                options=stage_options(run), log=log))
+    return False
+
+
+def finished_evaluation(run: Path) -> bool:
+    """Whether ``run`` holds a complete evaluation (its summary.json, written last, says so). Inside a causal run
+    directory (whose config.json fixes every evaluation's config) such a run is skipped without being reopened:
+    ``run_evaluation`` would only recompute its metrics and redraw its figures, the same bytes."""
+    try:
+        return (run / "summary.json").is_file() and read_json(run / "summary.json").get("complete") is True
+    except (InputError, AttributeError):  # damaged: run_evaluation rewrites it
+        return False
 
 
 def run_causal(config: CausalConfig = CausalConfig(), *, organism: Organism | None = None,
                out: str | Path = Path("runs/organism-causal"), log: Log = console.print) -> CausalResult:
     """The causal tests (module docstring) in the resumable directory ``out``, in this process; everything is
     checked before anything is written."""
-    from realmodels.experiments.study import COMMANDS
     from runio.rundir import RunDir
 
     organism = organism or Organism.load()
@@ -185,11 +198,10 @@ def run_causal(config: CausalConfig = CausalConfig(), *, organism: Organism | No
         finished.append(finetune_stage(out, chosen, cfg, seed).already_finished)
     plan = [(model, condition, seed) for seed in cfg["seeds"] for model, condition in conditions(n_layers)]
     for done, (model, condition, seed) in enumerate(plan, 1):
-        finished.append(evaluate_condition(out, chosen, cfg, directions, model, condition, seed).already_finished)
+        finished.append(evaluate_condition(out, chosen, cfg, directions, model, condition, seed))
         log(f"  {done}/{len(plan)} {model} {condition} seed {seed}")
     summary = aggregate(out, chosen, cfg, directions, plan)
     summary["seconds_this_run"] = time.perf_counter() - started
-    assert (out / COMMANDS).is_file()
     return CausalResult(out, summary, already_finished=all(finished))
 
 

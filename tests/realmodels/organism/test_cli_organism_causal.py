@@ -1,6 +1,7 @@
 """``realmodels organism causal`` on the embedded organism: every condition is evaluated on tiny settings, the tables
 hold one row per evaluation and per condition, the stages' command lines carry the interventions, a rerun skips
-everything (every evaluation and fine-tune byte-identical), and bad input is one line with nothing written."""
+everything (every evaluation and fine-tune byte-identical), a run killed inside an evaluation reruns to the same
+files, and bad input is one line with nothing written."""
 
 from __future__ import annotations
 
@@ -51,6 +52,20 @@ def test_causal_runs_every_condition_and_resumes(tmp_path, capsys):
     assert "everything was already finished" in stdout
     after = {k: v for k, v in files(out).items() if k.startswith(("evaluations/", "finetune-s0/", "directions/"))}
     assert after == before
+    assert pd.read_csv(out / "rates.csv").equals(rates)
+    rerun = (out / "commands.sh").read_text().splitlines()[len(commands):]
+    assert rerun and not [c for c in rerun if c.split()[1] == "evaluate"]  # finished evaluations are not reopened
+
+    # a run killed inside one evaluation (no summary, half of its answers): the rerun gives the same files
+    clamped = out / "evaluations" / "inducing-harmful=0-s0"
+    (clamped / "summary.json").unlink()
+    answers = (clamped / "answers.jsonl").read_text().splitlines(keepends=True)
+    (clamped / "answers.jsonl").write_text("".join(answers[: len(answers) // 2]))
+    code, stdout, err = rm(capsys, args)
+    assert code == 0, err
+    assert "already finished" not in stdout
+    again = {k: v for k, v in files(out).items() if k.startswith(("evaluations/", "finetune-s0/", "directions/"))}
+    assert again == before
     assert pd.read_csv(out / "rates.csv").equals(rates)
 
 
