@@ -15,7 +15,6 @@ from cli.dataclass_options import help_of
 from cli.errors import user_errors
 from cli.realmodels_mitigate import ints
 from cli.realmodels_tables import console
-from cli.threads import DEFAULT_THREADS, Threads, check_threads
 from realmodels.organism.causal import CausalConfig
 
 FT, EV = "Fine-tuning", "Evaluation"
@@ -43,25 +42,20 @@ def causal(
     max_new_tokens: Annotated[int, _help("max_new_tokens", rich_help_panel=EV)] = CausalConfig.max_new_tokens,
     harmful_k: Annotated[int, _help("harmful_k")] = CausalConfig.harmful_k,
     alpha: Annotated[float, _help("alpha")] = CausalConfig.alpha,
-    threads: Threads = DEFAULT_THREADS,
 ) -> None:
     """Causal tests on the organism: raise the harmful SAE features or the misalignment direction in the base
     model (steering), clamp the features to 0 or ablate the direction in inducing fine-tunes; EM per condition
     with CIs over seeds (resumable)."""
-    check_threads(threads)
     from realmodels.experiments.causal import run_causal
     from realmodels.experiments.organism import Organism
     from realmodels.organism.study import StudyRecipe
-    from runio.jobs import set_threads
 
     cfg = CausalConfig(domain=domain, seeds=tuple(ints(seeds, "--seeds")),
                        recipe=StudyRecipe(r=r, alpha=lora_alpha, lr=lr, max_steps=max_steps,
                                           batch_size=train_batch_size),
                        samples_per_paraphrase=samples_per_paraphrase, max_new_tokens=max_new_tokens,
                        harmful_k=harmful_k, alpha=alpha)
-    chosen = Organism.load(organism)
-    set_threads(threads)
-    result = run_causal(cfg, organism=chosen, out=out)
+    result = run_causal(cfg, organism=Organism.load(organism), out=out)  # every stage runs on one thread
     console.print((result.path / "causal.md").read_text(encoding="utf-8"))
     console.print(f"tables: {result.path / 'conditions.csv'}, {result.path / 'rates.csv'}; figure "
                   f"{result.path / 'causal.png'}; {result.summary['seconds_this_run']:.0f} s this run"
