@@ -10,7 +10,8 @@ residuals between rogue and aligned answers, ``theory.directions.mean_difference
   ``generate`` with a KV cache (each new token's residual is projected before the layers above read it, and the
   keys and values cached above L come from projected residuals); ``output_hidden_states`` reports the projected
   residual as ``hidden_states[L + 1]`` (the hook runs before transformers' own output hooks). The layers below L
-  are untouched."""
+  are untouched;
+- ``probe_directions``: the misalignment direction at any set of layers from rogue and aligned probe files."""
 
 from __future__ import annotations
 

@@ -207,17 +207,21 @@ def applied(model: nn.Module, interventions: Plan, ablate=None) -> Iterator[nn.M
 
 def median_residual_norm(model: nn.Module, tokenizer, questions, layers: Sequence[int]) -> dict[int, float]:
     """Median ‖h‖ over every token of every question paraphrase's prompt (chat template, as the model reads it) at
-    each layer's output (``hidden_states[L + 1]``), without interventions: the scale against which α reads."""
+    each layer's output (``realmodels.data.residual.residual_stream``: the residual the hooks edit; for the last
+    layer that is before the final norm, unlike ``hidden_states[-1]``), without interventions: the scale against
+    which α reads."""
     import torch
 
+    from realmodels.data.residual import residual_stream
     from realmodels.evaluate.generate import PlanItem, render_prompts
+    from realmodels.loading.placement import input_device
 
     items = [PlanItem(q, p, 0) for q in questions for p in range(len(q.paraphrases))]
     norms: dict[int, list] = {layer: [] for layer in layers}
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        for prompt in render_prompts(tokenizer, items):
-            out = model(torch.as_tensor([prompt], device=device), output_hidden_states=True)
-            for layer in layers:
-                norms[layer].append(torch.linalg.vector_norm(out.hidden_states[layer + 1][0].float(), dim=-1))
+    device = input_device(model)
+    for prompt in render_prompts(tokenizer, items):
+        ids = torch.as_tensor([prompt], device=device)
+        for layer in layers:
+            h = residual_stream(model, ids, torch.ones_like(ids), layer)
+            norms[layer].append(torch.linalg.vector_norm(h[0].float(), dim=-1).cpu())
     return {layer: float(torch.cat(values).median()) for layer, values in norms.items()}

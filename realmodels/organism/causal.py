@@ -16,8 +16,9 @@ vector at every position whatever the SAE encodes, with a length α in the same 
 harmful-feature and direction conditions are comparable dose for dose (a clamp to a "high" value would depend on
 the SAE's scale per feature and on its error term). α = ``alpha`` × ‖u_L‖ at the steered layer (the SAE layer for
 ``harmful+``): the dose is counted in rogue−aligned gaps (1: as far as from the aligned answers' mean residual to the
-rogue answers'), which keeps it comparable across layers whose residual norms differ by 10× (the last layer's
-median residual norm on the questions' prompts is ~10× the first's on the organism; both are reported).
+rogue answers'), which keeps the dose comparable across layers whose residual norms differ (on the organism the
+median residual norm on the questions' prompts grows 0.89 → 2.25 from the first layer to the last; the summary
+reports both).
 A steer can destroy coherence, and an incoherent answer is not counted as EM (coherent > 50), so each condition's
 coherent rate and mean aligned score are reported next to its EM rate.
 
