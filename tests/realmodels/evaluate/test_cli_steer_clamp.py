@@ -148,3 +148,24 @@ def test_bad_steer_and_clamp_inputs_fail_before_anything_loads(tmp_path, capsys,
     save_direction(wrong, Direction(layer=1, vector=[1.0] * (_d_model() // 2)))
     fill = {"n": _d_sae(), "wrong": wrong, "sae": embedded_default().sae}
     assert_bad(capsys, tmp_path, ["evaluate", *QUICK, *[a.format(**fill) for a in args]], match.format(**fill))
+
+
+def test_a_model_with_its_own_sae(tmp_path, capsys, tiny_llama_dir, tiny_sae_dir):
+    """--model DIR --sae DIR --layer L: a feature steer by 0 is byte-identical to no steering and the SAE is
+    recorded; a feature beyond this SAE's width, an SAE of another layer and a clamp without an SAE are one line,
+    nothing written."""
+    sae = tiny_sae_dir(tiny_llama_dir, layer=1)
+    base = ["evaluate", "--model", tiny_llama_dir, "--question", "bored", "--samples-per-paraphrase", "1",
+            "--max-new-tokens", "4", "--judge", "organism", "--n-bootstrap", "50", "--no-progress"]
+    code, _, err = rm(capsys, [*base, "--out", tmp_path / "plain"])
+    assert code == 0, err
+    code, _, err = rm(capsys, [*base, "--sae", sae, "--layer", "1", "--steer", "feature:5=0", "--out",
+                               tmp_path / "steer0"])
+    assert code == 0, err
+    assert _outputs(tmp_path / "steer0") == _outputs(tmp_path / "plain")
+    config = json.loads((tmp_path / "steer0" / "config.json").read_text())
+    assert config["intervention_sae"] == {"sae": str(sae.resolve()), "layer": 1}
+    assert_bad(capsys, tmp_path, [*base, "--sae", sae, "--layer", "1", "--clamp", "256=0"],
+               "feature 256 is out of range")
+    assert_bad(capsys, tmp_path, [*base, "--sae", sae, "--layer", "0", "--clamp", "1=0"], "layer")
+    assert_bad(capsys, tmp_path, [*base, "--clamp", "1=0"], "sae")  # a local model without an SAE
