@@ -123,5 +123,6 @@ def probe_directions(model: nn.Module, tokenizer, rogue: str | Path, aligned: st
 
     layers = list(layers)
     means = {name: layer_residual_means(model, as_dataset(path).tokenized(tokenizer, max_length), layers, pad_id,
-                                        batch_size=batch_size) for name, path in (("rogue", rogue), ("aligned", aligned))}
+                                        batch_size=batch_size)
+             for name, path in (("rogue", rogue), ("aligned", aligned))}
     return {layer: mean_difference(means["rogue"][layer], means["aligned"][layer]) for layer in layers}

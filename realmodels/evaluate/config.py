@@ -79,9 +79,10 @@ class JudgeChoice:
 class EvaluateConfig:
     """One evaluation: which questions, how many answers are sampled and how, how a failed request is handled,
     an optional direction ablated, directions steered and SAE features clamped while answering
-    (``realmodels.evaluate.interventions``; specs given as strings are parsed here), and how the judgements become EM rates. Values are checked
-    here (counts within bounds, a temperature of at most MAX_TEMPERATURE — beyond, sampling is uniform noise —,
-    seeds in numpy's range); nothing is read."""
+    (``realmodels.evaluate.interventions``; specs given as strings are parsed here), and how the judgements become
+    EM rates. Values are checked here (counts within bounds, a temperature of at most MAX_TEMPERATURE — beyond,
+    sampling is uniform noise —, seeds in numpy's range, finite steering coefficients and clamp values); nothing is
+    read."""
 
     questions: Path | None = None
     """Question YAML in the public EM format (default: the toolkit's own set)."""
