@@ -30,6 +30,12 @@ EVALUATE_MODEL_OPTIONS = MODEL_OPTIONS.replace(
     exclude=("sae", "layer", "batch_size", "ignore_memory_check"), help={"max_length": PROMPT_LENGTH_HELP},
     extra={"max_length": {"show_default": "the model's context"}})
 """The model options of ``evaluate`` (and ``mitigate``'s evaluations): the model alone, no SAE."""
+EVALUATE_SAE_OPTIONS = EVALUATE_MODEL_OPTIONS.replace(
+    exclude=("batch_size", "ignore_memory_check"),
+    help={"sae": "SAE directory (saved by sae-lens SAE.save_model) whose features --steer feature:IDX=ALPHA and "
+                 "--clamp name (default: the checkpoint's or the embedded organism's).",
+          "layer": "Layer whose resid_post that SAE reads (default: the checkpoint's only SAE layer)."})
+"""The model options of ``evaluate`` itself: the model, and the SAE its feature steering and clamping use."""
 FLAGS = {"endpoint": "--generate-endpoint"}  # the library parameters evaluate spells differently
 
 
@@ -39,7 +45,7 @@ def _config(cls, key: str, **kwargs):
 
 
 @user_errors(flags=FLAGS)
-@with_options(model=EVALUATE_MODEL_OPTIONS, options=RUN_OPTIONS.replace(exclude=("cache_dir", *SINGLE_PROCESS)))
+@with_options(model=EVALUATE_SAE_OPTIONS, options=RUN_OPTIONS.replace(exclude=("cache_dir", *SINGLE_PROCESS)))
 def evaluate(
     questions: Annotated[Optional[Path], _config(EvaluateConfig, "questions")] = None,
     question: Annotated[Optional[list[str]], typer.Option(help="Evaluate only this question id (repeatable).")] = None,
@@ -70,6 +76,8 @@ def evaluate(
     coherent_threshold: Annotated[float, typer.Option(help="Coherent when coherent > this.")] = 50.0,
     n_bootstrap: Annotated[int, _config(EvaluateConfig, "n_bootstrap")] = EvaluateConfig.n_bootstrap,
     ablate: Annotated[Optional[Path], _config(EvaluateConfig, "ablate", rich_help_panel=GEN)] = None,
+    steer: Annotated[Optional[list[str]], _config(EvaluateConfig, "steer", rich_help_panel=GEN)] = None,
+    clamp: Annotated[Optional[list[str]], _config(EvaluateConfig, "clamp", rich_help_panel=GEN)] = None,
     *, model: ModelSpec, options: RunOptions,
 ) -> None:
     """Sample answers to free-form questions, judge them, report EM rates with confidence intervals."""
@@ -85,6 +93,7 @@ def evaluate(
     config = EvaluateConfig(questions=questions, only=tuple(question or ()),
                             samples_per_paraphrase=samples_per_paraphrase, generation=generation,
                             thresholds=thresholds, n_bootstrap=n_bootstrap, on_error=on_error, ablate=ablate,
+                            steer=tuple(steer or ()), clamp=tuple(clamp or ()),
                             judge_cache=judge_cache)
     choice = JudgeChoice(kind=judge, model=judge_model, endpoint=judge_endpoint, api_key_env=judge_api_key_env,
                          concurrency=judge_concurrency)

@@ -1,7 +1,7 @@
 """The ``realmodels organism`` sub-app: ``build`` (write the synthetic chat world, pre-train the model organism on it
 and train its SAE, resumably: ``realmodels.experiments.organism.run_organism_build``; the result works with every
-command as ``--model OUT/model --sae OUT/sae --layer L``), ``world`` (``write_organism_world``) and ``study``
-(``cli.organism_study``, registered here)."""
+command as ``--model OUT/model --sae OUT/sae --layer L``), ``world`` (``write_organism_world``), ``study``
+(``cli.organism_study``) and ``causal`` (``cli.organism_causal``), both registered here)."""
 
 from __future__ import annotations
 
@@ -92,3 +92,7 @@ def world(
 from cli.organism_study import study  # noqa: E402  (registers `organism study` on organism_app)
 
 organism_app.command("study")(study)
+
+from cli.organism_causal import causal  # noqa: E402  (registers `organism causal` on organism_app)
+
+organism_app.command("causal")(causal)

@@ -143,6 +143,9 @@ def print_evaluation(summary: dict, out: Path) -> None:
     if summary["n_missing_answers"] or summary["n_judge_errors"]:
         console.print(f"[yellow]incomplete: {summary['n_missing_answers']} answers missing, {summary['n_judge_errors']} "
                       "judge requests failed — rerun with the same --out to retry them[/]")
+    for layer, norm in summary.get("median_residual_norm", {}).items():
+        console.print(f"steered layer {layer}: median residual norm {fmt(norm, '.3g')} on the questions' prompts "
+                      f"(α is in these units)")
     console.print(f"run directory: [bold]{out}[/]")
 
 

@@ -3,6 +3,7 @@
 Inputs are per-feature proximity scores (e.g. ``SetProximity.max_cosine``) as 1-D arrays.
 - Mann-Whitney U (rank test, one- or two-sided) and a permutation test on the difference of means;
 - bootstrap confidence interval of the difference of means (BCa, scipy.stats.bootstrap);
+- a t interval of the mean of a few values (one per seed: ``t_mean_ci``);
 - effect sizes: Cliff's δ = 2U/(n_a n_b) - 1 = P(a > b) - P(a < b), and Cohen's d (pooled SD);
 - a random-feature null: the same statistic for random feature sets of the same size;
 - ``compare_sets``: all of the above for two sets of items (features or samples) scored against one
@@ -61,6 +62,20 @@ def bootstrap_mean_ci(values, *, level: float = 0.95, n_resamples: int = 2000, s
     res = stats.bootstrap((arr,), np.mean, confidence_level=level, n_resamples=n_resamples,
                           method="percentile", random_state=np.random.default_rng(seed))
     return Interval(float(arr.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high), level)
+
+
+def t_mean_ci(values, *, level: float = 0.95) -> Interval:
+    """Mean of a small sample (e.g. one value per seed) with Student's t interval mean ± t_{n−1} s / √n
+    (``scipy.stats.t``; assumes the values are i.i.d. and roughly normal). One value: its interval is NaN; equal
+    values: the interval is the point."""
+    arr = np.asarray(values, dtype=np.float64).ravel()
+    if arr.size == 0 or not np.isfinite(arr).all():
+        raise InputError("a t interval needs at least one value, all finite")
+    mean = float(arr.mean())
+    if arr.size == 1:
+        return Interval(mean, float("nan"), float("nan"), level)
+    half = float(stats.t.ppf(0.5 + level / 2, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
+    return Interval(mean, mean - half, mean + half, level)
 
 
 def _mean_difference(a, b, axis=-1):

@@ -10,7 +10,8 @@ residuals between rogue and aligned answers, ``theory.directions.mean_difference
   ``generate`` with a KV cache (each new token's residual is projected before the layers above read it, and the
   keys and values cached above L come from projected residuals); ``output_hidden_states`` reports the projected
   residual as ``hidden_states[L + 1]`` (the hook runs before transformers' own output hooks). The layers below L
-  are untouched."""
+  are untouched;
+- ``probe_directions``: the misalignment direction at any set of layers from rogue and aligned probe files."""
 
 from __future__ import annotations
 
@@ -108,3 +109,20 @@ def ablated(model: nn.Module, direction: Direction) -> Iterator[nn.Module]:
     check_layer(model, direction.layer, "direction layer")
     with ablated_vector(model, direction.layer, torch.tensor(direction.vector, dtype=torch.float64)):
         yield model
+
+
+def probe_directions(model: nn.Module, tokenizer, rogue: str | Path, aligned: str | Path, layers, *,
+                     max_length: int | None, pad_id: int, batch_size: int = 32) -> dict:
+    """{L: u_L (d_model,)}: the misalignment direction at each layer L in ``layers``,
+    u_L = ``theory.directions.mean_difference`` of the per-conversation mean assistant-token residuals after layer
+    L on the ``rogue`` and ``aligned`` chat files (``realmodels.data.activations.layer_residual_means``: at the SAE
+    layer the same vector as the organism study's direction stage, which reads those means from a session)."""
+    from realmodels.data.activations import layer_residual_means
+    from realmodels.data.dataset import as_dataset
+    from theory.directions import mean_difference
+
+    layers = list(layers)
+    means = {name: layer_residual_means(model, as_dataset(path).tokenized(tokenizer, max_length), layers, pad_id,
+                                        batch_size=batch_size)
+             for name, path in (("rogue", rogue), ("aligned", aligned))}
+    return {layer: mean_difference(means["rogue"][layer], means["aligned"][layer]) for layer in layers}

@@ -68,19 +68,45 @@ def pad_right(chats: list[TokenizedChat], pad_id: int) -> tuple[Tensor, Tensor, 
     return input_ids, attention_mask, assistant_mask
 
 
-def _batch_means(bundle: ModelBundle, resid: Tensor, assistant_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-row means over assistant tokens: residual (batch, d_model) and SAE code (batch, d_sae), float32."""
+def row_means(resid: Tensor, assistant_mask: Tensor) -> Tensor:
+    """Per-row means of ``resid`` (batch, seq, d) over the assistant tokens: (batch, d), float32 on the CPU."""
     rows = assistant_mask.nonzero()[:, 0]  # (n_tok,) batch row of each assistant token
     tokens = resid[assistant_mask.to(resid.device)]  # (n_tok, d_model), on the model's device
     counts = assistant_mask.sum(1).to(torch.float32)  # (batch,)
-    resid_sum = torch.zeros(len(counts), resid.shape[-1]).index_add_(0, rows, tokens.float().cpu())
+    return torch.zeros(len(counts), resid.shape[-1]).index_add_(0, rows, tokens.float().cpu()) / counts[:, None]
+
+
+def _batch_means(bundle: ModelBundle, resid: Tensor, assistant_mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-row means over assistant tokens: residual (batch, d_model) (``row_means``) and SAE code
+    (batch, d_sae), float32."""
+    rows = assistant_mask.nonzero()[:, 0]  # (n_tok,) batch row of each assistant token
+    tokens = resid[assistant_mask.to(resid.device)]  # (n_tok, d_model), on the model's device
+    counts = assistant_mask.sum(1).to(torch.float32)  # (batch,)
     code_sum = torch.zeros(len(counts), bundle.d_sae)
     chunk = max(1, ENCODE_CHUNK_BYTES // (4 * bundle.d_sae))
     sae_device = bundle.sae.W_dec.device
     for lo in range(0, len(tokens), chunk):
         code = bundle.sae.encode(tokens[lo:lo + chunk].to(sae_device))  # (chunk, d_sae)
         code_sum.index_add_(0, rows[lo:lo + chunk], code.float().cpu())
-    return resid_sum / counts[:, None], code_sum / counts[:, None]
+    return row_means(resid, assistant_mask), code_sum / counts[:, None]
+
+
+@torch.inference_mode()
+def layer_residual_means(model, chats: list[TokenizedChat], layers, pad_id: int, *,
+                         batch_size: int = 8) -> dict[int, Tensor]:
+    """{L: (n, d_model)}: each chat's mean residual over its assistant tokens after decoder layer L, float32, in
+    the chats' order; batched as ``compute_activations`` batches (length-sorted, right-padded, ``row_means``), so at
+    a session's layer it equals the session's ``residual_mean``. No SAE is needed."""
+
+    device, order = input_device(model), length_order(chats)
+    means = {layer: torch.zeros(len(chats), model.config.get_text_config().hidden_size) for layer in layers}
+    for lo in range(0, len(chats), batch_size):
+        batch = order[lo:lo + batch_size]
+        input_ids, attention_mask, assistant_mask = pad_right([chats[i] for i in batch], pad_id)
+        for layer in layers:
+            resid = residual_stream(model, input_ids.to(device), attention_mask.to(device), layer)
+            means[layer][torch.tensor(batch, dtype=torch.long)] = row_means(resid, assistant_mask)
+    return means
 
 
 def length_order(chats: list[TokenizedChat]) -> list[int]:

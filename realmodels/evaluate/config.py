@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from realmodels.evaluate.generate import GenerationConfig
+from realmodels.evaluate.interventions import Clamp, Steer
 from realmodels.finetune.config import MAX_SEED
 from theory.em_rates import EmThresholds
 from theory.errors import InputError, ParamError
@@ -77,9 +78,11 @@ class JudgeChoice:
 @dataclass(frozen=True)
 class EvaluateConfig:
     """One evaluation: which questions, how many answers are sampled and how, how a failed request is handled,
-    an optional direction ablated while answering, and how the judgements become EM rates. Values are checked
-    here (counts within bounds, a temperature of at most MAX_TEMPERATURE — beyond, sampling is uniform noise —,
-    seeds in numpy's range); nothing is read."""
+    an optional direction ablated, directions steered and SAE features clamped while answering
+    (``realmodels.evaluate.interventions``; specs given as strings are parsed here), and how the judgements become
+    EM rates. Values are checked here (counts within bounds, a temperature of at most MAX_TEMPERATURE — beyond,
+    sampling is uniform noise —, seeds in numpy's range, finite steering coefficients and clamp values); nothing is
+    read."""
 
     questions: Path | None = None
     """Question YAML in the public EM format (default: the toolkit's own set)."""
@@ -98,6 +101,14 @@ class EvaluateConfig:
     ablate: Path | None = None
     """Direction file (JSON: layer, d_model, vector, note): its direction is projected out of that layer's output
     at every position while answering (local models only)."""
+    steer: tuple[Steer, ...] = ()
+    """Add α times a unit vector to a layer's output while answering (local models only; repeatable):
+    feature:IDX=ALPHA (SAE feature IDX's unit decoder direction at the SAE's layer) or FILE=ALPHA (a direction
+    file's unit vector at its layer); α in residual-stream units (the summary prints the layer's median residual
+    norm)."""
+    clamp: tuple[Clamp, ...] = ()
+    """Set SAE feature IDX to VALUE at the SAE's layer while answering, the SAE's error term kept: IDX=VALUE
+    (local models only; repeatable)."""
     judge_cache: Path | None = None
     """Judgement cache (default <out>/judge_cache)."""
 
@@ -106,6 +117,8 @@ class EvaluateConfig:
         from realmodels.experiments.spec import check_count
 
         check_on_error(self.on_error)
+        object.__setattr__(self, "steer", tuple(Steer.parse(spec) for spec in self.steer))
+        object.__setattr__(self, "clamp", tuple(Clamp.parse(spec) for spec in self.clamp))
         if self.samples_per_paraphrase is not None:
             check_count(self.samples_per_paraphrase, "samples_per_paraphrase", maximum=MAX_SAMPLES)
         check_count(self.n_bootstrap, "n_bootstrap", maximum=MAX_BOOTSTRAP)

@@ -19,8 +19,9 @@ Runners: ``run_geometry``, ``run_filter``, ``run_audit``, ``run_amplification``,
 ``run_evaluation`` (answers, judgements, EM rates); in their modules: ``mitigate.run_mitigation`` (filter ->
 finetune -> evaluate per arm), ``organism.run_organism_build``, ``organism.write_organism_world`` and
 ``organism.Organism`` (the model organism), ``features.run_feature_cards`` (feature cards and their HTML report),
-``study.run_study`` (the paper's study on the organism, composed of the runners above). Each module's docstring has
-a runnable example; ``examples/organism_pipeline.py`` chains them."""
+``study.run_study`` (the paper's study on the organism, composed of the runners above), ``causal.run_causal``
+(steering, clamping and ablation as causal tests on the organism). Each module's docstring has a runnable example;
+``examples/organism_pipeline.py`` chains them."""
 
 from realmodels.experiments.amplification import AmplificationResult, run_amplification
 from realmodels.experiments.audit import AuditResult, run_audit

@@ -4,9 +4,11 @@ scores, EM rates with intervals (``realmodels.evaluate``).
 
 Bad input is cheap: the question file, the values (finite, in range: ``EvaluateConfig``), the model's files and
 every prompt's length against ``model.max_length`` or the context (or the endpoint's reachability) and the judge (an
-``hf`` judge is loaded) (and an ``ablate`` direction file against the model's config.json) are checked before the
+``hf`` judge is loaded) (and an ``ablate`` or ``steer`` direction file against the model's config.json, a steered
+or clamped SAE feature against the SAE's cfg.json: ``realmodels.evaluate.interventions``) are checked before the
 run directory is created or any answer is generated. The run's config records what makes its answers and
-judgements (model or endpoint, questions, sampling, judge, the ablated direction's file when given); the
+judgements (model or endpoint, questions, sampling, judge, the ablated direction's file, the steers and clamps
+and their SAE when given: older configs stay as they were); the
 thresholds and the bootstrap only shape the metrics, which every run recomputes from the recorded answers and
 judgements (a rerun generates and judges only what is missing).
 
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING
 from realmodels.data.jsonl import dataset_hash
 from realmodels.evaluate.config import (EvaluateConfig, JudgeChoice, check_direction_fits, check_prompts_fit,
                                         context_limit)
+from realmodels.evaluate.interventions import Plan, applied, median_residual_norm, plan
 from realmodels.evaluate.questions import DEFAULT_QUESTIONS, load_questions
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import SUMMARY, Log, recorded_config, release_unfinished, resolved
@@ -79,6 +82,19 @@ def _complete_before(path: Path, config: dict) -> bool:
     return isinstance(summary, dict) and summary.get("complete") is True
 
 
+def residual_norms(run: RunDir, plain, questions, interventions: Plan | None) -> dict:
+    """``{"median_residual_norm": {layer: median ‖h‖}}`` of the steered layers on the questions' prompts
+    (``median_residual_norm``), computed once into ``residual_norms.json`` (a rerun reads it); {} without
+    steering."""
+    if interventions is None or not interventions.steers:
+        return {}
+    file = run.file("residual_norms.json")
+    if not file.is_file():
+        norms = median_residual_norm(plain.model, plain.tokenizer, questions, interventions.layers())
+        write_json(file, {str(layer): value for layer, value in norms.items()})
+    return {"median_residual_norm": read_json(file)}
+
+
 def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpec | None = ModelSpec(),
                    endpoint: EndpointConfig | None = None, judge: JudgeChoice = JudgeChoice(),
                    options: RunOptions = RunOptions(), log: Log = console.print) -> EvaluationResult:
@@ -90,11 +106,12 @@ def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpe
     questions = load_questions(config.questions, samples_per_paraphrase=config.samples_per_paraphrase,
                                only=list(config.only) or None)
     question_file = config.questions or DEFAULT_QUESTIONS
-    plain = direction = None
+    plain = direction = interventions = None
+    for name in ("ablate", "steer", "clamp"):
+        if endpoint is not None and getattr(config, name):
+            raise ParamError(f"`{name}` needs a local model (`checkpoint`/`model` or the default): an endpoint's "
+                             f"hidden states are out of reach; drop `endpoint` or `{name}`")
     if config.ablate is not None:
-        if endpoint is not None:
-            raise ParamError("`ablate` needs a local model (`checkpoint`/`model` or the default): an endpoint's "
-                             "hidden states are out of reach; drop `endpoint` or `ablate`")
         from realmodels.analysis.direction import load_direction
 
         direction = load_direction(config.ablate)
@@ -105,10 +122,12 @@ def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpe
     else:
         if model is None:
             raise ParamError("give a `model` (ModelSpec(): the embedded model organism) or an `endpoint`")
-        plain = model.plain()
+        plain = model.without_sae().plain()
         source_config = plain.to_config()
         if direction is not None:
             check_direction_fits(direction, config.ablate, plain, model.checkpoint)
+        interventions = plan(config.steer, config.clamp, model, plain,
+                             lambda d, file: check_direction_fits(d, file, plain, model.checkpoint))
     path = Path(options.out) if options.out is not None else default_run_dir(prefix="evaluate-")
     cache_dir = config.judge_cache or path / "judge_cache"
     scorer = judge.build(cache_dir, config.on_error)
@@ -119,7 +138,8 @@ def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpe
         "generation": config.generation.to_dict(), "judge": judge.to_config(),
         **({} if config.ablate is None else {"ablate": {  # only when given: older configs stay as they were
             "path": str(Path(config.ablate).expanduser().resolve()),
-            "sha256": dataset_hash(Path(config.ablate).expanduser())}})})
+            "sha256": dataset_hash(Path(config.ablate).expanduser())}}),
+        **({} if interventions is None else interventions.to_config())})
     if endpoint is not None:
         from realmodels.evaluate.endpoints import api_key
         from realmodels.evaluate.generate import check_endpoint
@@ -140,12 +160,7 @@ def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpe
         if endpoint is not None:
             return generate_from_endpoint(endpoint, questions, config.generation, log_path,
                                           progress=options.progress, report=log)
-        if direction is None:
-            return generate_answers(plain.model, plain.tokenizer, questions, config.generation, log_path,
-                                    progress=options.progress)
-        from realmodels.analysis.direction import ablated
-
-        with ablated(plain.model, direction):
+        with applied(plain.model, interventions, direction):
             return generate_answers(plain.model, plain.tokenizer, questions, config.generation, log_path,
                                     progress=options.progress)
 
@@ -158,7 +173,8 @@ def run_evaluation(config: EvaluateConfig = EvaluateConfig(), *, model: ModelSpe
     expected = sum(len(q.paraphrases) * q.samples_per_paraphrase for q in questions)
     summary = {**result.report.summary(), "n_expected_answers": expected,
                "n_missing_answers": expected - len(result.answers), "n_judge_errors": result.n_judge_errors,
-               "judge": scorer.name, "complete": expected == len(result.answers) and result.n_judge_errors == 0}
+               "judge": scorer.name, "complete": expected == len(result.answers) and result.n_judge_errors == 0,
+               **residual_norms(run, plain, questions, interventions)}
     if not result.answers:  # every generation request failed: no table or figure to make
         write_json(run.file(SUMMARY), summary)
         raise ParamError(f"incomplete evaluation: none of the {expected} answers was generated (see the failures "

@@ -1,4 +1,5 @@
-"""The organism study's figure: emergent misalignment per fine-tuning domain and training set."""
+"""The organism's figures: the study's emergent misalignment per fine-tuning domain and training set, and the causal
+tests' EM rate per condition."""
 
 from __future__ import annotations
 
@@ -42,5 +43,33 @@ def em_rates_figure(arms: pd.DataFrame, base: dict, ratio: float):
     axes[0].legend(loc="upper right", fontsize=8)
     fig.suptitle(f"model organism: inducing vs control fine-tunes (criterion: inducing >= {ratio:g}x each control, "
                  "intervals apart)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def causal_figure(table: pd.DataFrame, domain: str):
+    """The causal tests (``realmodels.organism.causal``): one panel per model (base, inducing fine-tune), one bar
+    per condition: the mean EM rate in the domains other than ``domain`` over seeds, whiskers its t 95% interval
+    (none with one seed)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models = list(dict.fromkeys(table["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 4), sharey=True, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        rows = table[table["model"] == model]
+        x = np.arange(len(rows))
+        colours = ["#7f8c8d" if c == "plain" else "#c0392b" for c in rows["condition"]]
+        ax.bar(x, rows["em"], 0.7, color=colours, alpha=0.85)
+        low, high = (rows["em"] - rows["em_low"]).to_numpy(), (rows["em_high"] - rows["em"]).to_numpy()
+        ok = np.isfinite(low) & np.isfinite(high)
+        ax.errorbar(x[ok], rows["em"].to_numpy()[ok], yerr=[low[ok], high[ok]], fmt="none", color="black",
+                    capsize=3, linewidth=1)
+        ax.set_xticks(x, rows["condition"], rotation=30, ha="right")
+        ax.set_title("base model" if model == "base" else f"inducing fine-tune ({domain})")
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel(f"EM rate, domains other than {domain}")
+    fig.suptitle("causal tests: steering, clamping and ablation while answering (mean over seeds, t 95% CI)",
+                 fontsize=10)
     fig.tight_layout()
     return fig

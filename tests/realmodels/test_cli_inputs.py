@@ -108,6 +108,11 @@ def test_bad_input_is_reported_without_importing_torch(tmp_path, tiny_gemma2_dir
         ["evaluate", "--model", tiny_gemma2_dir, "--ablate", small_direction, "--out", tmp_path / "never"],
         ["evaluate", "--generate-endpoint", "http://127.0.0.1:9/v1", "--generate-model", "m", "--ablate",
          small_direction, "--out", tmp_path / "never"],
+        ["evaluate", "--model", tiny_gemma2_dir, "--steer", f"{small_direction}=1", "--out", tmp_path / "never"],
+        ["evaluate", "--clamp", "100000=0", "--out", tmp_path / "never"],  # the embedded organism's SAE: 256
+        ["evaluate", "--steer", "feature:1=nan", "--out", tmp_path / "never"],
+        ["organism", "causal", "--harmful-k", "257", "--out", tmp_path / "never"],
+        ["organism", "causal", "--alpha", "0", "--out", tmp_path / "never"],
         ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--budget", "1.5", *common],
         ["mitigate", "--model", tiny_gemma2_dir, "--data", inducing_jsonl, "--ray-address", "head", *common],
     ]

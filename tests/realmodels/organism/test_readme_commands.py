@@ -1,7 +1,7 @@
 """The README's model-organism commands run on a fresh checkout, on the embedded organism, with no download: the
 block under "The model organism" is parsed and run command by command in a scratch directory (fine-tuning,
-generation and mitigation shortened by appended flags, which override the README's; the study itself has its own
-test)."""
+generation and mitigation shortened by appended flags, which override the README's; the study and the causal tests
+have their own tests)."""
 
 from __future__ import annotations
 
@@ -35,15 +35,15 @@ def readme_commands() -> list[list[str]]:
 def test_the_readme_block_is_found():
     names = [c[0] if c[0] != "organism" else f"organism {c[1]}" for c in readme_commands()]
     assert names[0] == "organism world" and {"geometry", "audit", "filter", "finetune", "amplification",
-                                             "evaluate", "mitigate", "organism study"} <= set(names)
+                                             "evaluate", "mitigate", "organism study", "organism causal"} <= set(names)
 
 
 @pytest.mark.slow
 def test_the_readme_organism_commands_run_on_a_fresh_clone(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for args in readme_commands():
-        if args[:2] == ["organism", "study"]:
-            continue  # tests/realmodels/organism/test_cli_organism_study.py runs it
+        if args[:2] in (["organism", "study"], ["organism", "causal"]):
+            continue  # tests/realmodels/organism/test_cli_organism_{study,causal}.py run them
         quiet = [] if args[0] == "organism" else ["--no-progress"]
         code, _, err = rm(capsys, [*args, *SHORTER.get(args[0], []), *quiet])
         assert code == 0, f"realmodels {shlex.join(args)}: {err}"
