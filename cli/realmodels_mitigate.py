@@ -37,6 +37,19 @@ def ints(text: str, what: str) -> list[int]:
     return values
 
 
+def floats(text: str, what: str) -> list[float]:
+    """Comma-separated finite numbers (``what`` names the option)."""
+    import math
+
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) for v in values):
+        raise InputError(f"{what} must be finite numbers, got {text!r}")
+    return values
+
+
 @user_errors(flags={"lora_layers": "--lora-layer"})
 @with_options(model=MODEL_OPTIONS.replace(exclude=("adapter",)), options=ARM_OPTIONS)
 def mitigate(
@@ -45,7 +58,15 @@ def mitigate(
                        ] = None,
     harmless: Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless responses.")] = None,
     budget: Annotated[float, typer.Option(help="Fraction of the training samples every arm removes, in [0, 1).")] = 0.1,
-    arms: Annotated[str, typer.Option(help="Comma-separated arms: none, geometry, random, judge.")] = ",".join(ARMS),
+    budgets: Annotated[Optional[str], typer.Option(help="Further budgets of the data arms (comma-separated: the "
+                                                        "budget curve).")] = None,
+    arms: Annotated[str, typer.Option(help=f"Comma-separated arms: {', '.join(ARMS)}.")] = "none,geometry,random,judge",
+    persona_direction: Annotated[Optional[Path], typer.Option(help="Direction file of the trait the persona arm "
+                                                                   "screens for (at the SAE's layer).")] = None,
+    aligned: Annotated[Optional[Path], typer.Option(help="Chat JSONL of aligned conversations (the interleave "
+                                                         "arm adds them).")] = None,
+    heldout: Annotated[Optional[Path], typer.Option(help="Chat JSONL of held-out task conversations: every arm's "
+                                                         "task loss and retention.")] = None,
     random_seeds: Annotated[str, typer.Option(help="Seeds of the random arm (comma-separated).")] = "0,1,2",
     representation: Annotated[str, typer.Option(help="Geometry filter: residual | features.")] = "residual",
     harmful_k: Annotated[int, typer.Option(help="Toxic (harmful-behaviour) features of the geometry filter.")] = 50,
@@ -94,6 +115,7 @@ def mitigate(
     chosen = [arm.strip() for arm in arms.split(",") if arm.strip()]
     seeds = ints(random_seeds, "--random-seeds") if "random" in chosen else []
     config = MitigateConfig(budget=budget, arms=tuple(chosen), random_seeds=tuple(seeds),
+                            budgets=tuple(floats(budgets, "--budgets")) if budgets else (),
                             representation=representation, harmful_k=harmful_k, seed=seed)
     recipe = check_recipe({
         "preset": preset, "config": finetune_config, "r": None, "alpha": None, "rslora": None, "dropout": None,
@@ -108,5 +130,6 @@ def mitigate(
         n_bootstrap=n_bootstrap, on_error=on_error)
     choice = JudgeChoice(kind=judge, model=judge_model, endpoint=judge_endpoint, api_key_env=judge_api_key_env)
     result = run_mitigation(data, harmful, harmless, config, recipe=recipe, evaluation=evaluation, judge=choice,
-                            model=model, options=options)
+                            model=model, options=options, persona_direction=persona_direction, aligned=aligned,
+                            heldout=heldout)
     print_mitigation(result.summary, result.path)

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING
 from realmodels.analysis.configs import FilterConfig, SelectionConfig
 from realmodels.data.dataset import Dataset, Datasets
 from realmodels.evaluate.config import EvaluateConfig, JudgeChoice
-from realmodels.evaluate.mitigate import ARMS
+from realmodels.evaluate.mitigate import ARMS, DATA_ARMS
+from realmodels.experiments.filter import FILTERED
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import Log, holds_no_result, release_unfinished, resolved
 from realmodels.experiments.spec import ModelSpec, RunOptions
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 ARMS_DIR = "arms"
 STAGES = ("filter", "finetune", "evaluate")  # an arm's stages: <stage>-<arm>/ below the run directory
-FILTERED = "filtered.jsonl"
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,12 @@ class MitigateConfig:
     """The experiment: which arms remove how much of the training data, and how the geometry arm picks."""
 
     budget: float = 0.1
-    """fraction of the training samples every arm removes, in (0, 1)"""
-    arms: tuple[str, ...] = ARMS
-    """arms: none (always; every reduction is measured against it), geometry, random, judge"""
+    """fraction of the training samples every arm removes (interleave: adds), in (0, 1): the main budget"""
+    arms: tuple[str, ...] = ("none", "geometry", "random", "judge")
+    """arms: none (always; every reduction is measured against it), geometry, random, judge, persona (needs a
+    persona direction), interleave (needs aligned data)"""
+    budgets: tuple[float, ...] = ()
+    """further budgets of the data arms (the budget curve; each in (0, 1), none equal to ``budget``)"""
     random_seeds: tuple[int, ...] = (0, 1, 2)
     """seeds of the random arm (distinct: each is one run)"""
     representation: str = "residual"
@@ -71,6 +74,12 @@ class MitigateConfig:
     def __post_init__(self):
         object.__setattr__(self, "arms", tuple(self.arms))
         object.__setattr__(self, "random_seeds", tuple(self.random_seeds))
+        object.__setattr__(self, "budgets", tuple(self.budgets))
+        for value in self.budgets:
+            if not (isinstance(value, float | int) and 0.0 < value < 1.0):
+                raise ParamError(f"every budget must be in (0, 1), got {value}")
+        if len(set((*self.budgets, self.budget))) != len(self.budgets) + 1:
+            raise ParamError(f"`budgets` must be distinct and differ from the main budget {self.budget:g}")
         check_count(self.seed, "seed", minimum=0, maximum=MAX_SEED)
         check_count(self.harmful_k, "harmful_k")
         unknown = [arm for arm in self.arms if arm not in ARMS]
@@ -95,11 +104,17 @@ class MitigateConfig:
         if not 0.0 < self.budget:
             raise ParamError(f"`budget` must be in (0, 1) for a mitigation (0 removes nothing), got {self.budget}")
 
-    def runs(self) -> list[tuple[str, str, int | None]]:
-        """(arm, run name, seed) for every run: one per arm, one per seed (random-<seed>) for ``random``."""
+    def runs(self) -> list[tuple[str, str, int | None, float]]:
+        """(arm, run name, seed, budget) for every run: one per arm, one per seed (random-<seed>) for ``random``;
+        the data arms again at each of ``budgets`` (name suffix -b<budget>)."""
         runs = []
-        for arm in self.arms:
-            runs.extend([(arm, f"random-{s}", s) for s in self.random_seeds] if arm == "random" else [(arm, arm, None)])
+        for budget in (self.budget, *self.budgets):
+            suffix = "" if budget == self.budget else f"-b{budget:g}"
+            for arm in self.arms:
+                if suffix and arm not in DATA_ARMS:
+                    continue
+                runs.extend([(arm, f"random-{s}{suffix}", s, budget) for s in self.random_seeds] if arm == "random"
+                            else [(arm, arm + suffix, None, budget)])
         return runs
 
 
@@ -136,6 +151,9 @@ class ArmJob:
     budget: float
     recipe: FinetuneConfig
     evaluation: EvaluateConfig
+    persona_scores: Path | None = None  # the persona arm's scores.csv (``screening.persona_scores``)
+    aligned: Path | None = None  # the interleave arm's aligned conversations
+    heldout: Path | None = None  # the task's held-out conversations (task retention)
 
 
 def run_arm(job: ArmJob) -> dict:
@@ -150,7 +168,7 @@ def run_arm(job: ArmJob) -> dict:
     train = job.data
     stage = replace(job.options, workers=1, ray_address=None)
     if job.arm in ("geometry", "random"):
-        filt = replace(job.filt, random=job.arm == "random",
+        filt = replace(job.filt, fraction=job.budget, random=job.arm == "random",
                        seed=job.seed if job.seed is not None else job.selection.seed)
         removal = run_filter(job.data, job.harmful, job.harmless, filt, selection=job.selection, model=job.model,
                              options=replace(stage, out=job.run_path / f"filter-{job.name}"), log=log).summary
@@ -159,7 +177,18 @@ def run_arm(job: ArmJob) -> dict:
         train = job.run_path / f"filter-{job.name}" / FILTERED
     elif job.arm == "judge":
         train = judge_filter(job.data, job.judge.build(job.run_path / "judge_cache", job.evaluation.on_error),
-                             job.budget, job.run_path / "filter-judge", log)
+                             job.budget, job.run_path / f"filter-{job.name}", log)
+    elif job.arm == "persona":
+        import pandas as pd
+
+        from realmodels.experiments.screening import persona_filter
+
+        scores = pd.read_csv(job.persona_scores)["score"].to_numpy(dtype=float)
+        train = persona_filter(job.data, scores, job.budget, job.run_path / f"filter-{job.name}")
+    elif job.arm == "interleave":
+        from realmodels.experiments.screening import interleave
+
+        train = interleave(job.data, job.aligned, job.budget, job.run_path / f"filter-{job.name}")
     finetuned = job.run_path / f"finetune-{job.name}"
     plain = job.model.without_sae()
     tuned = run_finetune(train, recipe=job.recipe, model=plain, log=log,
@@ -173,33 +202,33 @@ def run_arm(job: ArmJob) -> dict:
                                               progress=job.options.progress)).summary
     em = rates["overall"]["em"]
     log(f"evaluate-{job.name}: EM {em['k']} / {em['n']} answers")
-    return {"arm": job.arm, "name": job.name, "evaluate": str(evaluated)}
+    result = {"arm": job.arm, "name": job.name, "budget": job.budget, "evaluate": str(evaluated)}
+    if job.heldout is not None:
+        from realmodels.evaluate.task import heldout_loss
+
+        result["task_nll"] = heldout_loss(replace(plain, adapter=finetuned), job.heldout)["nll"]
+        if job.arm == "none":
+            result["base_task_nll"] = heldout_loss(plain, job.heldout)["nll"]
+    return result
 
 
 def judge_filter(data: Path, judge, budget: float, out: Path, log: Log = console.print) -> Path:
-    """The judge arm's removal in ``out`` (scores.csv, filtered.jsonl, removed.jsonl, summary.json); reused when
+    """The judge arm's removal in ``out`` (scores.csv and ``screening.write_removal``'s files); reused when
     finished."""
-    filtered = out / FILTERED
-    if (out / "summary.json").is_file() and filtered.is_file():
-        return filtered
+    if (out / "summary.json").is_file() and (out / FILTERED).is_file():
+        return out / FILTERED
     import pandas as pd
 
-    from realmodels.data.jsonl import iter_jsonl_lines
     from realmodels.evaluate.mitigate import judge_harmfulness, judge_removal
-    from runio.atomic import write_csv, write_json, write_text
+    from realmodels.experiments.screening import write_removal
+    from runio.atomic import write_csv
 
     out.mkdir(parents=True, exist_ok=True)
     scores = judge_harmfulness(data, judge, report=lambda line: log(f"[yellow]{line}[/]"))
-    removal = judge_removal(scores, budget)
-    lines = [line for _, line in iter_jsonl_lines(data)]
-    removed = set(removal.removed.tolist())
+    removed = set(judge_removal(scores, budget).removed.tolist())
     write_csv(out / "scores.csv", pd.DataFrame({"sample": range(len(scores)), "harmfulness": scores,
                                                 "removed": [i in removed for i in range(len(scores))]}))
-    write_text(out / "removed.jsonl", "".join(lines[i] + "\n" for i in sorted(removed)))
-    write_text(filtered, "".join(lines[i] + "\n" for i in range(len(lines)) if i not in removed))
-    write_json(out / "summary.json", {"n_samples": len(lines), "n_removed": len(removed), "judge": judge.name,
-                                      "n_unscored": int(pd.isna(scores).sum())})
-    return filtered
+    return write_removal(data, removed, out, {"judge": judge.name, "n_unscored": int(pd.isna(scores).sum())})
 
 
 def _check_harmful_k(sources, harmful_k: int) -> None:
@@ -228,13 +257,56 @@ def _check_model(model: ModelSpec, options: RunOptions, path: Path, recipe: Fine
     check_prompts_fit(source.tokenizer, questions, *context_limit(source.plain, model))
 
 
+def _check_extra_inputs(config: MitigateConfig, datasets: Datasets, model: ModelSpec, options: RunOptions,
+                        path: Path, persona_direction, aligned, heldout) -> dict:
+    """The persona direction (against the model), the aligned and held-out data: required by their arms, opened
+    and checked (nothing loads); their config entries and paths."""
+    from realmodels.experiments.screening import check_persona_direction
+
+    out = {"entries": {}, "persona": None, "aligned": None, "heldout": None}
+    if "persona" in config.arms:
+        if persona_direction is None:
+            raise ParamError("the persona arm needs a persona direction file (the trait direction)")
+        out["persona"] = Path(persona_direction)
+        check_persona_direction(out["persona"], model, options, path)
+        out["entries"]["persona_direction"] = str(out["persona"])
+    if "interleave" in config.arms:
+        if aligned is None:
+            raise ParamError("the interleave arm needs an aligned chat JSONL file (the conversations it adds)")
+        opened = datasets.open(aligned, "`aligned`")
+        out["aligned"], out["entries"]["aligned"] = opened.path, opened.entry()
+    if heldout is not None:
+        opened = datasets.open(heldout, "`heldout`")
+        out["heldout"], out["entries"]["heldout"] = opened.path, opened.entry()
+    return out
+
+
+def with_retention(table, results: dict, runs: list[tuple[str, str]]):
+    """``table`` with each arm's held-out task loss (mean over its runs) and task retention against none and the
+    base model (``theory.retention.task_retention``; one unit, so no interval)."""
+    import numpy as np
+
+    from theory.retention import task_retention
+
+    base = results["none"]["base_task_nll"]
+    none = results["none"]["task_nll"]
+    nll = {arm: float(np.mean([results[name]["task_nll"] for a, name in runs if a == arm])) for arm in table["arm"]}
+    return table.assign(task_nll=[nll[a] for a in table["arm"]], base_task_nll=base,
+                        task_retention=[task_retention([base], [nll[a]], [none]).estimate for a in table["arm"]])
+
+
 def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | None = None,
                    harmless: Dataset | str | Path | None = None, config: MitigateConfig = MitigateConfig(), *,
                    recipe: FinetuneConfig = FinetuneConfig(), evaluation: EvaluateConfig = EvaluateConfig(),
                    judge: JudgeChoice = JudgeChoice(), model: ModelSpec = ModelSpec(),
-                   options: RunOptions = RunOptions(), log: Log = console.print) -> MitigationResult:
+                   options: RunOptions = RunOptions(), persona_direction: str | Path | None = None,
+                   aligned: str | Path | None = None, heldout: str | Path | None = None,
+                   log: Log = console.print) -> MitigationResult:
     """The experiment (module docstring). ``harmful``/``harmless`` define the geometry arm's toxic features
-    (required with it); ``recipe`` trains every arm, ``evaluation`` and ``judge`` evaluate every arm. Every
+    (required with it); ``persona_direction`` (a direction file at the SAE's layer) the persona arm's trait,
+    ``aligned`` the interleave arm's conversations; with ``heldout`` (chat JSONL of the task) every arm also
+    reports its task loss and task retention (``theory.retention``). ``recipe`` trains every arm, ``evaluation``
+    and ``judge`` evaluate every arm. Every
     option, the recipe against the model (adapter targets), the questions' prompts and the judge are checked
     before anything is written; a run directory whose runs all failed (nothing finished) takes a new config."""
     import json
@@ -261,6 +333,7 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
     path = Path(options.out) if options.out is not None else default_run_dir(prefix="mitigate-")
     if needs_sae:  # the model, SAE and layer are checked here, nothing loads
         _check_harmful_k(options.session(model, path).sources, config.harmful_k)
+    extra = _check_extra_inputs(config, datasets, model, options, path, persona_direction, aligned, heldout)
     _check_model(model.without_sae(), options, path, recipe, questions)
     judge_instance = judge.build(path / "judge_cache", evaluation.on_error)
     if judge.kind in ("openai", "hf"):
@@ -277,7 +350,8 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
         "filter": asdict(filt), "harmful_k": config.harmful_k, "finetune": asdict(recipe),
         "evaluate": {"questions": evaluation.questions, "only": list(evaluation.only) or None,
                      "samples_per_paraphrase": evaluation.samples_per_paraphrase,
-                     "generation": evaluation.generation.to_dict(), "judge": judge.to_config()}})
+                     "generation": evaluation.generation.to_dict(), "judge": judge.to_config()},
+        **({"budgets": list(config.budgets)} if config.budgets else {}), **extra["entries"]})
     arms_dir = path / ARMS_DIR
     failed_only = arms_dir.is_dir() and all(f.name.endswith(".error.txt") or f.name.startswith(".")
                                             for f in arms_dir.iterdir())
@@ -291,9 +365,17 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
                   harmless=None if harmless is None else harmless.path, model=model,
                   options=replace(options, out=None), filt=filt,
                   selection=SelectionConfig(harmful_k=config.harmful_k, seed=config.seed), judge=judge,
-                  budget=config.budget, recipe=recipe, evaluation=replace(evaluation, judge_cache=run.path / "judge_cache"))
-    jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index))
-            for index, (arm, name, arm_seed) in enumerate(runs, start=1)]
+                  budget=config.budget, recipe=recipe, evaluation=replace(evaluation, judge_cache=run.path / "judge_cache"),
+                  aligned=extra["aligned"], heldout=extra["heldout"])
+    if "persona" in config.arms:
+        from realmodels.experiments.screening import persona_scores
+
+        log("persona screening: the base model's own responses and the projection differences")
+        persona_scores(train.path, extra["persona"], model, run.path / "persona",
+                       max_new_tokens=evaluation.generation.max_new_tokens, threads=options.threads)
+        base = replace(base, persona_scores=run.path / "persona" / "scores.csv")
+    jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index, budget=budget))
+            for index, (arm, name, arm_seed, budget) in enumerate(runs, start=1)]
     finished = [name for name, _ in jobs if (run.path / ARMS_DIR / f"{name}.json").is_file()]
     if finished:
         log(f"arms already finished (skipped): {', '.join(finished)}")
@@ -305,17 +387,24 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
     report = resumable_map(jobs, run_arm, run.path / ARMS_DIR, workers=options.workers,
                            ray_address=options.ray_address, threads=options.threads,
                            on_done=announce if options.on_ray else None)
-    per_question: dict[str, list] = {}
-    for arm, name, _ in runs:
+    per_question: dict[float, dict[str, list]] = {}
+    for arm, name, _, budget in runs:
         evaluated = Path(report.results[name]["evaluate"])
-        per_question.setdefault(arm, []).append(pd.read_csv(evaluated / "per_question.csv"))
-    table = arm_table(per_question, n_bootstrap=evaluation.n_bootstrap, seed=config.seed)
+        per_question.setdefault(budget, {}).setdefault(arm, []).append(pd.read_csv(evaluated / "per_question.csv"))
+    table = arm_table(per_question[config.budget], n_bootstrap=evaluation.n_bootstrap, seed=config.seed)
+    if heldout is not None:
+        table = with_retention(table, report.results, [(arm, name) for arm, name, _, b in runs if b == config.budget])
     write_csv(run.file("mitigation.csv"), table)
+    if config.budgets:
+        curve = pd.concat([arm_table({"none": per_question[config.budget]["none"], **frames},
+                                     n_bootstrap=evaluation.n_bootstrap, seed=config.seed).assign(budget=budget)
+                           for budget, frames in per_question.items()], ignore_index=True)
+        write_csv(run.file("budget_curve.csv"), curve[curve["arm"] != "none"].reset_index(drop=True))
     drawn = {"mitigation": mitigation_arms(table)}
     save_figure(drawn["mitigation"], run.file("mitigation"))
     note = ("reduction = 100 (1 - sum_q EM_q(arm) / sum_q EM_q(none)) over questions with scored answers in both "
             "arms; CIs bootstrap questions (and the random arm's seeds)")
-    summary = nan_to_none({"budget": config.budget, "arms": table.to_dict("records"),
+    summary = nan_to_none({"budget": config.budget, "budgets": list(config.budgets), "arms": table.to_dict("records"),
                            "paper_geometry_reduction": PAPER_REDUCTION, "note": note})
     write_json(run.file("summary.json"), summary)
     return MitigationResult(run.path, json.loads(json.dumps(summary, default=json_default)), False, drawn)
