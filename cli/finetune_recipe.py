@@ -1,6 +1,6 @@
 """``realmodels finetune``'s recipe as the command line gives it: the preset, the ``--config`` TOML's
-``[finetune]``, ``[monitor]`` and ``[guard]`` tables and the recipe flags, resolved into ``FinetuneConfig``,
-``MonitorConfig`` and ``GuardConfig`` (defaults <- preset <- TOML <- flags; ``realmodels mitigate`` checks every
+``[finetune]``, ``[monitor]``, ``[guard]`` and ``[defence]`` tables and the flags, resolved into ``FinetuneConfig``,
+``MonitorConfig``, ``GuardConfig`` and ``DefenceConfig`` (defaults <- preset <- TOML <- flags; ``realmodels mitigate`` checks every
 arm's recipe with ``check_recipe``)."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from typing import Optional
 
 from cli.configfile import config_table, read_toml, resolve_config
 from cli.errors import flag
-from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig, preset_recipe, preset_table
+from realmodels.finetune.config import (DefenceConfig, FinetuneConfig, GuardConfig, MonitorConfig, preset_recipe,
+                                        preset_table)
 from theory.configs import merge
 from theory.errors import InputError, ParamError
 
-TOML_KEYS = ("finetune", "monitor", "guard")
+TOML_KEYS = ("finetune", "monitor", "guard", "defence")
 RECIPE_FLAGS = {"lora_layers": "--lora-layer", "batch_size": "--train-batch-size"}
 """The recipe fields whose flags are spelled differently (``batch_size`` is also the model's ``--batch-size``)."""
 
@@ -80,6 +81,15 @@ def watch_configs(file_cfg: dict, *, monitor: bool, monitor_every: Optional[int]
     elif guard_weight is not None:
         raise InputError("--guard-weight needs --guard")
     return monitor_cfg, guard_cfg
+
+
+def defence_config(file_cfg: dict, *, caft: Optional[str], direction: Optional[Path], steer_alpha: Optional[float],
+                   kl_weight: Optional[float]) -> DefenceConfig | None:
+    """The defences' config (None: none) from the TOML's ``[defence]`` table and the flags (either turns it on)."""
+    flags = {"caft": caft, "direction": direction, "steer_alpha": steer_alpha, "kl_weight": kl_weight}
+    if "defence" not in file_cfg and all(value is None for value in flags.values()):
+        return None
+    return resolve_config(DefenceConfig, None, flags, base=file_cfg.get("defence", {}), prefix="defence.")
 
 
 def _comma_list(value: Optional[str]) -> Optional[list[str]]:

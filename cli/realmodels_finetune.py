@@ -1,6 +1,6 @@
 """``realmodels finetune``: supervised fine-tuning (assistant tokens only) with a preset recipe, on the
-transformers ``Trainer`` with peft adapters, optionally with the training-time SAE monitor and the geometric
-guard (``realmodels.experiments.finetune.run_finetune``; the recipe's resolution: ``cli.finetune_recipe``).
+transformers ``Trainer`` with peft adapters, optionally with the training-time SAE monitor, the geometric
+guard and the in-training defences (``realmodels.experiments.finetune.run_finetune``; the recipe's resolution: ``cli.finetune_recipe``).
 
 Bad input is cheap: the recipe and the option values are checked, every dataset line is read, the model's
 config and the SAE's cfg.json are checked, every conversation is tokenised and the adapter targets are checked
@@ -15,26 +15,29 @@ from typing import Annotated, Optional
 
 import typer
 
-from cli.dataclass_options import with_options
+from cli.dataclass_options import help_of, with_options
 from cli.errors import user_errors
-from cli.finetune_recipe import read_finetune_toml, recipe_flags, resolve_recipe, watch_configs
+from cli.finetune_recipe import defence_config, read_finetune_toml, recipe_flags, resolve_recipe, watch_configs
 from cli.realmodels_options import MODEL_OPTIONS, RUN_OPTIONS, SINGLE_PROCESS
 from cli.realmodels_tables import print_finetune
 from realmodels.experiments.spec import ModelSpec, RunOptions
+from realmodels.finetune.config import DefenceConfig
 
 RECIPE = "Recipe (defaults: the preset's)"
 WATCH = "Monitor and guard"
+DEFEND = "Defences (while training only)"
 
 
 @user_errors(flags={"lora_layers": "--lora-layer", "every": "--monitor-every",
                     "k": "monitor.k", "top_movers": "monitor.top_movers", "max_probes": "monitor.max_probes",
-                    "harmful_k": "monitor.harmful_k or guard.harmful_k"})
+                    "harmful_k": "monitor.harmful_k, guard.harmful_k or defence.harmful_k"})
 @with_options(model=MODEL_OPTIONS.replace(exclude=("adapter",)),
               options=RUN_OPTIONS.replace(exclude=SINGLE_PROCESS))  # finetune has no adapter or Ray options
 def finetune(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (loss on assistant tokens only).")],
     preset: Annotated[str, typer.Option(help="em-betley | em-rank1 | full (see the README).")] = "em-betley",
-    config: Annotated[Optional[Path], typer.Option(help=r"TOML with \[finetune], \[monitor], \[guard] tables.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help=r"TOML with \[finetune], \[monitor], \[guard], \[defence] "
+                                                   "tables.")] = None,
     r: Annotated[Optional[int], typer.Option("--r", help="LoRA rank.", rich_help_panel=RECIPE)] = None,
     alpha: Annotated[Optional[float], typer.Option(help="LoRA alpha.", rich_help_panel=RECIPE)] = None,
     rslora: Annotated[Optional[bool], typer.Option("--rslora/--no-rslora", help="Rank-stabilised scaling α/√r.",
@@ -74,7 +77,8 @@ def finetune(
                                                    "training-data features' rise.", rich_help_panel=WATCH)] = None,
     alarm_warn_only: Annotated[bool, typer.Option("--alarm-warn-only", help="Warn on alarm instead of stopping.",
                                                   rich_help_panel=WATCH)] = False,
-    guard: Annotated[Optional[str], typer.Option(help="Geometric guard: penalty | projection | both.",
+    guard: Annotated[Optional[str], typer.Option(help="Geometric guard: penalty | projection | both | rise (one-sided "
+                                                 "penalty: only rises penalised).",
                                                  rich_help_panel=WATCH)] = None,
     guard_weight: Annotated[Optional[float], typer.Option(help="λ of the guard's penalty.", rich_help_panel=WATCH)
                             ] = None,
@@ -84,6 +88,13 @@ def finetune(
                                                      rich_help_panel=WATCH)] = None,
     control: Annotated[Optional[Path], typer.Option(help="Chat JSONL the training data's features are contrasted "
                                                     "with (default --harmless).", rich_help_panel=WATCH)] = None,
+    caft: Annotated[Optional[str], typer.Option(help=help_of(DefenceConfig, "caft"), rich_help_panel=DEFEND)] = None,
+    direction: Annotated[Optional[Path], typer.Option(help=help_of(DefenceConfig, "direction"),
+                                                      rich_help_panel=DEFEND)] = None,
+    steer_alpha: Annotated[Optional[float], typer.Option(help=help_of(DefenceConfig, "steer_alpha"),
+                                                         rich_help_panel=DEFEND)] = None,
+    kl_weight: Annotated[Optional[float], typer.Option(help=help_of(DefenceConfig, "kl_weight"),
+                                                       rich_help_panel=DEFEND)] = None,
     *, model: ModelSpec, options: RunOptions,
 ) -> None:
     """Fine-tune with a preset recipe (LoRA or full), optionally monitored and guarded by SAE features."""
@@ -92,8 +103,11 @@ def finetune(
     monitor_cfg, guard_cfg = watch_configs(file_cfg, monitor=monitor, monitor_every=monitor_every, alarm=alarm,
                                            alarm_warn_only=alarm_warn_only, probe=probe, guard=guard,
                                            guard_weight=guard_weight)
+    defence_cfg = defence_config(file_cfg, caft=caft, direction=direction, steer_alpha=steer_alpha,
+                                 kl_weight=kl_weight)
     from realmodels.experiments.finetune import run_finetune
 
     result = run_finetune(data, recipe=recipe, monitor=monitor_cfg, guard=guard_cfg, harmful=harmful,
-                          harmless=harmless, control=control, probe=probe, model=model, options=options)
+                          harmless=harmless, control=control, probe=probe, model=model, options=options,
+                          defence=defence_cfg)
     print_finetune(result.summary, result.path)

@@ -17,7 +17,8 @@ A softer alternative penalises the growth of harmful pre-activations on the fine
 
     P(W, b) = Σ_instances mean_{x∈T} Σ_{h∈H} (z_h(x) - z_h^0(x))²,     z^0: the model before fine-tuning,
 
-added to the task loss with a weight λ (a trade-off, not an invariance).
+added to the task loss with a weight λ (a trade-off, not an invariance). Its one-sided variant (BLOCK-EM-style)
+Σ_h relu(z_h(x) − z_h^0(x))² penalises only rises: a harmful feature may fall freely.
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def squared_growth(z: Tensor, z0: Tensor) -> Tensor:
     """Σ_h (z_h − z_h^0)² over the last axis: the growth of a set of pre-activations from their values z0
     before fine-tuning, per input. z, z0 (..., |H|) -> (...)."""
     return (z - z0).pow(2).sum(dim=-1)
+
+
+def one_sided_growth(z: Tensor, z0: Tensor) -> Tensor:
+    """Σ_h relu(z_h − z_h^0)² over the last axis: only rises of the pre-activations above their values z0 before
+    fine-tuning count (a falling feature adds 0 and gets no gradient). z, z0 (..., |H|) -> (...)."""
+    return torch.relu(z - z0).pow(2).sum(dim=-1)
 
 
 def harmful_growth_penalty(W: Tensor, b: Tensor, W0: Tensor, b0: Tensor, x: Tensor, harmful) -> Tensor:

@@ -1,10 +1,11 @@
 """``run_finetune``: supervised fine-tuning (loss on assistant tokens only) with a recipe (``FinetuneConfig``, LoRA
-or full) on the transformers ``Trainer`` with peft adapters, optionally with the training-time SAE monitor and the
-geometric guard (``realmodels.finetune``).
+or full) on the transformers ``Trainer`` with peft adapters, optionally with the training-time SAE monitor, the
+geometric guard and the in-training defences (CAFT, preventative steering, KL to the base: ``realmodels.finetune``).
 
 Bad input is cheap: every dataset line is read, the model's config and the SAE's cfg.json are checked, every
 conversation is tokenised (once: the same tokenisation is trained on and read by the monitor's features) and the
-adapter targets are checked on a meta-device copy of the architecture — all before any weights load.
+adapter targets are checked on a meta-device copy of the architecture, a defence's direction file is read and
+checked against the model's config.json (layer, width) — all before any weights load.
 
 Example (the embedded model organism, a few steps of the em-betley LoRA recipe)::
 
@@ -27,9 +28,10 @@ from realmodels.data.dataset import Dataset, Datasets
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import SUMMARY, Log, finished_summary, release_unfinished, resolved
 from realmodels.experiments.spec import ModelSpec, RunOptions
-from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
+from realmodels.finetune.config import DefenceConfig, FinetuneConfig, GuardConfig, MonitorConfig
 from realmodels.loading.adapters import RUN_ADAPTER, RUN_FULL_MODEL
 from runio.atomic import read_json, write_json
+from realmodels.data.jsonl import dataset_hash
 from runio.console import console
 from runio.jobs import set_threads
 from runio.rundir import CONFIG_NAME, RunDir, default_run_dir
@@ -69,26 +71,55 @@ def _check_use(model: ModelSpec, options: RunOptions, monitor, probe) -> None:
         raise ParamError("`workers` and `ray_address` are not used by fine-tuning (it trains in this process)")
 
 
+def _defence_config(defence: DefenceConfig) -> dict:
+    """What a run's config records of ``defence``: its fields, the direction file as path and sha256."""
+    direction = None if defence.direction is None else {
+        "path": str(Path(defence.direction).expanduser().resolve()),
+        "sha256": dataset_hash(Path(defence.direction).expanduser())}
+    return {**asdict(defence), "direction": direction}
+
+
+def _check_direction(direction, file: Path, source) -> None:
+    """The direction's layer and width against the model's config.json (nothing loaded)."""
+    from theory.errors import InputError
+
+    shape = source.shape()
+    if shape.n_layers is not None and not 0 <= direction.layer < shape.n_layers:
+        raise InputError(f"direction file {file}: layer {direction.layer} is out of range: model {source.name} has "
+                         f"layers 0..{shape.n_layers - 1}")
+    if shape.hidden_size is not None and direction.d_model != shape.hidden_size:
+        raise InputError(f"direction file {file} has d_model={direction.d_model}, but model {source.name} has "
+                         f"hidden size {shape.hidden_size}")
+
+
 def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monitor: MonitorConfig | None = None,
                  guard: GuardConfig | None = None, harmful: Data | None = None, harmless: Data | None = None,
                  control: Data | None = None, probe: Data | None = None, model: ModelSpec = ModelSpec(),
-                 options: RunOptions = RunOptions(), log: Log = console.print) -> FinetuneResult:
+                 options: RunOptions = RunOptions(), log: Log = console.print,
+                 defence: DefenceConfig | None = None) -> FinetuneResult:
     """Fine-tune ``model`` on the chat dataset ``data`` with ``recipe`` in the resumable run directory
     ``options.out`` (default runs/finetune-<timestamp>). The ``monitor`` (SAE feature drift on probes: ``probe``,
     else held-out training conversations) and the ``guard`` need the SAE and ``harmful`` + ``harmless`` (the
     harmful features); the training data's features are contrasted with ``control`` (default ``harmless``).
-    A finished run is returned as it is (``already_finished``)."""
+    ``defence`` (``DefenceConfig``) adds the in-training defences; ``caft`` features needs the SAE and ``harmful`` +
+    ``harmless`` too. A finished run is returned as it is (``already_finished``)."""
     _check_use(model, options, monitor, probe)
     datasets = Datasets()
     train = datasets.open(data, "`data`")
     entries = {"train": train.entry()}
     features = probe_set = None
-    if monitor is not None or guard is not None:
+    caft_features = defence is not None and defence.caft == "features"
+    direction = None
+    if defence is not None and defence.direction is not None:
+        from realmodels.analysis.direction import load_direction
+
+        direction = load_direction(defence.direction)
+    if monitor is not None or guard is not None or caft_features:
         from realmodels.finetune.pipeline import FeatureData
 
         if harmful is None or harmless is None:
-            raise ParamError("`harmful` and `harmless` chat JSONL files are required (the monitor and the guard watch "
-                             "harmful features)")
+            raise ParamError("`harmful` and `harmless` chat JSONL files are required (the monitor, the guard and "
+                             "`caft` features use the harmful features)")
         for given, role in ((harmful, "`harmful`"), (harmless, "`harmless`"), (control, "`control`")):
             if given is not None:
                 _check_exists(given, role)
@@ -101,15 +132,19 @@ def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monit
             probe_set = datasets.open(probe, "`probe`")
             entries["probe"] = probe_set.entry()
     elif harmful is not None or harmless is not None or control is not None:
-        raise ParamError("`harmful`, `harmless` and `control` are used by `monitor` or `guard` only")
+        raise ParamError("`harmful`, `harmless` and `control` are used by `monitor`, `guard` or `caft` features only")
 
     path = Path(options.out) if options.out is not None else default_run_dir(prefix="finetune-")
     from realmodels.finetune.source import TrainingModel
 
     source = TrainingModel.from_spec(model, options, path, needs_sae=features is not None)
+    if direction is not None:
+        _check_direction(direction, Path(defence.direction).expanduser(), source)
     run_config = resolved({"command": "finetune", "model": source.to_config(), "data": entries,
                            "finetune": asdict(recipe), "monitor": None if monitor is None else asdict(monitor),
-                           "guard": None if guard is None else asdict(guard)})
+                           "guard": None if guard is None else asdict(guard),
+                           **({} if defence is None else {"defence": _defence_config(defence)})})  # only when given
+
     release_unfinished(path, run_config, options.cache_path(path), log=log)  # a run that never trained locks nothing
     if (path / CONFIG_NAME).is_file():  # (a directory holding another run's config is refused by RunDir.open)
         finished = RunDir.open(path, run_config)
@@ -128,6 +163,7 @@ def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monit
     summary = finetune_pipeline(model=source.model, tokenizer=source.tokenizer, session=source.session, data=train,
                                 cfg=recipe, out=run.path, prepared=prepared, monitor=monitor, guard=guard,
                                 features=features, batch_size=model.batch_size, progress=options.progress,
-                                log=lambda message: log(f"[yellow]{message}[/]"), drawn=drawn)
+                                log=lambda message: log(f"[yellow]{message}[/]"), drawn=drawn, defence=defence,
+                                direction=direction)
     write_json(run.file(SUMMARY), summary)
     return FinetuneResult(run.path, read_json(run.file(SUMMARY)), already_finished=False, drawn=drawn)  # as saved

@@ -1,7 +1,7 @@
 """The configs of ``realmodels finetune``, frozen and validated in ``__post_init__`` (InputError, one line), kept
 free of torch so the CLI checks them before anything heavy loads: ``FinetuneConfig`` (the recipe), its presets
-(``PRESETS``), ``MonitorConfig`` (the training-time SAE monitor and its alarm) and ``GuardConfig`` (the
-geometric guard).
+(``PRESETS``), ``MonitorConfig`` (the training-time SAE monitor and its alarm), ``GuardConfig`` (the
+geometric guard) and ``DefenceConfig`` (the in-training defences: CAFT, preventative steering, KL to the base).
 
 Presets (each key overridable by a flag or a TOML table ``[finetune]``):
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from theory.configs import check_choice, merge, strict_from_dict
@@ -34,13 +35,15 @@ from theory.errors import InputError, ParamError
 Method = Literal["lora", "full"]
 Schedule = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 AlarmAction = Literal["stop", "warn"]
-GuardKind = Literal["penalty", "projection", "both"]
+GuardKind = Literal["penalty", "projection", "both", "rise"]
+CaftMode = Literal["none", "direction", "features"]
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 MAX_COUNT = 2**31 - 1  # steps, batches, ranks, layers: the largest a count may be (torch and the Trainer use int32)
 MAX_SEED = 2**32 - 1  # numpy's and torch's seed range is [0, 2**32 - 1]
 MAX_LR, MAX_EPOCHS, MAX_ALPHA, MAX_RANK, MAX_GUARD_WEIGHT = 1.0, 1e4, 1e6, 65536, 1e6
+MAX_STEER_ALPHA, MAX_KL_WEIGHT = 1e6, 1e6
 MAX_ALARM = 1e6  # |alarm| on the ratio of rises; beyond it never fires, and the monitor figure cannot draw its line
 
 
@@ -220,8 +223,8 @@ class GuardConfig:
     """The geometric guard on the harmful SAE features H at the SAE's layer (``realmodels.finetune.guard``)."""
 
     kind: GuardKind = "penalty"
-    """penalty (λ · mean rise of the harmful pre-activations), projection (the residual update projected off
-    span{d_h}) or both"""
+    """penalty (λ · mean squared change of the harmful pre-activations), projection (the residual update projected
+    off span{d_h}), both, or rise (λ · mean squared rise: only rises penalised)"""
     weight: float = 1.0
     """λ of the penalty"""
     harmful_k: int = 20
@@ -231,6 +234,43 @@ class GuardConfig:
         check_choice(self.kind, GuardKind, "guard")
         _in_range(self.weight, "guard weight", 0.0, MAX_GUARD_WEIGHT)
         check_count(self.harmful_k, "harmful_k")
+
+
+@dataclass(frozen=True)
+class DefenceConfig:
+    """The in-training defences (``realmodels.finetune.defences``): each acts only in the training forward pass
+    (or loss); the saved adapter or model runs without them."""
+
+    caft: CaftMode = "none"
+    """concept-ablation fine-tuning: none, direction (the direction file's line projected out of its layer's
+    residual, h ← h − (h·û)û) or features (the span S of the harmful SAE features' decoder rows projected out
+    at the SAE's layer, h ← h − P_S h)"""
+    direction: Path | None = None
+    """direction file (JSON: layer, d_model, vector, note) read by caft = direction and by steering"""
+    steer_alpha: float = 0.0
+    """preventative steering: h ← h + α û at the direction's layer while training (needs the direction)"""
+    kl_weight: float = 0.0
+    """λ of the KL-to-base penalty λ · mean over assistant tokens of KL(p_base ‖ p_θ) (0: none)"""
+    harmful_k: int = 20
+    """harmful features whose decoder span caft = features projects out"""
+
+    def __post_init__(self):
+        check_choice(self.caft, CaftMode, "caft mode")
+        if isinstance(self.direction, str):
+            object.__setattr__(self, "direction", Path(self.direction))
+        _in_range(self.steer_alpha, "`steer_alpha`", -MAX_STEER_ALPHA, MAX_STEER_ALPHA)
+        _in_range(self.kl_weight, "`kl_weight`", 0.0, MAX_KL_WEIGHT)
+        check_count(self.harmful_k, "harmful_k")
+        if self.direction is None and (self.caft == "direction" or self.steer_alpha != 0):
+            raise ParamError("`caft` direction and `steer_alpha` need a `direction` file")
+        if self.caft == "direction" and self.steer_alpha != 0:
+            raise ParamError("`caft` direction and `steer_alpha` would project out the line they steer along: "
+                             "choose one")
+
+    @property
+    def steers(self) -> bool:
+        """Steering is on: a direction given and not used by caft (α may be 0: then a no-op hook)."""
+        return self.direction is not None and self.caft != "direction"
 
 
 PRESETS: dict[str, dict] = {  # preset -> the FinetuneConfig values it changes from the defaults (em-betley)

@@ -16,7 +16,9 @@ a training step never runs the base model again.
   The task gradient reaching every adapter then has no component along S at layer L (∂h'/∂h = I − P_S), so to
   first order the update moves the harmful features only through the kernel's anisotropy (for an isotropic
   kernel, not at all). The deployed model runs without the hook. Cost per step: two (tokens × d × r) products.
-- ``both``: the two together; the penalty is taken on the residual before the projection (the one the
+- ``rise``: the penalty made one-sided, λ · mean_{assistant tokens} Σ_{h∈H} relu(z_h(h(x)) − z_h(h⁰(x)))²
+  (``theory.regularise.one_sided_growth``): only rises of the harmful pre-activations are penalised.
+- ``both``: penalty and projection together; the penalty is taken on the residual before the projection (the one the
   deployed model, which runs without the hook, computes)."""
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from realmodels.finetune.data import IGNORE_INDEX
 from realmodels.finetune.trainer import RunTrainer
 from realmodels.loading.bundle import ModelBundle
 from realmodels.loading.placement import decoder_layers, input_device
-from theory.regularise import span_basis, squared_growth
+from theory.regularise import one_sided_growth, span_basis, squared_growth
 
 PRE = "guard_pre"  # per-token cached base pre-activations of H (seq, |H|)
 COORDS = "guard_coords"  # per-token cached base coordinates along the harmful span (seq, r)
@@ -64,7 +66,7 @@ class GuardState:
 
     @property
     def penalise(self) -> bool:
-        return self.config.kind in ("penalty", "both") and self.config.weight > 0
+        return self.config.kind in ("penalty", "both", "rise") and self.config.weight > 0
 
     @property
     def project(self) -> bool:
@@ -136,7 +138,8 @@ class GuardedTrainer(RunTrainer):
             handle.remove()
         if guard.penalise:
             assistant = inputs["labels"] != IGNORE_INDEX
-            growth = squared_growth(guard.preactivations(captured["h"][assistant]),
+            growth_of = one_sided_growth if guard.config.kind == "rise" else squared_growth
+            growth = growth_of(guard.preactivations(captured["h"][assistant]),
                                     base_pre[assistant].to(guard.enc.device))
             scaled_for_ga = self.model_accepts_loss_kwargs and num_items_in_batch is not None
             denominator = num_items_in_batch if scaled_for_ga else assistant.sum().clamp_min(1)

@@ -1,10 +1,10 @@
 """``realmodels finetune`` as one function: tokenise, hold out the monitor's probes, pick the monitored and
-guarded SAE features on the base model, build the monitor and the guard's cached pass, make the model
-trainable, train (resuming), and write the figures and the summary.
+guarded SAE features on the base model, build the monitor, the guard's cached pass and the defences' state, make
+the model trainable, train (resuming), and write the figures and the summary.
 
 Order (bad input before weights): the recipe's targets are checked against the architecture on the meta
 device (``lora.check_targets``) and every conversation is tokenised before the model loads; the SAE (and the
-harmful / control data) are needed only with the monitor or the guard."""
+harmful / control data) are needed only with the monitor, the guard or CAFT on the harmful features."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig
+from realmodels.finetune.config import DefenceConfig, FinetuneConfig, GuardConfig, MonitorConfig
 from realmodels.data.dataset import Dataset, as_dataset
 from realmodels.finetune.data import SftDataset, end_of_turn_ids, holdout_split
 from theory.errors import ParamError
@@ -84,27 +84,34 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Datase
                       out: Path, prepared: Prepared, monitor: MonitorConfig | None = None,
                       guard: GuardConfig | None = None, features: FeatureData | None = None, batch_size: int = 8,
                       progress: bool = True, log: Callable[[str], None] = print,
-                      callbacks: Sequence[TrainerCallback] = (), drawn: dict | None = None) -> dict:
+                      callbacks: Sequence[TrainerCallback] = (), drawn: dict | None = None,
+                      defence: DefenceConfig | None = None, direction=None) -> dict:
     """Train and return the run's summary (module docstring). ``model`` is the loaded base model (the
     session's bundle model when ``session`` is given: the monitor and the guard read its SAE). ``data`` and the
     ``features``' datasets are read by the session as given (an opened ``Dataset`` keeps its tokenisation).
-    ``drawn``, when given, receives the figures drawn (name -> matplotlib Figure)."""
+    ``drawn``, when given, receives the figures drawn (name -> matplotlib Figure). ``defence`` (with ``direction``,
+    its loaded ``realmodels.analysis.direction.Direction`` when the config names one) edits the training forward
+    passes and loss (``realmodels.finetune.defences``)."""
     from realmodels.finetune.lora import make_trainable
     from realmodels.finetune.plotting import loss_figure, monitor_figure
     from realmodels.finetune.train import run_training
     from runio.atomic import save_figure
 
-    if (monitor is not None or guard is not None) and (session is None or features is None):
-        raise ParamError("the monitor and the guard need a `session` (its SAE) and `features` (the harmful/harmless "
-                         "data)")
+    caft_features = defence is not None and defence.caft == "features"
+    if (monitor is not None or guard is not None or caft_features) and (session is None or features is None):
+        raise ParamError("the monitor, the guard and `caft` features need a `session` (its SAE) and `features` (the "
+                         "harmful/harmless data)")
+    if defence is not None and defence.direction is not None and direction is None:
+        raise ParamError("the defence names a `direction` file: pass its loaded `direction`")
     extra_callbacks = list(callbacks)
     watcher = None
-    guard_state = None
+    guard_state = defence_state = caft_basis = None
     extras = None
     summary: dict = {}
     if session is not None and features is not None:
         k = monitor.k if monitor is not None else 1
-        harmful_k = max(monitor.harmful_k if monitor is not None else 1, guard.harmful_k if guard is not None else 1)
+        harmful_k = max(monitor.harmful_k if monitor is not None else 1, guard.harmful_k if guard is not None else 1,
+                        defence.harmful_k if caft_features else 1)
         harmful, targets = feature_sets(session, data, features, k=k, harmful_k=harmful_k)
         summary["features"] = {"harmful": harmful, "targets": targets if monitor is not None else None}
         if monitor is not None:
@@ -119,10 +126,21 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Datase
 
             guard_state = GuardState.build(session.bundle, harmful[:guard.harmful_k], guard)
             extras = guard_cache(session.bundle, guard_state, prepared.train, batch_size=batch_size)
+        if caft_features:
+            from theory.regularise import span_basis
+
+            index = harmful[:defence.harmful_k]
+            caft_basis = span_basis(session.bundle.sae.W_dec.detach()[index].float())
+    if defence is not None:
+        from realmodels.finetune.defences import DefenceState
+
+        defence_state = DefenceState.build(defence, base_model=model, full=cfg.method == "full", direction=direction,
+                                           caft_basis=caft_basis,
+                                           caft_layer=session.bundle.layer if caft_features else None)
     trainable = make_trainable(model, cfg)
     n_trainable = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
     result = run_training(trainable, tokenizer, SftDataset(prepared.train, extras, end_ids=end_of_turn_ids(tokenizer)), cfg, out,
-                          callbacks=extra_callbacks, guard=guard_state, progress=progress)
+                          callbacks=extra_callbacks, guard=guard_state, defence=defence_state, progress=progress)
     from realmodels.finetune.train import TRAIN_LOG
 
     drawn = {} if drawn is None else drawn
@@ -143,4 +161,8 @@ def finetune_pipeline(*, model, tokenizer, session: Session | None, data: Datase
     if guard_state is not None:
         summary["guard"] = {**asdict(guard), "rank": int(guard_state.basis.shape[1]),
                             "cached_tokens": int(np.sum([len(c.input_ids) for c in prepared.train]))}
+    if defence_state is not None:
+        summary["defence"] = {**asdict(defence), "direction": None if defence.direction is None else
+                              str(defence.direction), "edits": [layer for layer, _ in defence_state.edits],
+                              **({"caft_rank": int(caft_basis.shape[1])} if caft_basis is not None else {})}
     return summary

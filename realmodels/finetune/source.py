@@ -32,7 +32,7 @@ class TrainingModel:
         if needs_sae:
             return cls(session=options.session(model, run_path))
         if model.sae is not None or model.layer is not None:
-            raise ParamError("`sae` and `layer` are used by `monitor` or `guard` only")
+            raise ParamError("`sae` and `layer` are used by `monitor`, `guard` or `caft` features only")
         return cls(plain=model.plain())
 
     @property
@@ -49,6 +49,17 @@ class TrainingModel:
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         return self.session.tokenizer if self.session is not None else self.plain.tokenizer
+
+    def shape(self):
+        """The model's sizes from its config.json (``realmodels.loading.checks.ModelShape``; nothing loaded)."""
+        if self.session is not None:
+            return self.session.sources.shape
+        from realmodels.loading.checks import model_shape
+        from realmodels.loading.registry import get_checkpoint
+
+        checkpoint = self.plain.recorded.get("checkpoint")
+        return model_shape(self.plain.source.path, self.plain.source.repo_id,
+                           None if checkpoint is None else get_checkpoint(checkpoint))
 
     def config(self) -> PretrainedConfig:
         """The model's transformers config (no weights)."""

@@ -6,7 +6,8 @@ monitor's and the guard's callbacks.
 Run directory (``out``): ``checkpoints/checkpoint-N`` (Trainer's: adapter or weights, optimiser, scheduler,
 RNG states, trainer_state.json; written into a staging directory and renamed into place when complete,
 ``realmodels.finetune.checkpoints``), ``train_log.csv`` (step, epoch, loss, task_loss and guard_penalty — equal to
-loss and empty without the guard —, lr, grad_norm, tokens, tokens_per_s),
+loss and empty without the guard —, lr, grad_norm, tokens, tokens_per_s, and kl_penalty after them only with the
+KL-to-base defence; task_loss = loss − guard_penalty − kl_penalty),
 and at the end ``adapter/`` (peft's ``save_pretrained``: loadable by ``PeftModel.from_pretrained``) or, for
 full fine-tuning, ``model/`` (``save_pretrained`` of the model and its tokenizer). A killed run resumes from
 its last complete checkpoint (an incomplete or damaged one is skipped with a warning; ``resume_from_checkpoint``:
@@ -61,8 +62,10 @@ class TrainLog(TrainerCallback):
     """``train_log.csv``, rewritten atomically at every log step; on a resumed run the rows after the
     checkpoint's step are dropped first (they are logged again)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, extra_columns: Sequence[str] = ()):
         self.path = path
+        self.columns = [*LOG_COLUMNS, *extra_columns]  # extra: penalties logged by the trainer (kl_penalty)
+        self.extra = tuple(extra_columns)
         self.rows: list[dict] = []
         self._last = (0, 0.0)  # (tokens seen, wall time) at the previous row
 
@@ -78,12 +81,14 @@ class TrainLog(TrainerCallback):
         rate = (tokens - self._last[0]) / max(now - self._last[1], 1e-9)
         self._last = (tokens, now)
         penalty = logs.get("guard_penalty")
+        task_loss = logs["loss"] if penalty is None else logs["loss"] - penalty
+        for name in self.extra:
+            task_loss -= logs.get(name) or 0.0
         self.rows.append({"step": state.global_step, "epoch": logs.get("epoch", state.epoch), "loss": logs["loss"],
-                          "task_loss": logs["loss"] if penalty is None else logs["loss"] - penalty,
-                          "guard_penalty": penalty, "lr": logs.get("learning_rate"),
+                          "task_loss": task_loss, "guard_penalty": penalty, "lr": logs.get("learning_rate"),
                           "grad_norm": logs.get("grad_norm"), "tokens": tokens,
-                          "tokens_per_s": rate})
-        write_csv(self.path, pd.DataFrame(self.rows, columns=list(LOG_COLUMNS)))
+                          "tokens_per_s": rate, **{name: logs.get(name) for name in self.extra}})
+        write_csv(self.path, pd.DataFrame(self.rows, columns=self.columns))
 
 
 class RichProgress(TrainerCallback):
@@ -139,29 +144,38 @@ def _save_atomically(save, target: Path) -> None:
 
 
 def run_training(model: nn.Module, tokenizer, dataset: SftDataset, cfg: FinetuneConfig, out: Path, *,
-                 callbacks: Sequence[TrainerCallback] = (), guard=None, progress: bool = True,
+                 callbacks: Sequence[TrainerCallback] = (), guard=None, defence=None, progress: bool = True,
                  use_cpu: bool | None = None) -> TrainResult:
     """Train ``model`` (already made trainable, ``realmodels.finetune.lora.make_trainable``) on ``dataset`` in
     the run directory ``out`` (module docstring), resuming from its last checkpoint when there is one; with
     ``guard`` (a ``realmodels.finetune.guard.GuardState``; the dataset then carries its cached pass) the loss
-    is the guarded one."""
+    is the guarded one; with ``defence`` (a ``realmodels.finetune.defences.DefenceState``) the training forward
+    passes and loss carry the defences."""
     out = Path(out)
     checkpoints = out / CHECKPOINTS
     clear_staging(checkpoints)
     last = usable_checkpoint(checkpoints)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    log = TrainLog(out / TRAIN_LOG)
     trainer_class = RunTrainer
-    if guard is not None:
+    extra_columns: tuple[str, ...] = ()
+    if defence is not None:
+        from realmodels.finetune.defences import KL_PENALTY, DefendedTrainer
+
+        trainer_class = DefendedTrainer
+        extra_columns = (KL_PENALTY,) if defence.kl else ()
+    elif guard is not None:
         from realmodels.finetune.guard import GuardedTrainer
 
         trainer_class = GuardedTrainer
+    log = TrainLog(out / TRAIN_LOG, extra_columns)
     trainer = trainer_class(model=model, args=training_arguments(cfg, checkpoints, use_cpu=use_cpu),
                             train_dataset=dataset, data_collator=PadCollator(pad_id),
                             callbacks=[FiniteWeights(), log, RichProgress(progress), *callbacks])
     trainer.remove_callback(PrinterCallback)  # the log dicts go to train_log.csv and the progress bar
     if guard is not None:
         trainer.guard = guard
+    if defence is not None:
+        trainer.defence = defence
     try:
         trainer.train(resume_from_checkpoint=None if last is None else str(last))
     except BaseException:
