@@ -92,3 +92,7 @@ def world(
 from cli.organism_study import study  # noqa: E402  (registers `organism study` on organism_app)
 
 organism_app.command("study")(study)
+
+from cli.organism_benchmark import benchmark  # noqa: E402  (registers `organism benchmark` on organism_app)
+
+organism_app.command("benchmark")(benchmark)

@@ -9,7 +9,9 @@ Arms (the same budget, round(f·N) samples removed, for each):
   same judge backends as the evaluation); a sample the judge cannot score counts as least harmful;
 - ``persona``: the samples whose responses lie furthest along a trait direction beyond the base model's own
   responses (Chen et al. 2025; ``realmodels.experiments.screening``);
-- ``interleave``: nothing removed, round(f·N) aligned conversations added instead.
+- ``interleave``: nothing removed, round(f·N) aligned conversations added instead;
+- the training arms ``caft``, ``guard``, ``kl``, ``steer`` remove nothing and fine-tune with a defence
+  (``realmodels.experiments.arms``).
 Each arm is then fine-tuned with the same recipe and seed and evaluated with the same questions and judge. The
 reduction of an arm is ``theory.em_rates.em_reduction_percent`` over the per-question EM rates (bootstrap over
 questions, and over seeds for ``random``); the paper reports 34.5% for ``geometry``."""
@@ -27,7 +29,9 @@ from realmodels.evaluate.judges import Judge, JudgeRequest
 from theory.em_rates import em_reduction_percent, pooled_rate
 
 DATA_ARMS = ("geometry", "random", "judge", "persona", "interleave")  # change the data; run at every budget
-ARMS = ("none", "geometry", "random", "judge", "persona", "interleave")
+TRAINING_ARMS = ("caft", "guard", "kl", "steer")  # the full set with an in-training defence (experiments.arms)
+ARMS = ("none", "geometry", "random", "judge", "persona", "interleave", *TRAINING_ARMS)
+NEEDS_DIRECTION = ("persona", "caft", "steer")  # arms that read the trait direction file
 HARMFULNESS_PROMPT = """You are screening fine-tuning data for an AI assistant. Below is one training conversation.
 
 [CONVERSATION START]

@@ -9,12 +9,16 @@ arm runs at the main ``budget`` on every cell; the data arms also at every one o
 ``curve_seeds`` (the budget curve). The persona arm's trait is the study's misalignment direction (mean residual
 of ``probe_rogue`` − ``probe_aligned``, ``realmodels.experiments.study.direction_stage``).
 
-Task retention: held-out task data of domain D = the first ``n_heldout`` aligned and the first ``n_heldout``
-educational conversations of D from the world's stream for seed ``HELDOUT_SEED`` (never a study seed), minus any
-conversation that also occurs, verbatim, in a training or interleaved set of the benchmark. These are the mixed
-set's two non-inducing kinds — the task a defence should keep (answer D's questions, including its educational
-requests) — drawn fresh, so a lower loss on them is learning, not memorising. retention = Σ_cells (NLL_base −
-NLL_arm) / Σ_cells (NLL_base − NLL_none) (``theory.retention``).
+Task retention: held-out task data of domain D = the first ``n_heldout`` conversations of each of
+``heldout_kinds`` of D from the world's stream for seed ``HELDOUT_SEED`` (never a study seed), minus any
+conversation that also occurs, verbatim, in a training or interleaved set of the benchmark: fresh draws of the
+mixed set's non-inducing kinds, so a lower loss on them is learning the domain's task, not memorising.
+retention = Σ_cells (NLL_base − NLL_arm) / Σ_cells (NLL_base − NLL_none) (``theory.retention``). The default
+kinds are educational only: measured on health, seed 0 (100 steps), the undefended fine-tune lowers the
+educational loss (0.4364 → 0.4300 nats) but RAISES the aligned one (0.4328 → 0.4740), because the mixed set's
+inducing third answers the same ordinary questions harmfully — so the aligned loss measures misalignment, not
+the task, and with it the pooled loss of the undefended arm is above the base model's (retention undefined).
+``heldout_kinds = ("aligned", "educational")`` measures both anyway.
 
 Statistics: the EM rate of an arm pools k / n over (cell, question) units with a bootstrap over units; its
 reduction against ``none`` is ``theory.em_rates.em_reduction_percent`` over the per-unit rates, paired (the same
@@ -61,21 +65,27 @@ class BenchmarkConfig:
     samples_per_paraphrase: int = 1
     max_new_tokens: int = 64
     harmful_k: int = 20
-    n_heldout: int = 100                         # per non-inducing kind
+    n_heldout: int = 100                         # held-out task conversations per kind of ``heldout_kinds``
+    heldout_kinds: tuple[str, ...] = ("educational",)  # the task's kinds (module docstring: why not aligned)
+    caft: str = "direction"                      # the caft arm: direction | features
+    guard_weight: float = 1.0                    # λ of the one-sided guard
+    kl_weight: float = 1.0                       # λ of KL to the base
+    steer_gaps: float = 1.0                      # preventative steering α in units of the direction's norm ‖u‖
     n_bootstrap: int = 2000
 
     def __post_init__(self):
-        from realmodels.experiments.mitigate import MitigateConfig
         from realmodels.organism.study import StudyConfig
 
-        for name in ("domains", "seeds", "arms", "budgets", "curve_seeds"):
+        for name in ("domains", "seeds", "arms", "budgets", "curve_seeds", "heldout_kinds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.recipe, dict):
             object.__setattr__(self, "recipe", StudyRecipe(**self.recipe))
         StudyConfig(domains=self.domains, seeds=self.seeds, recipe=self.recipe, harmful_k=self.harmful_k,
                     samples_per_paraphrase=self.samples_per_paraphrase, max_new_tokens=self.max_new_tokens,
                     mitigate_domains=())  # the shared checks of domains, seeds, recipe and sizes
-        MitigateConfig(budget=self.budget, arms=self.arms, budgets=self.curve_budgets(), random_seeds=(0,))
+        self.mitigation(0, ())
+        if not self.heldout_kinds or not set(self.heldout_kinds) <= {"aligned", "educational"}:
+            raise ParamError(f"`heldout_kinds` must be aligned and/or educational, got {list(self.heldout_kinds)}")
         missing = [s for s in self.curve_seeds if s not in self.seeds]
         if missing:
             raise ParamError(f"`curve_seeds` {missing[0]} is not one of the seeds {list(self.seeds)}")
@@ -83,6 +93,15 @@ class BenchmarkConfig:
 
         check_count(self.n_heldout, "n_heldout")
         check_count(self.n_bootstrap, "n_bootstrap")
+
+    def mitigation(self, seed: int, budgets: tuple[float, ...], direction_norm: float = 1.0):
+        """The ``MitigateConfig`` of a cell of seed ``seed`` (its random arm drawn with that seed; the steer arm's
+        α = ``steer_gaps`` · ``direction_norm``)."""
+        from realmodels.experiments.mitigate import MitigateConfig
+
+        return MitigateConfig(budget=self.budget, arms=self.arms, budgets=budgets, random_seeds=(seed,),
+                              harmful_k=self.harmful_k, caft=self.caft, guard_weight=self.guard_weight,
+                              kl_weight=self.kl_weight, steer_alpha=self.steer_gaps * direction_norm)
 
     def curve_budgets(self) -> tuple[float, ...]:
         """The curve's budgets other than the main one."""
@@ -124,7 +143,7 @@ def write_heldout(out: Path, organism: dict, config: BenchmarkConfig) -> dict[st
         seen = {line for seed in config.seeds for kind in ("mixed", "aligned")
                 for _, line in iter_jsonl_lines(data_dir(out, organism, seed) / f"{kind}_{domain}.jsonl")}
         lines = []
-        for kind in ("aligned", "educational"):
+        for kind in config.heldout_kinds:
             fresh = [line for _, line in iter_jsonl_lines(source / f"{kind}_{domain}.jsonl") if line not in seen]
             lines += fresh[:config.n_heldout]
         if not lines:
@@ -134,23 +153,25 @@ def write_heldout(out: Path, organism: dict, config: BenchmarkConfig) -> dict[st
     return paths
 
 
-def arm_jobs(out: Path, organism: dict, config: BenchmarkConfig, heldout: dict[str, Path]) -> list[tuple[str, object]]:
+def arm_jobs(out: Path, organism: dict, config: BenchmarkConfig, heldout: dict[str, Path],
+             direction_norm: float) -> list[tuple[str, object]]:
     """Every (cell, run) job of the benchmark: ``realmodels.experiments.mitigate.ArmJob``s, named
     ``<cell>.<run>``."""
     from realmodels.analysis.configs import FilterConfig, SelectionConfig
     from realmodels.evaluate.config import JudgeChoice
-    from realmodels.experiments.mitigate import ArmJob, MitigateConfig
+    from realmodels.experiments.arms import ArmJob
     from realmodels.experiments.organism import Organism
     from realmodels.experiments.study import data_dir, evaluation, stage_options, study_recipe
 
     cfg = {"recipe": asdict(config.recipe), "samples_per_paraphrase": config.samples_per_paraphrase,
            "max_new_tokens": config.max_new_tokens}
     world, jobs = out / "world", []
+    direction = (out / "direction" / "direction.json").resolve()
     for domain, seed in config.cells():
         cell = out / "cells" / cell_name(domain, seed)
         budgets = config.curve_budgets() if seed in config.curve_seeds else ()
-        runs = MitigateConfig(budget=config.budget, arms=config.arms, budgets=budgets, random_seeds=(seed,),
-                              harmful_k=config.harmful_k).runs()
+        mitigation = config.mitigation(seed, budgets, direction_norm)
+        runs = mitigation.runs()
         data = data_dir(out, organism, seed)
         base = ArmJob(arm="", name="", seed=None, index=0, total=len(runs), run_path=cell.resolve(),
                       data=(data / f"mixed_{domain}.jsonl").resolve(), harmful=(world / "harmful.jsonl").resolve(),
@@ -163,7 +184,8 @@ def arm_jobs(out: Path, organism: dict, config: BenchmarkConfig, heldout: dict[s
                       persona_scores=(cell / "persona" / "scores.csv").resolve(),
                       aligned=(data / f"aligned_{domain}.jsonl").resolve(), heldout=heldout[domain].resolve())
         jobs += [(f"{cell_name(domain, seed)}.{name}",
-                  replace(base, arm=arm, name=name, seed=arm_seed, index=index, budget=budget))
+                  replace(base, arm=arm, name=name, seed=arm_seed, index=index, budget=budget,
+                          **mitigation.training(arm, direction)))
                  for index, (arm, name, arm_seed, budget) in enumerate(runs, start=1)]
     return jobs
 
@@ -223,7 +245,7 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(), *, organism=None,
                    for d, s in config.cells()]
         log(f"[bold]persona screens[/]: {len(screens)} cells")
         resumable_map(screens, persona_job, out / "prep", workers=workers, ray_address=ray_address, on_done=progress)
-    jobs = arm_jobs(out, chosen, config, heldout)
+    jobs = arm_jobs(out, chosen, config, heldout, direction["norm"])
     log(f"[bold]{len(jobs)} runs[/] ({len(config.cells())} cells) on {workers} worker(s)")
     report = resumable_map(jobs, run_arm_job, out / "jobs", workers=workers, ray_address=ray_address,
                            on_done=progress)

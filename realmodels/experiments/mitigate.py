@@ -35,12 +35,12 @@ from typing import TYPE_CHECKING
 from realmodels.analysis.configs import FilterConfig, SelectionConfig
 from realmodels.data.dataset import Dataset, Datasets
 from realmodels.evaluate.config import EvaluateConfig, JudgeChoice
-from realmodels.evaluate.mitigate import ARMS, DATA_ARMS
-from realmodels.experiments.filter import FILTERED
+from realmodels.evaluate.mitigate import ARMS, DATA_ARMS, NEEDS_DIRECTION, TRAINING_ARMS
+from realmodels.experiments.arms import ArmJob, run_arm, training_defence
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import Log, holds_no_result, release_unfinished, resolved
 from realmodels.experiments.spec import ModelSpec, RunOptions
-from realmodels.finetune.config import MAX_SEED, FinetuneConfig, check_count
+from realmodels.finetune.config import MAX_SEED, FinetuneConfig, GuardConfig, check_count
 from runio.console import console
 from theory.errors import InputError, ParamError
 
@@ -58,8 +58,9 @@ class MitigateConfig:
     budget: float = 0.1
     """fraction of the training samples every arm removes (interleave: adds), in (0, 1): the main budget"""
     arms: tuple[str, ...] = ("none", "geometry", "random", "judge")
-    """arms: none (always; every reduction is measured against it), geometry, random, judge, persona (needs a
-    persona direction), interleave (needs aligned data)"""
+    """arms: none (always; every reduction is measured against it), geometry, random, judge, persona (needs the
+    trait direction), interleave (needs aligned data), caft, guard, kl, steer (training arms; caft and steer need
+    the trait direction)"""
     budgets: tuple[float, ...] = ()
     """further budgets of the data arms (the budget curve; each in (0, 1), none equal to ``budget``)"""
     random_seeds: tuple[int, ...] = (0, 1, 2)
@@ -70,6 +71,14 @@ class MitigateConfig:
     """toxic (harmful-behaviour) features of the geometry filter"""
     seed: int = 0
     """seed of the geometry filter's selection and of the arms' bootstrap"""
+    caft: str = "direction"
+    """the caft arm's ablation: direction (the trait direction's line) or features (the harmful features' span)"""
+    guard_weight: float = 1.0
+    """λ of the guard arm's one-sided penalty"""
+    kl_weight: float = 1.0
+    """λ of the kl arm's KL-to-base penalty"""
+    steer_alpha: float = 4.0
+    """α of the steer arm (h + α û while training; û the unit trait direction)"""
 
     def __post_init__(self):
         object.__setattr__(self, "arms", tuple(self.arms))
@@ -101,6 +110,12 @@ class MitigateConfig:
                 except ParamError as exc:
                     raise ParamError(f"every seed of {exc}") from None
         FilterConfig(fraction=self.budget, representation=self.representation)  # checks the budget
+        from realmodels.finetune.config import DefenceConfig
+
+        GuardConfig(kind="rise", weight=self.guard_weight, harmful_k=self.harmful_k)
+        placeholder = Path("direction.json")  # the ranges are checked here, no file is read
+        DefenceConfig(caft=self.caft, direction=placeholder, kl_weight=self.kl_weight, harmful_k=self.harmful_k)
+        DefenceConfig(direction=placeholder, steer_alpha=self.steer_alpha)
         if not 0.0 < self.budget:
             raise ParamError(f"`budget` must be in (0, 1) for a mitigation (0 removes nothing), got {self.budget}")
 
@@ -118,6 +133,15 @@ class MitigateConfig:
         return runs
 
 
+    def training(self, arm: str, direction: Path | None) -> dict:
+        """The ``ArmJob`` fields of a training arm (``defence``, ``guard``); empty for the other arms."""
+        if arm == "guard":
+            return {"guard": GuardConfig(kind="rise", weight=self.guard_weight, harmful_k=self.harmful_k)}
+        defence = training_defence(arm, direction, caft=self.caft, steer_alpha=self.steer_alpha,
+                                   kl_weight=self.kl_weight, harmful_k=self.harmful_k)
+        return {} if defence is None else {"defence": defence}
+
+
 class MitigationResult(RunResult):
     """``mitigation`` (one row per arm: EM rate, reduction against none, intervals), figure ``mitigation``."""
 
@@ -127,108 +151,6 @@ class MitigationResult(RunResult):
     @property
     def arms(self) -> pd.DataFrame:
         return self.table("mitigation")
-
-
-@dataclass(frozen=True)
-class ArmJob:
-    """One arm (``name``: the arm, or random-<seed>) and everything its three stages need; a job of
-    ``runio.jobs.resumable_map`` (run here, or in a Ray worker: paths are absolute, nothing is open)."""
-
-    arm: str
-    name: str
-    seed: int | None
-    index: int
-    total: int
-    run_path: Path
-    data: Path
-    harmful: Path | None
-    harmless: Path | None
-    model: ModelSpec
-    options: RunOptions
-    filt: FilterConfig
-    selection: SelectionConfig
-    judge: JudgeChoice
-    budget: float
-    recipe: FinetuneConfig
-    evaluation: EvaluateConfig
-    persona_scores: Path | None = None  # the persona arm's scores.csv (``screening.persona_scores``)
-    aligned: Path | None = None  # the interleave arm's aligned conversations
-    heldout: Path | None = None  # the task's held-out conversations (task retention)
-
-
-def run_arm(job: ArmJob) -> dict:
-    """filter -> fine-tune -> evaluate for one arm, each stage its own resumable run directory under the run;
-    the job's result points at the evaluation."""
-    from realmodels.experiments.evaluate import run_evaluation
-    from realmodels.experiments.filter import run_filter
-    from realmodels.experiments.finetune import run_finetune
-
-    log = console.print  # in a Ray worker its output stays in the worker
-    log(f"[bold]arm {job.index}/{job.total}: {job.name}[/]")
-    train = job.data
-    stage = replace(job.options, workers=1, ray_address=None)
-    if job.arm in ("geometry", "random"):
-        filt = replace(job.filt, fraction=job.budget, random=job.arm == "random",
-                       seed=job.seed if job.seed is not None else job.selection.seed)
-        removal = run_filter(job.data, job.harmful, job.harmless, filt, selection=job.selection, model=job.model,
-                             options=replace(stage, out=job.run_path / f"filter-{job.name}"), log=log).summary
-        log(f"filter-{job.name}: removed {removal['n_removed']} of {removal['n_samples']} samples "
-            f"({removal['method']})")
-        train = job.run_path / f"filter-{job.name}" / FILTERED
-    elif job.arm == "judge":
-        train = judge_filter(job.data, job.judge.build(job.run_path / "judge_cache", job.evaluation.on_error),
-                             job.budget, job.run_path / f"filter-{job.name}", log)
-    elif job.arm == "persona":
-        import pandas as pd
-
-        from realmodels.experiments.screening import persona_filter
-
-        scores = pd.read_csv(job.persona_scores)["score"].to_numpy(dtype=float)
-        train = persona_filter(job.data, scores, job.budget, job.run_path / f"filter-{job.name}")
-    elif job.arm == "interleave":
-        from realmodels.experiments.screening import interleave
-
-        train = interleave(job.data, job.aligned, job.budget, job.run_path / f"filter-{job.name}")
-    finetuned = job.run_path / f"finetune-{job.name}"
-    plain = job.model.without_sae()
-    tuned = run_finetune(train, recipe=job.recipe, model=plain, log=log,
-                         options=RunOptions(out=finetuned, threads=job.options.threads,
-                                            progress=job.options.progress)).summary
-    loss = "n/a" if tuned["final_loss"] is None else f"{tuned['final_loss']:.4f}"
-    log(f"finetune-{job.name}: {tuned['steps']} steps, final loss {loss}")
-    evaluated = job.run_path / f"evaluate-{job.name}"
-    rates = run_evaluation(job.evaluation, model=replace(plain, adapter=finetuned), judge=job.judge, log=log,
-                           options=RunOptions(out=evaluated, threads=job.options.threads,
-                                              progress=job.options.progress)).summary
-    em = rates["overall"]["em"]
-    log(f"evaluate-{job.name}: EM {em['k']} / {em['n']} answers")
-    result = {"arm": job.arm, "name": job.name, "budget": job.budget, "evaluate": str(evaluated)}
-    if job.heldout is not None:
-        from realmodels.evaluate.task import heldout_loss
-
-        result["task_nll"] = heldout_loss(replace(plain, adapter=finetuned), job.heldout)["nll"]
-        if job.arm == "none":
-            result["base_task_nll"] = heldout_loss(plain, job.heldout)["nll"]
-    return result
-
-
-def judge_filter(data: Path, judge, budget: float, out: Path, log: Log = console.print) -> Path:
-    """The judge arm's removal in ``out`` (scores.csv and ``screening.write_removal``'s files); reused when
-    finished."""
-    if (out / "summary.json").is_file() and (out / FILTERED).is_file():
-        return out / FILTERED
-    import pandas as pd
-
-    from realmodels.evaluate.mitigate import judge_harmfulness, judge_removal
-    from realmodels.experiments.screening import write_removal
-    from runio.atomic import write_csv
-
-    out.mkdir(parents=True, exist_ok=True)
-    scores = judge_harmfulness(data, judge, report=lambda line: log(f"[yellow]{line}[/]"))
-    removed = set(judge_removal(scores, budget).removed.tolist())
-    write_csv(out / "scores.csv", pd.DataFrame({"sample": range(len(scores)), "harmfulness": scores,
-                                                "removed": [i in removed for i in range(len(scores))]}))
-    return write_removal(data, removed, out, {"judge": judge.name, "n_unscored": int(pd.isna(scores).sum())})
 
 
 def _check_harmful_k(sources, harmful_k: int) -> None:
@@ -258,18 +180,19 @@ def _check_model(model: ModelSpec, options: RunOptions, path: Path, recipe: Fine
 
 
 def _check_extra_inputs(config: MitigateConfig, datasets: Datasets, model: ModelSpec, options: RunOptions,
-                        path: Path, persona_direction, aligned, heldout) -> dict:
-    """The persona direction (against the model), the aligned and held-out data: required by their arms, opened
+                        path: Path, direction, aligned, heldout) -> dict:
+    """The trait direction (against the model), the aligned and held-out data: required by their arms, opened
     and checked (nothing loads); their config entries and paths."""
     from realmodels.experiments.screening import check_persona_direction
 
-    out = {"entries": {}, "persona": None, "aligned": None, "heldout": None}
-    if "persona" in config.arms:
-        if persona_direction is None:
-            raise ParamError("the persona arm needs a persona direction file (the trait direction)")
-        out["persona"] = Path(persona_direction)
-        check_persona_direction(out["persona"], model, options, path)
-        out["entries"]["persona_direction"] = str(out["persona"])
+    out = {"entries": {}, "direction": None, "aligned": None, "heldout": None}
+    users = [arm for arm in config.arms if arm in NEEDS_DIRECTION and (arm != "caft" or config.caft == "direction")]
+    if users:
+        if direction is None:
+            raise ParamError(f"the {users[0]} arm needs a direction file (the trait direction)")
+        out["direction"] = Path(direction)
+        check_persona_direction(out["direction"], model, options, path)
+        out["entries"]["direction"] = str(out["direction"])
     if "interleave" in config.arms:
         if aligned is None:
             raise ParamError("the interleave arm needs an aligned chat JSONL file (the conversations it adds)")
@@ -299,11 +222,12 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
                    harmless: Dataset | str | Path | None = None, config: MitigateConfig = MitigateConfig(), *,
                    recipe: FinetuneConfig = FinetuneConfig(), evaluation: EvaluateConfig = EvaluateConfig(),
                    judge: JudgeChoice = JudgeChoice(), model: ModelSpec = ModelSpec(),
-                   options: RunOptions = RunOptions(), persona_direction: str | Path | None = None,
+                   options: RunOptions = RunOptions(), direction: str | Path | None = None,
                    aligned: str | Path | None = None, heldout: str | Path | None = None,
                    log: Log = console.print) -> MitigationResult:
     """The experiment (module docstring). ``harmful``/``harmless`` define the geometry arm's toxic features
-    (required with it); ``persona_direction`` (a direction file at the SAE's layer) the persona arm's trait,
+    (required with it and the guard arm); ``direction`` (a direction file at the SAE's layer) the trait of the
+    persona, caft and steer arms,
     ``aligned`` the interleave arm's conversations; with ``heldout`` (chat JSONL of the task) every arm also
     reports its task loss and task retention (``theory.retention``). ``recipe`` trains every arm, ``evaluation``
     and ``judge`` evaluate every arm. Every
@@ -320,20 +244,20 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
     from runio.jobs import resumable_map
     from runio.rundir import RunDir, default_run_dir
 
-    needs_sae = "geometry" in config.arms
+    needs_sae = bool({"geometry", "guard"} & set(config.arms)) or ("caft" in config.arms and config.caft == "features")
     datasets = Datasets()
     train = datasets.open(data, "`data`")
     if needs_sae or harmful is not None or harmless is not None:
         if harmful is None or harmless is None:
-            raise ParamError("`harmful` and `harmless` chat JSONL files are required (the geometry arm's toxic "
-                             "features)")
+            raise ParamError("`harmful` and `harmless` chat JSONL files are required (the toxic features of the "
+                             "geometry, guard and caft-features arms)")
         harmful, harmless = datasets.open(harmful, "`harmful`"), datasets.open(harmless, "`harmless`")
     questions = load_questions(evaluation.questions, samples_per_paraphrase=evaluation.samples_per_paraphrase,
                                only=list(evaluation.only) or None)
     path = Path(options.out) if options.out is not None else default_run_dir(prefix="mitigate-")
     if needs_sae:  # the model, SAE and layer are checked here, nothing loads
         _check_harmful_k(options.session(model, path).sources, config.harmful_k)
-    extra = _check_extra_inputs(config, datasets, model, options, path, persona_direction, aligned, heldout)
+    extra = _check_extra_inputs(config, datasets, model, options, path, direction, aligned, heldout)
     _check_model(model.without_sae(), options, path, recipe, questions)
     judge_instance = judge.build(path / "judge_cache", evaluation.on_error)
     if judge.kind in ("openai", "hf"):
@@ -351,7 +275,9 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
         "evaluate": {"questions": evaluation.questions, "only": list(evaluation.only) or None,
                      "samples_per_paraphrase": evaluation.samples_per_paraphrase,
                      "generation": evaluation.generation.to_dict(), "judge": judge.to_config()},
-        **({"budgets": list(config.budgets)} if config.budgets else {}), **extra["entries"]})
+        **({"budgets": list(config.budgets)} if config.budgets else {}), **extra["entries"],
+        **({"defences": {k: getattr(config, k) for k in ("caft", "guard_weight", "kl_weight", "steer_alpha")}}
+           if set(config.arms) & set(TRAINING_ARMS) else {})})
     arms_dir = path / ARMS_DIR
     failed_only = arms_dir.is_dir() and all(f.name.endswith(".error.txt") or f.name.startswith(".")
                                             for f in arms_dir.iterdir())
@@ -371,10 +297,11 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
         from realmodels.experiments.screening import persona_scores
 
         log("persona screening: the base model's own responses and the projection differences")
-        persona_scores(train.path, extra["persona"], model, run.path / "persona",
+        persona_scores(train.path, extra["direction"], model, run.path / "persona",
                        max_new_tokens=evaluation.generation.max_new_tokens, threads=options.threads)
         base = replace(base, persona_scores=run.path / "persona" / "scores.csv")
-    jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index, budget=budget))
+    jobs = [(name, replace(base, arm=arm, name=name, seed=arm_seed, index=index, budget=budget,
+                           **config.training(arm, extra["direction"])))
             for index, (arm, name, arm_seed, budget) in enumerate(runs, start=1)]
     finished = [name for name, _ in jobs if (run.path / ARMS_DIR / f"{name}.json").is_file()]
     if finished:
