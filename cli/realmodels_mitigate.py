@@ -61,8 +61,12 @@ def mitigate(
     budgets: Annotated[Optional[str], typer.Option(help="Further budgets of the data arms (comma-separated: the "
                                                         "budget curve).")] = None,
     arms: Annotated[str, typer.Option(help=f"Comma-separated arms: {', '.join(ARMS)}.")] = "none,geometry,random,judge",
-    persona_direction: Annotated[Optional[Path], typer.Option(help="Direction file of the trait the persona arm "
-                                                                   "screens for (at the SAE's layer).")] = None,
+    direction: Annotated[Optional[Path], typer.Option(help="Direction file of the trait (at the SAE's layer): the "
+                                                           "persona, caft and steer arms.")] = None,
+    caft: Annotated[str, typer.Option(help="The caft arm ablates: direction | features.")] = "direction",
+    guard_weight: Annotated[float, typer.Option(help="λ of the guard arm's one-sided penalty.")] = 1.0,
+    kl_weight: Annotated[float, typer.Option(help="λ of the kl arm's KL to the base model.")] = 1.0,
+    steer_alpha: Annotated[float, typer.Option(help="α of the steer arm (h + α û while training).")] = 4.0,
     aligned: Annotated[Optional[Path], typer.Option(help="Chat JSONL of aligned conversations (the interleave "
                                                          "arm adds them).")] = None,
     heldout: Annotated[Optional[Path], typer.Option(help="Chat JSONL of held-out task conversations: every arm's "
@@ -105,7 +109,8 @@ def mitigate(
     on_error: Annotated[str, typer.Option(help="A failed request: continue | stop.", rich_help_panel=EV)] = "continue",
     *, model: ModelSpec, options: RunOptions,
 ) -> None:
-    """The paper's experiment: filter (geometry | random | judge | none) -> fine-tune -> evaluate, one budget.
+    """The paper's experiment: filter (geometry | random | judge | persona | none) or interleave, or fine-tune with
+    a defence (caft | guard | kl | steer) -> fine-tune -> evaluate, at one budget (and the --budgets curve).
     With --workers N (or --ray-address) the arms run as Ray jobs, N at once, each loading its own model."""
     from realmodels.evaluate.config import EvaluateConfig, JudgeChoice
     from realmodels.evaluate.generate import GenerationConfig
@@ -115,7 +120,8 @@ def mitigate(
     chosen = [arm.strip() for arm in arms.split(",") if arm.strip()]
     seeds = ints(random_seeds, "--random-seeds") if "random" in chosen else []
     config = MitigateConfig(budget=budget, arms=tuple(chosen), random_seeds=tuple(seeds),
-                            budgets=tuple(floats(budgets, "--budgets")) if budgets else (),
+                            budgets=tuple(floats(budgets, "--budgets")) if budgets else (), caft=caft,
+                            guard_weight=guard_weight, kl_weight=kl_weight, steer_alpha=steer_alpha,
                             representation=representation, harmful_k=harmful_k, seed=seed)
     recipe = check_recipe({
         "preset": preset, "config": finetune_config, "r": None, "alpha": None, "rslora": None, "dropout": None,
@@ -130,6 +136,6 @@ def mitigate(
         n_bootstrap=n_bootstrap, on_error=on_error)
     choice = JudgeChoice(kind=judge, model=judge_model, endpoint=judge_endpoint, api_key_env=judge_api_key_env)
     result = run_mitigation(data, harmful, harmless, config, recipe=recipe, evaluation=evaluation, judge=choice,
-                            model=model, options=options, persona_direction=persona_direction, aligned=aligned,
+                            model=model, options=options, direction=direction, aligned=aligned,
                             heldout=heldout)
     print_mitigation(result.summary, result.path)

@@ -35,6 +35,7 @@ is how the figures are regenerated)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -83,6 +84,8 @@ class BenchmarkConfig:
         StudyConfig(domains=self.domains, seeds=self.seeds, recipe=self.recipe, harmful_k=self.harmful_k,
                     samples_per_paraphrase=self.samples_per_paraphrase, max_new_tokens=self.max_new_tokens,
                     mitigate_domains=())  # the shared checks of domains, seeds, recipe and sizes
+        if not (isinstance(self.steer_gaps, float | int) and math.isfinite(self.steer_gaps)):
+            raise ParamError(f"`steer_gaps` must be a finite number, got {self.steer_gaps}")
         self.mitigation(0, ())
         if not self.heldout_kinds or not set(self.heldout_kinds) <= {"aligned", "educational"}:
             raise ParamError(f"`heldout_kinds` must be aligned and/or educational, got {list(self.heldout_kinds)}")
