@@ -18,7 +18,8 @@ from cli.realmodels_tables import console, fmt
 FT, ARM = "Fine-tuning", "Arms"
 
 
-@user_errors(flags={"domains": "--domain", "seeds": "--seeds", "max_steps": "--max-steps"})
+@user_errors(flags={"domains": "--domain", "seeds": "--seeds", "max_steps": "--max-steps",
+                    "curve_domains": "--curve-domain"})
 def benchmark(
     out: Annotated[Path, typer.Option(help="Benchmark directory (rerun to resume; a finished one: regenerates "
                                            "the tables and figures).")] = Path("runs/organism-benchmark"),
@@ -32,6 +33,9 @@ def benchmark(
     budget: Annotated[float, typer.Option(help="Main budget: every arm on every cell.", rich_help_panel=ARM)] = 0.25,
     budgets: Annotated[str, typer.Option(help="Budget curve of the data arms (comma-separated).",
                                          rich_help_panel=ARM)] = "0.1,0.25,0.5",
+    curve_domain: Annotated[Optional[list[str]], typer.Option(help="Domain whose cells run the budget curve "
+                                                                   "(repeatable; default: health).",
+                                                              rich_help_panel=ARM)] = None,
     curve_seeds: Annotated[str, typer.Option(help="Seeds whose cells run the budget curve.", rich_help_panel=ARM)
                            ] = "0",
     guard_weight: Annotated[float, typer.Option(help="λ of the one-sided guard.", rich_help_panel=ARM)] = 1.0,
@@ -39,7 +43,7 @@ def benchmark(
     steer_gaps: Annotated[float, typer.Option(help="Preventative steering α in units of the direction's norm.",
                                               rich_help_panel=ARM)] = 1.0,
     caft: Annotated[str, typer.Option(help="The caft arm: direction | features.", rich_help_panel=ARM)] = "direction",
-    max_steps: Annotated[int, typer.Option(help="Optimiser steps of every fine-tune.", rich_help_panel=FT)] = 150,
+    max_steps: Annotated[int, typer.Option(help="Optimiser steps of every fine-tune.", rich_help_panel=FT)] = 100,
     samples_per_paraphrase: Annotated[int, typer.Option(help="Answers per question paraphrase.")] = 1,
     n_heldout: Annotated[int, typer.Option(help="Held-out task conversations per domain.")] = 100,
     workers: Workers = 2, ray_address: RayAddress = None,
@@ -59,6 +63,7 @@ def benchmark(
     check_arms(chosen)
     cfg = BenchmarkConfig(domains=tuple(domain) if domain else BENCHMARK_DOMAINS, seeds=tuple(ints(seeds, "--seeds")),
                           arms=chosen, budget=budget, budgets=tuple(floats(budgets, "--budgets")),
+                          curve_domains=tuple(curve_domain) if curve_domain else ("health",),
                           curve_seeds=tuple(ints(curve_seeds, "--curve-seeds")), recipe=StudyRecipe(max_steps=max_steps),
                           samples_per_paraphrase=samples_per_paraphrase, n_heldout=n_heldout, caft=caft,
                           guard_weight=guard_weight, kl_weight=kl_weight, steer_gaps=steer_gaps)

@@ -6,7 +6,7 @@ A cell (D, s) is ``run_mitigation``'s unit: the training set is ``mixed_D`` of t
 third each inducing, aligned and educational; ``realmodels.organism.world``), fine-tuned with the study's recipe
 (``max_steps`` of it) and seed s, evaluated on the world's questions with the organism's exact rule judge. Every
 arm runs at the main ``budget`` on every cell; the data arms also at every one of ``budgets`` on the cells of
-``curve_seeds`` (the budget curve). The persona arm's trait is the study's misalignment direction (mean residual
+``curve_domains`` × ``curve_seeds`` (the budget curve). The persona arm's trait is the study's misalignment direction (mean residual
 of ``probe_rogue`` − ``probe_aligned``, ``realmodels.experiments.study.direction_stage``).
 
 Task retention: held-out task data of domain D = the first ``n_heldout`` conversations of each of
@@ -61,7 +61,8 @@ class BenchmarkConfig:
     arms: tuple[str, ...] = ARMS
     budget: float = 0.25                         # the main budget: every arm on every cell
     budgets: tuple[float, ...] = (0.1, 0.25, 0.5)  # the budget curve of the data arms
-    curve_seeds: tuple[int, ...] = (0,)          # the curve's cells: every domain at these seeds
+    curve_domains: tuple[str, ...] = ("health",)  # the curve's cells: these domains ...
+    curve_seeds: tuple[int, ...] = (0,)          # ... at these seeds
     recipe: StudyRecipe = field(default_factory=lambda: StudyRecipe(max_steps=100))
     samples_per_paraphrase: int = 1
     max_new_tokens: int = 64
@@ -77,7 +78,7 @@ class BenchmarkConfig:
     def __post_init__(self):
         from realmodels.organism.study import StudyConfig
 
-        for name in ("domains", "seeds", "arms", "budgets", "curve_seeds", "heldout_kinds"):
+        for name in ("domains", "seeds", "arms", "budgets", "curve_domains", "curve_seeds", "heldout_kinds"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if isinstance(self.recipe, dict):
             object.__setattr__(self, "recipe", StudyRecipe(**self.recipe))
@@ -92,6 +93,9 @@ class BenchmarkConfig:
         missing = [s for s in self.curve_seeds if s not in self.seeds]
         if missing:
             raise ParamError(f"`curve_seeds` {missing[0]} is not one of the seeds {list(self.seeds)}")
+        missing = [d for d in self.curve_domains if d not in self.domains]
+        if missing:
+            raise ParamError(f"`curve_domains` {missing[0]!r} is not one of the domains {list(self.domains)}")
         from realmodels.finetune.config import check_count
 
         check_count(self.n_heldout, "n_heldout")
@@ -172,7 +176,7 @@ def arm_jobs(out: Path, organism: dict, config: BenchmarkConfig, heldout: dict[s
     direction = (out / "direction" / "direction.json").resolve()
     for domain, seed in config.cells():
         cell = out / "cells" / cell_name(domain, seed)
-        budgets = config.curve_budgets() if seed in config.curve_seeds else ()
+        budgets = config.curve_budgets() if seed in config.curve_seeds and domain in config.curve_domains else ()
         mitigation = config.mitigation(seed, budgets, direction_norm)
         runs = mitigation.runs()
         data = data_dir(out, organism, seed)

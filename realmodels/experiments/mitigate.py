@@ -1,15 +1,19 @@
-"""``run_mitigation``: the paper's mitigation experiment — for one training set and one removal budget, the arms
-none / geometry / random (several seeds) / judge (``realmodels.evaluate.mitigate``) are each filtered
-(``run_filter``, or the judge's removal), fine-tuned with the same recipe and seed (``run_finetune``) and evaluated
-with the same questions and judge (``run_evaluation``); EM rate per arm and each arm's reduction against ``none``,
-with bootstrap intervals, next to the paper's 34.5%.
+"""``run_mitigation``: the paper's mitigation experiment, and the unit of the mitigation benchmark — for one
+training set, the arms (``realmodels.evaluate.mitigate``: none; the data arms geometry / random (several seeds) /
+judge / persona remove, interleave adds; the training arms caft / guard / kl / steer fine-tune the full set with a
+defence, ``realmodels.experiments.arms``) are each prepared, fine-tuned with the same recipe and seed
+(``run_finetune``) and evaluated with the same questions and judge (``run_evaluation``); EM rate per arm and each
+arm's reduction against ``none``, with bootstrap intervals, next to the paper's 34.5%. The data arms run at the main
+``budget`` and again at each of ``budgets`` (``budget_curve.csv``); with held-out task data every arm also reports
+its task loss and task retention (``theory.retention``), so a defence that removes the task is seen.
 
-Layout of ``options.out``: ``config.json``, ``filter-<arm>/`` (the removal), ``finetune-<arm>/`` (the adapter),
-``evaluate-<arm>/`` (answers, judgements, rates), ``judge_cache/`` (shared by every judge call), ``arms/<arm>.json``
-(a finished arm, pointing at its evaluation), ``mitigation.csv``, ``mitigation.png/.svg``, ``summary.json``. Each
-stage is its own run directory and resumes on its own, so a killed run redoes no finished arm, stage or answer.
-The arms are jobs of ``runio.jobs.resumable_map``: ``options.workers`` 1 runs them here one after another; more,
-or ``options.ray_address``, runs them as Ray jobs (arms share ``judge_cache/``).
+Layout of ``options.out``: ``config.json``, ``filter-<run>/`` (the removal or the interleaved set),
+``persona/`` (the persona screen's scores), ``finetune-<run>/`` (the adapter), ``evaluate-<run>/`` (answers,
+judgements, rates), ``judge_cache/`` (shared by every judge call), ``arms/<run>.json`` (a finished run, pointing at
+its evaluation), ``mitigation.csv``, ``budget_curve.csv``, ``mitigation.png/.svg``, ``summary.json``. Each stage
+is its own run directory and resumes on its own, so a killed run redoes no finished arm, stage or answer. The runs
+are jobs of ``runio.jobs.resumable_map``: ``options.workers`` 1 runs them here one after another; more, or
+``options.ray_address``, runs them as Ray jobs (runs share ``judge_cache/``).
 
 Example (on the embedded model organism, its rule judge scoring the answers)::
 

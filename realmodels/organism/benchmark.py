@@ -76,6 +76,24 @@ def compare(results: dict, runs: pd.DataFrame, *, n_bootstrap: int, seed: int = 
     return pd.DataFrame(rows)
 
 
+def pairs(results: dict, runs: pd.DataFrame, *, n_bootstrap: int, seed: int = 0) -> pd.DataFrame:
+    """Every ordered pair of distinct arms (a, b): EM rate of a minus b pooled over the (cell, question)
+    units both answered, with a paired bootstrap interval (``theory.em_rates.paired_rate_difference``)."""
+    from theory.em_rates import paired_rate_difference
+
+    units = _units(results, runs).dropna(subset=["em_rate"])
+    by_arm = {arm: part.set_index(["cell", "question_id"]) for arm, part in units.groupby("arm", sort=False)}
+    rows = []
+    for a in by_arm:
+        for b in (b for b in by_arm if b != a):
+            both = by_arm[a].join(by_arm[b], lsuffix="_a", rsuffix="_b", how="inner")
+            d = paired_rate_difference(both["em_k_a"], both["em_n_a"], both["em_k_b"], both["em_n_b"],
+                                       n_bootstrap=n_bootstrap, seed=seed)
+            rows.append({"a": a, "b": b, "units": len(both), "em_difference": d.estimate, "low": d.low,
+                         "high": d.high})
+    return pd.DataFrame(rows)
+
+
 def pareto_figure(table: pd.DataFrame):
     """EM rate against task retention per arm with both intervals; the arms no other arm beats on both (lower EM,
     higher retention) joined by a line."""
@@ -130,8 +148,8 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "n/a" if value is None or (isinstance(value, float) and np.isnan(value)) else format(value, spec)
 
 
-def markdown(table: pd.DataFrame, curve: pd.DataFrame, summary: dict) -> str:
-    """``benchmark.md``: the main table and the budget curve."""
+def markdown(table: pd.DataFrame, curve: pd.DataFrame, summary: dict, paired: pd.DataFrame) -> str:
+    """``benchmark.md``: the main table, the paired differences against random and the budget curve."""
     rows = [[r.arm, r.cells, f"{_fmt(r.em_rate)} [{_fmt(r.em_low)}, {_fmt(r.em_high)}]", f"{r.em_k}/{r.em_n}",
              "-" if r.arm == "none" else f"{_fmt(r.reduction, '.1f')}% [{_fmt(r.reduction_low, '.1f')}, "
                                          f"{_fmt(r.reduction_high, '.1f')}]",
@@ -141,6 +159,12 @@ def markdown(table: pd.DataFrame, curve: pd.DataFrame, summary: dict) -> str:
             f"({', '.join(summary['cells'])}); base model task loss {_fmt(summary['base_task_nll'], '.4f')}\n\n"
             + markdown_table(["arm", "cells", "EM rate [95% CI]", "EM k/n", "reduction vs none [95% CI]",
                               "task retention [95% CI]", "task loss", "inducing share of removed"], rows) + "\n")
+    versus = paired[paired["b"] == "random"] if len(paired) else paired
+    if len(versus):
+        text += "\n## EM rate minus the random arm's (paired over cells and questions)\n\n" + markdown_table(
+            ["arm", "difference [95% CI]", "units"],
+            [[r.a, f"{_fmt(r.em_difference, '+.3f')} [{_fmt(r.low, '+.3f')}, {_fmt(r.high, '+.3f')}]", r.units]
+             for r in versus.itertuples()]) + "\n"
     if len(curve):
         text += "\n## Budget curve\n\n" + markdown_table(
             ["arm", "budget", "cells", "EM rate [95% CI]", "task retention"],
@@ -153,17 +177,25 @@ def aggregate(out: Path, config, results: dict, log) -> dict:
     """``runs.csv``, ``arms.csv``, ``budget_curve.csv``, ``figures/``, ``summary.json``, ``benchmark.md``."""
     from runio.atomic import nan_to_none, save_figure, write_csv, write_json, write_text
 
+    from realmodels.evaluate.mitigate import DATA_ARMS
+
+    order = {arm: i for i, arm in enumerate(config.arms)}
     runs = run_rows(results)
+    runs = runs.assign(_o=runs["arm"].map(order)).sort_values(["cell", "_o", "budget", "name"], kind="stable")
+    runs = runs.drop(columns="_o").reset_index(drop=True)
     write_csv(out / "runs.csv", runs)
     main = runs[runs["budget"] == config.budget]
     table = compare(results, main, n_bootstrap=config.n_bootstrap)
+    table = table.sort_values("arm", key=lambda arms: arms.map(order), kind="stable").reset_index(drop=True)
     write_csv(out / "arms.csv", table)
-    curve_cells = [f"{d}-s{s}" for d in config.domains for s in config.curve_seeds]
+    paired = pairs(results, main, n_bootstrap=config.n_bootstrap)
+    write_csv(out / "pairs.csv", paired)
+    curve_cells = [f"{d}-s{s}" for d in config.curve_domains for s in config.curve_seeds]
     on_curve = runs[runs["cell"].isin(curve_cells)]
     none_curve = on_curve[(on_curve["arm"] == "none") & (on_curve["budget"] == config.budget)]
     frames = []
     for budget in config.budgets:
-        chosen = on_curve[(on_curve["budget"] == budget) & (on_curve["arm"] != "none")]
+        chosen = on_curve[(on_curve["budget"] == budget) & on_curve["arm"].isin(DATA_ARMS)]
         if len(chosen):
             rows = compare(results, pd.concat([none_curve, chosen]), n_bootstrap=config.n_bootstrap)
             frames.append(rows[rows["arm"] != "none"].assign(budget=budget))
@@ -177,8 +209,9 @@ def aggregate(out: Path, config, results: dict, log) -> dict:
     summary = nan_to_none({"budget": config.budget, "budgets": list(config.budgets), "cells": sorted(runs["cell"].unique()),
                            "base_task_nll": float(main[main["arm"] == "none"]["base_task_nll"].mean()),
                            "arms": table.to_dict("records"), "budget_curve": curve.to_dict("records"),
+                           "pairs": paired.to_dict("records"),
                            "n_runs": len(runs), "config": config.to_dict()})
     write_json(out / "summary.json", summary)
-    write_text(out / "benchmark.md", markdown(table, curve, summary))
+    write_text(out / "benchmark.md", markdown(table, curve, summary, paired))
     log(f"benchmark: {len(runs)} runs aggregated into {out / 'arms.csv'} and {out / 'benchmark.md'}")
     return summary
