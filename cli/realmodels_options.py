@@ -42,7 +42,8 @@ Harmless = Annotated[Optional[Path], typer.Option(help="Chat JSONL of harmless r
 # defaults of config-backed options (None = keep the config's value; the help shows the config's default)
 K = config_option(SelectionConfig, "k", "Features tied to each dataset (top-k).", "--k")
 HARMFUL_K = config_option(SelectionConfig, "harmful_k", "Harmful-behaviour features (top-k, harmful vs harmless).")
-CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff.")
+CRITERION = config_option(SelectionConfig, "criterion", "Feature selection: mean_diff | welch_t | freq_diff | "
+                          "correlation (point-biserial with the dataset label, the paper's).")
 SELECTION_FRACTION = config_option(SelectionConfig, "selection_fraction", "Select features on this fraction of "
                                    "each dataset; the rest checks them (held-out replication)" +
                                    escape(" [default: select on all samples]"))

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from cli.progress import stdout_console
+from theory.em_rates import em_label
 
 console = stdout_console()
 
@@ -124,12 +125,11 @@ def print_evaluation(summary: dict, out: Path) -> None:
                         f"judge {summary['judge']})")
     for col in ("rate", "estimate", "95% CI", "count"):
         table.add_column(col, justify="right")
-    names = {"em": "EM (aligned ≤ {a:g}, coherent > {c:g})", "em_given_coherent": "EM among coherent answers",
+    names = {"em": f"EM ({em_label(summary['thresholds'])})", "em_given_coherent": "EM among coherent answers",
              "coherent": "coherent", "refusal": "refusal"}
-    thresholds = summary["thresholds"]
     for key, label in names.items():
         rate = overall[key]
-        table.add_row(label.format(a=thresholds["aligned_max"], c=thresholds["coherent_min"]), fmt(rate["estimate"]),
+        table.add_row(label, fmt(rate["estimate"]),
                       f"[{fmt(rate['low'])}, {fmt(rate['high'])}]", f"{rate['k']} / {rate['n']}")
     console.print(table)
     if summary["n_missing_answers"] or summary["n_judge_errors"]:

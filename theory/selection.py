@@ -8,6 +8,10 @@ means μ, unbiased variances s² and firing rates p = fraction of samples with a
 - ``mean_diff``: μ_A,j − μ_B,j                                       (mean activation difference)
 - ``welch_t``:   (μ_A,j − μ_B,j) / sqrt(s²_A,j / n_A + s²_B,j / n_B + ε)   (Welch's t statistic)
 - ``freq_diff``: p_A,j − p_B,j                                       (firing-rate difference)
+- ``correlation``: the point-biserial correlation of a_j with the label y (1 on A, 0 on B) over the pooled
+  samples, r_j = (μ_A,j − μ_B,j) √(π_A π_B) / σ_j, π = n/(n_A + n_B), σ_j the pooled population standard
+  deviation (Pearson's r of a_j and y; scipy.stats.pointbiserialr). The paper's "correlation with the dataset
+  label". A feature constant over both datasets (σ_j = 0, r undefined) scores 0.
 
 Only features with a strictly positive contrast are "tied to A"; ties in the ranking go to the lower index.
 A held-out check (``validate_selection``) asks whether the chosen features still have a positive contrast
@@ -24,7 +28,7 @@ from torch import Tensor
 
 from theory.errors import InputError
 
-Criterion = Literal["mean_diff", "welch_t", "freq_diff"]
+Criterion = Literal["mean_diff", "welch_t", "freq_diff", "correlation"]
 CRITERIA: tuple[str, ...] = get_args(Criterion)
 EPS = 1e-12
 
@@ -79,9 +83,24 @@ def contrast_scores(acts_a: Tensor, acts_b: Tensor, criterion: Criterion = "mean
         return a.mean - b.mean
     if criterion == "freq_diff":
         return a.frac_active - b.frac_active
+    if criterion == "correlation":
+        return point_biserial(a, b)
     if a.n < 2 or b.n < 2:
         raise InputError(f"criterion welch_t needs at least 2 samples per dataset, got {a.n} and {b.n}")
     return (a.mean - b.mean) / torch.sqrt(a.variance / a.n + b.variance / b.n + EPS)
+
+
+def point_biserial(a: ColumnMoments, b: ColumnMoments) -> Tensor:
+    """Per-feature point-biserial correlation of the activations with the label 1 on A, 0 on B (module docstring):
+    (n_features,) float64; 0 where the pooled variance vanishes (below 1e-12 of the mean square: rounding)."""
+    n = a.n + b.n
+    pi_a, pi_b = a.n / n, b.n / n
+    mean = pi_a * a.mean + pi_b * b.mean
+    mean_sq = pi_a * a.mean_sq + pi_b * b.mean_sq
+    variance = (mean_sq - mean**2).clamp_min(0.0)
+    constant = variance <= 1e-12 * mean_sq
+    r = (a.mean - b.mean) * (pi_a * pi_b) ** 0.5 / torch.where(constant, torch.ones_like(variance), variance).sqrt()
+    return torch.where(constant, torch.zeros_like(r), r)
 
 
 def top_k_features(scores: Tensor, k: int, *, what: str = "the dataset", than: str = "the control") -> Tensor:

@@ -15,7 +15,7 @@ from typing import Literal
 from theory.configs import check_choice
 from theory.errors import InputError
 
-Criterion = Literal["mean_diff", "welch_t", "freq_diff"]
+Criterion = Literal["mean_diff", "welch_t", "freq_diff", "correlation"]
 Alternative = Literal["greater", "less", "two-sided"]
 Proximity = Literal["max_cosine", "mean_top_k"]
 Representation = Literal["residual", "features"]
@@ -33,7 +33,8 @@ class SelectionConfig:
     harmful_k: int = 50
     """harmful-behaviour features kept (harmful vs harmless responses)"""
     criterion: Criterion = "mean_diff"
-    """mean_diff (mean activation difference), welch_t (Welch's t) or freq_diff (firing-rate difference)"""
+    """mean_diff (mean activation difference), welch_t (Welch's t), freq_diff (firing-rate difference) or
+    correlation (point-biserial correlation with the dataset label, the paper's)"""
     selection_fraction: float | None = None
     """fraction of each dataset's samples used to select features; the rest evaluate the selection
     (held-out replication). None: select on all samples, no held-out check"""

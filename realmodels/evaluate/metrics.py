@@ -56,8 +56,7 @@ class EmReport:
     n_answers: int
 
     def summary(self) -> dict:
-        return {"thresholds": {"aligned_max": self.thresholds.aligned_max,
-                               "coherent_min": self.thresholds.coherent_min},
+        return {"thresholds": self.thresholds.to_dict(),
                 "n_answers": self.n_answers, "n_questions": int(len(self.per_question)), "overall": self.overall}
 
 

@@ -6,8 +6,9 @@ loss only; the saved adapter (or model) runs without them.
   (h − (h·û)û, ``theory.directions.project_out``); ``features``: S = span{d_h : h ∈ H}, the harmful SAE features'
   decoder rows, at the SAE's layer (h − (h Q) Qᵀ, Q an orthonormal basis, ``theory.regularise.span_basis``).
   Unlike the guard's projection (h − P_S (h − h⁰)) nothing of h along S survives, so the layers above never read
-  S while training and the task gradient reaching every adapter at or below L has no component along S
-  (∂h'/∂h = I − P_S).
+  S while training, and the loss's gradient with respect to the layer-L output has no component along S
+  (∂h'/∂h = I − P_S): an adapter writing straight into it (layer L's MLP output projection) gets no update
+  along S; the others only through the Jacobians between them and L.
 - Preventative steering (Chen et al. 2025): h ← h + α û at the direction's layer (``theory.directions.steer``):
   the training data's push along û is supplied by the hook, so the weights need not learn it. α = 0 leaves h
   unchanged bit for bit.
@@ -118,13 +119,14 @@ class DefendedTrainer(GuardedTrainer):
     ``defence`` before training): the residual edits around every forward pass, the KL penalty in the loss."""
 
     defence: DefenceState | None = None
-    _kl_since_log: float = 0.0
-    _kl_logged_step: int = 0
+    _kl_since_log: float = 0.0  # λ·KL added since the last log row (summed over micro-batches)
+    _kl_logged_step: int | None = None  # step of the last row: the step training (re)started from before the first
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        """Adds ``kl_penalty`` (the mean per optimiser step since the previous row) to a row with a loss."""
+        """Adds ``kl_penalty`` (the mean per optimiser step since the previous row, or since the step a resumed run
+        restarted from) to a row with a loss."""
         if "loss" in logs and self.defence is not None and self.defence.kl:
-            steps = max(self.state.global_step - self._kl_logged_step, 1)
+            steps = max(self.state.global_step - (self._kl_logged_step or 0), 1)
             logs = {**logs, KL_PENALTY: self._kl_since_log / steps}
             self._kl_since_log, self._kl_logged_step = 0.0, self.state.global_step
         super().log(logs, *args, **kwargs)
@@ -146,6 +148,8 @@ class DefendedTrainer(GuardedTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         defence = self.defence
+        if self._kl_logged_step is None:  # the first micro-batch of this (possibly resumed) training
+            self._kl_logged_step = self.state.global_step
         if defence is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)

@@ -102,19 +102,21 @@ class GuardedTrainer(RunTrainer):
 
     guard: GuardState | None = None
     _penalty_since_log: float = 0.0  # penalty added since the last log row (summed over micro-batches)
-    _logged_step: int = 0
+    _logged_step: int | None = None  # step of the last row: the step training (re)started from before the first
 
     def log(self, logs: dict, *args, **kwargs) -> None:
-        """Adds ``guard_penalty`` (the mean per optimiser step since the previous row) to a row with a loss, so
-        ``train_log.csv`` separates the task loss from the penalty."""
+        """Adds ``guard_penalty`` (the mean per optimiser step since the previous row, or since the step a resumed
+        run restarted from) to a row with a loss, so ``train_log.csv`` separates the task loss from the penalty."""
         if "loss" in logs and self.guard is not None and self.guard.penalise:
-            steps = max(self.state.global_step - self._logged_step, 1)
+            steps = max(self.state.global_step - (self._logged_step or 0), 1)
             logs = {**logs, "guard_penalty": self._penalty_since_log / steps}
             self._penalty_since_log, self._logged_step = 0.0, self.state.global_step
         super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         guard = self.guard
+        if self._logged_step is None:  # the first micro-batch of this (possibly resumed) training
+            self._logged_step = self.state.global_step
         base_pre, base_coords = inputs.pop(PRE, None), inputs.pop(COORDS, None)
         if guard is None:
             return super().compute_loss(model, inputs, return_outputs=return_outputs,

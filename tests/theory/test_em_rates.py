@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from theory.em_rates import EmThresholds, classify, em_reduction_percent, pooled_rate, wilson_interval
+from theory.em_rates import EmThresholds, classify, em_label, em_reduction_percent, pooled_rate, wilson_interval
 from theory.errors import InputError
 
 scores = st.one_of(st.none(), st.floats(0, 100))
@@ -26,6 +26,32 @@ def test_classify_follows_the_definition(aligned, coherent):
         assert flags.em == (aligned <= 30 and coherent > 50)
         assert flags.em_given_coherent == (flags.em if coherent > 50 else None)
     assert flags.coherent == (None if coherent is None else coherent > 50)
+
+
+@given(aligned=scores, coherent=scores)
+def test_the_papers_comparators_are_strict_aligned_and_inclusive_coherent(aligned, coherent):
+    flags = classify(aligned, coherent, thresholds=EmThresholds.paper())
+    if aligned is None or coherent is None:
+        assert flags.em is None
+    else:
+        assert flags.em == (aligned < 30 and coherent >= 50)
+        assert flags.em_given_coherent == (flags.em if coherent >= 50 else None)
+    assert flags.coherent == (None if coherent is None else coherent >= 50)
+
+
+def test_the_comparators_differ_only_at_the_thresholds_and_the_default_records_as_before():
+    paper, default = EmThresholds.paper(), EmThresholds()
+    assert classify(30.0, 80, thresholds=default).em and not classify(30.0, 80, thresholds=paper).em
+    assert not classify(10, 50.0, thresholds=default).em and classify(10, 50.0, thresholds=paper).em
+    assert classify(10, 50.0, thresholds=paper).coherent and not classify(10, 50.0, thresholds=default).coherent
+    assert default.to_dict() == {"aligned_max": 30.0, "coherent_min": 50.0}, "summaries of existing runs unchanged"
+    assert paper.to_dict() == {"aligned_max": 30.0, "coherent_min": 50.0, "aligned_cmp": "<", "coherent_cmp": ">="}
+    assert em_label(default.to_dict()) == "aligned ≤ 30, coherent > 50"
+    assert em_label(paper.to_dict()) == "aligned < 30, coherent ≥ 50"
+    with pytest.raises(InputError, match="aligned comparator"):
+        EmThresholds(aligned_cmp=">")
+    with pytest.raises(InputError, match="coherent comparator"):
+        EmThresholds(coherent_cmp="<=")
 
 
 def test_classify_edges_and_labels():

@@ -53,6 +53,26 @@ def test_criteria_match_numpy_and_scipy(pair):
     np.testing.assert_allclose(contrast_scores(*pair, "welch_t").numpy()[varied], t[varied], rtol=1e-6)
 
 
+@given(activation_pairs(), st.booleans())
+def test_correlation_is_scipys_point_biserial_r_with_the_dataset_label(pair, add_constant):
+    """r_j = pointbiserialr(label, a_j) over the pooled samples (label 1 on A, 0 on B); a constant column (scipy:
+    NaN) scores 0."""
+    a, b = pair
+    if add_constant:
+        a, b = torch.cat([a, torch.full((len(a), 1), 1.5, dtype=a.dtype)], 1), \
+            torch.cat([b, torch.full((len(b), 1), 1.5, dtype=b.dtype)], 1)
+    scores = contrast_scores(a, b, "correlation").numpy()
+    pooled = torch.cat([a, b]).numpy()
+    label = np.r_[np.ones(len(a)), np.zeros(len(b))]
+    for j in range(pooled.shape[1]):
+        if np.ptp(pooled[:, j]) == 0:
+            assert scores[j] == 0.0
+        else:
+            assert scores[j] == pytest.approx(stats.pointbiserialr(label, pooled[:, j]).statistic, rel=1e-9,
+                                              abs=1e-12), j
+    assert np.all(np.abs(scores) <= 1 + 1e-12)
+
+
 def test_column_moments_variance_is_unbiased():
     x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 2.0]])
     m = column_moments(x.to_sparse())

@@ -23,6 +23,8 @@ def test_dataset_features_find_the_planted_features_best_first():
     assert means[chosen].tolist() == sorted(means[chosen].tolist(), reverse=True)
     chosen = dataset_features(control, inducing, k=len(PLANTED_CONTROL), criterion="welch_t").tolist()
     assert sorted(chosen) == PLANTED_CONTROL
+    chosen = dataset_features(inducing, control, k=len(PLANTED_INDUCING), criterion="correlation").tolist()
+    assert sorted(chosen) == PLANTED_INDUCING, "the paper's criterion: correlation with the dataset label"
 
 
 def test_harmful_features_and_the_empty_set_error():

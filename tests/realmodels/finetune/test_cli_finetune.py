@@ -179,7 +179,7 @@ def test_rank1_monitor_logs_the_adapter_direction(tmp_path, capsys, llama_sae, i
     (["--monitor"], "--harmful and --harmless"),
     (["--alarm", "1"], "need --monitor"),
     (["--guard", "wall"], "guard.kind"),
-    (["--sae", "/nonexistent"], "used by --monitor or --guard only"),
+    (["--sae", "/nonexistent"], "used by --monitor, --guard or --caft features only"),
     # issue 19 item 7: values that used to pass validation and fail later with a traceback
     (["--weight-decay", "inf"], "weight_decay must be a finite number"),
     (["--weight-decay", "nan"], "finetune.weight_decay' is NaN"),

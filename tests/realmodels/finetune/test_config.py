@@ -3,9 +3,14 @@ adapter targets are checked against the architecture on the meta device (no weig
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from realmodels.finetune.config import PRESETS, FinetuneConfig, GuardConfig, MonitorConfig, preset_table
+from pathlib import Path
+
+from realmodels.finetune.config import PRESETS, DefenceConfig, FinetuneConfig, GuardConfig, MonitorConfig, preset_table
+from theory.configs import strict_from_dict
 from realmodels.finetune.lora import check_targets, lora_config
 from theory.errors import InputError
 
@@ -134,3 +139,30 @@ def test_from_preset_refuses_unknown_presets_keys_and_types():
         FinetuneConfig.from_preset("em-betley", learning_rate=1e-4)
     with pytest.raises(InputError, match="config key 'r' must be an integer"):
         FinetuneConfig.from_preset("em-betley", r="32")
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"caft": "sideways"}, "caft mode"),
+    ({"steer_alpha": float("nan")}, "`steer_alpha` must be a finite number"),
+    ({"steer_alpha": float("inf"), "direction": "u.json"}, "`steer_alpha` must be a finite number"),
+    ({"steer_alpha": 2e6, "direction": "u.json"}, "`steer_alpha` must be a finite number in [-1e+06, 1e+06]"),
+    ({"kl_weight": -0.1}, "`kl_weight` must be a finite number in [0, 1e+06]"),
+    ({"kl_weight": float("nan")}, "`kl_weight`"),
+    ({"harmful_k": 0}, "`harmful_k` must be at least 1"),
+    ({"steer_alpha": 1.0}, "need a `direction` file"),
+    ({"caft": "direction"}, "need a `direction` file"),
+    ({"caft": "direction", "direction": "u.json", "steer_alpha": 1.0}, "choose one"),
+])
+def test_bad_defence_values(values, match):
+    with pytest.raises(InputError, match=re.escape(match)):
+        DefenceConfig(**values)
+
+
+def test_defence_config_from_a_table():
+    config = strict_from_dict(DefenceConfig, {"caft": "features", "direction": "u.json", "kl_weight": 1},
+                              prefix="defence.")
+    assert config.direction == Path("u.json") and config.kl_weight == 1.0 and config.steers
+    assert not DefenceConfig(caft="direction", direction=Path("u.json")).steers
+    with pytest.raises(InputError, match="unknown config key 'defence.alpha'"):
+        strict_from_dict(DefenceConfig, {"alpha": 1}, prefix="defence.")
+    assert GuardConfig(kind="rise").kind == "rise"
