@@ -85,7 +85,7 @@ def arm_table(per_question: dict[str, list[pd.DataFrame]], *, n_bootstrap: int =
                      if arm != "none" and usable.any() else None)
         rows.append({"arm": arm, "runs": len(frames), "em_rate": float(np.mean([p.estimate for p in pooled])),
                      "em_low": float(np.mean([p.low for p in pooled])), "em_high": float(np.mean([p.high for p in pooled])),
-                     "n_answers_scored": int(ns.sum()), "reduction": np.nan if reduction is None else reduction.estimate,
+                     "em_k": int(ks.sum()), "n_answers_scored": int(ns.sum()), "reduction": np.nan if reduction is None else reduction.estimate,
                      "reduction_low": np.nan if reduction is None else reduction.low,
                      "reduction_high": np.nan if reduction is None else reduction.high,
                      "questions_compared": int(usable.sum())})
