@@ -116,7 +116,9 @@ def pareto_figure(table: pd.DataFrame):
     ax.plot([r.task_retention for r in front], [r.em_rate for r in front], color="0.5", linestyle="--", linewidth=1,
             label="Pareto front")
     ax.axvline(1.0, color="0.8", linewidth=0.8)
-    ax.set_xlabel("task retention (1 = as much as no defence; 0 = the base model)")
+    ax.axvline(0.0, color="0.8", linewidth=0.8, linestyle=":")
+    ax.set_xscale("symlog", linthresh=1.0)  # retention's ratio can run far below 0 when the task gain is small
+    ax.set_xlabel("task retention (symlog; 1 = as much as no defence; 0 = the base model)")
     ax.set_ylabel("EM rate (95% CI)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
