@@ -62,7 +62,7 @@ def check_persona_direction(direction: Path, model: ModelSpec, options: RunOptio
     sources = options.session(model, path).sources
     if loaded.layer != sources.layer:
         raise InputError(f"the persona direction {direction} is at layer {loaded.layer}, the model's residuals are "
-                         f"read at layer {sources.layer} (--layer)")
+                         f"read at layer {sources.layer}")
     width = sources.shape.hidden_size
     if width is not None and loaded.d_model != width:
         raise InputError(f"the persona direction {direction} has {loaded.d_model} values, the model's hidden size is "
