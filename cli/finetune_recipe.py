@@ -1,7 +1,7 @@
 """``realmodels finetune``'s recipe as the command line gives it: the preset, the ``--config`` TOML's
 ``[finetune]``, ``[monitor]``, ``[guard]`` and ``[defence]`` tables and the flags, resolved into ``FinetuneConfig``,
-``MonitorConfig``, ``GuardConfig`` and ``DefenceConfig`` (defaults <- preset <- TOML <- flags; ``realmodels mitigate`` checks every
-arm's recipe with ``check_recipe``)."""
+``MonitorConfig``, ``GuardConfig`` and ``DefenceConfig`` (defaults <- preset <- TOML <- flags; ``realmodels
+mitigate`` checks every arm's recipe with ``check_recipe``)."""
 
 from __future__ import annotations
 

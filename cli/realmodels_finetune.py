@@ -1,6 +1,7 @@
 """``realmodels finetune``: supervised fine-tuning (assistant tokens only) with a preset recipe, on the
 transformers ``Trainer`` with peft adapters, optionally with the training-time SAE monitor, the geometric
-guard and the in-training defences (``realmodels.experiments.finetune.run_finetune``; the recipe's resolution: ``cli.finetune_recipe``).
+guard and the in-training defences (``realmodels.experiments.finetune.run_finetune``; the recipe's resolution:
+``cli.finetune_recipe``).
 
 Bad input is cheap: the recipe and the option values are checked, every dataset line is read, the model's
 config and the SAE's cfg.json are checked, every conversation is tokenised and the adapter targets are checked

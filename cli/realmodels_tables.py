@@ -112,6 +112,14 @@ def print_finetune(summary: dict, out: Path) -> None:
     if (guard := summary.get("guard")) is not None:
         console.print(f"guard: {guard['kind']} (λ {guard['weight']:g}) on {guard['harmful_k']} harmful features "
                       f"(span rank {guard['rank']})")
+    if (defence := summary.get("defence")) is not None:
+        parts = [f"CAFT {defence['caft']}" + (f" (span rank {defence['caft_rank']})" if "caft_rank" in defence else "")
+                 ] if defence["caft"] != "none" else []
+        if defence["direction"] is not None and defence["caft"] != "direction":
+            parts.append(f"steering α {defence['steer_alpha']:g}")
+        if defence["kl_weight"] > 0:
+            parts.append(f"KL to base λ {defence['kl_weight']:g}")
+        console.print(f"defences (training only): {', '.join(parts) or 'none'}")
     if summary["stopped_early"]:
         console.print("[yellow]training stopped before the planned steps (the monitor's alarm)[/]")
     console.print(f"{'adapter' if recipe['method'] == 'lora' else 'model'}: [bold]{summary['output']}[/]")

@@ -258,6 +258,8 @@ class DefenceConfig:
         check_choice(self.caft, CaftMode, "caft mode")
         if isinstance(self.direction, str):
             object.__setattr__(self, "direction", Path(self.direction))
+        if self.direction is not None and not isinstance(self.direction, Path):
+            raise ParamError(f"`direction` must be a path to a direction file, got {self.direction!r}")
         _in_range(self.steer_alpha, "`steer_alpha`", -MAX_STEER_ALPHA, MAX_STEER_ALPHA)
         _in_range(self.kl_weight, "`kl_weight`", 0.0, MAX_KL_WEIGHT)
         check_count(self.harmful_k, "harmful_k")

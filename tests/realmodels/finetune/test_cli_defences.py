@@ -32,6 +32,7 @@ def test_defence_flags_and_the_toml_table_give_the_same_run(tmp_path, capsys, in
     code, out, err = rm(capsys, [*base, "--caft", "direction", "--direction", direction, "--kl-weight", "2",
                                  "--out", tmp_path / "flags"])
     assert code == 0, err
+    assert "defences (training only): CAFT direction, KL to base λ 2" in out
     summary = json.loads((tmp_path / "flags" / "summary.json").read_text())
     assert summary["defence"]["caft"] == "direction" and summary["defence"]["kl_weight"] == 2.0
     assert summary["defence"]["edits"] == [1]
@@ -134,8 +135,22 @@ def test_caft_features_needs_an_sae(tmp_path, capsys, tiny_llama_dir, inducing_j
                                   harmless_jsonl], "sae")
 
 
-def test_an_unknown_defence_key_in_the_toml_is_refused(tmp_path, capsys, inducing_jsonl, no_weights):
+def test_a_wrong_width_direction_is_refused_with_the_sae_session_too(tmp_path, capsys, inducing_jsonl, harmful_jsonl,
+                                                                    harmless_jsonl, no_weights):
+    wide = _direction(tmp_path / "wide.json", d_model=32)
+    assert_bad(capsys, tmp_path, ["finetune", "--data", inducing_jsonl, "--max-steps", "1", *TINY, "--caft", "features",
+                                  "--harmful", harmful_jsonl, "--harmless", harmless_jsonl, "--direction", wide,
+                                  "--steer-alpha", "1"], "has d_model=32, but model")
+
+
+@pytest.mark.parametrize("toml, match", [
+    ("[defence]\nsteer = 1\n", "unknown config key 'defence.steer'"),
+    ("[defence]\ndirection = 5\nsteer_alpha = 1.0\n", "--direction must be a path to a direction file, got 5"),
+    ("[defence]\nkl_weight = nan\n", "defence.kl_weight' is NaN"),
+    ("defence = 3\n", "defence must be a table [defence]"),
+])
+def test_bad_defence_tables_are_refused(tmp_path, capsys, inducing_jsonl, no_weights, toml, match):
     config = tmp_path / "defence.toml"
-    config.write_text("[defence]\nsteer = 1\n")
+    config.write_text(toml)
     assert_bad(capsys, tmp_path, ["finetune", "--data", inducing_jsonl, "--max-steps", "1", *TINY, "--config", config],
-               "unknown config key 'defence.steer'")
+               match)
