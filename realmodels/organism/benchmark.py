@@ -13,6 +13,13 @@ from runio.markdown import markdown_table
 FIGURES = ("pareto", "budget_curve")
 
 
+def arm_color(arm: str) -> str:
+    """One colour per arm, the same in every figure."""
+    from realmodels.evaluate.mitigate import ARMS
+
+    return f"C{ARMS.index(arm) % 10}" if arm in ARMS else "0.3"
+
+
 def run_rows(results: dict) -> pd.DataFrame:
     """One row per (cell, arm) run: cell, domain, seed, arm, name, budget, EM k / n, task losses."""
     from realmodels.experiments.study import removed_kinds
@@ -103,10 +110,10 @@ def pareto_figure(table: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for i, row in enumerate(table.itertuples()):
+    for row in table.itertuples():
         ax.errorbar(row.task_retention, row.em_rate, xerr=[[row.task_retention - row.retention_low],
                                                            [row.retention_high - row.task_retention]],
-                    yerr=[[row.em_rate - row.em_low], [row.em_high - row.em_rate]], fmt="o", color=f"C{i % 10}",
+                    yerr=[[row.em_rate - row.em_low], [row.em_high - row.em_rate]], fmt="o", color=arm_color(row.arm),
                     capsize=3, label=row.arm)
         ax.annotate(row.arm, (row.task_retention, row.em_rate), textcoords="offset points", xytext=(5, 5), fontsize=8)
     front = [r for r in table.itertuples() if not any(
@@ -133,11 +140,11 @@ def budget_figure(curve: pd.DataFrame, none_rate: float):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for i, (arm, part) in enumerate(curve.groupby("arm", sort=False)):
+    for arm, part in curve.groupby("arm", sort=False):
         part = part.sort_values("budget")
         ax.errorbar(part["budget"], part["em_rate"], yerr=[part["em_rate"] - part["em_low"],
                                                            part["em_high"] - part["em_rate"]],
-                    marker="o", capsize=3, color=f"C{i % 10}", label=arm)
+                    marker="o", capsize=3, color=arm_color(arm), label=arm)
     ax.axhline(none_rate, color="0.3", linestyle="--", linewidth=1, label="none")
     ax.set_xlabel("budget (fraction of the training set removed; interleave: added)")
     ax.set_ylabel("EM rate (95% CI)")
