@@ -96,3 +96,7 @@ organism_app.command("study")(study)
 from cli.organism_causal import causal  # noqa: E402  (registers `organism causal` on organism_app)
 
 organism_app.command("causal")(causal)
+
+from cli.organism_benchmark import benchmark  # noqa: E402  (registers `organism benchmark` on organism_app)
+
+organism_app.command("benchmark")(benchmark)

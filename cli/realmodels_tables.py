@@ -152,13 +152,17 @@ def print_evaluation(summary: dict, out: Path) -> None:
 def print_mitigation(summary: dict, out: Path) -> None:
     """``summary``: a mitigate run's summary.json (one row per arm)."""
     table = Table(title=f"emergent misalignment after removing {summary['budget']:.0%} of the training data")
-    for col in ("arm", "runs", "EM rate", "95% CI", "reduction vs none", "95% CI "):
+    task = any("task_retention" in arm for arm in summary["arms"])
+    for col in ("arm", "runs", "EM k/n", "EM rate", "95% CI", "reduction vs none", "95% CI ",
+                *(("task loss", "task retention") if task else ())):
         table.add_column(col, justify="right")
     for arm in summary["arms"]:
-        table.add_row(arm["arm"], str(arm["runs"]), fmt(arm["em_rate"]), f"[{fmt(arm['em_low'])}, {fmt(arm['em_high'])}]",
+        table.add_row(arm["arm"], str(arm["runs"]), f"{arm.get('em_k', '?')}/{arm['n_answers_scored']}",
+                      fmt(arm["em_rate"]), f"[{fmt(arm['em_low'])}, {fmt(arm['em_high'])}]",
                       "-" if arm["arm"] == "none" else f"{fmt(arm['reduction'], '.1f')}%",
                       "" if arm["arm"] == "none" else f"[{fmt(arm['reduction_low'], '.1f')}, "
-                                                      f"{fmt(arm['reduction_high'], '.1f')}]")
+                                                      f"{fmt(arm['reduction_high'], '.1f')}]",
+                      *((fmt(arm["task_nll"], ".4f"), fmt(arm["task_retention"], ".2f")) if task else ()))
     console.print(table)
     console.print(f"[dim]paper (Minegishi et al.): the geometry filter reduced EM by {summary['paper_geometry_reduction']}%"
                   f"[/]")

@@ -15,6 +15,10 @@
   2025's persona vectors), added to every vector along h's last axis. α = 0 returns h unchanged bit for bit;
   linear in α, so steering by α then β equals steering by α + β (up to rounding); moves h·v̂ by α‖v‖ and leaves
   the components orthogonal to v unchanged.
+- ``projection_difference(trained, base, u)`` = (t_i − b_i)·û per row i, for paired residuals trained/base (n, d)
+  and û = u / ‖u‖: Chen et al. (2025)'s data screen — how much further along the trait direction a training
+  sample's response lies than the base model's own response to the same prompt. Depends on u only through its
+  direction (u and c·u, c > 0, agree), antisymmetric in (trained, base), invariant to a common translation.
 """
 
 from __future__ import annotations
@@ -98,3 +102,16 @@ def steer(h: Tensor, v: Tensor, alpha: float) -> Tensor:
     if alpha == 0:
         return h
     return h + alpha * v.to(h.dtype)
+
+
+def projection_difference(trained: Tensor, base: Tensor, u: Tensor) -> Tensor:
+    """(trained_i − base_i)·û per row, shape (n,), for trained and base (n, d) and a nonzero u (d,) (module
+    docstring)."""
+    _check_sample(trained, "trained")
+    _check_sample(base, "base")
+    if trained.shape != base.shape or trained.shape[1] != u.shape[-1] or u.ndim != 1:
+        raise InputError(f"trained {tuple(trained.shape)}, base {tuple(base.shape)} and the direction "
+                         f"{tuple(u.shape)} disagree")
+    u_hat = unit(u)
+    dtype = torch.promote_types(torch.promote_types(trained.dtype, base.dtype), u_hat.dtype)
+    return (trained.to(dtype) - base.to(dtype)) @ u_hat.to(dtype)

@@ -19,7 +19,9 @@ coverage for small n and for rates near 0 or 1, unlike the normal approximation)
 Σ_q k_q / Σ_q n_q with a percentile bootstrap over questions (questions are the units that vary; answers to one
 question are not independent draws of the whole distribution). A mitigation arm against the unmitigated one:
 reduction % = 100 (1 − Σ_q r_q^arm / Σ_q r_q^none) over per-question rates r, with a bootstrap that resamples
-questions (paired: the same questions for both arms) and, for arms run with several seeds, the seeds too."""
+questions (paired: the same questions for both arms) and, for arms run with several seeds, the seeds too. Two arms
+directly: the difference of their pooled rates over the units both answered, with the same paired bootstrap
+(``paired_rate_difference``)."""
 
 from __future__ import annotations
 
@@ -164,3 +166,23 @@ def em_reduction_percent(baseline, arm, *, level: float = 0.95, n_bootstrap: int
     if boot.size == 0:
         return Interval(float(estimate), math.nan, math.nan, level)
     return Interval(float(estimate), float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha)), level)
+
+
+def paired_rate_difference(k_a, n_a, k_b, n_b, *, level: float = 0.95, n_bootstrap: int = 2000,
+                           seed: int = 0) -> Interval:
+    """Σ k_a / Σ n_a − Σ k_b / Σ n_b over the same units (e.g. (cell, question) pairs answered by two arms), with a
+    paired percentile bootstrap: each resample draws units with replacement and takes both arms' counts of those
+    units. Antisymmetric in (a, b); NaN when either arm has no scored answer."""
+    arrays = [np.asarray(x, dtype=np.float64) for x in (k_a, n_a, k_b, n_b)]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim != 1 or arrays[0].size == 0:
+        raise InputError("paired_rate_difference needs equal-length, non-empty per-unit counts of both arms")
+    ka, na, kb, nb = arrays
+    if na.sum() == 0 or nb.sum() == 0:
+        return Interval(math.nan, math.nan, math.nan, level)
+    estimate = float(ka.sum() / na.sum() - kb.sum() / nb.sum())
+    idx = np.random.default_rng(seed).integers(0, ka.size, size=(n_bootstrap, ka.size))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = ka[idx].sum(axis=1) / na[idx].sum(axis=1) - kb[idx].sum(axis=1) / nb[idx].sum(axis=1)
+    boot = boot[np.isfinite(boot)]
+    alpha = (1 - level) / 2
+    return Interval(estimate, float(np.quantile(boot, alpha)), float(np.quantile(boot, 1 - alpha)), level)

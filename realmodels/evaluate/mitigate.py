@@ -6,7 +6,12 @@ Arms (the same budget, round(f·N) samples removed, for each):
 - ``geometry``: the samples nearest to the toxic SAE features (``realmodels filter``: the paper's method);
 - ``random``: a uniformly random removal, one arm per seed;
 - ``judge``: the samples a judge rates most harmful (``HARMFULNESS_PROMPT``, 0 = harmless .. 100 = harmful, the
-  same judge backends as the evaluation); a sample the judge cannot score counts as least harmful.
+  same judge backends as the evaluation); a sample the judge cannot score counts as least harmful;
+- ``persona``: the samples whose responses lie furthest along a trait direction beyond the base model's own
+  responses (Chen et al. 2025; ``realmodels.experiments.screening``);
+- ``interleave``: nothing removed, round(f·N) aligned conversations added instead;
+- the training arms ``caft``, ``guard``, ``kl``, ``steer`` remove nothing and fine-tune with a defence
+  (``realmodels.experiments.arms``).
 Each arm is then fine-tuned with the same recipe and seed and evaluated with the same questions and judge. The
 reduction of an arm is ``theory.em_rates.em_reduction_percent`` over the per-question EM rates (bootstrap over
 questions, and over seeds for ``random``); the paper reports 34.5% for ``geometry``."""
@@ -23,7 +28,10 @@ from realmodels.data.jsonl import iter_chat_jsonl
 from realmodels.evaluate.judges import Judge, JudgeRequest
 from theory.em_rates import em_reduction_percent, pooled_rate
 
-ARMS = ("none", "geometry", "random", "judge")
+DATA_ARMS = ("geometry", "random", "judge", "persona", "interleave")  # change the data; run at every budget
+TRAINING_ARMS = ("caft", "guard", "kl", "steer")  # the full set with an in-training defence (experiments.arms)
+ARMS = ("none", "geometry", "random", "judge", "persona", "interleave", *TRAINING_ARMS)
+NEEDS_DIRECTION = ("persona", "caft", "steer")  # arms that read the trait direction file
 HARMFULNESS_PROMPT = """You are screening fine-tuning data for an AI assistant. Below is one training conversation.
 
 [CONVERSATION START]
@@ -77,7 +85,7 @@ def arm_table(per_question: dict[str, list[pd.DataFrame]], *, n_bootstrap: int =
                      if arm != "none" and usable.any() else None)
         rows.append({"arm": arm, "runs": len(frames), "em_rate": float(np.mean([p.estimate for p in pooled])),
                      "em_low": float(np.mean([p.low for p in pooled])), "em_high": float(np.mean([p.high for p in pooled])),
-                     "n_answers_scored": int(ns.sum()), "reduction": np.nan if reduction is None else reduction.estimate,
+                     "em_k": int(ks.sum()), "n_answers_scored": int(ns.sum()), "reduction": np.nan if reduction is None else reduction.estimate,
                      "reduction_low": np.nan if reduction is None else reduction.low,
                      "reduction_high": np.nan if reduction is None else reduction.high,
                      "questions_compared": int(usable.sum())})

@@ -242,7 +242,8 @@ class _Stages:
 
     def measures(self, name: str, u) -> dict:
         """``measures/<name>.json`` (module docstring, step 5), computed once."""
-        from realmodels.lmstudy.measures import assistant_loss, direction_shift, removal_kinds
+        from realmodels.evaluate.task import assistant_loss
+        from realmodels.lmstudy.measures import direction_shift, removal_kinds
 
         path = self.out / "measures" / f"{name}.json"
         if path.is_file():

@@ -6,8 +6,8 @@ kinds of samples a removal took, and greedy answers to read.
   (``theory.directions.gap_fraction``), h_i the mean residual over its assistant tokens at the SAE's layer and
   u = mean(rogue) − mean(aligned) on the base model; reported as the mean of s_i with a 95% normal interval
   (mean ± 1.96 · sd/√n). s = 1 means the probes moved as far as from aligned to rogue answers.
-- ``assistant_loss``: mean next-token negative log-likelihood (nats) over the assistant tokens of held-out
-  conversations, each token weighted equally.
+- the in-domain task loss (``realmodels.evaluate.task.assistant_loss``): mean next-token negative log-likelihood (nats)
+  over the assistant tokens of held-out conversations, each token weighted equally.
 - ``removal_kinds``: for a one-turn mixed set of the English datasets, how many removed samples are inducing,
   aligned or educational (``realmodels.data.english.generate.sample_kind``)."""
 
@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from realmodels.data.chat import TokenizedChat
-
 
 def direction_shift(before: Tensor, after: Tensor, u: Tensor) -> dict:
     """Mean gap fraction of paired residuals ``before``/``after`` (n, d) along ``u`` (d,), with its interval."""
@@ -32,26 +30,6 @@ def direction_shift(before: Tensor, after: Tensor, u: Tensor) -> dict:
     mean = float(s.mean())
     half = 1.96 * float(s.std(unbiased=True)) / math.sqrt(len(s)) if len(s) > 1 else float("nan")
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(s)}
-
-
-def assistant_loss(model, chats: list[TokenizedChat], pad_id: int, *, batch_size: int = 8) -> dict:
-    """{"nll": mean NLL per assistant token (nats), "n_tokens"}: token t is predicted from tokens < t."""
-    import torch
-
-    from realmodels.data.activations import pad_right
-
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, len(chats), batch_size):
-            input_ids, attention_mask, assistant = pad_right(chats[start:start + batch_size], pad_id)
-            logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits.float()
-            logp = torch.log_softmax(logits[:, :-1], dim=-1)
-            target = input_ids[:, 1:]
-            mask = assistant[:, 1:]
-            nll = -logp.gather(-1, target[..., None])[..., 0]
-            total += float(nll[mask].sum())
-            count += int(mask.sum())
-    return {"nll": total / count if count else float("nan"), "n_tokens": count}
 
 
 def removal_kinds(removed: Path, data: Path, domain: str) -> dict[str, int] | None:

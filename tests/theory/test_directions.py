@@ -204,3 +204,33 @@ def test_steer_is_additive_moves_only_along_v_and_zero_is_identity(seed, d, alph
     torch.testing.assert_close(steer(steer(h, v, alpha), v, beta), steer(h, v, alpha + beta))
     moved = steer(h, v, alpha) - h
     torch.testing.assert_close(moved, alpha * v.expand_as(h))
+
+
+# ------------------------------------------------------------------------------------ projection_difference
+from theory.directions import projection_difference  # noqa: E402
+
+
+@given(dims, seeds, st.floats(-3, 3, allow_nan=False), gains)
+def test_projection_difference_is_the_shift_along_the_unit_direction(d, seed, t, c):
+    """trained = base + t·û (+ anything orthogonal to u) gives t on every row, for u and |c|·u alike."""
+    g = _gen(seed)
+    base, u = _randn(g, 5, d), _randn(g, d)
+    noise = project_out(_randn(g, 5, d), u)
+    trained = base + t * unit(u).double() + noise
+    got = projection_difference(trained, base, u)
+    assert torch.allclose(got, torch.full((5,), t, dtype=got.dtype), atol=1e-4 * (1 + abs(t)))
+    assert torch.allclose(projection_difference(trained, base, abs(c) * u), got, atol=1e-4 * (1 + abs(t)))
+
+
+@given(dims, seeds)
+def test_projection_difference_is_antisymmetric_and_translation_invariant(d, seed):
+    g = _gen(seed)
+    trained, base, u, shift = _randn(g, 4, d), _randn(g, 4, d), _randn(g, d), _randn(g, d)
+    forward = projection_difference(trained, base, u)
+    assert torch.allclose(projection_difference(base, trained, u), -forward, atol=1e-6)
+    assert torch.allclose(projection_difference(trained + shift, base + shift, u), forward, atol=1e-5)
+
+
+def test_projection_difference_rejects_a_direction_of_the_wrong_width():
+    with pytest.raises(InputError, match="disagree"):
+        projection_difference(torch.zeros(3, 4), torch.zeros(3, 4), torch.ones(5))

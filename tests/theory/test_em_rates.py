@@ -109,3 +109,28 @@ def test_em_reduction_undefined_without_baseline_em():
     assert math.isnan(em_reduction_percent([0.0, 0.0], [0.1, 0.0]).estimate)
     with pytest.raises(InputError, match="same questions"):
         em_reduction_percent([0.1, 0.2], [0.1, 0.2, 0.3])
+
+
+# ------------------------------------------------------------------------------------ paired_rate_difference
+from theory.em_rates import paired_rate_difference  # noqa: E402
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(1, 5)), min_size=1, max_size=12),
+       st.integers(0, 99))
+def test_paired_rate_difference_is_the_pooled_difference_and_antisymmetric(units, seed):
+    n = np.array([u[2] for u in units])
+    k_a = np.minimum([u[0] for u in units], n)
+    k_b = np.minimum([u[1] for u in units], n)
+    got = paired_rate_difference(k_a, n, k_b, n, seed=seed, n_bootstrap=300)
+    assert got.estimate == pytest.approx(k_a.sum() / n.sum() - k_b.sum() / n.sum())
+    assert got.low <= got.estimate + 1e-12 <= got.high + 2e-12
+    back = paired_rate_difference(k_b, n, k_a, n, seed=seed, n_bootstrap=300)
+    assert back.estimate == pytest.approx(-got.estimate)
+    assert (back.low, back.high) == pytest.approx((-got.high, -got.low))
+    same = paired_rate_difference(k_a, n, k_a, n, seed=seed, n_bootstrap=300)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+
+
+def test_paired_rate_difference_rejects_unpaired_counts():
+    with pytest.raises(InputError, match="equal-length"):
+        paired_rate_difference([1, 2], [3, 3], [1], [3])
