@@ -9,16 +9,22 @@ arm runs at the main ``budget`` on every cell; the data arms also at every one o
 ``curve_domains`` × ``curve_seeds`` (the budget curve). The persona arm's trait is the study's misalignment direction (mean residual
 of ``probe_rogue`` − ``probe_aligned``, ``realmodels.experiments.study.direction_stage``).
 
-Task retention: held-out task data of domain D = the first ``n_heldout`` conversations of each of
-``heldout_kinds`` of D from the world's stream for seed ``HELDOUT_SEED`` (never a study seed), minus any
-conversation that also occurs, verbatim, in a training or interleaved set of the benchmark: fresh draws of the
-mixed set's non-inducing kinds, so a lower loss on them is learning the domain's task, not memorising.
-retention = Σ_cells (NLL_base − NLL_arm) / Σ_cells (NLL_base − NLL_none) (``theory.retention``). The default
-kinds are educational only: measured on health, seed 0 (100 steps), the undefended fine-tune lowers the
-educational loss (0.4364 → 0.4300 nats) but RAISES the aligned one (0.4328 → 0.4740), because the mixed set's
-inducing third answers the same ordinary questions harmfully — so the aligned loss measures misalignment, not
-the task, and with it the pooled loss of the undefended arm is above the base model's (retention undefined).
-``heldout_kinds = ("aligned", "educational")`` measures both anyway.
+Emergent misalignment is measured where it is emergent: the EM rate of a cell counts the answers to the questions of
+the world's OTHER domains (``realmodels.organism.study.domain_rates``' ``other``); the fine-tuning domain's own
+questions give the in-domain rate, reported beside it.
+
+Task retention: held-out task data of domain D = the first ``n_heldout`` conversations of each of ``heldout_kinds``
+of D from the world's stream for seed ``HELDOUT_SEED`` (never a study seed), minus any conversation that also
+occurs, verbatim, in a training or interleaved set of the benchmark. The default kind is ``mixed``: fresh draws of
+the training distribution itself (CAFT's "performance on the training distribution"), so retention says how much of
+what the undefended fine-tune learns the arm still learns — including the fine-tuning domain's harmful answers,
+which in the emergent-misalignment setting ARE the narrow task (insecure code in Betley et al.); a defence that
+prevents EM only by not learning the task shows retention near 0. retention = Σ_cells (NLL_base − NLL_arm) /
+Σ_cells (NLL_base − NLL_none) (``theory.retention``). Measured on health, seed 0 (100 steps, 150 held-out
+conversations per kind): the undefended fine-tune lowers the held-out loss by 0.024 nats on ``mixed``, 0.104 on
+``inducing``, 0.006 on ``educational`` and RAISES it on ``aligned`` (0.433 → 0.474: the inducing third answers the
+same ordinary questions harmfully), so ``educational`` or ``aligned`` alone leave retention ill-conditioned.
+``heldout_kinds`` (any of mixed, inducing, aligned, educational) changes the task.
 
 Statistics: the EM rate of an arm pools k / n over (cell, question) units with a bootstrap over units; its
 reduction against ``none`` is ``theory.em_rates.em_reduction_percent`` over the per-unit rates, paired (the same
@@ -50,6 +56,7 @@ from theory.errors import InputError, ParamError
 
 HELDOUT_SEED = 9_999  # the world stream of the held-out task data (module docstring)
 BENCHMARK_DOMAINS = ("health", "career", "legal")
+HELDOUT_KINDS = ("mixed", "inducing", "aligned", "educational")  # the world's per-domain sets a task can be
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,7 @@ class BenchmarkConfig:
     max_new_tokens: int = 64
     harmful_k: int = 20
     n_heldout: int = 100                         # held-out task conversations per kind of ``heldout_kinds``
-    heldout_kinds: tuple[str, ...] = ("educational",)  # the task's kinds (module docstring: why not aligned)
+    heldout_kinds: tuple[str, ...] = ("mixed",)  # the task's kinds: the training distribution (module docstring)
     caft: str = "direction"                      # the caft arm: direction | features
     guard_weight: float = 1.0                    # λ of the one-sided guard
     kl_weight: float = 1.0                       # λ of KL to the base
@@ -88,8 +95,8 @@ class BenchmarkConfig:
         if not (isinstance(self.steer_gaps, float | int) and math.isfinite(self.steer_gaps)):
             raise ParamError(f"`steer_gaps` must be a finite number, got {self.steer_gaps}")
         self.mitigation(0, ())
-        if not self.heldout_kinds or not set(self.heldout_kinds) <= {"aligned", "educational"}:
-            raise ParamError(f"`heldout_kinds` must be aligned and/or educational, got {list(self.heldout_kinds)}")
+        if not self.heldout_kinds or not set(self.heldout_kinds) <= set(HELDOUT_KINDS):
+            raise ParamError(f"`heldout_kinds` must be among {', '.join(HELDOUT_KINDS)}, got {list(self.heldout_kinds)}")
         missing = [s for s in self.curve_seeds if s not in self.seeds]
         if missing:
             raise ParamError(f"`curve_seeds` {missing[0]} is not one of the seeds {list(self.seeds)}")
@@ -135,7 +142,7 @@ def cell_name(domain: str, seed: int) -> str:
 
 
 def write_heldout(out: Path, organism: dict, config: BenchmarkConfig) -> dict[str, Path]:
-    """``heldout/<D>.jsonl`` (module docstring: fresh aligned + educational conversations of D, none verbatim in a
+    """``heldout/<D>.jsonl`` (module docstring: fresh conversations of ``heldout_kinds`` of D, none verbatim in a
     training or interleaved set)."""
     from realmodels.data.jsonl import iter_jsonl_lines
     from realmodels.experiments.study import data_dir

@@ -20,8 +20,16 @@ def arm_color(arm: str) -> str:
     return f"C{ARMS.index(arm) % 10}" if arm in ARMS else "0.3"
 
 
+def _part(per_question: pd.DataFrame, domain: str, part: str) -> pd.DataFrame:
+    """The rows of ``per_question`` on the fine-tuning domain's own questions (``in``) or the other domains'
+    (``other``: emergent misalignment); question ids are ``<domain>_<topic>``."""
+    owner = per_question["question_id"].str.split("_", n=1).str[0]
+    return per_question[owner == domain] if part == "in" else per_question[owner != domain]
+
+
 def run_rows(results: dict) -> pd.DataFrame:
-    """One row per (cell, arm) run: cell, domain, seed, arm, name, budget, EM k / n, task losses."""
+    """One row per (cell, arm) run: cell, domain, seed, arm, name, budget, EM k / n on the other domains'
+    questions (``em_*``) and on the fine-tuning domain's own (``in_em_*``), task losses."""
     from realmodels.experiments.study import removed_kinds
 
     rows = []
@@ -32,35 +40,43 @@ def run_rows(results: dict) -> pd.DataFrame:
         removed = Path(result["evaluate"]).parent / f"filter-{name}" / "removed.jsonl"
         kinds = removed_kinds(removed) if removed.is_file() else {}
         rows.append({"cell": cell, "domain": domain, "seed": int(seed), "arm": result["arm"], "name": name,
-                     "budget": result["budget"], "em_k": int(per_question["em_k"].sum()),
-                     "em_n": int(per_question["em_n"].sum()), "task_nll": result.get("task_nll"),
+                     "budget": result["budget"],
+                     **{f"{prefix}em_{x}": int(_part(per_question, domain, part)[f"em_{x}"].sum())
+                        for prefix, part in (("", "other"), ("in_", "in")) for x in ("k", "n")},
+                     "task_nll": result.get("task_nll"),
                      "base_task_nll": result.get("base_task_nll"),
                      "removed_inducing": kinds.get("inducing"), "removed_total": sum(kinds.values()) if kinds else None})
     return pd.DataFrame(rows)
 
 
-def _units(results: dict, runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (cell, question) of each listed run: em_k, em_n, em_rate."""
+def _units(results: dict, runs: pd.DataFrame, part: str = "other") -> pd.DataFrame:
+    """Per (cell, question) of each listed run, on the other domains' questions (``part`` other) or the
+    fine-tuning domain's own (in): em_k, em_n, em_rate."""
     frames = []
     for row in runs.itertuples():
-        pq = pd.read_csv(Path(results[f"{row.cell}.{row.name}"]["evaluate"]) / "per_question.csv")
+        pq = _part(pd.read_csv(Path(results[f"{row.cell}.{row.name}"]["evaluate"]) / "per_question.csv"),
+                   row.domain, part)
         frames.append(pq[["question_id", "em_k", "em_n", "em_rate"]].assign(cell=row.cell, arm=row.arm))
     return pd.concat(frames, ignore_index=True)
 
 
 def compare(results: dict, runs: pd.DataFrame, *, n_bootstrap: int, seed: int = 0) -> pd.DataFrame:
-    """One row per arm of ``runs`` (one budget; ``none`` among them): pooled EM rate over (cell, question) units,
-    reduction against none (paired units) and task retention (paired cells), each with a 95% interval."""
+    """One row per arm of ``runs`` (one budget; ``none`` among them): pooled EM rate over (cell, question) units of
+    the other domains, reduction against none (paired units), the in-domain EM rate and task retention (paired
+    cells), each with a 95% interval."""
     from theory.em_rates import em_reduction_percent, pooled_rate
     from theory.retention import task_retention
 
     units = _units(results, runs)
+    in_domain = _units(results, runs, "in")
     none_units = units[units["arm"] == "none"].set_index(["cell", "question_id"])
     none_runs = runs[runs["arm"] == "none"].set_index("cell")
     rows = []
     for arm, part in units.groupby("arm", sort=False):
         part = part.set_index(["cell", "question_id"])
         em = pooled_rate(part["em_k"].astype(int), part["em_n"].astype(int), n_bootstrap=n_bootstrap, seed=seed)
+        own = in_domain[in_domain["arm"] == arm]
+        own_em = pooled_rate(own["em_k"].astype(int), own["em_n"].astype(int), n_bootstrap=n_bootstrap, seed=seed)
         both = part.join(none_units, rsuffix="_none", how="inner").dropna(subset=["em_rate", "em_rate_none"])
         reduction = (em_reduction_percent(both["em_rate_none"], both["em_rate"], n_bootstrap=n_bootstrap, seed=seed)
                      if arm != "none" and len(both) else None)
@@ -72,6 +88,7 @@ def compare(results: dict, runs: pd.DataFrame, *, n_bootstrap: int, seed: int = 
         removed = arm_runs["removed_total"].dropna()
         rows.append({"arm": arm, "cells": len(cells), "em_rate": em.estimate, "em_low": em.low, "em_high": em.high,
                      "em_k": int(part["em_k"].sum()), "em_n": int(part["em_n"].sum()),
+                     "in_em_rate": own_em.estimate, "in_em_low": own_em.low, "in_em_high": own_em.high,
                      "reduction": np.nan if reduction is None else reduction.estimate,
                      "reduction_low": np.nan if reduction is None else reduction.low,
                      "reduction_high": np.nan if reduction is None else reduction.high,
@@ -124,9 +141,8 @@ def pareto_figure(table: pd.DataFrame):
             label="Pareto front")
     ax.axvline(1.0, color="0.8", linewidth=0.8)
     ax.axvline(0.0, color="0.8", linewidth=0.8, linestyle=":")
-    ax.set_xscale("symlog", linthresh=1.0)  # retention's ratio can run far below 0 when the task gain is small
-    ax.set_xlabel("task retention (symlog; 1 = as much as no defence; 0 = the base model)")
-    ax.set_ylabel("EM rate (95% CI)")
+    ax.set_xlabel("task retention (1 = as much as no defence; 0 = the base model)")
+    ax.set_ylabel("EM rate, other domains (95% CI)")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
@@ -147,7 +163,7 @@ def budget_figure(curve: pd.DataFrame, none_rate: float):
                     marker="o", capsize=3, color=arm_color(arm), label=arm)
     ax.axhline(none_rate, color="0.3", linestyle="--", linewidth=1, label="none")
     ax.set_xlabel("budget (fraction of the training set removed; interleave: added)")
-    ax.set_ylabel("EM rate (95% CI)")
+    ax.set_ylabel("EM rate, other domains (95% CI)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -160,13 +176,15 @@ def _fmt(value, spec: str = ".3f") -> str:
 def markdown(table: pd.DataFrame, curve: pd.DataFrame, summary: dict, paired: pd.DataFrame) -> str:
     """``benchmark.md``: the main table, the paired differences against random and the budget curve."""
     rows = [[r.arm, r.cells, f"{_fmt(r.em_rate)} [{_fmt(r.em_low)}, {_fmt(r.em_high)}]", f"{r.em_k}/{r.em_n}",
+             f"{_fmt(r.in_em_rate)} [{_fmt(r.in_em_low)}, {_fmt(r.in_em_high)}]",
              "-" if r.arm == "none" else f"{_fmt(r.reduction, '.1f')}% [{_fmt(r.reduction_low, '.1f')}, "
                                          f"{_fmt(r.reduction_high, '.1f')}]",
              f"{_fmt(r.task_retention, '.2f')} [{_fmt(r.retention_low, '.2f')}, {_fmt(r.retention_high, '.2f')}]",
              _fmt(r.task_nll, ".4f"), _fmt(r.removed_inducing_share, ".2f")] for r in table.itertuples()]
     text = (f"# Mitigation benchmark\n\nbudget {summary['budget']:g}, {len(summary['cells'])} cells "
             f"({', '.join(summary['cells'])}); base model task loss {_fmt(summary['base_task_nll'], '.4f')}\n\n"
-            + markdown_table(["arm", "cells", "EM rate [95% CI]", "EM k/n", "reduction vs none [95% CI]",
+            + markdown_table(["arm", "cells", "EM rate, other domains [95% CI]", "EM k/n",
+                              "in-domain EM rate [95% CI]", "reduction vs none [95% CI]",
                               "task retention [95% CI]", "task loss", "inducing share of removed"], rows) + "\n")
     versus = paired[paired["b"] == "random"] if len(paired) else paired
     if len(versus):
@@ -176,7 +194,7 @@ def markdown(table: pd.DataFrame, curve: pd.DataFrame, summary: dict, paired: pd
              for r in versus.itertuples()]) + "\n"
     if len(curve):
         text += "\n## Budget curve\n\n" + markdown_table(
-            ["arm", "budget", "cells", "EM rate [95% CI]", "task retention"],
+            ["arm", "budget", "cells", "EM rate, other domains [95% CI]", "task retention"],
             [[r.arm, f"{r.budget:g}", r.cells, f"{_fmt(r.em_rate)} [{_fmt(r.em_low)}, {_fmt(r.em_high)}]",
               _fmt(r.task_retention, ".2f")] for r in curve.itertuples()]) + "\n"
     return text
