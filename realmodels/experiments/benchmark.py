@@ -226,23 +226,19 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(), *, organism=None,
     """The benchmark (module docstring) in the resumable directory ``out`` on ``workers`` local Ray workers (1: in
     this process) or the cluster at ``ray_address``. Everything is checked before anything is written."""
     from realmodels.experiments.organism import Organism
-    from realmodels.experiments.study import check_study, direction_stage, write_data
+    from realmodels.experiments.study import check_study, direction_stage, open_organism_run
     from realmodels.organism.study import StudyConfig
     from runio.jobs import check_reachable, check_workers, resumable_map
-    from runio.rundir import RunDir
 
     check_workers(workers)
     check_reachable(ray_address)
     organism = organism or Organism.load()
     check_study(StudyConfig(domains=config.domains, seeds=config.seeds, harmful_k=config.harmful_k,
                             mitigate_domains=()), organism)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ParamError(f"`out` {out} exists and is not a directory")
     chosen = organism.to_dict()
-    out = RunDir.open(out, {"command": "organism benchmark", "organism": chosen, "benchmark": config.to_dict()}).path
     started = time.perf_counter()
-    write_data(out, chosen, config.seeds)
+    out = open_organism_run(out, {"command": "organism benchmark", "organism": chosen,
+                                  "benchmark": config.to_dict()}, config.seeds, log)
     log("[bold]misalignment direction[/] (the persona arm's trait)")
     direction = direction_stage(out, chosen, {"harmful_k": config.harmful_k})
     heldout = write_heldout(out, chosen, config)

@@ -37,8 +37,8 @@ from pathlib import Path
 from realmodels.experiments.organism import Organism, recipe_toml
 from realmodels.experiments.result import RunResult
 from realmodels.experiments.run import Log
-from realmodels.experiments.study import (data_dir, evaluate_args, evaluation, model_args, organism_session,
-                                          release_failed_study, stage, stage_options, study_recipe, write_data)
+from realmodels.experiments.study import (data_dir, evaluate_args, evaluation, model_args, open_organism_run,
+                                          organism_session, stage, stage_options, study_recipe)
 from realmodels.organism.causal import (BASE, HARMFUL_UP, HARMFUL_ZERO, PLAIN, CausalConfig, ablated_name,
                                         conditions, steered_name)
 from runio.atomic import read_json, write_json
@@ -174,19 +174,12 @@ def run_causal(config: CausalConfig = CausalConfig(), *, organism: Organism | No
                out: str | Path = Path("runs/organism-causal"), log: Log = console.print) -> CausalResult:
     """The causal tests (module docstring) in the resumable directory ``out``, in this process; everything is
     checked before anything is written."""
-    from runio.rundir import RunDir
-
     organism = organism or Organism.load()
     check_causal(config, organism)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ParamError(f"`out` {out} exists and is not a directory")
     chosen, cfg = organism.to_dict(), config.to_dict()
-    full = {"command": "organism causal", "organism": chosen, "causal": cfg}
-    release_failed_study(out, full, log)
-    out = RunDir.open(out, full).path
     started = time.perf_counter()
-    write_data(out, chosen, cfg["seeds"])
+    out = open_organism_run(out, {"command": "organism causal", "organism": chosen, "causal": cfg}, cfg["seeds"],
+                            log)
     recipe_toml(out / "finetune.toml", cfg["recipe"])
     plain = organism.model_spec(sae=False).plain()
     n_layers = int(plain.config().get_text_config().num_hidden_layers)

@@ -351,6 +351,21 @@ def release_failed_study(out: Path, config: dict, log: Log = console.print) -> N
     (out / CONFIG_NAME).unlink()
 
 
+def open_organism_run(out: str | Path, full: dict, seeds, log: Log = console.print) -> Path:
+    """The run directory of an organism experiment (study, causal tests, benchmark) at ``out`` for the config
+    ``full`` (resumed when it holds the same config; a directory where nothing finished takes a new one), with the
+    world's files and the fine-tuning sets of ``seeds`` written."""
+    from runio.rundir import RunDir
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ParamError(f"`out` {out} exists and is not a directory")
+    release_failed_study(out, full, log)
+    out = RunDir.open(out, full).path
+    write_data(out, full["organism"], seeds)
+    return out
+
+
 def check_study(config: StudyConfig, organism: Organism) -> None:
     """The study's domains in the organism's world and ``harmful_k`` within its SAE's width (files only)."""
     from realmodels.loading.saes import saved_sae_shape
@@ -371,21 +386,14 @@ def run_study(config: StudyConfig = StudyConfig(), *, organism: Organism | None 
     workers (1: in this process), or on the cluster at ``ray_address`` (then ``out`` must be on a filesystem
     every node mounts). Everything is checked before anything is written."""
     from runio.jobs import check_reachable, check_workers, resumable_map
-    from runio.rundir import RunDir
 
     check_workers(workers)
     check_reachable(ray_address)
     organism = organism or Organism.load()
     check_study(config, organism)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ParamError(f"`out` {out} exists and is not a directory")
     chosen, cfg = organism.to_dict(), config.to_dict()
-    full = {"command": "organism study", "organism": chosen, "study": cfg}
-    release_failed_study(out, full, log)
-    out = RunDir.open(out, full).path
     started = time.perf_counter()
-    write_data(out, chosen, cfg["seeds"])
+    out = open_organism_run(out, {"command": "organism study", "organism": chosen, "study": cfg}, cfg["seeds"], log)
     geometry_toml(out / "geometry.toml", "world/", cfg["domains"], cfg["harmful_k"])
     recipe_toml(out / "finetune.toml", cfg["recipe"])
     analysis_stages(out, chosen, cfg, log)
