@@ -35,6 +35,7 @@ ALLOWED = {  # (file, text of the string constant) -> why naming a "--" option t
     ("realmodels/experiments/organism.py", "realmodels organism build --out DIR"): "a shell command to run, whole",
     ("realmodels/experiments/study.py", "--"): "the study's commands.sh: each stage's realmodels command line, "
                                                "recorded for the user to rerun or vary",
+    ("realmodels/experiments/causal.py", "--"): "the causal tests' commands.sh, as the study's",
 }
 
 NAME = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)

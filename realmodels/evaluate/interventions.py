@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from theory.errors import InputError
+from theory.errors import InputError, ParamError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -61,7 +61,7 @@ class Steer:
             return spec
         target, sep, alpha = spec.rpartition("=")
         if not sep or not target:
-            raise InputError(f"--steer {spec!r} is malformed: expected feature:IDX=ALPHA or FILE=ALPHA")
+            raise ParamError(f"`steer` {spec!r} is malformed: expected feature:IDX=ALPHA or FILE=ALPHA")
         value = _number(alpha, "the steering coefficient", spec)
         if target.startswith(FEATURE):
             return cls(alpha=value, feature=_index(target[len(FEATURE):], spec))
@@ -82,7 +82,7 @@ class Clamp:
             return spec
         index, sep, value = spec.partition("=")
         if not sep:
-            raise InputError(f"--clamp {spec!r} is malformed: expected IDX=VALUE")
+            raise ParamError(f"`clamp` {spec!r} is malformed: expected IDX=VALUE")
         return cls(feature=_index(index, spec), value=_number(value, "the clamp value", spec))
 
 
@@ -132,7 +132,7 @@ def plan(steers: Sequence[Steer], clamps: Sequence[Clamp], model, plain, fits) -
     features = [s.feature for s in steers if s.feature is not None] + [c.feature for c in clamps]
     if not features:
         if model.sae is not None or model.layer is not None:
-            raise InputError("`sae` and `layer` are used only by --steer feature:IDX=ALPHA and --clamp")
+            raise ParamError("`sae` and `layer` are used only by `steer` feature:IDX=ALPHA and `clamp`")
         return Plan(tuple(steers), tuple(clamps), directions)
     sources = model.choice().with_layer().sources()
     width = sae_width(sources)

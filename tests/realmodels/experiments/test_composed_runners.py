@@ -102,7 +102,7 @@ def test_amplification_from_python_after_a_finetune(small_world, tmp_path):
     table = result.table("amplification")
     assert len(table) == result.summary["n_features"] and {"measured", "predicted"} <= set(table.columns)
     assert isinstance(result.figure("amplification"), Figure)
-    with pytest.raises(ParamError, match="`adapter` is required"):
+    with pytest.raises(ParamError, match="`adapter` or `finetuned` is required"):
         run_amplification(w["probe_aligned"], w["harmful"], w["harmless"], model=ModelSpec(),
                           options=RunOptions(out=tmp_path / "never"))
     assert not (tmp_path / "never").exists()
