@@ -19,12 +19,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _hooks():
-    """``docs/hooks.py`` (not a package) loaded from its path."""
-    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+def _docs_module(name: str):
+    """``docs/<name>.py`` (``docs`` is not a package) loaded from its path."""
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _hooks():
+    return _docs_module("hooks")
 
 
 def _registered(app_module: str, prog: str) -> list[tuple[tuple[str, ...], object]]:
@@ -77,6 +81,29 @@ def test_the_api_reference_covers_every_module_on_disk():
     assert {"theory", "runio", "toysuper.em", "realmodels.experiments", "cli"} <= set(pages)
 
 
+def test_docstring_placeholders_are_escaped_outside_code():
+    pytest.importorskip("griffe")
+    escape = _docs_module("griffe_escape").escape_angle_brackets
+    docstring = ("Pre-activation a_j(x) = <d_j, h(x)>; default runs/<study>-<timestamp>, see\n"
+                 "<https://example.org/x> and `a <b>` or ``<c>``.\n"
+                 "\n"
+                 "    Δa_j = η <x, x'> <d_j, d_t>\n"
+                 "\n"
+                 "```text\n<kept>\n```\n"
+                 "Args:\n"
+                 "    out: default <out>/cache.")
+    assert escape(docstring) == (
+        "Pre-activation a_j(x) = &lt;d_j, h(x)>; default runs/&lt;study>-&lt;timestamp>, see\n"
+        "<https://example.org/x> and `a <b>` or ``<c>``.\n"
+        "\n"
+        "    Δa_j = η <x, x'> <d_j, d_t>\n"
+        "\n"
+        "```text\n<kept>\n```\n"
+        "Args:\n"
+        "    out: default &lt;out>/cache.")
+    assert escape(escape(docstring)) == escape(docstring)
+
+
 def _mkdocs_or_skip() -> None:
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
         if os.environ.get("CI"):
@@ -109,6 +136,8 @@ def test_mkdocs_build_strict_passes_offline_and_every_api_page_resolves(tmp_path
         for module in modules:  # mkdocstrings rendered the module: its heading carries its dotted path as id
             assert f'id="{module}"' in page, (package, module)
         assert page.count("doc doc-object doc-module") >= len(modules), package
+    # a docstring placeholder shows as text (it was swallowed as an HTML tag before docs/griffe_escape.py)
+    assert "a_j(x) = &lt;d_j, h_θ(x)&gt;" in (api / "theory" / "index.html").read_text(encoding="utf-8")
     cli = (site / "reference" / "cli" / "index.html").read_text(encoding="utf-8")
     for path, _ in _registered("cli.realmodels_app", "realmodels") + _registered("cli.toysuper_app", "toysuper"):
         assert f'id="{"-".join(path)}"' in cli, path
