@@ -65,7 +65,8 @@ def _options_table(command, ctx) -> str:
             continue
         names, help_text = record
         help_text = help_text.replace("\\[", "[")
-        rows.append(f"<tr><td><code>{html.escape(names)}</code></td><td>{html.escape(help_text)}</td></tr>")
+        rows.append(f'<tr><td style="white-space: nowrap"><code>{html.escape(names)}</code></td>'
+                    f"<td>{html.escape(help_text)}</td></tr>")
     if not rows:
         return ""
     return ("<table>\n<thead><tr><th>Option</th><th>Description</th></tr></thead>\n<tbody>\n"

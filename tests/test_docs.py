@@ -60,7 +60,8 @@ def test_the_cli_reference_lists_every_registered_command_with_its_options():
     for path, command in commands:
         section = _section(markdown, path)
         assert f"Usage: {' '.join(path)} " in section, path
-        names = {word.strip(",") for cell in re.findall(r"<td><code>(.*?)</code></td>", section) for word in cell.split()}
+        cells = re.findall(r"<td[^>]*><code>(.*?)</code></td>", section)
+        names = {word.strip(",") for cell in cells for word in cell.split()}
         for param in command.params:
             if getattr(param, "hidden", False):
                 continue
@@ -127,6 +128,7 @@ def test_mkdocs_build_strict_passes_offline_and_every_api_page_resolves(tmp_path
     assert "WARNING" not in done.stderr, done.stderr
     print(f"mkdocs build --strict: {time.monotonic() - started:.1f} s")
 
+    assert not list(site.rglob("*.py")), "the build's own code (docs/*.py) is not published"
     hooks = _hooks()
     api = site / "reference" / "api"
     index = (api / "index.html").read_text(encoding="utf-8")
