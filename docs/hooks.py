@@ -47,30 +47,41 @@ def app_commands(prog: str, module: str) -> list[tuple[tuple[str, ...], object, 
     return list(walk_commands(root, root.context_class(root, info_name=prog), (prog,)))
 
 
+def _inline(text: str) -> str:
+    """Plain help text as inline HTML: escaped, with its backquoted spans as ``<code>``."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _text(help_text: str | None) -> str:
     """Click/typer help text as HTML paragraphs: rich's ``\\[`` escapes undone, ``\\b`` markers dropped."""
     if not help_text:
         return ""
     help_text = help_text.replace("\\[", "[").replace("\b", "")
     paragraphs = [p.strip() for p in re.split(r"\n\s*\n", help_text) if p.strip()]
-    return "\n".join(f"<p>{html.escape(' '.join(p.split()))}</p>" for p in paragraphs)
+    return "\n".join(f"<p>{_inline(' '.join(p.split()))}</p>" for p in paragraphs)
 
 
 def _options_table(command, ctx) -> str:
-    """One HTML table row per visible parameter: its help record (names and type; help with default/required)."""
-    rows = []
+    """The visible parameters as one HTML table, grouped under their help panels as ``--help`` shows them (arguments,
+    then options without a panel, then each panel in order of first use); a row is click's help record: names and
+    type, then the help with its default / required note."""
+    panels: dict[str, list[str]] = {"Arguments": [], "Options": []}
     for param in command.params:
         record = param.get_help_record(ctx)  # typer gives arguments a record too; None when hidden
         if record is None:
             continue
         names, help_text = record
-        help_text = help_text.replace("\\[", "[")
-        rows.append(f'<tr><td style="white-space: nowrap"><code>{html.escape(names)}</code></td>'
-                    f"<td>{html.escape(help_text)}</td></tr>")
-    if not rows:
+        panel = getattr(param, "rich_help_panel", None) or (
+            "Arguments" if getattr(param, "param_type_name", "") == "argument" else "Options")
+        panels.setdefault(panel, []).append(
+            f'<tr><td style="white-space: nowrap"><code>{html.escape(names)}</code></td>'
+            f'<td>{_inline(help_text.replace(chr(92) + "[", "["))}</td></tr>')
+    body = [f'<tr><th colspan="2">{html.escape(panel)}</th></tr>\n' + "\n".join(rows)
+            for panel, rows in panels.items() if rows]
+    if not body:
         return ""
     return ("<table>\n<thead><tr><th>Option</th><th>Description</th></tr></thead>\n<tbody>\n"
-            + "\n".join(rows) + "\n</tbody>\n</table>")
+            + "\n".join(body) + "\n</tbody>\n</table>")
 
 
 def cli_reference_markdown() -> str:
