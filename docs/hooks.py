@@ -1,11 +1,12 @@
 """MkDocs hook that generates the reference pages at build time, so they cannot drift from the code.
 
 - ``reference/cli.md``: every command of the ``realmodels`` and ``toysuper`` typer apps (sub-apps included), with
-  its usage line, help text and each option's help record (option names, type, help, default), read from the click
-  commands ``typer.main.get_command`` builds. Importing the apps imports no torch (``tests/test_layering.py``).
-- ``reference/api/<package>.md``: one page per Python package of the project (``theory``, ``runio``, ``toysuper``,
-  ``toysuper.em``, ``realmodels``, ``realmodels.<sub>``..., ``cli``) with one mkdocstrings ``::: module`` block per
-  module found on disk, so a new module or package appears without editing anything; ``reference/api/index.md``
+  its usage line, help text and each option's help record (option names, type, help, default) under its help panel,
+  read from the click commands ``typer.main.get_command`` builds. Importing the apps imports no torch (``tests/test_layering.py``).
+- ``reference/api/<package>.md``: one page per Python package of the project (the top-level packages pyproject.toml
+  installs, ``theory``, ``runio``, ``toysuper``, ``realmodels``, ``cli``, and every sub-package, ``toysuper.em``,
+  ``realmodels.<sub>``...) with one mkdocstrings ``::: module`` block per module found on disk, so a new module or
+  package appears without editing anything; ``reference/api/index.md``
   links them. The API section of ``nav`` is expanded to these pages.
 
 Nothing is written to ``docs/``: the pages exist only in the build (``File.generated``).
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import html
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("theory", "runio", "toysuper", "realmodels", "cli")  # top-level packages, in reading order (flow)
 APPS = (("realmodels", "cli.realmodels_app"), ("toysuper", "cli.toysuper_app"))
 CLI_PAGE = "reference/cli.md"
 API_DIR = "reference/api"
@@ -112,11 +113,18 @@ def _anchor(path: tuple[str, ...]) -> str:
 
 # ---------------------------------------------------------------------------------------------------- API reference
 
+def top_packages(root: Path = ROOT) -> list[str]:
+    """The top-level packages pyproject.toml installs (``[tool.setuptools.packages.find] include``), in its order."""
+    with open(root / "pyproject.toml", "rb") as f:
+        include = tomllib.load(f)["tool"]["setuptools"]["packages"]["find"]["include"]
+    return [pattern.rstrip("*") for pattern in include]
+
+
 def api_packages(root: Path = ROOT) -> dict[str, list[str]]:
     """Each project package (a folder with ``__init__.py`` under a top-level package), mapped to its modules'
     dotted names (the package itself first, then its ``.py`` modules sorted), found on disk."""
     packages: dict[str, list[str]] = {}
-    for top in PACKAGES:
+    for top in top_packages(root):
         for init in sorted((root / top).rglob("__init__.py")):
             folder = init.parent
             if "__pycache__" in folder.parts:
