@@ -15,7 +15,7 @@ Presets (each key overridable by a flag or a TOML table ``[finetune]``):
 - ``full``: every weight trained (small models), lr 1e-5; the rest as ``em-betley``.
 
 Every value is checked finite and in range (lr in (0, 1], epochs ≤ 1e4, α in (0, 1e6], r ≤ 65536, weight decay in
-[0, 1], seed in [0, 2**32 - 1], counts ≤ 2**31 - 1, a guard weight ≤ 1e6, |alarm| ≤ 1e6, an optimizer
+[0, 1], seed in [0, ``2**32 - 1``], counts ≤ ``2**31 - 1``, a guard weight ≤ 1e6, |alarm| ≤ 1e6, an optimizer
 transformers knows): a value
 past these bounds fails later (overflow, a non-finite loss) or runs for ever, so it is refused before anything loads.
 Messages name the fields in backticks (``theory.errors.ParamError``); ``check_count`` is the one count check, which
