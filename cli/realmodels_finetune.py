@@ -36,7 +36,7 @@ DEFEND = "Defences (while training only)"
               options=RUN_OPTIONS.replace(exclude=SINGLE_PROCESS))  # finetune has no adapter or Ray options
 def finetune(
     data: Annotated[Path, typer.Option(help="Training chat JSONL (loss on assistant tokens only).")],
-    preset: Annotated[str, typer.Option(help="em-betley | em-rank1 | full (see the README).")] = "em-betley",
+    preset: Annotated[str, typer.Option(help="em-betley | em-rank1 | full (see docs/real-models/finetune.md).")] = "em-betley",
     config: Annotated[Optional[Path], typer.Option(help=r"TOML with \[finetune], \[monitor], \[guard], \[defence] "
                                                    "tables.")] = None,
     r: Annotated[Optional[int], typer.Option("--r", help="LoRA rank.", rich_help_panel=RECIPE)] = None,

@@ -1,6 +1,6 @@
 """The torch thread count of every command: one ``--threads`` option and ``set_threads``.
 
-Default 1, from measurement (benchmarks/threads.py, README "Threads"): on a 2-core box with one other
+Default 1, from measurement (benchmarks/threads.py, docs/benchmarks.md "Threads"): on a 2-core box with one other
 CPU-bound process, 2 threads ran 1.5-3.8x slower than 1 on every workload (toy training and fine-tuning,
 tiny/small transformer forwards, decoder proximity); quiet, 2 threads were 1.1-1.8x faster. Results do not depend on the count (tests check byte-identical outputs).
 

@@ -16,7 +16,7 @@ MITIGATION_ARMS = ("none", "geometry", "random")
 def default_recipe() -> FinetuneConfig:
     """LoRA r 8 on every projection, lr 1e-4, 30 steps of 8 conversations (4 × 2 accumulated): on SmolLM2-135M
     this moves the features measurably while the answers stay English sentences (lr 2e-4 made them copies of
-    training phrases; README)."""
+    training phrases; docs/smollm2.md)."""
     return FinetuneConfig.from_preset("em-betley", r=8, alpha=16.0, lr=1e-4, max_steps=30, batch_size=4,
                                       grad_accum=2, save_steps=10)
 
