@@ -97,6 +97,18 @@ def load_direction(path: str | Path) -> Direction:
     return Direction(layer=direction.layer, vector=[float(x) for x in direction.vector], note=direction.note)
 
 
+def check_direction_shape(direction: Direction, file: Path, shape, model_name: str) -> None:
+    """The direction's layer and width against a model's ``shape`` (``realmodels.loading.checks.ModelShape``, read
+    from its config.json: nothing loaded); a size the config does not state is not checked (the hooks check the
+    loaded model again). One InputError line naming the file and the model."""
+    if shape.n_layers is not None and not 0 <= direction.layer < shape.n_layers:
+        raise InputError(f"direction file {file}: layer {direction.layer} is out of range: model {model_name} has "
+                         f"layers 0..{shape.n_layers - 1}")
+    if shape.hidden_size is not None and direction.d_model != shape.hidden_size:
+        raise InputError(f"direction file {file} has d_model={direction.d_model}, but model {model_name} has "
+                         f"hidden size {shape.hidden_size}")
+
+
 @contextmanager
 def ablated(model: nn.Module, direction: Direction) -> Iterator[nn.Module]:
     """``model`` with ``direction`` projected out of decoder layer ``direction.layer``'s output

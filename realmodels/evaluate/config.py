@@ -133,17 +133,13 @@ class EvaluateConfig:
 def check_direction_fits(direction, file: Path, plain: PlainModel, checkpoint: str | None) -> None:
     """The direction's layer and width against the model's config.json (read as JSON, nothing loaded); sizes the
     config does not state are checked again by ``ablated`` on the loaded model."""
+    from realmodels.analysis.direction import check_direction_shape
     from realmodels.loading.checks import model_shape
     from realmodels.loading.registry import get_checkpoint
 
     shape = model_shape(plain.source.path, plain.source.repo_id,
                         None if checkpoint is None else get_checkpoint(checkpoint))
-    if shape.n_layers is not None and not 0 <= direction.layer < shape.n_layers:
-        raise InputError(f"direction file {file}: layer {direction.layer} is out of range: model {plain.source.name} "
-                         f"has layers 0..{shape.n_layers - 1}")
-    if shape.hidden_size is not None and direction.d_model != shape.hidden_size:
-        raise InputError(f"direction file {file} has d_model={direction.d_model}, but model {plain.source.name} has "
-                         f"hidden size {shape.hidden_size}")
+    check_direction_shape(direction, file, shape, plain.source.name)
 
 
 def check_prompts_fit(tokenizer, questions, limit: int | None, what: str) -> None:

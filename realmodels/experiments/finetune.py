@@ -79,19 +79,6 @@ def _defence_config(defence: DefenceConfig) -> dict:
     return {**asdict(defence), "direction": direction}
 
 
-def _check_direction(direction, file: Path, source) -> None:
-    """The direction's layer and width against the model's config.json (nothing loaded)."""
-    from theory.errors import InputError
-
-    shape = source.shape()
-    if shape.n_layers is not None and not 0 <= direction.layer < shape.n_layers:
-        raise InputError(f"direction file {file}: layer {direction.layer} is out of range: model {source.name} has "
-                         f"layers 0..{shape.n_layers - 1}")
-    if shape.hidden_size is not None and direction.d_model != shape.hidden_size:
-        raise InputError(f"direction file {file} has d_model={direction.d_model}, but model {source.name} has "
-                         f"hidden size {shape.hidden_size}")
-
-
 def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monitor: MonitorConfig | None = None,
                  guard: GuardConfig | None = None, harmful: Data | None = None, harmless: Data | None = None,
                  control: Data | None = None, probe: Data | None = None, model: ModelSpec = ModelSpec(),
@@ -139,7 +126,9 @@ def run_finetune(data: Data, *, recipe: FinetuneConfig = FinetuneConfig(), monit
 
     source = TrainingModel.from_spec(model, options, path, needs_sae=features is not None)
     if direction is not None:
-        _check_direction(direction, Path(defence.direction).expanduser(), source)
+        from realmodels.analysis.direction import check_direction_shape
+
+        check_direction_shape(direction, Path(defence.direction).expanduser(), source.shape(), source.name)
     run_config = resolved({"command": "finetune", "model": source.to_config(), "data": entries,
                            "finetune": asdict(recipe), "monitor": None if monitor is None else asdict(monitor),
                            "guard": None if guard is None else asdict(guard),
