@@ -35,41 +35,18 @@ from torch import Tensor, nn
 from realmodels.finetune.config import DefenceConfig
 from realmodels.finetune.data import IGNORE_INDEX
 from realmodels.finetune.guard import GuardedTrainer
-from realmodels.intervene.hooks import edited
+from realmodels.intervene.hooks import ablation_edit, edited, span_ablation_edit, steer_edit
 
 KL_PENALTY = "kl_penalty"  # train_log.csv column of λ · KL (only when the KL penalty is on)
 
 
-def caft_features_edit(basis: Tensor) -> Callable[[Tensor], Tensor]:
-    """h ↦ h − (h Q) Qᵀ for an orthonormal ``basis`` Q (d, r): the span projected out entirely."""
-    cache: dict = {}
-
-    def edit(h: Tensor) -> Tensor:
-        key = (h.device, h.dtype)
-        if key not in cache:
-            cache[key] = basis.to(device=h.device, dtype=h.dtype)
-        q = cache[key]
-        return h - (h @ q) @ q.T
-
-    return edit
-
-
 def direction_edit(vector: Tensor, *, steer_alpha: float | None) -> Callable[[Tensor], Tensor]:
     """With ``steer_alpha`` None: h ↦ h − (h·û)û (CAFT along the line); else h ↦ h + α û (steering)."""
-    from theory.directions import project_out, steer, unit
-
-    u_hat = unit(vector.to(torch.float64))
-    cache: dict = {}
-
-    def on(h: Tensor) -> Tensor:
-        key = (h.device, h.dtype)
-        if key not in cache:
-            cache[key] = u_hat.to(device=h.device, dtype=h.dtype)
-        return cache[key]
+    from theory.directions import unit
 
     if steer_alpha is None:
-        return lambda h: project_out(h, on(h))
-    return lambda h: steer(h, on(h), steer_alpha)
+        return ablation_edit(vector)
+    return steer_edit(unit(vector.to(torch.float64)), steer_alpha)
 
 
 @dataclass
@@ -89,7 +66,7 @@ class DefenceState:
         copied (frozen) when ``full`` fine-tuning carries the KL penalty; call this before training starts."""
         edits: list = []
         if config.caft == "features":
-            edits.append((caft_layer, caft_features_edit(caft_basis)))
+            edits.append((caft_layer, span_ablation_edit(caft_basis)))
         vector = None if direction is None else torch.tensor(direction.vector, dtype=torch.float64)
         if config.caft == "direction":
             edits.append((direction.layer, direction_edit(vector, steer_alpha=None)))

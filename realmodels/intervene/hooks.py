@@ -72,39 +72,65 @@ def edited(model: nn.Module, layer: int, edit: Callable[[Tensor], Tensor]) -> It
         handle.remove()
 
 
-def _on(vector: Tensor, like: Tensor, cache: dict) -> Tensor:
-    """``vector`` on ``like``'s device and dtype, converted once per (device, dtype)."""
-    key = (like.device, like.dtype)
-    if key not in cache:
-        cache[key] = vector.to(device=like.device, dtype=like.dtype)
-    return cache[key]
+def _on_device(vector: Tensor) -> Callable[[Tensor], Tensor]:
+    """like ↦ ``vector`` on ``like``'s device and dtype, converted once per (device, dtype)."""
+    cache: dict = {}
+
+    def on(like: Tensor) -> Tensor:
+        key = (like.device, like.dtype)
+        if key not in cache:
+            cache[key] = vector.to(device=like.device, dtype=like.dtype)
+        return cache[key]
+
+    return on
 
 
-@contextmanager
-def ablated_vector(model: nn.Module, layer: int, vector: Tensor) -> Iterator[nn.Module]:
-    """``model`` with the line of ``vector`` (d,) projected out of layer ``layer``'s output."""
+def ablation_edit(vector: Tensor) -> Callable[[Tensor], Tensor]:
+    """h ↦ h − (h·û)û, û = ``vector`` (d,) / its norm (``theory.directions.project_out``)."""
     import torch
 
     from theory.directions import project_out, unit
 
+    on = _on_device(unit(vector.to(torch.float64)))
+    return lambda h: project_out(h, on(h))
+
+
+def span_ablation_edit(basis: Tensor) -> Callable[[Tensor], Tensor]:
+    """h ↦ h − (h Q) Qᵀ for an orthonormal ``basis`` Q (d, r): the span projected out entirely."""
+    on = _on_device(basis)
+
+    def edit(h: Tensor) -> Tensor:
+        q = on(h)
+        return h - (h @ q) @ q.T
+
+    return edit
+
+
+def steer_edit(vector: Tensor, alpha: float) -> Callable[[Tensor], Tensor]:
+    """h ↦ h + α ``vector`` (``theory.directions.steer``)."""
+    from theory.directions import steer
+
+    on = _on_device(vector)
+    return lambda h: steer(h, on(h), alpha)
+
+
+@contextmanager
+def ablated_vector(model: nn.Module, layer: int, vector: Tensor) -> Iterator[nn.Module]:
+    """``model`` with the line of ``vector`` (d,) projected out of layer ``layer``'s output (``ablation_edit``)."""
     check_width(model, vector.shape[-1])
-    u_hat, cache = unit(vector.to(torch.float64)), {}
-    with edited(model, layer, lambda h: project_out(h, _on(u_hat, h, cache))):
+    with edited(model, layer, ablation_edit(vector)):
         yield model
 
 
 @contextmanager
 def steered(model: nn.Module, layer: int, vector: Tensor, alpha: float) -> Iterator[nn.Module]:
-    """``model`` with α·``vector`` (d,) added to layer ``layer``'s output at every position."""
+    """``model`` with α·``vector`` (d,) added to layer ``layer``'s output at every position (``steer_edit``)."""
     import math
-
-    from theory.directions import steer
 
     if not math.isfinite(alpha):
         raise InputError(f"the steering coefficient must be finite, got {alpha}")
     check_width(model, vector.shape[-1], "the steering vector")
-    cache: dict = {}
-    with edited(model, layer, lambda h: steer(h, _on(vector, h, cache), alpha)):
+    with edited(model, layer, steer_edit(vector, alpha)):
         yield model
 
 
