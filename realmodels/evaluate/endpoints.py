@@ -27,12 +27,15 @@ def api_key(env: str) -> str:
 
 def openai_client(url: str | None, key: str, timeout: float):
     """An ``openai.OpenAI`` client that never retries by itself, on a ``bounded_client`` of ``timeout`` seconds
-    per request (``realmodels.evaluate.http.transport_of(client._client)`` aborts its requests)."""
+    per request (``realmodels.evaluate.http.transport_of(client._client)`` aborts its requests). Without ``url``
+    it talks to ``$OPENAI_BASE_URL`` when set (as the ``openai`` client itself does), else to OpenAI's API."""
+    import os
+
     import openai
 
     from realmodels.evaluate.http import bounded_client
 
-    base = url or "https://api.openai.com/v1"
+    base = url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
     return openai.OpenAI(base_url=base, api_key=key, max_retries=0, timeout=timeout,
                          http_client=bounded_client(base, timeout))
 

@@ -141,24 +141,26 @@ def build_tokenizer(family: str):
     return fast
 
 
-def build_model(family: str):
+def build_model(family: str, n_layers: int | None = None):
+    """The tiny model of ``family`` (hidden 64; 2 layers, gpt-oss 4, or ``n_layers``), seeded per family."""
     from transformers import AutoModelForCausalLM, Gemma2Config, GptOssConfig, LlamaConfig
 
     common = dict(vocab_size=TINY_VOCAB, hidden_size=TINY_D_MODEL, intermediate_size=128, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16)
     config = {
-        "gemma2": lambda: Gemma2Config(num_hidden_layers=2, max_position_embeddings=512, **common),
-        "llama": lambda: LlamaConfig(num_hidden_layers=2, max_position_embeddings=512, **common),
+        "gemma2": lambda: Gemma2Config(num_hidden_layers=n_layers or 2, max_position_embeddings=512, **common),
+        "llama": lambda: LlamaConfig(num_hidden_layers=n_layers or 2, max_position_embeddings=512, **common),
         # 4 layers: the andyrdt release has its first SAE at layer 3
-        "gptoss": lambda: GptOssConfig(num_hidden_layers=4, num_local_experts=4, num_experts_per_tok=2, **common),
+        "gptoss": lambda: GptOssConfig(num_hidden_layers=n_layers or 4, num_local_experts=4, num_experts_per_tok=2,
+                                       **common),
     }[family]()
     torch.manual_seed({"gemma2": 0, "llama": 1, "gptoss": 2}[family])
     return AutoModelForCausalLM.from_config(config).eval()
 
 
-def save_tiny(root: Path, family: str) -> Path:
-    path = root / family
-    build_model(family).save_pretrained(path)
+def save_tiny(root: Path, family: str, n_layers: int | None = None) -> Path:
+    path = root / (family if n_layers is None else f"{family}-{n_layers}")
+    build_model(family, n_layers).save_pretrained(path)
     build_tokenizer(family).save_pretrained(path)
     return path
 
