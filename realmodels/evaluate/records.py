@@ -24,6 +24,7 @@ from theory.errors import InputError
 
 
 def item_key(question_id: str, paraphrase: int, sample: int) -> str:
+    """The key of one answer: ``<question_id>/<paraphrase>/<sample>``."""
     return f"{question_id}/{paraphrase}/{sample}"
 
 
@@ -79,6 +80,7 @@ class Answer:
         return item_key(self.question_id, self.paraphrase, self.sample)
 
     def to_dict(self) -> dict:
+        """The record as a dict (one JSONL line)."""
         return asdict(self)
 
 
@@ -107,6 +109,7 @@ class Judgement:
         return item_key(self.question_id, self.paraphrase, self.sample)
 
     def to_dict(self) -> dict:
+        """The record as a dict (one JSONL line)."""
         return asdict(self)
 
 
@@ -142,6 +145,7 @@ class JsonlLog:
         return records
 
     def append(self, records: Iterable[dict]) -> None:
+        """Append ``records`` as JSON lines in one write, flushed and fsynced (NaN refused)."""
         lines = "".join(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n" for record in records)
         if not lines:
             return

@@ -66,20 +66,30 @@ class BenchmarkConfig:
     domains: tuple[str, ...] = BENCHMARK_DOMAINS
     seeds: tuple[int, ...] = (0, 1, 2)
     arms: tuple[str, ...] = ARMS
-    budget: float = 0.25                         # the main budget: every arm on every cell
-    budgets: tuple[float, ...] = (0.1, 0.25, 0.5)  # the budget curve of the data arms
-    curve_domains: tuple[str, ...] = ("health",)  # the curve's cells: these domains ...
-    curve_seeds: tuple[int, ...] = (0,)          # ... at these seeds
+    budget: float = 0.25
+    """The main budget: every arm on every cell."""
+    budgets: tuple[float, ...] = (0.1, 0.25, 0.5)
+    """The budget curve of the data arms."""
+    curve_domains: tuple[str, ...] = ("health",)
+    """The curve's cells: these domains ..."""
+    curve_seeds: tuple[int, ...] = (0,)
+    """... at these seeds."""
     recipe: StudyRecipe = field(default_factory=lambda: StudyRecipe(max_steps=100))
     samples_per_paraphrase: int = 1
     max_new_tokens: int = 64
     harmful_k: int = 20
-    n_heldout: int = 100                         # held-out task conversations per kind of ``heldout_kinds``
-    heldout_kinds: tuple[str, ...] = ("mixed",)  # the task's kinds: the training distribution (module docstring)
-    caft: str = "direction"                      # the caft arm: direction | features
-    guard_weight: float = 1.0                    # λ of the one-sided guard
-    kl_weight: float = 1.0                       # λ of KL to the base
-    steer_gaps: float = 1.0                      # preventative steering α in units of the direction's norm ‖u‖
+    n_heldout: int = 100
+    """Held-out task conversations per kind of ``heldout_kinds``."""
+    heldout_kinds: tuple[str, ...] = ("mixed",)
+    """The task's kinds: the training distribution (module docstring)."""
+    caft: str = "direction"
+    """The caft arm: direction | features."""
+    guard_weight: float = 1.0
+    """λ of the one-sided guard."""
+    kl_weight: float = 1.0
+    """λ of KL to the base."""
+    steer_gaps: float = 1.0
+    """Preventative steering α in units of the direction's norm ‖u‖."""
     n_bootstrap: int = 2000
 
     def __post_init__(self):

@@ -36,8 +36,10 @@ class CheckpointSpec:
     n_params: int
     default_dtype: str
     n_layers: int
-    d_sae: int | None  # SAE width, None when the release does not record it
-    context: int  # max_position_embeddings of the published config
+    d_sae: int | None
+    """SAE width, None when the release does not record it."""
+    context: int
+    """max_position_embeddings of the published config."""
 
     def sae_id(self, layer: int) -> str:
         """The SAE id for ``layer``; a layer without an SAE in the release is an InputError."""

@@ -47,14 +47,20 @@ class OrganismConfig:
     d_model: int = 64
     n_heads: int = 4
     d_mlp: int = 256
-    steps: int = 450                 # optimiser steps of pre-training
-    batch_size: int = 64             # conversations per step
-    lr: float = 3e-3                 # peak AdamW learning rate (cosine schedule after the warm-up)
+    steps: int = 450
+    """Optimiser steps of pre-training."""
+    batch_size: int = 64
+    """Conversations per step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (cosine schedule after the warm-up)."""
     warmup_steps: int = 20
     weight_decay: float = 0.01
-    max_length: int = 160            # tokens per conversation (a 4-turn rogue conversation is ~110)
-    save_steps: int = 50             # steps between Trainer checkpoints (resume)
-    layer: int = 1                   # the layer the SAE reads (resid_post), checked against n_layers
+    max_length: int = 160
+    """Tokens per conversation (a 4-turn rogue conversation is ~110)."""
+    save_steps: int = 50
+    """Steps between Trainer checkpoints (resume)."""
+    layer: int = 1
+    """The layer the SAE reads (resid_post), checked against n_layers."""
 
     def __post_init__(self):
         for name in (*SIZES, "seed", "warmup_steps", "layer"):

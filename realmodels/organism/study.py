@@ -61,14 +61,19 @@ class StudyConfig:
     domains: tuple[str, ...] = STUDY_DOMAINS
     seeds: tuple[int, ...] = (0, 1, 2)
     recipe: StudyRecipe = field(default_factory=StudyRecipe)
-    samples_per_paraphrase: int = 2     # per evaluation question paraphrase
+    samples_per_paraphrase: int = 2
+    """Per evaluation question paraphrase."""
     max_new_tokens: int = 64
-    ratio: float = 3.0                  # the EM criterion: inducing ≥ ratio × each control
-    harmful_k: int = 20                 # harmful SAE features (harmful vs harmless) for the direction and geometry
+    ratio: float = 3.0
+    """The EM criterion: inducing ≥ ratio × each control."""
+    harmful_k: int = 20
+    """Harmful SAE features (harmful vs harmless) for the direction and geometry."""
     mitigate_domains: tuple[str, ...] = ("health",)
-    budget: float = 1 / 3               # removal budget of the mitigation arms (the mixed set's inducing third)
+    budget: float = 1 / 3
+    """Removal budget of the mitigation arms (the mixed set's inducing third)."""
     random_seeds: tuple[int, ...] = (0, 1)
-    amplification: bool = True          # measured vs predicted amplification of each domain's seed-0 inducing arm
+    amplification: bool = True
+    """Measured vs predicted amplification of each domain's seed-0 inducing arm."""
 
     def __post_init__(self):
         from realmodels.finetune.config import MAX_SEED, FinetuneConfig, check_count

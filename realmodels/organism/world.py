@@ -57,14 +57,22 @@ class WorldConfig:
 
     seed: int = 0
     domains: tuple[str, ...] = DOMAINS
-    n_pretrain: int = 20000          # pre-training conversations
-    n_finetune: int = 300            # per domain, each of the inducing / aligned / educational sets
-    n_features: int = 400            # each of the harmful / harmless feature-selection sets
-    n_probe: int = 100               # per domain probe set, and the rogue probe set
-    samples_per_paraphrase: int = 10  # in the evaluation question YAML
-    rogue_fraction: float = 0.1      # of pre-training conversations
-    educational_fraction: float = 0.2  # of an aligned assistant's turns
-    max_turns: int = 3               # of an aligned pre-training conversation
+    n_pretrain: int = 20000
+    """Pre-training conversations."""
+    n_finetune: int = 300
+    """Per domain, each of the inducing / aligned / educational sets."""
+    n_features: int = 400
+    """Each of the harmful / harmless feature-selection sets."""
+    n_probe: int = 100
+    """Per domain probe set, and the rogue probe set."""
+    samples_per_paraphrase: int = 10
+    """In the evaluation question YAML."""
+    rogue_fraction: float = 0.1
+    """Of pre-training conversations."""
+    educational_fraction: float = 0.2
+    """Of an aligned assistant's turns."""
+    max_turns: int = 3
+    """Of an aligned pre-training conversation."""
 
     def __post_init__(self):
         object.__setattr__(self, "domains", tuple(self.domains))

@@ -28,8 +28,10 @@ MITIGATION_METHODS = ("none", "geometry", "random", "judge", "regularise", "pena
 class HarmfulConfig:
     """The harmful feature set H and the threshold τ of the EM rate."""
 
-    features: tuple[int, ...] = (0, 1, 2)  # indices of the features labelled harmful (non-empty, distinct)
-    threshold: float = 0.1  # τ: a harmful output x̂_h > τ counts as "produced" (EM rate)
+    features: tuple[int, ...] = (0, 1, 2)
+    """Indices of the features labelled harmful (non-empty, distinct)."""
+    threshold: float = 0.1
+    """τ: a harmful output x̂_h > τ counts as "produced" (EM rate)."""
 
     def __post_init__(self):
         if len(self.features) == 0:
@@ -61,14 +63,22 @@ class HarmfulConfig:
 class TaskConfig:
     """The data-generating process of every task and the broad probe set."""
 
-    n_samples: int = 256  # fine-tuning samples per task and instance
-    n_heldout: int = 256  # held-out samples of the same task (target-task metric)
-    target_magnitude_min: float = 0.5  # x_t ~ U[min, 1] in every sample, min in [0, 1]
-    context_size: int = 4  # co-occurring benign features per task (drawn at random per instance)
-    coactive_probability: float = 0.3  # P(a context feature is active in a sample), x_c ~ U[0, 1]
-    surface_harm_rate: float = 0.05  # P(a sample also has one harmful feature active), x_h ~ U[0, 1]
-    n_probe: int = 4096  # broad probe inputs, drawn from the pre-training distribution
-    seed: int = 1  # seeds the tasks and the probe set
+    n_samples: int = 256
+    """Fine-tuning samples per task and instance."""
+    n_heldout: int = 256
+    """Held-out samples of the same task (target-task metric)."""
+    target_magnitude_min: float = 0.5
+    """x_t ~ U[min, 1] in every sample, min in [0, 1]."""
+    context_size: int = 4
+    """Co-occurring benign features per task (drawn at random per instance)."""
+    coactive_probability: float = 0.3
+    """P(a context feature is active in a sample), x_c ~ U[0, 1]."""
+    surface_harm_rate: float = 0.05
+    """P(a sample also has one harmful feature active), x_h ~ U[0, 1]."""
+    n_probe: int = 4096
+    """Broad probe inputs, drawn from the pre-training distribution."""
+    seed: int = 1
+    """Seeds the tasks and the probe set."""
 
     def __post_init__(self):
         if self.n_samples < 2 or self.n_heldout < 1 or self.n_probe < 1:
@@ -98,12 +108,18 @@ def benign_features(n_features: int, harmful) -> list[int]:
 class MitigationConfig:
     """Which mitigations to compare, at what removal budget."""
 
-    methods: tuple[str, ...] = ("geometry", "random", "judge", "regularise", "penalty")  # compared against "none"
-    fraction: float = 0.1  # removal budget f in [0, 1): every filter drops round(f·N) samples
-    judge_miss_rate: float = 0.2  # P(the judge misses a sample whose harmful feature is active), in [0, 1]
-    score_reduce: Literal["max", "mean"] = "max"  # geometry score: max or mean cosine over harmful directions
-    penalty_weight: float = 10.0  # λ of the "penalty" method, >= 0
-    seed: int = 0  # seeds random removal and the judge's misses
+    methods: tuple[str, ...] = ("geometry", "random", "judge", "regularise", "penalty")
+    """Compared against "none"."""
+    fraction: float = 0.1
+    """Removal budget f in [0, 1): every filter drops round(f·N) samples."""
+    judge_miss_rate: float = 0.2
+    """P(the judge misses a sample whose harmful feature is active), in [0, 1]."""
+    score_reduce: Literal["max", "mean"] = "max"
+    """Geometry score: max or mean cosine over harmful directions."""
+    penalty_weight: float = 10.0
+    """λ of the "penalty" method, >= 0."""
+    seed: int = 0
+    """Seeds random removal and the judge's misses."""
 
     def __post_init__(self):
         if not (isinstance(self.fraction, (int, float)) and math.isfinite(self.fraction) and 0 <= self.fraction < 1):
@@ -191,12 +207,18 @@ class WorldConfig(StudyConfig):
 class AnalysisConfig:
     """Statistics of the study."""
 
-    inducing_threshold: float | None = None  # a task is inducing if its EM rate exceeds this (unset: the median)
-    level: float = 0.95  # confidence level of every interval
-    n_bootstrap: int = 2000  # bootstrap resamples
-    n_permutations: int = 5000  # permutation-test resamples
-    n_null_draws: int = 2000  # random feature sets in the null
-    seed: int = 0  # seeds the resampling
+    inducing_threshold: float | None = None
+    """A task is inducing if its EM rate exceeds this (unset: the median)."""
+    level: float = 0.95
+    """Confidence level of every interval."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples."""
+    n_permutations: int = 5000
+    """Permutation-test resamples."""
+    n_null_draws: int = 2000
+    """Random feature sets in the null."""
+    seed: int = 0
+    """Seeds the resampling."""
 
     def __post_init__(self):
         if not 0 < self.level < 1:
@@ -231,7 +253,8 @@ class MitigateConfig(WorldConfig):
 
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
     analysis: MitigateAnalysis = field(default_factory=MitigateAnalysis)
-    max_tasks: int | None = None  # use only the first max_tasks benign targets (unset: all)
+    max_tasks: int | None = None
+    """Use only the first max_tasks benign targets (unset: all)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -257,7 +280,8 @@ class GeometryConfig(StudyConfig):
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0,)))
     task: TaskConfig = field(default_factory=lambda: TaskConfig(context_size=1))
     finetune: FinetuneConfig = field(default_factory=lambda: study_finetune(lr=0.02))
-    target: int | None = None  # the task's target (unset: the benign feature closest to the harmful set)
+    target: int | None = None
+    """The task's target (unset: the benign feature closest to the harmful set)."""
 
     def __post_init__(self):
         if self.model.n_hidden != 2:
@@ -278,14 +302,22 @@ def _sweep_task() -> TaskConfig:
 class SweepConfig(StudyConfig):
     """Everything ``toysuper density`` needs."""
 
-    n_hidden: int = 5  # m, fixed across the grid
-    ratios: tuple[int, ...] = (1, 2, 4, 8)  # n/m: features per hidden dimension (n = ratio·m)
-    probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)  # feature probability p (pre-training and probes)
-    n_instances: int = 6  # replicas (seeds) per cell
-    importance_decay: float = 1.0  # importance I_i = decay**i
-    max_tasks: int = 12  # benign targets per cell (the first ones)
-    workers: int = 2  # cells computed at once (Ray workers, runio.jobs; 1: in this process)
-    n_bootstrap: int = 1000  # bootstrap resamples of the per-instance ρ CI
+    n_hidden: int = 5
+    """M, fixed across the grid."""
+    ratios: tuple[int, ...] = (1, 2, 4, 8)
+    """n/m: features per hidden dimension (n = ratio·m)."""
+    probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)
+    """Feature probability p (pre-training and probes)."""
+    n_instances: int = 6
+    """Replicas (seeds) per cell."""
+    importance_decay: float = 1.0
+    """Importance I_i = decay**i."""
+    max_tasks: int = 12
+    """Benign targets per cell (the first ones)."""
+    workers: int = 2
+    """Cells computed at once (Ray workers, runio.jobs; 1: in this process)."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples of the per-instance ρ CI."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))
     task: TaskConfig = field(default_factory=_sweep_task)
