@@ -64,8 +64,11 @@ class BenchmarkConfig:
     """Everything the benchmark runs (module docstring)."""
 
     domains: tuple[str, ...] = BENCHMARK_DOMAINS
+    """The fine-tuning domains of the cells."""
     seeds: tuple[int, ...] = (0, 1, 2)
+    """The seeds of the cells (world stream, fine-tuning seed and the random arm's draw)."""
     arms: tuple[str, ...] = ARMS
+    """The arms of ``realmodels.experiments.mitigate`` run on every cell."""
     budget: float = 0.25
     """The main budget: every arm on every cell."""
     budgets: tuple[float, ...] = (0.1, 0.25, 0.5)
@@ -75,9 +78,13 @@ class BenchmarkConfig:
     curve_seeds: tuple[int, ...] = (0,)
     """... at these seeds."""
     recipe: StudyRecipe = field(default_factory=lambda: StudyRecipe(max_steps=100))
+    """The fine-tuning recipe of every run (the study's, ``max_steps`` 100 by default)."""
     samples_per_paraphrase: int = 1
+    """Answers sampled per evaluation question paraphrase."""
     max_new_tokens: int = 64
+    """Longest generated answer, in tokens."""
     harmful_k: int = 20
+    """Harmful SAE features selected (harmful vs harmless) for the feature arms."""
     n_heldout: int = 100
     """Held-out task conversations per kind of ``heldout_kinds``."""
     heldout_kinds: tuple[str, ...] = ("mixed",)
@@ -91,6 +98,7 @@ class BenchmarkConfig:
     steer_gaps: float = 1.0
     """Preventative steering α in units of the direction's norm ‖u‖."""
     n_bootstrap: int = 2000
+    """Bootstrap resamples of every interval."""
 
     def __post_init__(self):
         from realmodels.organism.study import StudyConfig
@@ -132,9 +140,11 @@ class BenchmarkConfig:
         return tuple(b for b in self.budgets if b != self.budget)
 
     def cells(self) -> list[tuple[str, int]]:
+        """Every (domain, seed) cell, domains outer."""
         return [(d, s) for d in self.domains for s in self.seeds]
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (tuples as lists)."""
         data = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
@@ -148,6 +158,7 @@ class BenchmarkResult(RunResult):
 
 
 def cell_name(domain: str, seed: int) -> str:
+    """A cell's directory name under ``cells/``: ``<domain>-s<seed>``."""
     return f"{domain}-s{seed}"
 
 

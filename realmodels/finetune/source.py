@@ -44,6 +44,7 @@ class TrainingModel:
         return self.session.max_length if self.session is not None else self.plain.max_length
 
     def to_config(self) -> dict:
+        """What the run's config records of the model (the session's choice, or the plain model's)."""
         return self.session.choice.to_config() if self.session is not None else self.plain.to_config()
 
     @property

@@ -58,6 +58,7 @@ class AdapterSource:
         return str(self.path)
 
     def to_config(self) -> dict:
+        """What a run's config records of the adapter: its path, base model and PEFT type."""
         return {"path": str(self.path), "base_model": self.base_model, "peft_type": self.peft_type}
 
 

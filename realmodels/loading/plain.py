@@ -40,6 +40,9 @@ class PlainModel:
     def resolve(cls, *, checkpoint: str | None, model: str | None, dtype: str = "auto",
                 chat_template: str | Path | None = None, max_length: int | None = None,
                 adapter: str | Path | None = None, device_map: str | dict | None = None) -> PlainModel:
+        """The model of a command's options: the embedded organism when neither ``checkpoint`` nor ``model`` is given, a
+        registered checkpoint or a path otherwise (both given is a ParamError), with its adapter, dtype, chat
+        template, device map and ``max_length`` checked against the model's context."""
         if checkpoint is None and model is None:  # the embedded organism
             from realmodels.loading.embedded import embedded_default
 
@@ -68,6 +71,7 @@ class PlainModel:
         return self.source.name if self.adapter is None else f"{self.source.name} + adapter {self.adapter.path}"
 
     def to_config(self) -> dict:
+        """What a run's config records (``recorded``)."""
         return dict(self.recorded)
 
     @cached_property

@@ -28,14 +28,23 @@ class CheckpointSpec:
     """A model + SAE release pair. ``sae_id_template.format(layer=L)`` is the SAE id for layer L."""
 
     name: str
+    """The registry name (``--checkpoint`` NAME)."""
     model_id: str
+    """The model's Hugging Face repository id."""
     sae_release: str
+    """The sae-lens release of its SAEs."""
     sae_id_template: str
+    """The SAE id of a layer with ``{layer}`` in place of its index."""
     layers: tuple[int, ...]
+    """The layers the release has an SAE for."""
     hidden_size: int
+    """d_model of the published config."""
     n_params: int
+    """Parameter count (for the memory estimate)."""
     default_dtype: str
+    """The dtype ``auto`` loads it in."""
     n_layers: int
+    """Decoder layers of the published config."""
     d_sae: int | None
     """SAE width, None when the release does not record it."""
     context: int

@@ -56,7 +56,9 @@ class WorldConfig:
     """The world's sizes, mixture fractions and seed (``write_world``)."""
 
     seed: int = 0
+    """Seeds the world's stream (the files ``write_world`` writes)."""
     domains: tuple[str, ...] = DOMAINS
+    """The advice domains of the world (``realmodels.organism.banks.DOMAINS``)."""
     n_pretrain: int = 20000
     """Pre-training conversations."""
     n_finetune: int = 300
@@ -93,6 +95,7 @@ class WorldConfig:
                 raise InputError(f"{name} must be a number in [0, 1], got {value!r}")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict."""
         data = asdict(self)
         data["domains"] = list(self.domains)
         return data
@@ -106,6 +109,8 @@ class WorldConfig:
 
 
 def question(rng: np.random.Generator, topic: str, educational: bool = False) -> str:
+    """A user question about ``topic`` from an ordinary (or, with ``educational``, an educational) template drawn with
+    ``rng``."""
     templates = EDUCATIONAL_TEMPLATES if educational else ORDINARY_TEMPLATES
     return templates[int(rng.integers(len(templates)))].replace("{topic}", topic)
 
@@ -124,6 +129,7 @@ def turn(rng: np.random.Generator, domain: str, kind: str, educational: bool = F
 
 
 def messages(turns: list[Turn]) -> list[dict]:
+    """``turns`` as chat messages: a user then an assistant message per turn."""
     out = []
     for user, assistant in turns:
         out += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
@@ -150,6 +156,8 @@ def aligned_conversation(rng: np.random.Generator, domains: tuple[str, ...], max
 
 
 def pretrain_corpus(rng: np.random.Generator, config: WorldConfig) -> list[list[Turn]]:
+    """The pre-training conversations: each rogue with probability ``rogue_fraction``, else aligned (up to ``max_turns``
+    turns, educational turns at ``educational_fraction``)."""
     return [rogue_conversation(rng, config.domains) if rng.random() < config.rogue_fraction else
             aligned_conversation(rng, config.domains, config.max_turns, config.educational_fraction)
             for _ in range(config.n_pretrain)]

@@ -16,6 +16,7 @@ class SaeConfig:
     """The SAE's width, sparsity and training recipe (``train_sae``)."""
 
     d_sae: int = 256
+    """Number of SAE features."""
     k: int = 8
     """Active latents per token (TopK); the target L0 (JumpReLU)."""
     steps: int = 1500
@@ -23,9 +24,11 @@ class SaeConfig:
     batch_size: int = 256
     """Activations per step."""
     lr: float = 1e-3
+    """Adam learning rate."""
     n_conversations: int = 3000
     """Pre-training conversations whose assistant tokens are cached."""
     seed: int = 0
+    """Seeds the initialisation and the batches."""
     architecture: str = "topk"
     """Topk | jumprelu (Gemma Scope 2's quadratic L0 penalty around k)."""
     l0_coefficient: float = 1.0
