@@ -42,6 +42,7 @@ class ProximityComparison:
     alternative: str
 
     def to_dict(self) -> dict:
+        """The comparison as a dict (the difference's interval as a dict)."""
         return asdict(self)
 
 
@@ -122,6 +123,7 @@ class NullComparison:
     n_draws: int
 
     def to_dict(self) -> dict:
+        """The comparison as a dict."""
         return asdict(self)
 
 
@@ -148,6 +150,8 @@ def random_set_null(statistic: Callable[[np.ndarray], float], observed: float, *
 
 @dataclass(frozen=True)
 class Correlation:
+    """Spearman's ρ and Pearson's r of ``n`` paired values, each with its paired-bootstrap percentile interval
+    (``correlation_with_ci``) and its p-value."""
     spearman: Interval
     pearson: Interval
     spearman_p: float
@@ -155,6 +159,7 @@ class Correlation:
     n: int
 
     def to_dict(self) -> dict:
+        """The correlation as a dict (intervals as dicts)."""
         return asdict(self)
 
 

@@ -67,6 +67,7 @@ class ModelConfig:
         return [self.feature_probability * ratio**i for i in range(self.n_instances)]
 
     def importances(self) -> list[float]:
+        """Per-feature importance I_i = ``importance_decay``**i, i = 0..n_features-1."""
         return [self.importance_decay**i for i in range(self.n_features)]
 
 
@@ -174,8 +175,11 @@ class SimulateConfig(DictConfig):
     """Everything ``toysuper simulate`` needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The toy model ([model])."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Its pre-training ([train])."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """The narrow fine-tuning task and its optimisation ([finetune])."""
 
     def __post_init__(self):
         _check(self.finetune.target < self.model.n_features,

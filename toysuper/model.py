@@ -41,6 +41,7 @@ class ToyModel:
         return torch.baddbmm(self.b[:, None, :], self.hidden(x), self.W.transpose(1, 2))
 
     def forward(self, x: Tensor) -> Tensor:
+        """x̂ = ReLU(W Wᵀ x + b): (n_instances, batch, n_features) -> same shape."""
         return torch.relu(self.preactivation(x))
 
     def loss(self, x: Tensor) -> Tensor:
@@ -48,11 +49,14 @@ class ToyModel:
         return (self.importance * (self.forward(x) - x) ** 2).mean(dim=(1, 2))
 
     def clone(self) -> "ToyModel":
+        """A copy with cloned tensors."""
         return ToyModel(self.W.clone(), self.b.clone(), self.importance.clone(), self.probability.clone())
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The tensors by name (W, b, importance, probability)."""
         return {"W": self.W, "b": self.b, "importance": self.importance, "probability": self.probability}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> "ToyModel":
+        """The model from ``state_dict``'s tensors."""
         return cls(**{k: state[k] for k in ("W", "b", "importance", "probability")})

@@ -19,6 +19,8 @@ from toysuper.train import TrainResult, train
 
 @dataclass
 class SimulateResult:
+    """A simulate run: the model before and after fine-tuning, the amplification measured and predicted, the training
+    record (None when reused from a run directory without one) and the config that ran."""
     before: ToyModel
     after: ToyModel
     amplification: Amplification

@@ -44,6 +44,7 @@ class HarmfulConfig:
             raise InputError(f"harmful.threshold must be a finite number >= 0, got {self.threshold}")
 
     def check_range(self, n_features: int) -> None:
+        """An InputError unless every harmful index is below ``n_features`` and at least one feature is benign."""
         bad = [f for f in self.features if f >= n_features]
         if bad:
             raise InputError(f"harmful feature {bad[0]} is out of range: n_features is {n_features} "
@@ -147,6 +148,7 @@ def study_model() -> ModelConfig:
 
 
 def study_train() -> TrainConfig:
+    """The studies' pre-training: 2000 steps of 512 samples, learning rate 1e-2."""
     return TrainConfig(steps=2000, batch_size=512, lr=1e-2)
 
 
@@ -160,6 +162,7 @@ class StudyConfig(DictConfig):
     their [finetune] table as the optimisation fields only."""
 
     def to_dict(self) -> dict:
+        """The config as a dict with [finetune] reduced to its optimisation fields."""
         data = super().to_dict()
         data["finetune"] = self.finetune.optimisation()
         return data
@@ -181,10 +184,15 @@ class WorldConfig(StudyConfig):
     pool fits."""
 
     model: ModelConfig = field(default_factory=study_model)
+    """The toy model ([model]; default ``study_model``)."""
     train: TrainConfig = field(default_factory=study_train)
+    """Its pre-training ([train]; default ``study_train``)."""
     harmful: HarmfulConfig = field(default_factory=HarmfulConfig)
+    """The harmful feature set H and the EM threshold ([harmful])."""
     task: TaskConfig = field(default_factory=TaskConfig)
+    """The tasks' data-generating process and the probe set ([task])."""
     finetune: FinetuneConfig = field(default_factory=study_finetune)
+    """The fine-tuning optimisation ([finetune]; default ``study_finetune``)."""
 
     def __post_init__(self):
         model = self.model
@@ -232,10 +240,12 @@ class InducingConfig(WorldConfig):
     """Everything ``toysuper inducing`` needs: the world's tables, then [analysis]."""
 
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    """The statistics ([analysis])."""
 
 
 @dataclass(frozen=True)
 class MitigateAnalysis:
+    """Statistics of ``toysuper mitigate``: the confidence level and the bootstrap over instances."""
     level: float = 0.95  # confidence level
     n_bootstrap: int = 5000  # bootstrap resamples over instances
     seed: int = 0
@@ -252,7 +262,9 @@ class MitigateConfig(WorldConfig):
     """Everything ``toysuper mitigate`` needs: the world's tables, then [mitigation], [analysis], max_tasks."""
 
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
+    """The mitigations compared and their budget ([mitigation])."""
     analysis: MitigateAnalysis = field(default_factory=MitigateAnalysis)
+    """The statistics ([analysis])."""
     max_tasks: int | None = None
     """Use only the first max_tasks benign targets (unset: all)."""
 
@@ -262,11 +274,13 @@ class MitigateConfig(WorldConfig):
             raise InputError(f"max_tasks must be >= 1, got {self.max_tasks}")
 
     def targets(self) -> list[int]:
+        """The benign targets fine-tuned on: every benign feature, or the first ``max_tasks``."""
         targets = benign_features(self.model.n_features, self.harmful.features)
         return targets if self.max_tasks is None else targets[: self.max_tasks]
 
 
 def geometry_model() -> ModelConfig:
+    """The geometry figure's model: 5 features in 2 dimensions, one instance, P(active) 0.05, uniform importance."""
     return ModelConfig(n_features=5, n_hidden=2, n_instances=1, feature_probability=0.05,
                        feature_probability_min=None, importance_decay=1.0)
 
@@ -276,10 +290,15 @@ class GeometryConfig(StudyConfig):
     """Everything ``toysuper geometry`` needs."""
 
     model: ModelConfig = field(default_factory=geometry_model)
+    """The toy model ([model]; 2 hidden dimensions, drawn as the figure)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=512, lr=1e-2))
+    """Its pre-training ([train])."""
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0,)))
+    """The harmful feature set ([harmful]; feature 0)."""
     task: TaskConfig = field(default_factory=lambda: TaskConfig(context_size=1))
+    """The task's data-generating process ([task]; one context feature)."""
     finetune: FinetuneConfig = field(default_factory=lambda: study_finetune(lr=0.02))
+    """The fine-tuning optimisation ([finetune]; η = 0.02)."""
     target: int | None = None
     """The task's target (unset: the benign feature closest to the harmful set)."""
 
@@ -319,9 +338,14 @@ class SweepConfig(StudyConfig):
     n_bootstrap: int = 1000
     """Bootstrap resamples of the per-instance ρ CI."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
+    """Pre-training of every cell's model ([train])."""
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))
+    """The harmful feature set ([harmful]; features 0 and 1)."""
     task: TaskConfig = field(default_factory=_sweep_task)
+    """The tasks' data-generating process ([task]; 2 context features, no surface harm; the context shrinks to fit small
+    cells)."""
     finetune: FinetuneConfig = field(default_factory=study_finetune)
+    """The fine-tuning optimisation ([finetune])."""
 
     def __post_init__(self):
         if self.n_hidden < 1 or self.n_instances < 2 or self.max_tasks < 1 or self.workers < 1:
