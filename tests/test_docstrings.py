@@ -3,8 +3,8 @@
 Read statically with griffe (``allow_inspection=False``: no project module is imported, so no torch), over the
 packages ``theory``, ``runio``, ``toysuper``, ``realmodels`` and ``cli``:
 
-- every module, public class, public function and public method (name not starting with ``_``; dunders aside) has
-  a non-empty docstring;
+- every module, public class, public function, public method and public property (name not starting with ``_``;
+  dunders aside) has a non-empty docstring;
 - every field of a config dataclass (a dataclass whose name ends in ``Config``, ``Spec`` or ``Options``: the ones
   ``cli/dataclass_options.py`` and ``cli/configfile.py`` turn into command-line options, their help being the
   field's docstring) has a docstring;
@@ -100,7 +100,7 @@ def _report(offenders: list[str], what: str) -> None:
 
 def test_every_module_and_public_class_function_and_method_has_a_docstring():
     offenders = [_where(obj) for obj in _documented_objects()
-                 if (obj.is_module or ((obj.is_class or obj.is_function) and _public(obj)))
+                 if (obj.is_module or ((obj.is_class or obj.is_function or "property" in obj.labels) and _public(obj)))
                  and not _docstring(obj)]
     _report(offenders, "modules, public classes, functions or methods without a docstring")
 

@@ -82,6 +82,7 @@ class GenerationConfig:
 
     @property
     def sampling(self) -> bool:
+        """Whether answers are sampled (temperature > 0) rather than greedy."""
         return self.temperature > 0
 
     def to_dict(self) -> dict:

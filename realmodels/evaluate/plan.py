@@ -25,6 +25,7 @@ class PlanItem:
 
     @property
     def key(self) -> str:
+        """The key of this item's answer (``item_key``)."""
         return item_key(self.question.id, self.paraphrase, self.sample)
 
     def messages(self) -> list[dict]:

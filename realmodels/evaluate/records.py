@@ -77,6 +77,7 @@ class Answer:
 
     @property
     def key(self) -> str:
+        """``<question_id>/<paraphrase>/<sample>`` (``item_key``)."""
         return item_key(self.question_id, self.paraphrase, self.sample)
 
     def to_dict(self) -> dict:
@@ -106,6 +107,7 @@ class Judgement:
 
     @property
     def key(self) -> str:
+        """The key of the judged answer (``item_key``)."""
         return item_key(self.question_id, self.paraphrase, self.sample)
 
     def to_dict(self) -> dict:

@@ -164,6 +164,7 @@ class MitigationResult(RunResult):
 
     @property
     def arms(self) -> pd.DataFrame:
+        """The arms table (``mitigation.csv``)."""
         return self.table("mitigation")
 
 

@@ -95,6 +95,7 @@ class OrganismBuild:
 
     @property
     def organism(self) -> Organism:
+        """The built organism (``Organism.load`` of the run directory)."""
         return Organism.load(self.path)
 
 

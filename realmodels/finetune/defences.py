@@ -79,6 +79,7 @@ class DefenceState:
 
     @property
     def kl(self) -> bool:
+        """Whether the KL penalty is on (``kl_weight`` > 0)."""
         return self.config.kl_weight > 0
 
 

@@ -68,10 +68,12 @@ class GuardState:
 
     @property
     def penalise(self) -> bool:
+        """Whether the loss carries the growth penalty (kind penalty, both or rise, with a weight > 0)."""
         return self.config.kind in ("penalty", "both", "rise") and self.config.weight > 0
 
     @property
     def project(self) -> bool:
+        """Whether the residual is projected (kind projection or both)."""
         return self.config.kind in ("projection", "both")
 
 

@@ -37,10 +37,12 @@ class TrainingModel:
 
     @property
     def name(self) -> str:
+        """The model's name."""
         return self.session.sources.model.name if self.session is not None else self.plain.name
 
     @property
     def max_length(self) -> int:
+        """Longest tokenised conversation."""
         return self.session.max_length if self.session is not None else self.plain.max_length
 
     def to_config(self) -> dict:
@@ -49,6 +51,7 @@ class TrainingModel:
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's tokenizer."""
         return self.session.tokenizer if self.session is not None else self.plain.tokenizer
 
     def shape(self):

@@ -55,6 +55,7 @@ class AdapterSource:
 
     @property
     def name(self) -> str:
+        """The adapter's path."""
         return str(self.path)
 
     def to_config(self) -> dict:

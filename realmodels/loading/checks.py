@@ -41,6 +41,7 @@ class ModelSource:
 
     @property
     def name(self) -> str:
+        """The model's path, or its Hugging Face repository id."""
         return str(self.path) if self.path is not None else self.repo_id
 
 

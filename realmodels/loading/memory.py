@@ -29,6 +29,7 @@ class MemoryEstimate:
 
     @property
     def total_gb(self) -> float:
+        """Model plus SAE estimate, in GB (an unknown part counts 0)."""
         return (self.model_gb or 0.0) + (self.sae_gb or 0.0)
 
     def summary(self) -> str:

@@ -68,6 +68,7 @@ class PlainModel:
 
     @property
     def name(self) -> str:
+        """The model's name, with `` + adapter <path>`` when an adapter is loaded."""
         return self.source.name if self.adapter is None else f"{self.source.name} + adapter {self.adapter.path}"
 
     def to_config(self) -> dict:
@@ -76,6 +77,7 @@ class PlainModel:
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's tokenizer with the chat template (loaded once)."""
         return load_model_tokenizer(self.source, self.chat_template)
 
     @property

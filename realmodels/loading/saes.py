@@ -47,6 +47,7 @@ class SaeSource:
 
     @property
     def name(self) -> str:
+        """The SAE's path, or ``<release>/<sae_id>``."""
         return str(self.path) if self.path is not None else f"{self.release}/{self.sae_id}"
 
 

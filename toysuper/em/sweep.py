@@ -35,10 +35,12 @@ class Cell:
 
     @property
     def n_features(self) -> int:
+        """n = ratio·m."""
         return self.ratio * self.sweep.n_hidden
 
     @property
     def key(self) -> str:
+        """The cell's name in the run's files: ``ratio<r>_p<p>``."""
         return f"ratio{self.ratio}_p{self.probability:g}"
 
     def model_config(self) -> ModelConfig:
