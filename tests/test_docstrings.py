@@ -11,7 +11,7 @@ packages ``theory``, ``runio``, ``toysuper``, ``realmodels`` and ``cli``:
 - a google-style ``Args:``/``Parameters:`` section names only parameters the signature has, and griffe parses every
   docstring without a warning (a warning fails ``mkdocs build --strict``);
 - a backticked dotted name of the toolkit (```realmodels.analysis.geometry.feature_geometry```, ``theory.x``)
-  resolves to a module or an attribute that exists;
+  resolves to a module or an attribute that exists, and is not broken over two lines;
 - a backticked ``--flag`` in a docstring of ``cli/`` is an option of the ``realmodels`` or ``toysuper`` app.
 
 Each check fails with its offenders, one ``path:line name`` a line."""
@@ -33,6 +33,8 @@ CONFIG_SUFFIXES = ("Config", "Spec", "Options")
 PARAMETER_SECTIONS = {griffe.DocstringSectionKind.parameters, griffe.DocstringSectionKind.other_parameters}
 # a backticked dotted name starting with a toolkit package, optionally called: `theory.geometry.f` or ``runio.x()``
 DOTTED = re.compile(r"`{1,2}((?:%s)(?:\.[A-Za-z_]\w*)+)(?:\(\))?`{1,2}" % "|".join(PACKAGES))
+# the same name broken over two lines: rendered with a space in it, and not found by DOTTED
+SPLIT = re.compile(r"`{1,2}((?:%s)(?:\.\w+)*\.)\n\s*(\w[\w.]*)`{1,2}" % "|".join(PACKAGES))
 FLAG = re.compile(r"`{1,2}(--[a-z][\w-]*)")
 
 
@@ -183,6 +185,8 @@ def _resolves(dotted: str) -> bool:
 def test_backticked_toolkit_names_in_docstrings_exist():
     offenders = [f"{_where(obj)}: `{name}`" for obj in _documented_objects()
                  for name in DOTTED.findall(_docstring(obj)) if not _resolves(name)]
+    offenders += [f"{_where(obj)}: `{head}{tail}` is broken over two lines" for obj in _documented_objects()
+                  for head, tail in SPLIT.findall(_docstring(obj))]
     _report(offenders, "docstrings naming a module or attribute of the toolkit that does not exist")
 
 
@@ -253,7 +257,8 @@ def test_a_stale_args_section_is_reported(planted):
 
 
 def test_a_dangling_dotted_reference_is_reported(planted):
-    planted('"""See ``theory.planted.f`` and ``theory.planted.gone`` and `theory.nothing.g()`."""\n\n\n'
-            'def f():\n    """F."""\n')
-    with pytest.raises(AssertionError, match=r"2 docstrings.*\n.*`theory\.nothing\.g`\n.*`theory\.planted\.gone`\n"):
+    planted('"""See ``theory.planted.f`` and ``theory.planted.gone`` and `theory.nothing.g()`, and ``theory.\n'
+            'planted.f``."""\n\n\ndef f():\n    """F."""\n')
+    with pytest.raises(AssertionError, match=r"3 docstrings.*\n.*`theory\.nothing\.g`\n.*`theory\.planted\.f` is "
+                                             r"broken over two lines\n.*`theory\.planted\.gone`\n"):
         test_backticked_toolkit_names_in_docstrings_exist()
