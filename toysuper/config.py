@@ -1,8 +1,9 @@
 """Configs for the toy model of superposition, its training and the narrow fine-tuning task.
 
 Frozen dataclasses validated in ``__post_init__`` (an InputError names the bad field); built from dicts
-or TOML with ``theory.configs.strict_from_dict`` (unknown keys are errors). The field comments are the
-CLI's help."""
+or TOML with ``theory.configs.strict_from_dict`` (unknown keys are errors). Each field's docstring says what the
+key means; the ``toysuper`` commands override some keys with flags (``cli.toysuper_simulate``), whose help ends
+with the config's default."""
 
 from __future__ import annotations
 

@@ -235,7 +235,8 @@ def persona_job(job: dict) -> dict:
 
 
 def run_arm_job(job) -> dict:
-    """One (cell, arm) run (``realmodels.experiments.mitigate.run_arm``), its log kept in the cell."""
+    """One (cell, arm) run (``realmodels.experiments.mitigate.run_arm``): its stage directories under the cell's,
+    its result (pointing at the evaluation) returned to ``resumable_map``, which keeps it in ``jobs/``."""
     from realmodels.experiments.mitigate import run_arm
 
     return run_arm(job)
@@ -288,7 +289,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(), *, organism=None,
 
 
 def check_arms(arms: tuple[str, ...]) -> None:
-    """Known arms, none included (InputError otherwise)."""
+    """An InputError unless every arm is one of ``ARMS`` and ``none`` (the reference of every reduction and
+    retention) is among them."""
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise InputError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")
