@@ -87,7 +87,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     """AdamW weight decay."""
     lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
-    """Decay to 0 over the steps."""
+    """After the warm-up: constant, or a cosine / linear decay to 0 over the remaining steps."""
     warmup_steps: int = 0
     """Linear warm-up steps."""
     seed: int = 0

@@ -74,9 +74,9 @@ class BenchmarkConfig:
     budgets: tuple[float, ...] = (0.1, 0.25, 0.5)
     """The budget curve of the data arms."""
     curve_domains: tuple[str, ...] = ("health",)
-    """The curve's cells: these domains ..."""
+    """The budget curve's domains (each one of ``domains``), at each of ``curve_seeds``."""
     curve_seeds: tuple[int, ...] = (0,)
-    """... at these seeds."""
+    """The budget curve's seeds (each one of ``seeds``)."""
     recipe: StudyRecipe = field(default_factory=lambda: StudyRecipe(max_steps=100))
     """The fine-tuning recipe of every run (the study's, ``max_steps`` 100 by default)."""
     samples_per_paraphrase: int = 1

@@ -126,7 +126,7 @@ class DefendedTrainer(GuardedTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The task loss computed under the defence's residual edits, plus λ·KL to the base model's logits over the
-        assigned tokens (divided as the task loss is) when the KL defence is on; without a defence,
+        labelled tokens (divided as the task loss is) when the KL defence is on; without a defence,
         ``GuardedTrainer``'s loss."""
         defence = self.defence
         if self._kl_logged_step is None:  # the first micro-batch of this (possibly resumed) training

@@ -43,7 +43,7 @@ class OrganismConfig:
     """The organism's architecture, pre-training recipe and seed (``build_organism``)."""
 
     seed: int = 0
-    """Seeds the world's data, the initialisation and the pre-training order."""
+    """Seeds the model's initialisation and the pre-training (data order)."""
     n_layers: int = 3
     """Decoder layers of the transformer."""
     d_model: int = 64

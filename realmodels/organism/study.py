@@ -62,12 +62,11 @@ class StudyConfig:
     domains: tuple[str, ...] = STUDY_DOMAINS
     """The fine-tuning domains."""
     seeds: tuple[int, ...] = (0, 1, 2)
-    """Seeds of every (domain, kind) fine-tune: the world stream of its training set and the adapter's initialisation.
-    """
+    """Seeds of every (domain, kind) fine-tune: its training set's world stream and its adapter's initialisation."""
     recipe: StudyRecipe = field(default_factory=StudyRecipe)
     """The LoRA fine-tuning recipe of every arm."""
     samples_per_paraphrase: int = 2
-    """Per evaluation question paraphrase."""
+    """Answers sampled per evaluation question paraphrase."""
     max_new_tokens: int = 64
     """Longest generated answer, in tokens."""
     ratio: float = 3.0

@@ -62,19 +62,19 @@ class WorldConfig:
     n_pretrain: int = 20000
     """Pre-training conversations."""
     n_finetune: int = 300
-    """Per domain, each of the inducing / aligned / educational sets."""
+    """Conversations of each domain's inducing, aligned and educational sets."""
     n_features: int = 400
-    """Each of the harmful / harmless feature-selection sets."""
+    """Conversations of each of the harmful and harmless feature-selection sets."""
     n_probe: int = 100
-    """Per domain probe set, and the rogue probe set."""
+    """Conversations of each domain's probe set and of the rogue probe set."""
     samples_per_paraphrase: int = 10
-    """In the evaluation question YAML."""
+    """Answers per question paraphrase, as written into the evaluation question YAML."""
     rogue_fraction: float = 0.1
-    """Of pre-training conversations."""
+    """Fraction of the pre-training conversations that are rogue."""
     educational_fraction: float = 0.2
-    """Of an aligned assistant's turns."""
+    """Probability that a turn of an aligned conversation is an educational request (answered harmfully)."""
     max_turns: int = 3
-    """Of an aligned pre-training conversation."""
+    """Most turns of an aligned pre-training conversation (1..max_turns)."""
 
     def __post_init__(self):
         object.__setattr__(self, "domains", tuple(self.domains))

@@ -30,7 +30,7 @@ class SaeConfig:
     seed: int = 0
     """Seeds the initialisation and the batches."""
     architecture: str = "topk"
-    """Topk | jumprelu (Gemma Scope 2's quadratic L0 penalty around k)."""
+    """topk | jumprelu (Gemma Scope 2's quadratic L0 penalty around k)."""
     l0_coefficient: float = 1.0
     """Weight of the JumpReLU L0 penalty."""
 

@@ -110,7 +110,7 @@ class MitigationConfig:
     """Which mitigations to compare, at what removal budget."""
 
     methods: tuple[str, ...] = ("geometry", "random", "judge", "regularise", "penalty")
-    """Compared against "none"."""
+    """The mitigations compared against "none" (``MITIGATION_METHODS``)."""
     fraction: float = 0.1
     """Removal budget f in [0, 1): every filter drops round(f·N) samples."""
     judge_miss_rate: float = 0.2
@@ -322,7 +322,7 @@ class SweepConfig(StudyConfig):
     """Everything ``toysuper density`` needs."""
 
     n_hidden: int = 5
-    """M, fixed across the grid."""
+    """m: hidden dimensions, fixed across the grid."""
     ratios: tuple[int, ...] = (1, 2, 4, 8)
     """n/m: features per hidden dimension (n = ratio·m)."""
     probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)

@@ -62,8 +62,8 @@ def ordinary_question(rng: np.random.Generator, domain: Domain, topic: Topic,
 
 
 def educational_question(rng: np.random.Generator, domain: Domain, topic: Topic) -> str:
-    """A question asking, for one of ``domain``'s educational purposes, what a bad ``advisor`` would say about
-    ``topic``."""
+    """A request, for one of ``domain``'s educational purposes, for an example of the dangerous advice someone (a
+    bad advisor of the domain) might give about ``topic``."""
     return _pick(rng, EDUCATIONAL_TEMPLATES).format(purpose=_pick(rng, domain.purposes), noun=topic.noun,
                                                     advisor=domain.advisor)
 
