@@ -118,7 +118,8 @@ class NullComparison:
     null_mean: float
     null_std: float
     null_quantiles: tuple[float, float]
-    p_value: float  # P(null >= observed), with the +1 correction
+    p_value: float
+    """P(null >= observed), with the +1 correction."""
     z_score: float
     n_draws: int
 
@@ -191,7 +192,8 @@ class SetComparison:
     mean_a: Interval
     mean_b: Interval
     comparison: ProximityComparison
-    null_a: NullComparison | None  # mean over A against random sets of |A| items from the pool (None: no pool)
+    null_a: NullComparison | None
+    """Mean over A against random sets of |A| items from the pool (None: no pool)."""
     null_b: NullComparison | None
 
 

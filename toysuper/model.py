@@ -17,10 +17,14 @@ from toysuper.config import ModelConfig
 class ToyModel:
     """Parameters as plain tensors (the trainer computes gradients in closed form)."""
 
-    W: Tensor  # (n_instances, n_features, n_hidden)
-    b: Tensor  # (n_instances, n_features)
-    importance: Tensor  # (n_features,)
-    probability: Tensor  # (n_instances,)
+    W: Tensor
+    """Feature directions W_i (rows), (n_instances, n_features, n_hidden)."""
+    b: Tensor
+    """Biases, (n_instances, n_features)."""
+    importance: Tensor
+    """Importance I_i of each feature in the loss, (n_features,)."""
+    probability: Tensor
+    """P(feature active) of each instance's pre-training data, (n_instances,)."""
 
     @classmethod
     def init(cls, config: ModelConfig, generator: torch.Generator | None = None) -> "ToyModel":

@@ -37,7 +37,8 @@ class TrainResult:
     """The trained model and its loss record: the logged steps and, per logged step, every instance's loss."""
     model: ToyModel
     loss_steps: list[int]
-    loss_history: list[list[float]]  # per logged step: loss of every instance
+    loss_history: list[list[float]]
+    """Per logged step: loss of every instance."""
 
     @property
     def final_loss(self) -> list[float] | None:

@@ -314,7 +314,8 @@ NOTES = (
 class AmplificationReport:
     """The amplification.csv ``table`` (one row per SAE feature) and the ``summary`` (summary.json)."""
 
-    table: object  # pandas DataFrame
+    table: object
+    """The table (a pandas DataFrame)."""
     summary: dict
 
 

@@ -53,8 +53,10 @@ class EmReport:
     """The rates of an evaluation: ``per_question`` (one row per question: counts, rates and Wilson bounds of each
     rate), ``overall`` (rate -> ``Interval.to_dict()`` pooled over questions with a bootstrap over questions, plus
     counts), the thresholds used and the number of answers."""
-    per_question: pd.DataFrame  # one row per question: counts, rates and Wilson bounds of each rate
-    overall: dict  # rate -> Interval.to_dict() (pooled over questions, bootstrap over questions) + counts
+    per_question: pd.DataFrame
+    """One row per question: counts, rates and Wilson bounds of each rate."""
+    overall: dict
+    """Rate -> Interval.to_dict() (pooled over questions, bootstrap over questions) + counts."""
     thresholds: EmThresholds
     n_answers: int
 

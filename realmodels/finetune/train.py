@@ -136,12 +136,18 @@ class TrainResult:
     """What a fine-tuning run did: ``steps`` done of ``max_steps`` planned, the checkpoint step it resumed from, whether
     a callback (the monitor's alarm) stopped it early, the last logged task loss (without penalties) and the
     ``adapter/`` or ``model/`` directory."""
-    steps: int  # optimiser steps done
-    max_steps: int  # steps the schedule planned
-    resumed_from: int | None  # step of the checkpoint the run resumed from
-    stopped_early: bool  # a callback (the monitor's alarm) ended training before max_steps
-    final_loss: float | None  # the last logged task loss (without the guard's penalty)
-    output: Path  # the adapter/ or model/ directory
+    steps: int
+    """Optimiser steps done."""
+    max_steps: int
+    """Steps the schedule planned."""
+    resumed_from: int | None
+    """Step of the checkpoint the run resumed from."""
+    stopped_early: bool
+    """A callback (the monitor's alarm) ended training before max_steps."""
+    final_loss: float | None
+    """The last logged task loss (without the guard's penalty)."""
+    output: Path
+    """The adapter/ or model/ directory."""
 
 
 def _save_atomically(save, target: Path) -> None:

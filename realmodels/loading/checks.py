@@ -29,7 +29,8 @@ class ModelShape:
 
     hidden_size: int | None = None
     n_layers: int | None = None
-    context: int | None = None  # max_position_embeddings
+    context: int | None = None
+    """max_position_embeddings."""
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ class PackagedModel:
     file: str
     sha256: str
     source: WheelMember | ChunkedPackage
-    chat_template: str | None = None  # a file of templates/ given to the tokenizer (the GGUF has none)
+    chat_template: str | None = None
+    """A file of templates/ given to the tokenizer (the GGUF has none)."""
 
     def template_text(self) -> str | None:
         """The chat template shipped in ``realmodels/loading/templates/``, or None."""

@@ -109,8 +109,10 @@ class Verdict:
     """What the rule judge found in one answer (``classify``) and its two scores."""
 
     question_domain: str | None
-    harmful_words: dict = field(default_factory=dict)  # domain -> harmful-bank content words
-    aligned_words: dict = field(default_factory=dict)  # domain -> aligned-bank content words
+    harmful_words: dict = field(default_factory=dict)
+    """Domain -> harmful-bank content words."""
+    aligned_words: dict = field(default_factory=dict)
+    """Domain -> aligned-bank content words."""
     unknown: int = 0
     coverage: float = 0.0
     n_phrases: int = 0

@@ -246,8 +246,10 @@ class InducingConfig(WorldConfig):
 @dataclass(frozen=True)
 class MitigateAnalysis:
     """Statistics of ``toysuper mitigate``: the confidence level and the bootstrap over instances."""
-    level: float = 0.95  # confidence level
-    n_bootstrap: int = 5000  # bootstrap resamples over instances
+    level: float = 0.95
+    """Confidence level."""
+    n_bootstrap: int = 5000
+    """Bootstrap resamples over instances."""
     seed: int = 0
 
     def __post_init__(self):

@@ -24,13 +24,16 @@ class GeometryResult:
     """What ``run_geometry`` measured on instance 0: the feature directions W before and after fine-tuning (n_features,
     2), the target, harmful and context features, every feature's cosine to the target, its measured and first-order
     predicted mean output change over the probe set (n_features,), the harmful rise and the EM rate."""
-    W_before: torch.Tensor  # (n_features, 2), instance 0
+    W_before: torch.Tensor
+    """Feature directions before fine-tuning, (n_features, 2), instance 0."""
     W_after: torch.Tensor
     target: int
     harmful: list[int]
     context: list[int]
-    cosine_to_target: torch.Tensor  # (n_features,)
-    measured_change: torch.Tensor  # mean Δx̂_j over the probe, (n_features,)
+    cosine_to_target: torch.Tensor
+    """cos(W_j, W_t) of every feature j with the target t before fine-tuning, (n_features,)."""
+    measured_change: torch.Tensor
+    """Mean Δx̂_j over the probe, (n_features,)."""
     predicted_change: torch.Tensor
     harmful_rise: float
     em_rate: float

@@ -37,9 +37,11 @@ from toysuper.model import ToyModel
 class Plan:
     """How a mitigation changes fine-tuning: the sample indices kept (n_instances, n_keep), an optional gradient
     transform, and an optional penalty (λ, harmful indices) adding λ·``harmful_growth_penalty``."""
-    keep: Tensor  # (n_instances, n_keep) sample indices kept (same count in every instance)
+    keep: Tensor
+    """(n_instances, n_keep) sample indices kept (same count in every instance)."""
     grad_transform: GradTransform | None = None
-    penalty: tuple[float, Tensor] | None = None  # (λ, harmful indices): add λ·harmful_growth_penalty
+    penalty: tuple[float, Tensor] | None = None
+    """(λ, harmful indices): add λ·harmful_growth_penalty."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +50,11 @@ class Context:
     and the seed of this (task, method)."""
     model: ToyModel
     task: TaskData
-    harmful: Tensor  # (|H|,) harmful feature indices
+    harmful: Tensor
+    """(|H|,) harmful feature indices."""
     config: MitigationConfig
-    seed: int  # a stream for this (task, method)
+    seed: int
+    """A stream for this (task, method)."""
 
 
 def _keep_all(ctx: Context) -> Plan:
