@@ -3,8 +3,8 @@
 Read statically with griffe (``allow_inspection=False``: no project module is imported, so no torch), over the
 packages ``theory``, ``runio``, ``toysuper``, ``realmodels`` and ``cli``:
 
-- every module, public class, public function, public method and public property (name not starting with ``_``;
-  dunders aside) has a non-empty docstring;
+- every module, public class, public function, public method and public property (name not starting with ``_``,
+  so dunders aside, inside no private class) has a non-empty docstring;
 - every field of a config dataclass (a dataclass whose name ends in ``Config``, ``Spec`` or ``Options``: the ones
   ``cli/dataclass_options.py`` and ``cli/configfile.py`` turn into command-line options, their help being the
   field's docstring) has a docstring;
@@ -69,15 +69,10 @@ def _documented_objects():
     """Every module, and every class, function and attribute defined in one (nested classes and methods included)."""
     def walk(obj):
         yield obj
-        if obj.is_module:
-            members = _own_members(obj)
-        elif obj.is_class:
-            members = _own_members(obj)
-        else:
-            return
-        for member in members:
-            if not member.is_module:
-                yield from walk(member)
+        if obj.is_module or obj.is_class:
+            for member in _own_members(obj):
+                if not member.is_module:  # sub-modules are walked from _modules
+                    yield from walk(member)
 
     for module in _modules().values():
         yield from walk(module)
@@ -219,15 +214,15 @@ def test_backticked_flags_in_cli_docstrings_are_options_of_the_apps():
 # ------------------------------------------------------------------------------------------- the checks can fail
 @pytest.fixture
 def planted(tmp_path, monkeypatch):
-    """A package ``theory`` in ``tmp_path`` holding one module with the given source, loaded instead of the real
-    packages."""
-    def plant(source: str) -> None:
-        package = tmp_path / "theory"
+    """A package (``theory`` unless named) in ``tmp_path`` holding one module with the given source, loaded
+    instead of the real packages."""
+    def plant(source: str, name: str = "theory") -> None:
+        package = tmp_path / name
         package.mkdir()
         (package / "__init__.py").write_text('"""A package."""\n')
         (package / "planted.py").write_text(source)
         monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
-        monkeypatch.setattr(sys.modules[__name__], "PACKAGES", ("theory",))
+        monkeypatch.setattr(sys.modules[__name__], "PACKAGES", (name,))
         _modules.cache_clear()
 
     yield plant
@@ -262,3 +257,17 @@ def test_a_dangling_dotted_reference_is_reported(planted):
     with pytest.raises(AssertionError, match=r"3 docstrings.*\n.*`theory\.nothing\.g`\n.*`theory\.planted\.f` is "
                                              r"broken over two lines\n.*`theory\.planted\.gone`\n"):
         test_backticked_toolkit_names_in_docstrings_exist()
+
+
+def test_a_docstring_griffe_warns_about_is_reported(planted):
+    planted('"""A module."""\n\n\ndef f(x):\n    """Double.\n\n    Args:\n        x: A number.\n    """\n'
+            '    return 2 * x\n')
+    with pytest.raises(AssertionError, match=r"theory/planted\.py:4 theory\.planted\.f: .*No type or annotation for "
+                                             r"parameter 'x'"):
+        test_docstrings_parse_cleanly_and_their_args_sections_name_real_parameters()
+
+
+def test_a_cli_docstring_naming_an_unknown_flag_is_reported(planted):
+    planted('"""Pass ``--out`` DIR, or `--no-such-flag`."""\n', name="cli")
+    with pytest.raises(AssertionError, match=r"1 cli docstrings.*\n  cli/planted\.py:1 cli\.planted: --no-such-flag\n"):
+        test_backticked_flags_in_cli_docstrings_are_options_of_the_apps()
