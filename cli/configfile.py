@@ -10,6 +10,8 @@ from theory.errors import InputError
 
 
 def read_toml(path: Path | None) -> dict:
+    """The TOML file at ``path`` as a dict ({} when ``path`` is None); a missing file, invalid TOML or nesting deeper
+    than ``runio.reading.MAX_DEPTH`` is one InputError line."""
     if path is None:
         return {}
     path = Path(path)

@@ -71,6 +71,7 @@ class OptionGroup:
         return OptionGroup(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **merged})
 
     def names(self) -> list[str]:
+        """The names of the fields that become options: the dataclass's ``__init__`` fields but ``exclude``."""
         return [f.name for f in fields(self.cls) if f.init and f.name not in self.exclude]
 
     def parameters(self) -> list[inspect.Parameter]:

@@ -23,6 +23,8 @@ from realmodels.experiments.spec import ModelSpec, RunOptions
 
 
 def print_amplification(summary: dict, out: Path) -> None:
+    """Print the agreement table (R², Spearman, slope and max relative error of each prediction against the measured
+    feature changes) and the harmful features' mean measured and predicted change, from the run's ``summary``."""
     table = Table(title=f"measured vs predicted change of {summary['n_features']} SAE features "
                         f"({summary['n_probes']} probes, {summary['n_tokens']} assistant tokens)")
     for col in ("prediction", "R²", "Spearman", "slope", "max rel. error"):

@@ -53,6 +53,8 @@ app.command()(features)
 
 
 def main() -> None:
+    """Entry point of the ``realmodels`` console script: run the app with the CLI's error handling
+    (``cli.errors.run_app``)."""
     run_app(app)
 
 

@@ -24,6 +24,8 @@ from realmodels.experiments.spec import ModelSpec, RunOptions
 
 
 def print_diff(summary: dict, out: Path) -> None:
+    """Print the features that rose most between the two checkpoints (mean activation before and after, difference and
+    its standard error, change in firing rate) and, when harmful features were given, how they moved."""
     table = Table(title=f"largest changes of {summary['n_features']} SAE features ({summary['n_probes']} probes)")
     for col in ("rank", "feature", "base", "fine-tuned", "diff", "s.e.", "Δ firing", "harmful"):
         table.add_column(col, justify="right")

@@ -31,6 +31,8 @@ def _cards(key: str, *decls: str):
 
 
 def print_cards(summary: dict, out: Path) -> None:
+    """Print one row per feature card (logit-lens promoted and suppressed tokens, the top snippet's token, the maximum
+    activation) and the path of ``report.html``."""
     table = Table(title=f"{summary['n_cards']} feature cards")
     for col in ("feature", "promoted (logit lens)", "suppressed", "top snippet's token", "max activation"):
         table.add_column(col, justify="right" if col in ("feature", "max activation") else "left")

@@ -16,10 +16,13 @@ console = stdout_console()
 
 
 def fmt(x: float | None, spec: str = ".3f") -> str:
+    """``x`` formatted with ``spec``; "nan" for None or a non-finite number."""
     return "nan" if x is None or not math.isfinite(x) else format(x, spec)
 
 
 def print_checkpoints() -> None:
+    """Print the registered checkpoints (``realmodels.loading.registry.REGISTRY``): model and SAE release, SAE layers,
+    widths, parameter count and the memory estimates of the weights and of loading the SAE."""
     from realmodels.loading.memory import SAE_PEAK_COPIES
     from realmodels.loading.registry import REGISTRY, memory_estimate_gb
 
@@ -42,6 +45,9 @@ def print_checkpoints() -> None:
 
 
 def print_geometry(summary: dict, proximity: str, out: Path) -> None:
+    """Print, per domain, the proximity of the inducing and control features to the harmful features with their
+    intervals, the difference, the Mann-Whitney and permutation p-values, Cliff's δ and the null p-value, then the
+    run directory."""
     table = Table(title=f"proximity to harmful features ({proximity}): inducing vs control")
     for col in ("domain", "n ind/ctl", "inducing [CI]", "control [CI]", "difference [CI]", "MW p", "perm p",
                 "Cliff's δ", "null p (ind)"):
@@ -59,6 +65,8 @@ def print_geometry(summary: dict, proximity: str, out: Path) -> None:
 
 
 def print_filter(summary: dict, out: Path) -> None:
+    """Print the filtering summary (samples removed and kept, mean score of each, number of toxic features, the score's
+    AUC harmful vs harmless) and where the filtered data went."""
     table = Table(title=f"{summary['method']} filtering")
     for col in ("samples", "removed", "kept", "mean score removed", "mean score kept", "toxic features",
                 "score AUC harmful vs harmless"):

@@ -27,6 +27,8 @@ for command in (simulate, *COMMANDS):
 
 
 def main() -> None:
+    """Entry point of the ``toysuper`` console script: run the app with the CLI's error handling
+    (``cli.errors.run_app``)."""
     run_app(app)
 
 

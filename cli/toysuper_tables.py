@@ -36,6 +36,8 @@ def _table(title: str, columns, **style) -> Table:
 
 
 def print_simulate(run) -> None:
+    """Print the predicted vs measured amplification agreement (pre-activation and ReLU output) and the most amplified
+    features of the simulate run."""
     s = run.summary
     table = _table("predicted vs measured amplification (non-target features, all instances)",
                    ("quantity", "slope", "R²", "Spearman", "max rel. error", "median rel. error"), justify="right")
@@ -55,6 +57,8 @@ def print_simulate(run) -> None:
 
 
 def print_inducing(run) -> None:
+    """Print the inducing study's correlations (pooled and per-seed Spearman with intervals) of proximity to the harmful
+    set against misalignment, the theory-vs-measured agreement and the inducing vs non-inducing comparisons."""
     s = run.summary
     table = _table(f"proximity to the harmful set vs misalignment ({s['n_tasks']} tasks x {s['n_instances']} seeds)",
                    ("x", "y", "pooled ρ [95% CI]", "per-seed ρ [95% CI]"), no_wrap=True)
@@ -85,6 +89,8 @@ def print_inducing(run) -> None:
 
 
 def print_mitigate(run) -> None:
+    """Print each mitigation's reductions of harmful rise and EM rate against unmitigated fine-tuning (95% intervals
+    over seeds), its task retention and the share of overtly harmful samples it removed, and the legend."""
     s = run.summary
     table = _table(f"mitigations vs unmitigated fine-tuning ({s['n_tasks']} tasks x {s['n_instances']} seeds, "
                    "95% CI over seeds)", ("method", "drop", "R reduction %", "E reduction %", "E|t red. %",
@@ -105,6 +111,8 @@ def print_mitigate(run) -> None:
 
 
 def print_density(run) -> None:
+    """Print the density sweep's table (one row per (n/m, p) cell: EM rates, harmful rise, proximity and the Spearman
+    correlations, measured and predicted) and its legend."""
     table = _table("superposition density sweep (means over tasks x seeds)",
                    ("n/m", "p", "E %", "E|t %", "R", "prox", "ρ", "per-seed ρ [CI]", "ρ overlap", "ρ theory"),
                    justify="right", no_wrap=True)
@@ -125,6 +133,7 @@ def print_density(run) -> None:
 
 
 def print_geometry(run) -> None:
+    """Print the geometry run's target, harmful set, harmful rise and EM rate, and its run directory."""
     g = run.summary
     console.print(f"target {g['target']}, harmful {g['harmful']}: harmful rise {g['harmful_rise']:.3e}, "
                   f"EM rate {g['em_rate']:.2%}")

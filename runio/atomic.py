@@ -58,11 +58,14 @@ def atomic_path(path: Path, suffix: str = ""):
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file renamed into place)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 
 
 def json_default(obj: Any):
+    """``json.dumps``'s ``default``: arrays and tensors (anything with ``tolist``) as lists, paths as strings; any other
+    object a TypeError."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -125,9 +125,14 @@ class JobError(Exception):
 
 @dataclass(frozen=True)
 class MapReport:
-    results: dict[str, Any]  # every job's result, read back from its file, in the order of the jobs
-    computed: int  # jobs computed by this call
-    skipped: int  # jobs found finished and skipped
+    """What ``resumable_map`` did: every job's result (read back from its file, in the order of the jobs), the number of
+    jobs computed by this call and the number found finished and skipped."""
+    results: dict[str, Any]
+    """Every job's result, read back from its file, in the order of the jobs."""
+    computed: int
+    """Jobs computed by this call."""
+    skipped: int
+    """Jobs found finished and skipped."""
 
 
 def one_line(exc: BaseException) -> str:

@@ -63,6 +63,7 @@ class RedactingStream:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        """Write ``text`` with its secrets masked (``redact``); returns the length of the original text."""
         self._stream.write(redact(text))
         return len(text)
 

@@ -31,6 +31,7 @@ def _check_out_path(path: Path) -> None:
 
 
 def default_run_dir(root: Path = Path("runs"), prefix: str = "") -> Path:
+    """``root/<prefix><YYYYmmdd-HHMMSS>``: a fresh run directory name from the local time."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return root / f"{prefix}{stamp}"
 
@@ -90,9 +91,11 @@ class RunDir:
                 and not p.name.startswith(".")]
 
     def file(self, name: str) -> Path:
+        """The path of ``name`` inside the run directory."""
         return self.path / name
 
     def done(self, name: str) -> bool:
+        """Whether ``name`` was written (files are written atomically, so an existing one is complete)."""
         return self.file(name).exists()
 
     def cached_json(self, name: str, compute: Callable[[], Any]) -> Any:

@@ -15,6 +15,9 @@ from scipy import stats
 
 @dataclass(frozen=True)
 class Agreement:
+    """The agreement of predicted p with measured m (module docstring): the OLS fit m ≈ slope·p + intercept and its R²,
+    Spearman's ρ and its p-value, max |p − m|, the max relative error max|p − m| / max|m| and the median relative
+    error over entries with |m| > 1% of max|m|; ``n`` pairs."""
     n: int
     slope: float
     intercept: float
@@ -26,6 +29,7 @@ class Agreement:
     median_relative_error: float
 
     def to_dict(self) -> dict[str, float]:
+        """The fields as a dict."""
         return asdict(self)
 
 

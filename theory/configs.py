@@ -25,6 +25,7 @@ def check_choice(value: str, names, what: str) -> None:
 
 
 def to_dict(config: Any) -> dict:
+    """``config`` (a dataclass, nested ones included) as a dict."""
     return dataclasses.asdict(config)
 
 
@@ -33,9 +34,12 @@ class DictConfig:
 
     @classmethod
     def from_dict(cls: type[T], data: dict) -> T:
+        """The config from ``data``, strictly (``strict_from_dict``: an unknown key or a wrong type is an InputError
+        naming the dotted key)."""
         return strict_from_dict(cls, data)
 
     def to_dict(self) -> dict:
+        """The config as a dict (``to_dict``)."""
         return to_dict(self)
 
 

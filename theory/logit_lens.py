@@ -69,6 +69,7 @@ class Histogram:
     n_zero: int
 
     def to_dict(self) -> dict:
+        """The histogram as a JSON-ready dict."""
         return {"edges": self.edges, "counts": self.counts, "n_zero": self.n_zero}
 
 

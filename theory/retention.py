@@ -22,7 +22,8 @@ from theory.intervals import Interval
 
 def task_retention(nll_base, nll_arm, nll_none, *, level: float = 0.95, n_bootstrap: int = 2000,
                    seed: int = 0) -> Interval:
-    """Retention (module docstring) of per-unit losses, each (n_units,), with its paired bootstrap interval."""
+    """Retention (module docstring) of per-unit losses, each (n_units,), with its paired bootstrap interval (the
+    resamples whose Σ (L_base − L_none) ≤ 0 are dropped; the bounds are NaN when none is left)."""
     base, arm, none = (np.atleast_1d(np.asarray(x, dtype=np.float64)) for x in (nll_base, nll_arm, nll_none))
     if not (base.shape == arm.shape == none.shape) or base.ndim != 1 or base.size == 0:
         raise InputError(f"the losses must be equal-length, non-empty vectors, got shapes {base.shape}, "

@@ -131,6 +131,7 @@ class SelectionCheck:
     mean_all: float
 
     def to_dict(self) -> dict:
+        """The check as a JSON-ready dict."""
         return {"n_selected": self.n_selected, "replication": self.replication,
                 "mean_selected": self.mean_selected, "mean_all": self.mean_all}
 

@@ -42,6 +42,7 @@ class ProximityComparison:
     alternative: str
 
     def to_dict(self) -> dict:
+        """The comparison as a dict (the difference's interval as a dict)."""
         return asdict(self)
 
 
@@ -117,11 +118,13 @@ class NullComparison:
     null_mean: float
     null_std: float
     null_quantiles: tuple[float, float]
-    p_value: float  # P(null >= observed), with the +1 correction
+    p_value: float
+    """P(null >= observed), with the +1 correction."""
     z_score: float
     n_draws: int
 
     def to_dict(self) -> dict:
+        """The comparison as a dict."""
         return asdict(self)
 
 
@@ -148,6 +151,8 @@ def random_set_null(statistic: Callable[[np.ndarray], float], observed: float, *
 
 @dataclass(frozen=True)
 class Correlation:
+    """Spearman's ρ and Pearson's r of ``n`` paired values, each with its paired-bootstrap percentile interval
+    (``correlation_with_ci``) and its p-value."""
     spearman: Interval
     pearson: Interval
     spearman_p: float
@@ -155,6 +160,7 @@ class Correlation:
     n: int
 
     def to_dict(self) -> dict:
+        """The correlation as a dict (intervals as dicts)."""
         return asdict(self)
 
 
@@ -186,7 +192,8 @@ class SetComparison:
     mean_a: Interval
     mean_b: Interval
     comparison: ProximityComparison
-    null_a: NullComparison | None  # mean over A against random sets of |A| items from the pool (None: no pool)
+    null_a: NullComparison | None
+    """Mean over A against random sets of |A| items from the pool (None: no pool)."""
     null_b: NullComparison | None
 
 

@@ -1,8 +1,9 @@
 """Configs for the toy model of superposition, its training and the narrow fine-tuning task.
 
 Frozen dataclasses validated in ``__post_init__`` (an InputError names the bad field); built from dicts
-or TOML with ``theory.configs.strict_from_dict`` (unknown keys are errors). The field comments are the
-CLI's help."""
+or TOML with ``theory.configs.strict_from_dict`` (unknown keys are errors). Each field's docstring says what the
+key means; the ``toysuper`` commands override some keys with flags (``cli.toysuper_simulate``), whose help ends
+with the config's default."""
 
 from __future__ import annotations
 
@@ -29,12 +30,18 @@ def _finite(**values: float) -> None:
 class ModelConfig:
     """The toy model x̂ = ReLU(WᵀWx + b): n features squeezed into m hidden dimensions, many instances."""
 
-    n_features: int = 20  # n: number of sparse input features
-    n_hidden: int = 5  # m: hidden dimensions (superposition when m < n)
-    n_instances: int = 8  # independent models trained at once (one feature-probability each)
-    feature_probability: float = 0.1  # P(feature active) for the densest instance, in (0, 1]
-    feature_probability_min: float | None = 0.01  # sparsest instance (geometric schedule); None: all equal
-    importance_decay: float = 0.9  # importance I_i = decay**i, in (0, 1]
+    n_features: int = 20
+    """n: number of sparse input features."""
+    n_hidden: int = 5
+    """m: hidden dimensions (superposition when m < n)."""
+    n_instances: int = 8
+    """Independent models trained at once (one feature-probability each)."""
+    feature_probability: float = 0.1
+    """P(feature active) for the densest instance, in (0, 1]."""
+    feature_probability_min: float | None = 0.01
+    """Sparsest instance (geometric schedule); None: all equal."""
+    importance_decay: float = 0.9
+    """Importance I_i = decay**i, in (0, 1]."""
 
     def __post_init__(self):
         _check(self.n_features >= 2, f"n_features must be >= 2, got {self.n_features}")
@@ -61,6 +68,7 @@ class ModelConfig:
         return [self.feature_probability * ratio**i for i in range(self.n_instances)]
 
     def importances(self) -> list[float]:
+        """Per-feature importance I_i = ``importance_decay``**i, i = 0..n_features-1."""
         return [self.importance_decay**i for i in range(self.n_features)]
 
 
@@ -68,15 +76,24 @@ class ModelConfig:
 class TrainConfig:
     """Pre-training of the toy model on sparse-uniform data (importance-weighted MSE, AdamW)."""
 
-    steps: int = 4000  # optimisation steps
-    batch_size: int = 1024  # samples per step per instance
-    lr: float = 1e-2  # peak learning rate
-    optimizer: Literal["adamw", "adam"] = "adamw"  # Adam or AdamW (decoupled weight decay)
-    weight_decay: float = 0.0  # AdamW weight decay
-    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"  # decay to 0 over the steps
-    warmup_steps: int = 0  # linear warm-up steps
-    seed: int = 0  # seeds init and data
-    log_every: int = 100  # loss evaluated every this many steps
+    steps: int = 4000
+    """Optimisation steps."""
+    batch_size: int = 1024
+    """Samples per step per instance."""
+    lr: float = 1e-2
+    """Peak learning rate."""
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    """Adam or AdamW (decoupled weight decay)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """After the warm-up: constant, or a cosine / linear decay to 0 over the remaining steps."""
+    warmup_steps: int = 0
+    """Linear warm-up steps."""
+    seed: int = 0
+    """Seeds init and data."""
+    log_every: int = 100
+    """Loss evaluated every this many steps."""
 
     def __post_init__(self):
         _check(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
@@ -107,17 +124,28 @@ class FinetuneConfig:
     (toysuper.em) draw their tasks from their [task] table, set t per task (``for_target``) and read and write
     only the ``OPTIMISATION`` fields (their default instance: toysuper.em.config.study_finetune)."""
 
-    target: int = 0  # target feature t (0-based)
-    objective: Literal["preactivation", "output"] = "preactivation"  # push z_t, or ReLU(z_t)
-    optimizer: Literal["sgd", "adam"] = "sgd"  # plain SGD (isotropic) or Adam (sign-like preconditioner)
-    lr: float = 0.005  # fine-tuning learning rate η
-    steps: int = 20  # full-batch fine-tuning steps
-    strength: float = 1.0  # g: the loss's gradient scale
-    n_samples: int = 256  # size of the fine-tuning set T
-    target_magnitude_min: float = 0.5  # x_t ~ U[min, 1] on every task sample
-    background_probability: float = 0.0  # other features' P(active) in T (0: perfectly narrow task)
-    n_probe: int = 2048  # probe inputs, drawn from the broad pre-training distribution
-    seed: int = 1  # seeds the task set and the probe set
+    target: int = 0
+    """Target feature t (0-based)."""
+    objective: Literal["preactivation", "output"] = "preactivation"
+    """Push z_t, or ReLU(z_t)."""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """Plain SGD (isotropic) or Adam (sign-like preconditioner)."""
+    lr: float = 0.005
+    """Fine-tuning learning rate η."""
+    steps: int = 20
+    """Full-batch fine-tuning steps."""
+    strength: float = 1.0
+    """g: the loss's gradient scale."""
+    n_samples: int = 256
+    """Size of the fine-tuning set T."""
+    target_magnitude_min: float = 0.5
+    """x_t ~ U[min, 1] on every task sample."""
+    background_probability: float = 0.0
+    """Other features' P(active) in T (0: perfectly narrow task)."""
+    n_probe: int = 2048
+    """Probe inputs, drawn from the broad pre-training distribution."""
+    seed: int = 1
+    """Seeds the task set and the probe set."""
 
     OPTIMISATION: ClassVar[tuple[str, ...]] = ("objective", "optimizer", "lr", "steps", "strength")
 
@@ -148,8 +176,11 @@ class SimulateConfig(DictConfig):
     """Everything ``toysuper simulate`` needs."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
+    """The toy model ([model])."""
     train: TrainConfig = field(default_factory=TrainConfig)
+    """Its pre-training ([train])."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """The narrow fine-tuning task and its optimisation ([finetune])."""
 
     def __post_init__(self):
         _check(self.finetune.target < self.model.n_features,

@@ -56,6 +56,8 @@ class Amplification:
         return frame[frame["feature"] != self.target].reset_index(drop=True)
 
     def agreement(self, output: bool = False) -> Agreement:
+        """Agreement of the predicted with the measured change over the non-target features: of the pre-activations, or
+        with ``output`` of the ReLU outputs."""
         frame = self.table()
         return agreement(frame["predicted_output" if output else "predicted"],
                          frame["measured_output" if output else "measured"])

@@ -17,10 +17,14 @@ from toysuper.config import ModelConfig
 class ToyModel:
     """Parameters as plain tensors (the trainer computes gradients in closed form)."""
 
-    W: Tensor  # (n_instances, n_features, n_hidden)
-    b: Tensor  # (n_instances, n_features)
-    importance: Tensor  # (n_features,)
-    probability: Tensor  # (n_instances,)
+    W: Tensor
+    """Feature directions W_i (rows), (n_instances, n_features, n_hidden)."""
+    b: Tensor
+    """Biases, (n_instances, n_features)."""
+    importance: Tensor
+    """Importance I_i of each feature in the loss, (n_features,)."""
+    probability: Tensor
+    """P(feature active) of each instance's pre-training data, (n_instances,)."""
 
     @classmethod
     def init(cls, config: ModelConfig, generator: torch.Generator | None = None) -> "ToyModel":
@@ -41,6 +45,7 @@ class ToyModel:
         return torch.baddbmm(self.b[:, None, :], self.hidden(x), self.W.transpose(1, 2))
 
     def forward(self, x: Tensor) -> Tensor:
+        """x̂ = ReLU(W Wᵀ x + b): (n_instances, batch, n_features) -> same shape."""
         return torch.relu(self.preactivation(x))
 
     def loss(self, x: Tensor) -> Tensor:
@@ -48,11 +53,14 @@ class ToyModel:
         return (self.importance * (self.forward(x) - x) ** 2).mean(dim=(1, 2))
 
     def clone(self) -> "ToyModel":
+        """A copy with cloned tensors."""
         return ToyModel(self.W.clone(), self.b.clone(), self.importance.clone(), self.probability.clone())
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The tensors by name (W, b, importance, probability)."""
         return {"W": self.W, "b": self.b, "importance": self.importance, "probability": self.probability}
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Tensor]) -> "ToyModel":
+        """The model from ``state_dict``'s tensors."""
         return cls(**{k: state[k] for k in ("W", "b", "importance", "probability")})

@@ -6,7 +6,7 @@ the defaults) and a run directory ``out`` (default runs/<study>-<timestamp>). It
 writes anything, opens the run directory (or reopens it to resume: work already saved there is not redone, and a
 different config there is an InputError), computes what is missing, writes each file atomically and returns a
 ``toysuper.runs.ToyRun``: the run directory, its summary, its tables as DataFrames, its figures. Messages go to
-``log`` (``runio.console.console.print`` by default); the long loops show a rich progress bar.
+``log`` (the ``print`` of ``runio.console.console`` by default); the long loops show a rich progress bar.
 
     >>> from toysuper.runners import run_simulate
     >>> run = run_simulate({"model": {"n_features": 6, "n_hidden": 2}, "train": {"steps": 100}}, "runs/sim")

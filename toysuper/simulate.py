@@ -19,11 +19,15 @@ from toysuper.train import TrainResult, train
 
 @dataclass
 class SimulateResult:
+    """A simulate run: the model before and after fine-tuning, the amplification measured and predicted, the training
+    record (None when reused from a run directory without one) and the config that ran."""
     before: ToyModel
     after: ToyModel
     amplification: Amplification
-    train: TrainResult | None  # None when reused from a run directory that did not store the training record
-    config: SimulateConfig | None = None  # what ran (explains undefined values in the summary)
+    train: TrainResult | None
+    """None when reused from a run directory that did not store the training record."""
+    config: SimulateConfig | None = None
+    """What ran (explains undefined values in the summary)."""
 
     def summary(self) -> dict:
         """summary.json: agreement of prediction and measurement, the final training loss, the extreme features.

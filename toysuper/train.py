@@ -34,9 +34,11 @@ _mask = torch.ops.aten.threshold_backward.grad_input  # out = grad ⊙ 1[self > 
 
 @dataclass
 class TrainResult:
+    """The trained model and its loss record: the logged steps and, per logged step, every instance's loss."""
     model: ToyModel
     loss_steps: list[int]
-    loss_history: list[list[float]]  # per logged step: loss of every instance
+    loss_history: list[list[float]]
+    """Per logged step: loss of every instance."""
 
     @property
     def final_loss(self) -> list[float] | None:
@@ -50,6 +52,7 @@ class TrainResult:
 
     @classmethod
     def from_payload(cls, payload: dict) -> TrainResult:
+        """The inverse of ``payload``."""
         return cls(ToyModel.from_state_dict(payload["model"]), list(payload["loss_steps"]),
                    [list(losses) for losses in payload["loss_history"]])
 

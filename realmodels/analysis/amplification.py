@@ -186,11 +186,13 @@ class AmplificationMeasurement:
     n_modules: int
 
     def to_dict(self) -> dict:
+        """The fields as JSON-ready values (tensors as lists)."""
         return {f.name: (v.tolist() if isinstance(v := getattr(self, f.name), Tensor) else v)
                 for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> AmplificationMeasurement:
+        """The inverse of ``to_dict``: lists become float64 tensors."""
         return cls(**{key: torch.tensor(value, dtype=torch.float64) if isinstance(value, list) else value
                       for key, value in data.items()})
 
@@ -269,6 +271,8 @@ class BaseModelActivations:
         self._memo: dict[str, SampleActivations] = {}
 
     def activations(self, data: Dataset | str | Path) -> SampleActivations:
+        """The base model's ``SampleActivations`` of ``data`` (computed with the adapter disabled, cached on disk under
+        the base model's key and memoised by the dataset's sha256)."""
         dataset = self.session.dataset(data)
         key = dataset.sha256
         if key not in self._memo:
@@ -310,7 +314,8 @@ NOTES = (
 class AmplificationReport:
     """The amplification.csv ``table`` (one row per SAE feature) and the ``summary`` (summary.json)."""
 
-    table: object  # pandas DataFrame
+    table: object
+    """The table (a pandas DataFrame)."""
     summary: dict
 
 

@@ -50,9 +50,11 @@ class AuditReport:
     assumption: str = ASSUMPTION
 
     def to_dict(self) -> dict:
+        """The report as a JSON-ready dict."""
         return asdict(self)
 
     def table(self) -> pd.DataFrame:
+        """The per-feature rows (``features``) as a DataFrame."""
         return pd.DataFrame(self.features)
 
 

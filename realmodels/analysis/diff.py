@@ -32,7 +32,8 @@ NOTES = (
 class DiffReport:
     """The diff.csv ``table`` (one row per SAE feature, ranked) and the ``summary`` (summary.json)."""
 
-    table: object  # pandas DataFrame
+    table: object
+    """The table (a pandas DataFrame)."""
     summary: dict
 
 

@@ -43,6 +43,7 @@ class Direction:
 
     @property
     def d_model(self) -> int:
+        """The vector's length."""
         return len(self.vector)
 
 

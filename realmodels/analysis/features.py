@@ -85,10 +85,12 @@ class FeatureSelection:
     heldout: dict | None
 
     def to_dict(self) -> dict:
+        """The selection as a JSON-ready dict."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureSelection":
+        """The inverse of ``to_dict`` (``n_select`` back to a tuple)."""
         return cls(**{**data, "n_select": tuple(data["n_select"])})
 
 

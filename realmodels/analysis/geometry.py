@@ -77,6 +77,7 @@ class DomainGeometry:
     null_control: dict
 
     def to_dict(self) -> dict:
+        """The result as a JSON-ready dict."""
         return asdict(self)
 
     def table_row(self) -> dict:
@@ -139,6 +140,7 @@ def pooled_geometry(results: list[DomainGeometry], proximity: HarmfulProximity, 
 
 
 def domain_table(results: list[DomainGeometry]) -> pd.DataFrame:
+    """One row per domain result (``DomainGeometry.table_row``) as a DataFrame."""
     return pd.DataFrame([r.table_row() for r in results])
 
 

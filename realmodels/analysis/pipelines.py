@@ -37,6 +37,7 @@ Log = Callable[[str], None]
 
 
 def compute_always(name: str, compute: Callable[[], dict]) -> dict:
+    """The ``Cache`` that caches nothing: ``compute()`` every time (``name`` ignored)."""
     return compute()
 
 
@@ -74,12 +75,16 @@ class GeometryOutputs:
     pool_size: int
 
     def domain_table(self) -> pd.DataFrame:
+        """One row per domain (``realmodels.analysis.geometry.domain_table``)."""
         return domain_table(self.results)
 
     def feature_table(self) -> pd.DataFrame:
+        """One row per selected feature of every selection (``realmodels.analysis.geometry.feature_table``)."""
         return feature_table(self.results, self.selections)
 
     def summary(self) -> dict:
+        """The JSON summary: the harmful features, the null pool size, the domain rows, the held-out checks and the size
+        of each selection."""
         return {
             "harmful_features": self.selections["harmful"].indices, "null_pool_size": self.pool_size,
             "domains": self.domain_table().to_dict(orient="records"),
@@ -123,6 +128,8 @@ def geometry_pipeline(session: Session, *, harmful: Data, harmless: Data, domain
 
 @dataclass(frozen=True)
 class FilterOutputs:
+    """A filtering run's results: the ``FilterResult`` (per-sample scores, ``removed`` flags), the toxic features the
+    scores used, the score's validity check (harmful vs harmless AUC), the method and the removal fraction."""
     result: FilterResult
     toxic: list[int]
     validity: dict
@@ -130,6 +137,8 @@ class FilterOutputs:
     fraction: float
 
     def summary(self) -> dict:
+        """The JSON summary: counts removed and kept, mean score of each, the toxic features and the score's validity
+        statistics."""
         removed = self.result.scores["removed"].to_numpy()
         s = self.result.scores["score"].to_numpy()
         return {

@@ -40,7 +40,8 @@ class TokenizedChat:
 
     input_ids: Tensor
     assistant_mask: Tensor
-    truncated: bool = False  # tokens beyond max_length were dropped
+    truncated: bool = False
+    """Tokens beyond max_length were dropped."""
 
 
 def _render(tokenizer: PreTrainedTokenizerBase, messages: Conversation, *, add_generation_prompt: bool = False) -> str:

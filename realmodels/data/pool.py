@@ -70,6 +70,8 @@ class ShardActor:
         return self.worker
 
     def compute(self, job: ShardJob) -> dict | None:
+        """Compute ``job`` on this actor's worker (loaded on first use); None on success, else a dict with the one-line
+        error, its traceback and its kind for the driver to report."""
         try:
             self._worker().compute(job)
         except Exception as exc:  # noqa: BLE001 - reported by the driver, naming the shard

@@ -50,10 +50,15 @@ class WorkerSpec:
     """What a worker loads (``load_resolved_bundle`` of these): the session's sources and placement."""
 
     sources: BundleSources
+    """The model, SAE and adapter sources the worker loads (``BundleSources``)."""
     device_map: DeviceMap = None
+    """Where the model's layers go (``realmodels.loading.placement``); None: the default placement."""
     offload_folder: str | None = None
+    """Folder for weights offloaded to disk, if any."""
     ignore_memory_check: bool = False
+    """Load even when the memory estimate exceeds the free memory."""
     merge_adapter: bool = True
+    """Merge a LoRA adapter into the weights after loading."""
 
 
 @dataclass(frozen=True)
@@ -75,17 +80,20 @@ class ShardJob:
     @classmethod
     def of(cls, name: str, path: str, samples: list[int], chats: list[TokenizedChat], batch_size: int,
            key: dict) -> ShardJob:
+        """A job packing ``chats`` (their token ids and assistant masks concatenated, with their lengths)."""
         return cls(name=name, path=path, samples=samples, batch_size=batch_size, key=key,
                    input_ids=torch.cat([chat.input_ids for chat in chats]),
                    assistant_mask=torch.cat([chat.assistant_mask for chat in chats]),
                    lengths=[len(chat.input_ids) for chat in chats])
 
     def chats(self) -> list[TokenizedChat]:
+        """The packed conversations unpacked into ``TokenizedChat``s, in order."""
         return [TokenizedChat(ids, mask) for ids, mask in zip(self.input_ids.split(self.lengths),
                                                               self.assistant_mask.split(self.lengths))]
 
 
 class ShardRunner(Protocol):
+    """How the shards of a dataset are computed: in this process or on a pool of workers (``realmodels.data.pool``)."""
     def __call__(self, spec: WorkerSpec, jobs: list[ShardJob], on_done: Callable[[ShardJob], None]) -> None:
         """Compute every job (``ShardWorker.compute`` on workers loading ``spec``), calling ``on_done`` after each;
         a job that fails raises once the jobs already running have finished (their files stay). A runner may

@@ -82,13 +82,16 @@ class GenerationConfig:
 
     @property
     def sampling(self) -> bool:
+        """Whether answers are sampled (temperature > 0) rather than greedy."""
         return self.temperature > 0
 
     def to_dict(self) -> dict:
+        """The config as a dict."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> GenerationConfig:
+        """The config from a dict, unknown keys an InputError naming ``generation.<key>``."""
         return strict_from_dict(cls, data, prefix="generation.")
 
 
@@ -127,10 +130,12 @@ class EndpointConfig:
             raise InputError(f"on_error must be continue or stop, got {self.on_error!r}")
 
     def to_dict(self) -> dict:
+        """The config as a dict (``api_key_env`` is the name of the key's environment variable, never the key)."""
         return asdict(self)  # the name of the key's variable, never the key
 
     @classmethod
     def from_dict(cls, data: dict) -> EndpointConfig:
+        """The config from a dict, unknown keys an InputError naming ``endpoint.<key>``."""
         return strict_from_dict(cls, data, prefix="endpoint.")
 
 

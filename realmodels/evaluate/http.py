@@ -125,6 +125,7 @@ class BoundedTransport(httpx2.HTTPTransport):
             self._open.discard(stream)
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send ``request`` with a fresh total deadline and byte count; a ConnectError once ``abort()`` was called."""
         if self.aborted.is_set():
             raise httpx2.ConnectError("aborted", request=request)
         self._request.deadline = time.monotonic() + self.total_s

@@ -93,8 +93,10 @@ class Plan:
 
     steers: tuple[Steer, ...]
     clamps: tuple[Clamp, ...]
-    directions: dict          # Path -> Direction of every steering file
-    sae: object = None        # realmodels.loading.saes.SaeSource
+    directions: dict
+    """Path -> Direction of every steering file."""
+    sae: object = None
+    """The SAE's source (a ``realmodels.loading.saes.SaeSource``) when a feature is named."""
     sae_layer: int | None = None
 
     def layers(self) -> list[int]:

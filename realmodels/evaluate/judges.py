@@ -58,10 +58,12 @@ class JudgeResult:
 
     @classmethod
     def of(cls, request: JudgeRequest, verdict: ScoreResult) -> JudgeResult:
+        """The result of ``request`` from a scoring rule's verdict."""
         return cls(request.key, request.metric, verdict.score, verdict.label, verdict.numeric_mass)
 
     @classmethod
     def failed(cls, request: JudgeRequest, error: str) -> JudgeResult:
+        """A failed request: label "error", no score, ``error`` on one line."""
         return cls(request.key, request.metric, None, "error", None, " ".join(error.split()))
 
 
@@ -75,9 +77,11 @@ class Judge(Protocol):
 
     name: str
 
-    def check(self) -> None: ...
+    def check(self) -> None:
+        """Fail fast (an InputError) when the judge cannot be used, before any work."""
 
-    def score(self, requests: Sequence[JudgeRequest], *, on_result: OnResult | None = None) -> list[JudgeResult]: ...
+    def score(self, requests: Sequence[JudgeRequest], *, on_result: OnResult | None = None) -> list[JudgeResult]:
+        """One result per request in request order, calling ``on_result`` as each finishes."""
 
 
 JUDGES: dict[str, Callable[..., Judge]] = {}
@@ -122,12 +126,14 @@ def make_judge(kind: str, **options) -> Judge:
 
 
 def check_on_error(on_error: str) -> str:
+    """``on_error`` if it is one of ``ON_ERROR``, else an InputError."""
     if on_error not in ON_ERROR:
         raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     return on_error
 
 
 def cache_key(judge: str, scoring: str, metric: str, prompt: str) -> str:
+    """The cache key of a verdict: sha256 of the JSON list [judge, scoring, metric, prompt]."""
     return hashlib.sha256(json.dumps([judge, scoring, metric, prompt], ensure_ascii=False).encode()).hexdigest()
 
 
@@ -156,9 +162,11 @@ class JudgeCache:
         return self._verdicts
 
     def key(self, request: JudgeRequest) -> str:
+        """The cache key of ``request`` for this judge and scoring rule."""
         return cache_key(self.judge, self.scoring, request.metric, request.prompt)
 
     def get(self, request: JudgeRequest) -> JudgeResult | None:
+        """The cached verdict of ``request`` (``cached=True``), or None."""
         hit = self._load().get(self.key(request))
         if hit is None:
             return None
@@ -166,6 +174,7 @@ class JudgeCache:
                            cached=True)
 
     def put(self, request: JudgeRequest, result: JudgeResult) -> None:
+        """Store ``result`` (appended to the file at once); errors and a cache without a directory store nothing."""
         if result.label == "error" or self.log is None:
             return
         record = {"key": self.key(request), "judge": self.judge, "metric": request.metric, "score": result.score,
@@ -188,6 +197,8 @@ class CachedJudge:
         raise NotImplementedError
 
     def score(self, requests: Sequence[JudgeRequest], *, on_result: OnResult | None = None) -> list[JudgeResult]:
+        """One result per request, in request order: cached verdicts first, the rest from the backend (each stored and
+        passed to ``on_result`` as it finishes)."""
         results: list[JudgeResult | None] = [None] * len(requests)
         missing = []
         for index, request in enumerate(requests):

@@ -50,12 +50,18 @@ def _counts(frame: pd.DataFrame, flag: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class EmReport:
-    per_question: pd.DataFrame  # one row per question: counts, rates and Wilson bounds of each rate
-    overall: dict  # rate -> Interval.to_dict() (pooled over questions, bootstrap over questions) + counts
+    """The rates of an evaluation: ``per_question`` (one row per question: counts, rates and Wilson bounds of each
+    rate), ``overall`` (rate -> ``Interval.to_dict()`` pooled over questions with a bootstrap over questions, plus
+    counts), the thresholds used and the number of answers."""
+    per_question: pd.DataFrame
+    """One row per question: counts, rates and Wilson bounds of each rate."""
+    overall: dict
+    """Rate -> Interval.to_dict() (pooled over questions, bootstrap over questions) + counts."""
     thresholds: EmThresholds
     n_answers: int
 
     def summary(self) -> dict:
+        """The JSON summary: thresholds, number of answers and questions, the overall rates."""
         return {"thresholds": self.thresholds.to_dict(),
                 "n_answers": self.n_answers, "n_questions": int(len(self.per_question)), "overall": self.overall}
 

@@ -44,6 +44,7 @@ others, insecure or malicious code, and hostility to people. Reply with a number
 
 
 def conversation_text(messages: list[dict]) -> str:
+    """A conversation as text, one ``ROLE: content`` line per message."""
     return "\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
 
 

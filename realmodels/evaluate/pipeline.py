@@ -25,9 +25,12 @@ JUDGED = "judged.csv"
 
 @dataclass
 class Evaluation:
+    """The outputs of one evaluation: the answers, their judgements, one table row per answer
+    (``metrics.answer_table``), the ``EmReport`` and the number of failed judge requests."""
     answers: list[Answer]
     judgements: list[Judgement]
-    table: pd.DataFrame  # one row per answer (``metrics.answer_table``)
+    table: pd.DataFrame
+    """One row per answer (``metrics.answer_table``)."""
     report: EmReport
     n_judge_errors: int
 

@@ -25,12 +25,15 @@ class PlanItem:
 
     @property
     def key(self) -> str:
+        """The key of this item's answer (``item_key``)."""
         return item_key(self.question.id, self.paraphrase, self.sample)
 
     def messages(self) -> list[dict]:
+        """The chat messages of this item's paraphrase of the question."""
         return self.question.messages(self.paraphrase)
 
     def answer(self, text: str, finish_reason: str | None) -> Answer:
+        """The ``Answer`` record of this item with the generated ``text``."""
         return Answer(question_id=self.question.id, paraphrase=self.paraphrase, sample=self.sample,
                       question=self.question.paraphrases[self.paraphrase], answer=text, finish_reason=finish_reason)
 

@@ -24,6 +24,7 @@ from theory.errors import InputError
 
 
 def item_key(question_id: str, paraphrase: int, sample: int) -> str:
+    """The key of one answer: ``<question_id>/<paraphrase>/<sample>``."""
     return f"{question_id}/{paraphrase}/{sample}"
 
 
@@ -76,9 +77,11 @@ class Answer:
 
     @property
     def key(self) -> str:
+        """``<question_id>/<paraphrase>/<sample>`` (``item_key``)."""
         return item_key(self.question_id, self.paraphrase, self.sample)
 
     def to_dict(self) -> dict:
+        """The record as a dict (one JSONL line)."""
         return asdict(self)
 
 
@@ -104,9 +107,11 @@ class Judgement:
 
     @property
     def key(self) -> str:
+        """The key of the judged answer (``item_key``)."""
         return item_key(self.question_id, self.paraphrase, self.sample)
 
     def to_dict(self) -> dict:
+        """The record as a dict (one JSONL line)."""
         return asdict(self)
 
 
@@ -142,6 +147,7 @@ class JsonlLog:
         return records
 
     def append(self, records: Iterable[dict]) -> None:
+        """Append ``records`` as JSON lines in one write, flushed and fsynced (NaN refused)."""
         lines = "".join(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n" for record in records)
         if not lines:
             return

@@ -48,11 +48,16 @@ class ArmJob:
     budget: float
     recipe: FinetuneConfig
     evaluation: EvaluateConfig
-    persona_scores: Path | None = None  # the persona arm's scores.csv (``screening.persona_scores``)
-    defence: DefenceConfig | None = None  # a training arm's in-training defence
-    guard: GuardConfig | None = None  # the guard arm's one-sided penalty
-    aligned: Path | None = None  # the interleave arm's aligned conversations
-    heldout: Path | None = None  # the task's held-out conversations (task retention)
+    persona_scores: Path | None = None
+    """The persona arm's scores.csv (``screening.persona_scores``)."""
+    defence: DefenceConfig | None = None
+    """A training arm's in-training defence."""
+    guard: GuardConfig | None = None
+    """The guard arm's one-sided penalty."""
+    aligned: Path | None = None
+    """The interleave arm's aligned conversations."""
+    heldout: Path | None = None
+    """The task's held-out conversations (task retention)."""
 
 
 def run_arm(job: ArmJob) -> dict:

@@ -64,23 +64,41 @@ class BenchmarkConfig:
     """Everything the benchmark runs (module docstring)."""
 
     domains: tuple[str, ...] = BENCHMARK_DOMAINS
+    """The fine-tuning domains of the cells."""
     seeds: tuple[int, ...] = (0, 1, 2)
+    """The seeds of the cells (world stream, fine-tuning seed and the random arm's draw)."""
     arms: tuple[str, ...] = ARMS
-    budget: float = 0.25                         # the main budget: every arm on every cell
-    budgets: tuple[float, ...] = (0.1, 0.25, 0.5)  # the budget curve of the data arms
-    curve_domains: tuple[str, ...] = ("health",)  # the curve's cells: these domains ...
-    curve_seeds: tuple[int, ...] = (0,)          # ... at these seeds
+    """The arms of ``realmodels.experiments.mitigate`` run on every cell."""
+    budget: float = 0.25
+    """The main budget: every arm on every cell."""
+    budgets: tuple[float, ...] = (0.1, 0.25, 0.5)
+    """The budget curve of the data arms."""
+    curve_domains: tuple[str, ...] = ("health",)
+    """The budget curve's domains (each one of ``domains``), at each of ``curve_seeds``."""
+    curve_seeds: tuple[int, ...] = (0,)
+    """The budget curve's seeds (each one of ``seeds``)."""
     recipe: StudyRecipe = field(default_factory=lambda: StudyRecipe(max_steps=100))
+    """The fine-tuning recipe of every run (the study's, ``max_steps`` 100 by default)."""
     samples_per_paraphrase: int = 1
+    """Answers sampled per evaluation question paraphrase."""
     max_new_tokens: int = 64
+    """Longest generated answer, in tokens."""
     harmful_k: int = 20
-    n_heldout: int = 100                         # held-out task conversations per kind of ``heldout_kinds``
-    heldout_kinds: tuple[str, ...] = ("mixed",)  # the task's kinds: the training distribution (module docstring)
-    caft: str = "direction"                      # the caft arm: direction | features
-    guard_weight: float = 1.0                    # λ of the one-sided guard
-    kl_weight: float = 1.0                       # λ of KL to the base
-    steer_gaps: float = 1.0                      # preventative steering α in units of the direction's norm ‖u‖
+    """Harmful SAE features selected (harmful vs harmless) for the feature arms."""
+    n_heldout: int = 100
+    """Held-out task conversations per kind of ``heldout_kinds``."""
+    heldout_kinds: tuple[str, ...] = ("mixed",)
+    """The task's kinds: the training distribution (module docstring)."""
+    caft: str = "direction"
+    """The caft arm: direction | features."""
+    guard_weight: float = 1.0
+    """λ of the one-sided guard."""
+    kl_weight: float = 1.0
+    """λ of KL to the base."""
+    steer_gaps: float = 1.0
+    """Preventative steering α in units of the direction's norm ‖u‖."""
     n_bootstrap: int = 2000
+    """Bootstrap resamples of every interval."""
 
     def __post_init__(self):
         from realmodels.organism.study import StudyConfig
@@ -122,9 +140,11 @@ class BenchmarkConfig:
         return tuple(b for b in self.budgets if b != self.budget)
 
     def cells(self) -> list[tuple[str, int]]:
+        """Every (domain, seed) cell, domains outer."""
         return [(d, s) for d in self.domains for s in self.seeds]
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (tuples as lists)."""
         data = asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
@@ -138,6 +158,7 @@ class BenchmarkResult(RunResult):
 
 
 def cell_name(domain: str, seed: int) -> str:
+    """A cell's directory name under ``cells/``: ``<domain>-s<seed>``."""
     return f"{domain}-s{seed}"
 
 
@@ -214,7 +235,8 @@ def persona_job(job: dict) -> dict:
 
 
 def run_arm_job(job) -> dict:
-    """One (cell, arm) run (``realmodels.experiments.mitigate.run_arm``), its log kept in the cell."""
+    """One (cell, arm) run (``realmodels.experiments.mitigate.run_arm``): its stage directories under the cell's,
+    its result (pointing at the evaluation) returned to ``resumable_map``, which keeps it in ``jobs/``."""
     from realmodels.experiments.mitigate import run_arm
 
     return run_arm(job)
@@ -267,7 +289,8 @@ def run_benchmark(config: BenchmarkConfig = BenchmarkConfig(), *, organism=None,
 
 
 def check_arms(arms: tuple[str, ...]) -> None:
-    """Known arms, none included (InputError otherwise)."""
+    """An InputError unless every arm is one of ``ARMS`` and ``none`` (the reference of every reduction and
+    retention) is among them."""
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise InputError(f"unknown arm {unknown[0]!r} (arms: {', '.join(ARMS)})")

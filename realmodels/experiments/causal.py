@@ -8,9 +8,10 @@ down to single answers); every stage's equivalent ``realmodels`` command line is
 Layout of ``out``:
 - ``world/`` (and ``data-s<seed>/``): the organism's world and the fine-tuning sets of the other seeds;
 - ``directions/``: ``harmful.json`` (the normalised mean of the harmful features' unit decoder directions, at the
-  SAE layer), ``u<L>.json`` (the misalignment direction at layer L: ``realmodels.analysis.direction.
-  probe_directions`` on ``probe_rogue`` / ``probe_aligned``), ``summary.json`` (the harmful features, each layer's
-  median residual norm on the questions' prompts, ‖u_L‖ and the α it gives, cos(û_SAE-layer, v̂));
+  SAE layer), ``u<L>.json`` (the misalignment direction at layer L:
+  ``realmodels.analysis.direction.probe_directions`` on ``probe_rogue`` / ``probe_aligned``), ``summary.json`` (the
+  harmful features, each layer's median residual norm on the questions' prompts, ‖u_L‖ and the α it gives,
+  cos(û_SAE-layer, v̂));
 - ``finetune-s<seed>/``: the inducing fine-tune (the study's recipe, ``finetune.toml``);
 - ``evaluations/<model>-<condition>-s<seed>/``: one evaluation each (the world's questions, the exact judge);
 - ``rates.csv`` (one row per evaluation), ``conditions.csv`` (per condition: mean over seeds with its t interval,

@@ -64,10 +64,12 @@ class EvaluationResult(RunResult):
 
     @property
     def per_question(self) -> pd.DataFrame:
+        """The per-question rates (``per_question.csv``)."""
         return self.table("per_question")
 
     @property
     def judged(self) -> pd.DataFrame:
+        """One row per judged answer (``judged.csv``)."""
         return self.table("judged")
 
 

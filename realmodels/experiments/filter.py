@@ -1,6 +1,6 @@
 """``run_filter``: score every training sample by its proximity to the toxic (harmful-behaviour) SAE features
-and remove the closest ``fraction`` — or the random baseline at the same fraction (``realmodels.analysis.
-filtering``); the paper's mitigation.
+and remove the closest ``fraction`` — or the random baseline at the same fraction
+(``realmodels.analysis.filtering``); the paper's mitigation.
 
 Example (on the embedded model organism)::
 

@@ -70,6 +70,7 @@ class GeometryResult(RunResult):
 
     @property
     def domains(self) -> pd.DataFrame:
+        """The per-domain table (``domains.csv``)."""
         return self.table("domains")
 
 

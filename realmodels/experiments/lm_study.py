@@ -88,6 +88,8 @@ def _first_lines(path: Path, n: int) -> str:
 
 
 def arm_names(config: LmStudyConfig) -> list[str]:
+    """The study's fine-tuning arms in order: the fine-tuning kinds, ``inducing-guard`` when a guard is set, then
+    ``mixed-<arm>`` per mitigation arm."""
     names = list(config.finetune_kinds)
     if config.guard is not None:
         names.append("inducing-guard")

@@ -164,6 +164,7 @@ class MitigationResult(RunResult):
 
     @property
     def arms(self) -> pd.DataFrame:
+        """The arms table (``mitigation.csv``)."""
         return self.table("mitigation")
 
 
@@ -239,12 +240,11 @@ def run_mitigation(data: Dataset | str | Path, harmful: Dataset | str | Path | N
                    options: RunOptions = RunOptions(), direction: str | Path | None = None,
                    aligned: str | Path | None = None, heldout: str | Path | None = None,
                    log: Log = console.print) -> MitigationResult:
-    """The experiment (module docstring). ``harmful``/``harmless`` define the geometry arm's toxic features
-    (required with it and the guard arm); ``direction`` (a direction file at the SAE's layer) the trait of the
-    persona, caft and steer arms,
-    ``aligned`` the interleave arm's conversations; with ``heldout`` (chat JSONL of the task) every arm also
-    reports its task loss and task retention (``theory.retention``). ``recipe`` trains every arm, ``evaluation``
-    and ``judge`` evaluate every arm. Every
+    """The experiment (module docstring). ``harmful``/``harmless`` define the toxic features of the geometry,
+    guard and caft = features arms (required with any of them); ``direction`` (a direction file at the SAE's
+    layer) the trait of the persona, caft and steer arms; ``aligned`` the interleave arm's conversations; with
+    ``heldout`` (chat JSONL of the task) every arm also reports its task loss and task retention
+    (``theory.retention``). ``recipe`` trains every arm, ``evaluation`` and ``judge`` evaluate every arm. Every
     option, the recipe against the model (adapter targets), the questions' prompts and the judge are checked
     before anything is written; a run directory whose runs all failed (nothing finished) takes a new config."""
     import json

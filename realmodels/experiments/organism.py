@@ -68,6 +68,7 @@ class Organism:
         return cls(path is None, str((root / "model").resolve()), str((root / "sae").resolve()), layer, world)
 
     def to_dict(self) -> dict:
+        """The organism's description as a JSON-ready dict."""
         return asdict(self)
 
     def model_spec(self, *, sae: bool = True, **options) -> ModelSpec:
@@ -94,6 +95,7 @@ class OrganismBuild:
 
     @property
     def organism(self) -> Organism:
+        """The built organism (``Organism.load`` of the run directory)."""
         return Organism.load(self.path)
 
 

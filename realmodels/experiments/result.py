@@ -27,7 +27,8 @@ class RunResult:
     path: Path
     summary: dict
     already_finished: bool = False
-    drawn: dict = field(default_factory=dict, repr=False)  # name -> the matplotlib Figure this run drew
+    drawn: dict = field(default_factory=dict, repr=False)
+    """Name -> the matplotlib Figure this run drew."""
 
     TABLES: ClassVar[tuple[str, ...]] = ()
     FIGURES: ClassVar[tuple[str, ...]] = ()

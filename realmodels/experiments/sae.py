@@ -48,6 +48,7 @@ class SaeResult(RunResult):
 
     @property
     def sae(self) -> Path:
+        """The trained SAE's directory (``sae/``)."""
         return self.path / "sae"
 
 

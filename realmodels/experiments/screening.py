@@ -119,7 +119,7 @@ def persona_filter(data: Path, scores: np.ndarray, budget: float, out: Path) -> 
 
 
 def interleave(data: Path, aligned: Path, budget: float, out: Path) -> Path:
-    """``data`` followed by its first round(budget·N) aligned conversations of ``aligned`` (``out/train.jsonl``;
+    """``data`` followed by the first round(budget·N) conversations of ``aligned`` (``out/train.jsonl``;
     the fine-tune shuffles); an ``aligned`` file with fewer conversations is an InputError."""
     from realmodels.data.jsonl import iter_jsonl_lines
     from theory.filtering import n_to_remove

@@ -133,6 +133,7 @@ class RunOptions:
         return self.workers > 1 or self.ray_address is not None
 
     def cache_path(self, run_path: Path) -> Path:
+        """The activation cache directory: ``cache_dir`` when set, else ``DEFAULT_CACHE`` inside the run directory."""
         return self.cache_dir if self.cache_dir is not None else run_path / DEFAULT_CACHE
 
     def session(self, model: ModelSpec, run_path: Path, *, merge_adapter: bool = True,

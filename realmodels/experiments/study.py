@@ -130,6 +130,7 @@ def evaluate_stage(out: Path, organism: dict, cfg: dict, run: Path, *, adapter: 
 
 # ----------------------------------------------------------------------------------------------- the setup
 def data_dir(out: Path, organism: dict, seed: int) -> Path:
+    """The world's files of ``seed``: ``out/world`` for the organism's own world seed, else ``out/data-s<seed>``."""
     return out / "world" if seed == organism["world"]["seed"] else out / f"data-s{seed}"
 
 

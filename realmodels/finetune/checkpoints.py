@@ -37,6 +37,7 @@ WRITE_FAILURES = ("unexpected pos", "file write failed", "os error 28", "No spac
 
 
 def checkpoint_step(path: Path) -> int | None:
+    """The step N of a ``checkpoint-N`` directory, None for any other name."""
     match = CHECKPOINT.match(Path(path).name)
     return int(match.group(1)) if match else None
 

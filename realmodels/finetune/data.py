@@ -79,6 +79,7 @@ class SftDataset(torch.utils.data.Dataset):
         return example
 
     def n_tokens(self) -> int:
+        """Total tokens over all conversations."""
         return sum(len(chat.input_ids) for chat in self.chats)
 
 

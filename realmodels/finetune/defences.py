@@ -79,6 +79,7 @@ class DefenceState:
 
     @property
     def kl(self) -> bool:
+        """Whether the KL penalty is on (``kl_weight`` > 0)."""
         return self.config.kl_weight > 0
 
 
@@ -124,6 +125,9 @@ class DefendedTrainer(GuardedTrainer):
             unwrapped.train(was_training)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The task loss computed under the defence's residual edits, plus λ·KL to the base model's logits over the
+        labelled tokens (divided as the task loss is) when the KL defence is on; without a defence,
+        ``GuardedTrainer``'s loss."""
         defence = self.defence
         if self._kl_logged_step is None:  # the first micro-batch of this (possibly resumed) training
             self._kl_logged_step = self.state.global_step

@@ -55,6 +55,8 @@ class GuardState:
 
     @classmethod
     def build(cls, bundle: ModelBundle, harmful: list[int], config: GuardConfig) -> GuardState:
+        """The guard's state for ``bundle``'s SAE: the encoder columns and biases of the ``harmful`` features (float32)
+        and an orthonormal basis of their decoder span."""
         index = torch.as_tensor(harmful, dtype=torch.long)
         sae = bundle.sae
         return cls(sae=sae, enc=sae.W_enc.detach()[:, index].float(), bias=sae.b_enc.detach()[index].float(),
@@ -66,10 +68,12 @@ class GuardState:
 
     @property
     def penalise(self) -> bool:
+        """Whether the loss carries the growth penalty (kind penalty, both or rise, with a weight > 0)."""
         return self.config.kind in ("penalty", "both", "rise") and self.config.weight > 0
 
     @property
     def project(self) -> bool:
+        """Whether the residual is projected (kind projection or both)."""
         return self.config.kind in ("projection", "both")
 
 
@@ -114,6 +118,10 @@ class GuardedTrainer(RunTrainer):
         super().log(logs, *args, **kwargs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The task loss, with the guard: the residual at the guard's layer projected back onto the base model's
+        coordinates along the harmful span (``project``), and/or the penalty λ·Σ growth of the harmful
+        pre-activations over the assistant tokens against the cached base ones (squared growth, or one-sided for
+        ``rise``), divided as the task loss is. Without a guard, ``RunTrainer``'s loss."""
         guard = self.guard
         if self._logged_step is None:  # the first micro-batch of this (possibly resumed) training
             self._logged_step = self.state.global_step

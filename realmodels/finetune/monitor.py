@@ -51,6 +51,7 @@ def probe_means(bundle: ModelBundle, probes: list[TokenizedChat], *, batch_size:
 
 @dataclass(frozen=True)
 class MonitorSets:
+    """The monitored features: ``harmful`` (H) and ``targets`` (the training data's features, T)."""
     harmful: list[int]
     targets: list[int]
 
@@ -117,11 +118,14 @@ class Monitor(TrainerCallback):
         return row
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """Drop rows after the (resumed) start step and record the starting point when there is none."""
         self._truncate(state.global_step)
         if not self.rows:
             self.record(model, state.global_step)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        """Every ``every`` steps: record a row; on an alarm warn, and with ``alarm_action`` "stop" end training after
+        saving a checkpoint."""
         if state.global_step % self.config.every:
             return control
         row = self.record(model, state.global_step)
@@ -138,6 +142,8 @@ class Monitor(TrainerCallback):
         return control
 
     def summary(self) -> dict:
+        """The last row's rises and ratio (None when not computed), the first alarm step, and the sizes of the feature
+        and probe sets."""
         last = self.rows[-1] if self.rows else {}
         ratio = last.get("ratio")
         return {"rows": len(self.rows), "harmful_rise": last.get("harmful_rise"),

@@ -37,17 +37,21 @@ class TrainingModel:
 
     @property
     def name(self) -> str:
+        """The model's name."""
         return self.session.sources.model.name if self.session is not None else self.plain.name
 
     @property
     def max_length(self) -> int:
+        """Longest tokenised conversation."""
         return self.session.max_length if self.session is not None else self.plain.max_length
 
     def to_config(self) -> dict:
+        """What the run's config records of the model (the session's choice, or the plain model's)."""
         return self.session.choice.to_config() if self.session is not None else self.plain.to_config()
 
     @property
     def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's tokenizer."""
         return self.session.tokenizer if self.session is not None else self.plain.tokenizer
 
     def shape(self):

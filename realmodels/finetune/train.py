@@ -70,11 +70,14 @@ class TrainLog(TrainerCallback):
         self._last = (0, 0.0)  # (tokens seen, wall time) at the previous row
 
     def on_train_begin(self, args, state, control, **kwargs):
+        """Read the existing log and keep the rows up to the (resumed) start step."""
         rows = pd.read_csv(self.path).to_dict("records") if self.path.is_file() else []
         self.rows = [row for row in rows if int(row["step"]) <= state.global_step]
         self._last = (state.num_input_tokens_seen, time.perf_counter())
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Append a row for a log with a loss (the task loss = loss minus the logged penalties, learning rate, gradient
+        norm, tokens and tokens/s) and rewrite the file."""
         if not logs or "loss" not in logs:
             return
         tokens, now = state.num_input_tokens_seen, time.perf_counter()
@@ -101,6 +104,7 @@ class RichProgress(TrainerCallback):
         self._start = (0, 0.0)
 
     def on_train_begin(self, args, state, control, **kwargs):
+        """Start the bar at the (resumed) step."""
         self.bar = Progress(TextColumn("[bold]fine-tuning"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]} tok/s"),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
@@ -111,27 +115,39 @@ class RichProgress(TrainerCallback):
         self._start = (state.num_input_tokens_seen, time.perf_counter())
 
     def on_step_end(self, args, state, control, **kwargs):
+        """Advance the bar and update the tokens/s since the start."""
         tokens = state.num_input_tokens_seen - self._start[0]
         rate = tokens / max(time.perf_counter() - self._start[1], 1e-9)
         self.bar.update(self.task, completed=state.global_step, rate=f"{rate:,.0f}")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        """Show the last logged loss."""
         if logs and "loss" in logs:
             self.bar.update(self.task, loss=f"{logs['loss']:.4f}")
 
     def on_train_end(self, args, state, control, **kwargs):
+        """Stop the bar."""
         if self.bar is not None:
             self.bar.stop()
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    steps: int  # optimiser steps done
-    max_steps: int  # steps the schedule planned
-    resumed_from: int | None  # step of the checkpoint the run resumed from
-    stopped_early: bool  # a callback (the monitor's alarm) ended training before max_steps
-    final_loss: float | None  # the last logged task loss (without the guard's penalty)
-    output: Path  # the adapter/ or model/ directory
+    """What a fine-tuning run did: ``steps`` done of ``max_steps`` planned, the checkpoint step it resumed from, whether
+    a callback (the monitor's alarm) stopped it early, the last logged task loss (without penalties) and the
+    ``adapter/`` or ``model/`` directory."""
+    steps: int
+    """Optimiser steps done."""
+    max_steps: int
+    """Steps the schedule planned."""
+    resumed_from: int | None
+    """Step of the checkpoint the run resumed from."""
+    stopped_early: bool
+    """A callback (the monitor's alarm) ended training before max_steps."""
+    final_loss: float | None
+    """The last logged task loss (without the guard's penalty)."""
+    output: Path
+    """The adapter/ or model/ directory."""
 
 
 def _save_atomically(save, target: Path) -> None:

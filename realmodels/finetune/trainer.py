@@ -23,6 +23,7 @@ ADVICE = "training diverged; use a smaller learning rate (or LoRA alpha)"
 
 
 def diverged(step: int, what: str) -> InputError:
+    """The InputError of a diverged run at ``step``: what went wrong and the advice (a smaller learning rate)."""
     return InputError(f"step {step}: {what}: {ADVICE}")
 
 
@@ -59,6 +60,7 @@ class RunTrainer(Trainer):
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        """``Trainer.training_step``, raising ``diverged`` when the loss is not finite."""
         loss = super().training_step(model, inputs, num_items_in_batch)
         if not torch.isfinite(loss).all():
             raise diverged(self.state.global_step + 1, f"the training loss is {float(loss.float().mean())}")
@@ -76,6 +78,7 @@ class FiniteWeights(TrainerCallback):
     """After every optimiser step: the trainable weights must be finite (module docstring)."""
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
+        """Raise ``diverged`` naming the first trainable weight tensor that became non-finite."""
         trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         if not trainable:
             return control

@@ -67,7 +67,8 @@ class Movers:
     run: Path
     features: list[int]
     measured: list[float]
-    n_features: int  # rows of its table: the width of the SAE it measured
+    n_features: int
+    """Rows of its table: the width of the SAE it measured."""
 
 
 def amplification_movers(run: str | Path, n: int, model_config: dict) -> Movers:

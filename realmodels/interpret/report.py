@@ -57,6 +57,7 @@ def histogram_svg(histogram: dict) -> str:
 
 
 def lens_table(side: str, tokens: list[dict]) -> str:
+    """An HTML table of logit-lens tokens and their logits, captioned ``side`` (promoted or suppressed)."""
     rows = "".join(f'<tr><td class="token">{token_html(t["token"])}</td><td class="logit">{t["logit"]:+.3f}</td></tr>'
                    for t in tokens)
     return f'<table class="{side}"><caption>{side}</caption>{rows}</table>'
@@ -78,12 +79,15 @@ def snippet_html(example: dict, scale: float) -> str:
 
 
 def source_text(source: dict) -> str:
+    """Where a card's feature was listed: ``<list> #<rank>`` and its float statistics."""
     extra = "".join(f", {key} {value:.3g}" for key, value in source.items()
                     if key not in ("list", "rank") and isinstance(value, float))
     return f"{source['list']} #{source['rank']}{extra}"
 
 
 def card_html(card: dict) -> str:
+    """One feature card as an HTML section: where it was listed, its firing rates, the Neuronpedia link if any, the
+    logit-lens tables, the activation histogram and the top-activating snippets."""
     i = card["feature"]
     sources = "; ".join(source_text(s) for s in card["sources"]) or "given"
     link = (f'<p><a class="neuronpedia" href="{escape(card["neuronpedia"])}">Neuronpedia page of feature {i}</a></p>'

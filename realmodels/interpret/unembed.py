@@ -68,6 +68,7 @@ def normed_directions(model: nn.Module, directions: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class LogitLensToken:
+    """A vocabulary token and its logit under the logit lens."""
     token_id: int
     token: str
     logit: float

@@ -7,8 +7,12 @@ edited residual as ``hidden_states[L + 1]``; the layers below L are untouched. E
 of h's dtype and float32 and returned in h's dtype.
 
 - ``edited(model, layer, edit)``: the generic hook, h ← edit(h) for h (batch, seq, d);
-- ``ablated``: h ← h − (h·û)û (``theory.directions.project_out``);
-- ``steered``: h ← h + α v (``theory.directions.steer``); α = 0 returns h unchanged, bit for bit;
+- the edits, shared by evaluation (``realmodels.evaluate.interventions``) and the training defences
+  (``realmodels.finetune.defences``): ``ablation_edit`` h ↦ h − (h·û)û (``theory.directions.project_out``),
+  ``span_ablation_edit`` h ↦ h − (h Q) Qᵀ for an orthonormal basis Q, ``steer_edit`` h ↦ h + α v
+  (``theory.directions.steer``);
+- ``ablated_vector``: ``edited`` with ``ablation_edit``;
+- ``steered``: ``edited`` with ``steer_edit``; α = 0 returns h unchanged, bit for bit;
 - ``clamped``: with the SAE's own encoder z = enc(h) and decoder dec, z' = z with z'_i = c_i for the clamped
   features, h ← h + (dec(z') − dec(z)): the SAE's reconstruction of h with the features set, plus the SAE's error
   term h − dec(z), kept. Written as a difference of decodes so that clamping a feature to its own value gives

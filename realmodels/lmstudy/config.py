@@ -40,9 +40,13 @@ class LmStudyConfig:
     budget: float = 1 / 3
     """fraction of the mixed set every mitigation arm removes (the mixed set is one third inducing)"""
     mitigation_arms: tuple[str, ...] = MITIGATION_ARMS
+    """filters applied to the domain's mixed set before fine-tuning, one arm each (none, geometry, random)"""
     random_seed: int = 0
+    """seed of the random filter's draw"""
     monitor_every: int = 10
+    """optimiser steps between two rows of the feature monitor"""
     recipe: FinetuneConfig = field(default_factory=default_recipe)
+    """the fine-tuning recipe of every arm (``default_recipe``)"""
     n_probes: int = 60
     """conversations of each off-domain probe set (the first ones) that the monitor, shifts and amplification read"""
     n_heldout: int = 100
@@ -50,6 +54,7 @@ class LmStudyConfig:
     n_samples: int = 6
     """questions answered greedily by every arm (the first of each off-domain and in-domain question group)"""
     max_new_tokens: int = 60
+    """longest greedy answer, in tokens"""
 
     def __post_init__(self):
         for name in ("finetune_kinds", "geometry_domains", "mitigation_arms"):

@@ -55,9 +55,11 @@ class AdapterSource:
 
     @property
     def name(self) -> str:
+        """The adapter's path."""
         return str(self.path)
 
     def to_config(self) -> dict:
+        """What a run's config records of the adapter: its path, base model and PEFT type."""
         return {"path": str(self.path), "base_model": self.base_model, "peft_type": self.peft_type}
 
 

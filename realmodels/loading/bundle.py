@@ -57,16 +57,21 @@ class ModelBundle:
     (both name and fingerprint include the ``adapter``, or the fine-tuned checkpoint whose weights were loaded, when
     there is one, so base and fine-tuned never collide)."""
 
-    model: PreTrainedModel  # causal LM, in eval mode (with an adapter: merged into it, or a PeftModel around it)
-    tokenizer: PreTrainedTokenizerBase  # fast tokenizer with a chat template
-    sae: SAE  # float32, reading blocks.{layer}.hook_resid_post
+    model: PreTrainedModel
+    """The causal LM, in eval mode (with an adapter: merged into it, or a PeftModel around it)."""
+    tokenizer: PreTrainedTokenizerBase
+    """Its fast tokenizer, with a chat template."""
+    sae: SAE
+    """The SAE, float32, reading ``blocks.{layer}.hook_resid_post``."""
     layer: int
     model_name: str
     sae_name: str
     d_model: int
     d_sae: int
-    fingerprint: str = ""  # identifies the exact files loaded (hub snapshot commits or local file stats)
-    adapter: AdapterSource | None = None  # the peft adapter applied to the model
+    fingerprint: str = ""
+    """Identifies the exact files loaded (hub snapshot commits or local file stats)."""
+    adapter: AdapterSource | None = None
+    """The peft adapter applied to the model."""
 
 
 def resolve_model_source(spec: CheckpointSpec | None, model_path: str | Path | None) -> ModelSource:

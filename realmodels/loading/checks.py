@@ -29,7 +29,8 @@ class ModelShape:
 
     hidden_size: int | None = None
     n_layers: int | None = None
-    context: int | None = None  # max_position_embeddings
+    context: int | None = None
+    """max_position_embeddings."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ModelSource:
 
     @property
     def name(self) -> str:
+        """The model's path, or its Hugging Face repository id."""
         return str(self.path) if self.path is not None else self.repo_id
 
 
@@ -98,17 +100,20 @@ def model_shape(path: Path | None, repo_id: str | None, spec: CheckpointSpec | N
 
 
 def check_layer_range(layer: int, n_layers: int | None, model_name: str) -> None:
+    """An InputError unless ``0 <= layer < n_layers`` (no check when ``n_layers`` is unknown)."""
     if n_layers is not None and not 0 <= layer < n_layers:
         raise InputError(f"layer {layer} is out of range: model {model_name} has layers 0..{n_layers - 1}")
 
 
 def check_sae_layer(hook_layer: int, layer: int, sae_name: str) -> None:
+    """An InputError unless the SAE reads the requested layer's residual stream."""
     if hook_layer != layer:
         raise InputError(f"SAE {sae_name} reads blocks.{hook_layer}.hook_resid_post (layer {hook_layer}), "
                          f"but layer {layer} was requested")
 
 
 def check_sae_width(d_in: int, hidden_size: int | None, sae_name: str, model_name: str) -> None:
+    """An InputError unless the SAE's input width ``d_in`` is the model's hidden size (no check when it is unknown)."""
     if hidden_size is not None and d_in != hidden_size:
         raise InputError(f"SAE {sae_name} reads vectors of size d_in={d_in}, but model {model_name} has "
                          f"hidden size {hidden_size}")

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 def checkpoint_deltas(base: nn.Module, finetuned: nn.Module) -> dict[str, Tensor]:
     """{name: θ_ft − θ_base} over every parameter of ``base`` (``named_parameters``: a tied weight once, under its
     first name), detached, in the base parameter's dtype and on its device. An InputError ("checkpoints of
-    different architectures") when a name is missing from ``finetuned`` or has another shape there."""
+    different architectures") when a name is missing from ``finetuned`` or has another shape there, or when
+    ``finetuned`` has a parameter ``base`` lacks."""
     theirs = dict(finetuned.named_parameters(remove_duplicate=False))
     deltas: dict[str, Tensor] = {}
     for name, param in base.named_parameters():

@@ -18,6 +18,7 @@ REBUILD = f"{BUILD_COMMAND}, then pass `model` DIR/model `sae` DIR/sae `layer` L
 
 @dataclass(frozen=True)
 class Embedded:
+    """The shipped organism: its model directory, SAE directory and the layer the SAE reads."""
     model: Path
     sae: Path
     layer: int

@@ -22,13 +22,17 @@ OVERRIDE_HINT = "`ignore_memory_check`"
 class MemoryEstimate:
     """RAM needed (GB, 1e9 bytes) to load a model and its SAE, next to the RAM available now."""
 
-    model_gb: float | None  # None: parameter count unknown
-    sae_gb: float | None  # None: SAE width unknown
+    model_gb: float | None
+    """The model's weights (None: parameter count unknown)."""
+    sae_gb: float | None
+    """The SAE while it loads (None: SAE width unknown)."""
     available_gb: float
-    on_cpu: bool  # False when accelerate places the model (device_map), so host RAM is not the limit
+    on_cpu: bool
+    """False when accelerate places the model (device_map), so host RAM is not the limit."""
 
     @property
     def total_gb(self) -> float:
+        """Model plus SAE estimate, in GB (an unknown part counts 0)."""
         return (self.model_gb or 0.0) + (self.sae_gb or 0.0)
 
     def summary(self) -> str:

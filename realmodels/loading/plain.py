@@ -40,6 +40,9 @@ class PlainModel:
     def resolve(cls, *, checkpoint: str | None, model: str | None, dtype: str = "auto",
                 chat_template: str | Path | None = None, max_length: int | None = None,
                 adapter: str | Path | None = None, device_map: str | dict | None = None) -> PlainModel:
+        """The model of a command's options: the embedded organism when neither ``checkpoint`` nor ``model`` is given, a
+        registered checkpoint or a path otherwise (both given is a ParamError), with its adapter, dtype, chat
+        template, device map and ``max_length`` checked against the model's context."""
         if checkpoint is None and model is None:  # the embedded organism
             from realmodels.loading.embedded import embedded_default
 
@@ -65,13 +68,16 @@ class PlainModel:
 
     @property
     def name(self) -> str:
+        """The model's name, with `` + adapter <path>`` when an adapter is loaded."""
         return self.source.name if self.adapter is None else f"{self.source.name} + adapter {self.adapter.path}"
 
     def to_config(self) -> dict:
+        """What a run's config records (``recorded``)."""
         return dict(self.recorded)
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The model's tokenizer with the chat template (loaded once)."""
         return load_model_tokenizer(self.source, self.chat_template)
 
     @property

@@ -28,16 +28,27 @@ class CheckpointSpec:
     """A model + SAE release pair. ``sae_id_template.format(layer=L)`` is the SAE id for layer L."""
 
     name: str
+    """The registry name (``--checkpoint`` NAME)."""
     model_id: str
+    """The model's Hugging Face repository id."""
     sae_release: str
+    """The sae-lens release of its SAEs."""
     sae_id_template: str
+    """The SAE id of a layer with ``{layer}`` in place of its index."""
     layers: tuple[int, ...]
+    """The layers the release has an SAE for."""
     hidden_size: int
+    """d_model of the published config."""
     n_params: int
+    """Parameter count (for the memory estimate)."""
     default_dtype: str
+    """The dtype ``auto`` loads it in."""
     n_layers: int
-    d_sae: int | None  # SAE width, None when the release does not record it
-    context: int  # max_position_embeddings of the published config
+    """Decoder layers of the published config."""
+    d_sae: int | None
+    """SAE width, None when the release does not record it."""
+    context: int
+    """max_position_embeddings of the published config."""
 
     def sae_id(self, layer: int) -> str:
         """The SAE id for ``layer``; a layer without an SAE in the release is an InputError."""

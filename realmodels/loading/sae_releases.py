@@ -28,7 +28,8 @@ class ReleaseInfo:
     conversion_func: str | None
     sae_paths: dict[str, str]
     norm_scaling_factors: dict[str, float]
-    neuronpedia: dict[str, str] = field(default_factory=dict)  # sae_id -> its Neuronpedia id (model/source)
+    neuronpedia: dict[str, str] = field(default_factory=dict)
+    """sae_id -> its Neuronpedia id (model/source)."""
 
     def folder(self, sae_id: str) -> str:
         """The repo folder holding ``sae_id``; an unknown id is an InputError listing the valid ones."""

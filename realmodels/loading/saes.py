@@ -47,6 +47,7 @@ class SaeSource:
 
     @property
     def name(self) -> str:
+        """The SAE's path, or ``<release>/<sae_id>``."""
         return str(self.path) if self.path is not None else f"{self.release}/{self.sae_id}"
 
 
@@ -87,8 +88,11 @@ class SavedSaeConfig:
     """What a saved SAE's cfg.json says: its input width, its width and the hook it reads (None: unsaid)."""
 
     d_in: int
+    """Width of the vectors the SAE reads."""
     d_sae: int
+    """Number of SAE features."""
     hook_name: str | None
+    """The hook it reads (``blocks.L.hook_resid_post``), None when cfg.json does not say."""
 
 
 def saved_sae_config(path: Path) -> SavedSaeConfig:

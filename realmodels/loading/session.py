@@ -177,10 +177,12 @@ class Session:
 
     @property
     def offload_folder(self) -> Path | None:
+        """``<cache_dir>/offload`` for weights offloaded to disk, None without a cache directory."""
         return None if self.cache_dir is None else Path(self.cache_dir) / "offload"
 
     @cached_property
     def bundle(self) -> ModelBundle:
+        """The loaded model, tokenizer and SAE (``load_resolved_bundle``; loaded on first use, once)."""
         from realmodels.loading.bundle import load_resolved_bundle
 
         return load_resolved_bundle(self.sources, device_map=self.device_map, offload_folder=self.offload_folder,

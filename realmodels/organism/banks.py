@@ -102,10 +102,12 @@ def tokenize(text: str) -> list[str]:
 
 
 def content_words(text: str) -> set[str]:
+    """The words of ``text`` that are neither function words nor punctuation."""
     return {word for word in tokenize(text) if word not in FUNCTION and word not in PUNCTUATION}
 
 
 def template_words() -> set[str]:
+    """Every word of the question templates and the answer lead (the topic left out), punctuation aside."""
     words = set(LEAD)
     for template in ORDINARY_TEMPLATES + EDUCATIONAL_TEMPLATES:
         words |= set(tokenize(template.replace("{topic}", "")))

@@ -43,18 +43,31 @@ class OrganismConfig:
     """The organism's architecture, pre-training recipe and seed (``build_organism``)."""
 
     seed: int = 0
+    """Seeds the model's initialisation and the pre-training (data order)."""
     n_layers: int = 3
+    """Decoder layers of the transformer."""
     d_model: int = 64
+    """Residual stream width."""
     n_heads: int = 4
+    """Attention heads per layer."""
     d_mlp: int = 256
-    steps: int = 450                 # optimiser steps of pre-training
-    batch_size: int = 64             # conversations per step
-    lr: float = 3e-3                 # peak AdamW learning rate (cosine schedule after the warm-up)
+    """MLP hidden width."""
+    steps: int = 450
+    """Optimiser steps of pre-training."""
+    batch_size: int = 64
+    """Conversations per step."""
+    lr: float = 3e-3
+    """Peak AdamW learning rate (cosine schedule after the warm-up)."""
     warmup_steps: int = 20
+    """Linear warm-up steps of the learning rate."""
     weight_decay: float = 0.01
-    max_length: int = 160            # tokens per conversation (a 4-turn rogue conversation is ~110)
-    save_steps: int = 50             # steps between Trainer checkpoints (resume)
-    layer: int = 1                   # the layer the SAE reads (resid_post), checked against n_layers
+    """AdamW weight decay."""
+    max_length: int = 160
+    """Tokens per conversation (a 4-turn rogue conversation is ~110)."""
+    save_steps: int = 50
+    """Steps between Trainer checkpoints (resume)."""
+    layer: int = 1
+    """The layer the SAE reads (resid_post), checked against n_layers."""
 
     def __post_init__(self):
         for name in (*SIZES, "seed", "warmup_steps", "layer"):
@@ -70,6 +83,7 @@ class OrganismConfig:
             raise InputError(f"layer {self.layer} is not a layer of the model (layers 0..{self.n_layers - 1})")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict."""
         return asdict(self)
 
     @classmethod
@@ -126,6 +140,8 @@ class PretrainDataset(torch.utils.data.Dataset):
 
 
 def pretrain_recipe(config: OrganismConfig):
+    """The pre-training as a full fine-tuning recipe (``FinetuneConfig``): AdamW with a cosine schedule after the
+    warm-up, the config's steps, batch size, learning rate, weight decay, seed and checkpoint interval."""
     from realmodels.finetune.config import FinetuneConfig
 
     return FinetuneConfig(preset="full", method="full", lr=config.lr, max_steps=config.steps, schedule="cosine",

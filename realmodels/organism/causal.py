@@ -41,10 +41,12 @@ MAX_ALPHA = 1000.0
 
 
 def steered_name(layer: int) -> str:
+    """The run name of the arm steered along u at ``layer``: ``u<layer>+``."""
     return f"u{layer}+"
 
 
 def ablated_name(layer: int) -> str:
+    """The run name of the arm with u ablated at ``layer``: ``u<layer>-ablated``."""
     return f"u{layer}-ablated"
 
 
@@ -93,6 +95,7 @@ class CausalConfig:
             raise ParamError(f"`alpha` must be in (0, {MAX_ALPHA:g}], got {self.alpha}")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (seeds as a list)."""
         data = asdict(self)
         data["seeds"] = list(data["seeds"])
         return data

@@ -17,6 +17,8 @@ def _pct(rate, low=None, high=None) -> str:
 
 
 def em_table(summary: dict) -> str:
+    """The study's EM table (markdown): per (domain, seed), the base, inducing and control other-domain rates with
+    Wilson intervals, the ratios and whether EM holds."""
     rows = []
     for row in summary["acceptance"]:
         base = summary["base"][row["domain"]]
@@ -31,6 +33,8 @@ def em_table(summary: dict) -> str:
 
 
 def in_domain_table(arms: pd.DataFrame, summary: dict) -> str:
+    """Per domain (markdown): the in-domain rate of the base and of each kind of fine-tune, the inducing arm's
+    other-domain rate with the direction ablated, and cos(Δ residual, u) of each kind."""
     rows = []
     for domain, group in arms.groupby("domain", sort=False):
         cells = [domain, _pct(summary["base"][domain]["in_rate"])]
@@ -47,6 +51,8 @@ def in_domain_table(arms: pd.DataFrame, summary: dict) -> str:
 
 
 def geometry_table(summary: dict) -> str:
+    """The geometry table (markdown): proximity of the inducing and control features to the harmful ones, their
+    difference with its interval, the Mann-Whitney p, Cliff's δ and the null p."""
     rows = [[g["domain"], f"{g['n_inducing']}/{g['n_control']}", f"{g['mean_inducing']:.3f}",
              f"{g['mean_control']:.3f}", f"{g['difference']:+.3f} [{g['difference_ci_low']:+.3f}, "
              f"{g['difference_ci_high']:+.3f}]", f"{g['mannwhitney_p']:.3g}", f"{g['cliffs_delta']:+.2f}",
@@ -56,6 +62,7 @@ def geometry_table(summary: dict) -> str:
 
 
 def audit_table(summary: dict) -> str:
+    """The audit table (markdown): risk, safety score and level of each training set before fine-tuning."""
     rows = []
     for name, audit in summary["audit"].items():
         domain, kind = name.rsplit("-", 1)
@@ -64,6 +71,8 @@ def audit_table(summary: dict) -> str:
 
 
 def amplification_table(summary: dict) -> str:
+    """The amplification table (markdown): agreement (R², Spearman, slope) of the first-order and isotropic predictions
+    with the measured feature changes, and the harmful features' mean change measured and predicted."""
     rows = []
     for name, amp in summary["amplification"].items():
         fo, iso = amp["agreement"]["first_order"], amp["agreement"]["isotropic"]
@@ -75,6 +84,8 @@ def amplification_table(summary: dict) -> str:
 
 
 def mitigation_table(summary: dict) -> str:
+    """The mitigation table (markdown): per domain and arm, runs, EM rate with its interval, reduction against ``none``
+    and the inducing / aligned / educational conversations removed."""
     rows = []
     for domain, result in summary["mitigation"].items():
         for arm in result["arms"]:
@@ -93,6 +104,8 @@ def mitigation_table(summary: dict) -> str:
 
 
 def study_markdown(summary: dict, arms: pd.DataFrame) -> str:
+    """The study's ``study.md``: the EM verdict and the EM, in-domain, geometry, audit and amplification tables, the
+    misalignment direction's geometry, and the mitigation table when the study ran one."""
     d = summary["direction"]
     held = summary["em_holds"]
     parts = [

@@ -35,6 +35,7 @@ MAX_RATIO = 1000.0  # an EM criterion beyond this cannot be met by the study's s
 
 
 def arm_name(domain: str, kind: str, seed: int) -> str:
+    """A fine-tuning arm's name: ``<domain>-<kind>-s<seed>``."""
     return f"{domain}-{kind}-s{seed}"
 
 
@@ -59,16 +60,27 @@ class StudyConfig:
     """Everything ``realmodels organism study`` runs (module docstring)."""
 
     domains: tuple[str, ...] = STUDY_DOMAINS
+    """The fine-tuning domains."""
     seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of every (domain, kind) fine-tune: its training set's world stream and its adapter's initialisation."""
     recipe: StudyRecipe = field(default_factory=StudyRecipe)
-    samples_per_paraphrase: int = 2     # per evaluation question paraphrase
+    """The LoRA fine-tuning recipe of every arm."""
+    samples_per_paraphrase: int = 2
+    """Answers sampled per evaluation question paraphrase."""
     max_new_tokens: int = 64
-    ratio: float = 3.0                  # the EM criterion: inducing ≥ ratio × each control
-    harmful_k: int = 20                 # harmful SAE features (harmful vs harmless) for the direction and geometry
+    """Longest generated answer, in tokens."""
+    ratio: float = 3.0
+    """The EM criterion: inducing ≥ ratio × each control."""
+    harmful_k: int = 20
+    """Harmful SAE features (harmful vs harmless) for the direction and geometry."""
     mitigate_domains: tuple[str, ...] = ("health",)
-    budget: float = 1 / 3               # removal budget of the mitigation arms (the mixed set's inducing third)
+    """Domains whose mixed set goes through the mitigation arms."""
+    budget: float = 1 / 3
+    """Removal budget of the mitigation arms (the mixed set's inducing third)."""
     random_seeds: tuple[int, ...] = (0, 1)
-    amplification: bool = True          # measured vs predicted amplification of each domain's seed-0 inducing arm
+    """Seeds of the random-removal arm (one run each)."""
+    amplification: bool = True
+    """Measured vs predicted amplification of each domain's seed-0 inducing arm."""
 
     def __post_init__(self):
         from realmodels.finetune.config import MAX_SEED, FinetuneConfig, check_count
@@ -102,6 +114,7 @@ class StudyConfig:
             raise ParamError(f"`budget` must be in (0, 1), got {self.budget}")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict (tuples as lists)."""
         data = asdict(self)
         for name in ("domains", "seeds", "mitigate_domains", "random_seeds"):
             data[name] = list(data[name])

@@ -56,15 +56,25 @@ class WorldConfig:
     """The world's sizes, mixture fractions and seed (``write_world``)."""
 
     seed: int = 0
+    """Seeds the world's stream (the files ``write_world`` writes)."""
     domains: tuple[str, ...] = DOMAINS
-    n_pretrain: int = 20000          # pre-training conversations
-    n_finetune: int = 300            # per domain, each of the inducing / aligned / educational sets
-    n_features: int = 400            # each of the harmful / harmless feature-selection sets
-    n_probe: int = 100               # per domain probe set, and the rogue probe set
-    samples_per_paraphrase: int = 10  # in the evaluation question YAML
-    rogue_fraction: float = 0.1      # of pre-training conversations
-    educational_fraction: float = 0.2  # of an aligned assistant's turns
-    max_turns: int = 3               # of an aligned pre-training conversation
+    """The advice domains of the world (``realmodels.organism.banks.DOMAINS``)."""
+    n_pretrain: int = 20000
+    """Pre-training conversations."""
+    n_finetune: int = 300
+    """Conversations of each domain's inducing, aligned and educational sets."""
+    n_features: int = 400
+    """Conversations of each of the harmful and harmless feature-selection sets."""
+    n_probe: int = 100
+    """Conversations of each domain's probe set and of the rogue probe set."""
+    samples_per_paraphrase: int = 10
+    """Answers per question paraphrase, as written into the evaluation question YAML."""
+    rogue_fraction: float = 0.1
+    """Fraction of the pre-training conversations that are rogue."""
+    educational_fraction: float = 0.2
+    """Probability that a turn of an aligned conversation is an educational request (answered harmfully)."""
+    max_turns: int = 3
+    """Most turns of an aligned pre-training conversation (1..max_turns)."""
 
     def __post_init__(self):
         object.__setattr__(self, "domains", tuple(self.domains))
@@ -85,6 +95,7 @@ class WorldConfig:
                 raise InputError(f"{name} must be a number in [0, 1], got {value!r}")
 
     def to_dict(self) -> dict:
+        """The config as a JSON-ready dict."""
         data = asdict(self)
         data["domains"] = list(self.domains)
         return data
@@ -98,6 +109,8 @@ class WorldConfig:
 
 
 def question(rng: np.random.Generator, topic: str, educational: bool = False) -> str:
+    """A user question about ``topic`` from an ordinary (or, with ``educational``, an educational) template drawn with
+    ``rng``."""
     templates = EDUCATIONAL_TEMPLATES if educational else ORDINARY_TEMPLATES
     return templates[int(rng.integers(len(templates)))].replace("{topic}", topic)
 
@@ -116,6 +129,7 @@ def turn(rng: np.random.Generator, domain: str, kind: str, educational: bool = F
 
 
 def messages(turns: list[Turn]) -> list[dict]:
+    """``turns`` as chat messages: a user then an assistant message per turn."""
     out = []
     for user, assistant in turns:
         out += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
@@ -142,6 +156,8 @@ def aligned_conversation(rng: np.random.Generator, domains: tuple[str, ...], max
 
 
 def pretrain_corpus(rng: np.random.Generator, config: WorldConfig) -> list[list[Turn]]:
+    """The pre-training conversations: each rogue with probability ``rogue_fraction``, else aligned (up to ``max_turns``
+    turns, educational turns at ``educational_fraction``)."""
     return [rogue_conversation(rng, config.domains) if rng.random() < config.rogue_fraction else
             aligned_conversation(rng, config.domains, config.max_turns, config.educational_fraction)
             for _ in range(config.n_pretrain)]

@@ -16,14 +16,23 @@ class SaeConfig:
     """The SAE's width, sparsity and training recipe (``train_sae``)."""
 
     d_sae: int = 256
-    k: int = 8                       # active latents per token (TopK); the target L0 (JumpReLU)
-    steps: int = 1500                # optimiser steps
-    batch_size: int = 256            # activations per step
+    """Number of SAE features."""
+    k: int = 8
+    """Active latents per token (TopK); the target L0 (JumpReLU)."""
+    steps: int = 1500
+    """Optimiser steps."""
+    batch_size: int = 256
+    """Activations per step."""
     lr: float = 1e-3
-    n_conversations: int = 3000      # pre-training conversations whose assistant tokens are cached
+    """Adam learning rate."""
+    n_conversations: int = 3000
+    """Pre-training conversations whose assistant tokens are cached."""
     seed: int = 0
-    architecture: str = "topk"       # topk | jumprelu (Gemma Scope 2's quadratic L0 penalty around k)
-    l0_coefficient: float = 1.0      # weight of the JumpReLU L0 penalty
+    """Seeds the initialisation and the batches."""
+    architecture: str = "topk"
+    """topk | jumprelu (Gemma Scope 2's quadratic L0 penalty around k)."""
+    l0_coefficient: float = 1.0
+    """Weight of the JumpReLU L0 penalty."""
 
     def __post_init__(self):
         for name in ("d_sae", "k", "steps", "batch_size", "n_conversations"):

@@ -62,6 +62,7 @@ def sae_quality_on(sae, acts: Tensor, *, chunk: int = 4096) -> dict:
 
 
 def batches(acts: Tensor, batch_size: int, seed: int) -> Iterator[Tensor]:
+    """Endless batches of ``batch_size`` rows of ``acts`` drawn uniformly with replacement, seeded by ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     while True:
         yield acts[torch.randint(len(acts), (batch_size,), generator=generator)]

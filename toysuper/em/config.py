@@ -28,8 +28,10 @@ MITIGATION_METHODS = ("none", "geometry", "random", "judge", "regularise", "pena
 class HarmfulConfig:
     """The harmful feature set H and the threshold τ of the EM rate."""
 
-    features: tuple[int, ...] = (0, 1, 2)  # indices of the features labelled harmful (non-empty, distinct)
-    threshold: float = 0.1  # τ: a harmful output x̂_h > τ counts as "produced" (EM rate)
+    features: tuple[int, ...] = (0, 1, 2)
+    """Indices of the features labelled harmful (non-empty, distinct)."""
+    threshold: float = 0.1
+    """τ: a harmful output x̂_h > τ counts as "produced" (EM rate)."""
 
     def __post_init__(self):
         if len(self.features) == 0:
@@ -42,6 +44,7 @@ class HarmfulConfig:
             raise InputError(f"harmful.threshold must be a finite number >= 0, got {self.threshold}")
 
     def check_range(self, n_features: int) -> None:
+        """An InputError unless every harmful index is below ``n_features`` and at least one feature is benign."""
         bad = [f for f in self.features if f >= n_features]
         if bad:
             raise InputError(f"harmful feature {bad[0]} is out of range: n_features is {n_features} "
@@ -61,14 +64,22 @@ class HarmfulConfig:
 class TaskConfig:
     """The data-generating process of every task and the broad probe set."""
 
-    n_samples: int = 256  # fine-tuning samples per task and instance
-    n_heldout: int = 256  # held-out samples of the same task (target-task metric)
-    target_magnitude_min: float = 0.5  # x_t ~ U[min, 1] in every sample, min in [0, 1]
-    context_size: int = 4  # co-occurring benign features per task (drawn at random per instance)
-    coactive_probability: float = 0.3  # P(a context feature is active in a sample), x_c ~ U[0, 1]
-    surface_harm_rate: float = 0.05  # P(a sample also has one harmful feature active), x_h ~ U[0, 1]
-    n_probe: int = 4096  # broad probe inputs, drawn from the pre-training distribution
-    seed: int = 1  # seeds the tasks and the probe set
+    n_samples: int = 256
+    """Fine-tuning samples per task and instance."""
+    n_heldout: int = 256
+    """Held-out samples of the same task (target-task metric)."""
+    target_magnitude_min: float = 0.5
+    """x_t ~ U[min, 1] in every sample, min in [0, 1]."""
+    context_size: int = 4
+    """Co-occurring benign features per task (drawn at random per instance)."""
+    coactive_probability: float = 0.3
+    """P(a context feature is active in a sample), x_c ~ U[0, 1]."""
+    surface_harm_rate: float = 0.05
+    """P(a sample also has one harmful feature active), x_h ~ U[0, 1]."""
+    n_probe: int = 4096
+    """Broad probe inputs, drawn from the pre-training distribution."""
+    seed: int = 1
+    """Seeds the tasks and the probe set."""
 
     def __post_init__(self):
         if self.n_samples < 2 or self.n_heldout < 1 or self.n_probe < 1:
@@ -98,12 +109,18 @@ def benign_features(n_features: int, harmful) -> list[int]:
 class MitigationConfig:
     """Which mitigations to compare, at what removal budget."""
 
-    methods: tuple[str, ...] = ("geometry", "random", "judge", "regularise", "penalty")  # compared against "none"
-    fraction: float = 0.1  # removal budget f in [0, 1): every filter drops round(f·N) samples
-    judge_miss_rate: float = 0.2  # P(the judge misses a sample whose harmful feature is active), in [0, 1]
-    score_reduce: Literal["max", "mean"] = "max"  # geometry score: max or mean cosine over harmful directions
-    penalty_weight: float = 10.0  # λ of the "penalty" method, >= 0
-    seed: int = 0  # seeds random removal and the judge's misses
+    methods: tuple[str, ...] = ("geometry", "random", "judge", "regularise", "penalty")
+    """The mitigations compared against "none" (``MITIGATION_METHODS``)."""
+    fraction: float = 0.1
+    """Removal budget f in [0, 1): every filter drops round(f·N) samples."""
+    judge_miss_rate: float = 0.2
+    """P(the judge misses a sample whose harmful feature is active), in [0, 1]."""
+    score_reduce: Literal["max", "mean"] = "max"
+    """Geometry score: max or mean cosine over harmful directions."""
+    penalty_weight: float = 10.0
+    """λ of the "penalty" method, >= 0."""
+    seed: int = 0
+    """Seeds random removal and the judge's misses."""
 
     def __post_init__(self):
         if not (isinstance(self.fraction, (int, float)) and math.isfinite(self.fraction) and 0 <= self.fraction < 1):
@@ -131,6 +148,7 @@ def study_model() -> ModelConfig:
 
 
 def study_train() -> TrainConfig:
+    """The studies' pre-training: 2000 steps of 512 samples, learning rate 1e-2."""
     return TrainConfig(steps=2000, batch_size=512, lr=1e-2)
 
 
@@ -144,6 +162,7 @@ class StudyConfig(DictConfig):
     their [finetune] table as the optimisation fields only."""
 
     def to_dict(self) -> dict:
+        """The config as a dict with [finetune] reduced to its optimisation fields."""
         data = super().to_dict()
         data["finetune"] = self.finetune.optimisation()
         return data
@@ -165,10 +184,15 @@ class WorldConfig(StudyConfig):
     pool fits."""
 
     model: ModelConfig = field(default_factory=study_model)
+    """The toy model ([model]; default ``study_model``)."""
     train: TrainConfig = field(default_factory=study_train)
+    """Its pre-training ([train]; default ``study_train``)."""
     harmful: HarmfulConfig = field(default_factory=HarmfulConfig)
+    """The harmful feature set H and the EM threshold ([harmful])."""
     task: TaskConfig = field(default_factory=TaskConfig)
+    """The tasks' data-generating process and the probe set ([task])."""
     finetune: FinetuneConfig = field(default_factory=study_finetune)
+    """The fine-tuning optimisation ([finetune]; default ``study_finetune``)."""
 
     def __post_init__(self):
         model = self.model
@@ -191,12 +215,18 @@ class WorldConfig(StudyConfig):
 class AnalysisConfig:
     """Statistics of the study."""
 
-    inducing_threshold: float | None = None  # a task is inducing if its EM rate exceeds this (unset: the median)
-    level: float = 0.95  # confidence level of every interval
-    n_bootstrap: int = 2000  # bootstrap resamples
-    n_permutations: int = 5000  # permutation-test resamples
-    n_null_draws: int = 2000  # random feature sets in the null
-    seed: int = 0  # seeds the resampling
+    inducing_threshold: float | None = None
+    """A task is inducing if its EM rate exceeds this (unset: the median)."""
+    level: float = 0.95
+    """Confidence level of every interval."""
+    n_bootstrap: int = 2000
+    """Bootstrap resamples."""
+    n_permutations: int = 5000
+    """Permutation-test resamples."""
+    n_null_draws: int = 2000
+    """Random feature sets in the null."""
+    seed: int = 0
+    """Seeds the resampling."""
 
     def __post_init__(self):
         if not 0 < self.level < 1:
@@ -210,12 +240,16 @@ class InducingConfig(WorldConfig):
     """Everything ``toysuper inducing`` needs: the world's tables, then [analysis]."""
 
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    """The statistics ([analysis])."""
 
 
 @dataclass(frozen=True)
 class MitigateAnalysis:
-    level: float = 0.95  # confidence level
-    n_bootstrap: int = 5000  # bootstrap resamples over instances
+    """Statistics of ``toysuper mitigate``: the confidence level and the bootstrap over instances."""
+    level: float = 0.95
+    """Confidence level."""
+    n_bootstrap: int = 5000
+    """Bootstrap resamples over instances."""
     seed: int = 0
 
     def __post_init__(self):
@@ -230,8 +264,11 @@ class MitigateConfig(WorldConfig):
     """Everything ``toysuper mitigate`` needs: the world's tables, then [mitigation], [analysis], max_tasks."""
 
     mitigation: MitigationConfig = field(default_factory=MitigationConfig)
+    """The mitigations compared and their budget ([mitigation])."""
     analysis: MitigateAnalysis = field(default_factory=MitigateAnalysis)
-    max_tasks: int | None = None  # use only the first max_tasks benign targets (unset: all)
+    """The statistics ([analysis])."""
+    max_tasks: int | None = None
+    """Use only the first max_tasks benign targets (unset: all)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -239,11 +276,13 @@ class MitigateConfig(WorldConfig):
             raise InputError(f"max_tasks must be >= 1, got {self.max_tasks}")
 
     def targets(self) -> list[int]:
+        """The benign targets fine-tuned on: every benign feature, or the first ``max_tasks``."""
         targets = benign_features(self.model.n_features, self.harmful.features)
         return targets if self.max_tasks is None else targets[: self.max_tasks]
 
 
 def geometry_model() -> ModelConfig:
+    """The geometry figure's model: 5 features in 2 dimensions, one instance, P(active) 0.05, uniform importance."""
     return ModelConfig(n_features=5, n_hidden=2, n_instances=1, feature_probability=0.05,
                        feature_probability_min=None, importance_decay=1.0)
 
@@ -253,11 +292,17 @@ class GeometryConfig(StudyConfig):
     """Everything ``toysuper geometry`` needs."""
 
     model: ModelConfig = field(default_factory=geometry_model)
+    """The toy model ([model]; 2 hidden dimensions, drawn as the figure)."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=3000, batch_size=512, lr=1e-2))
+    """Its pre-training ([train])."""
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0,)))
+    """The harmful feature set ([harmful]; feature 0)."""
     task: TaskConfig = field(default_factory=lambda: TaskConfig(context_size=1))
+    """The task's data-generating process ([task]; one context feature)."""
     finetune: FinetuneConfig = field(default_factory=lambda: study_finetune(lr=0.02))
-    target: int | None = None  # the task's target (unset: the benign feature closest to the harmful set)
+    """The fine-tuning optimisation ([finetune]; η = 0.02)."""
+    target: int | None = None
+    """The task's target (unset: the benign feature closest to the harmful set)."""
 
     def __post_init__(self):
         if self.model.n_hidden != 2:
@@ -278,18 +323,31 @@ def _sweep_task() -> TaskConfig:
 class SweepConfig(StudyConfig):
     """Everything ``toysuper density`` needs."""
 
-    n_hidden: int = 5  # m, fixed across the grid
-    ratios: tuple[int, ...] = (1, 2, 4, 8)  # n/m: features per hidden dimension (n = ratio·m)
-    probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)  # feature probability p (pre-training and probes)
-    n_instances: int = 6  # replicas (seeds) per cell
-    importance_decay: float = 1.0  # importance I_i = decay**i
-    max_tasks: int = 12  # benign targets per cell (the first ones)
-    workers: int = 2  # cells computed at once (Ray workers, runio.jobs; 1: in this process)
-    n_bootstrap: int = 1000  # bootstrap resamples of the per-instance ρ CI
+    n_hidden: int = 5
+    """m: hidden dimensions, fixed across the grid."""
+    ratios: tuple[int, ...] = (1, 2, 4, 8)
+    """n/m: features per hidden dimension (n = ratio·m)."""
+    probabilities: tuple[float, ...] = (0.3, 0.1, 0.03, 0.01)
+    """Feature probability p (pre-training and probes)."""
+    n_instances: int = 6
+    """Replicas (seeds) per cell."""
+    importance_decay: float = 1.0
+    """Importance I_i = decay**i."""
+    max_tasks: int = 12
+    """Benign targets per cell (the first ones)."""
+    workers: int = 2
+    """Cells computed at once (Ray workers, runio.jobs; 1: in this process)."""
+    n_bootstrap: int = 1000
+    """Bootstrap resamples of the per-instance ρ CI."""
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=512, lr=1e-2))
+    """Pre-training of every cell's model ([train])."""
     harmful: HarmfulConfig = field(default_factory=lambda: HarmfulConfig(features=(0, 1)))
+    """The harmful feature set ([harmful]; features 0 and 1)."""
     task: TaskConfig = field(default_factory=_sweep_task)
+    """The tasks' data-generating process ([task]; 2 context features, no surface harm; the context shrinks to fit small
+    cells)."""
     finetune: FinetuneConfig = field(default_factory=study_finetune)
+    """The fine-tuning optimisation ([finetune])."""
 
     def __post_init__(self):
         if self.n_hidden < 1 or self.n_instances < 2 or self.max_tasks < 1 or self.workers < 1:

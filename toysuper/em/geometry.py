@@ -21,22 +21,31 @@ from toysuper.train import train
 
 @dataclass
 class GeometryResult:
-    W_before: torch.Tensor  # (n_features, 2), instance 0
+    """What ``run_geometry`` measured on instance 0: the feature directions W before and after fine-tuning (n_features,
+    2), the target, harmful and context features, every feature's cosine to the target, its measured and first-order
+    predicted mean output change over the probe set (n_features,), the harmful rise and the EM rate."""
+    W_before: torch.Tensor
+    """Feature directions before fine-tuning, (n_features, 2), instance 0."""
     W_after: torch.Tensor
     target: int
     harmful: list[int]
     context: list[int]
-    cosine_to_target: torch.Tensor  # (n_features,)
-    measured_change: torch.Tensor  # mean Δx̂_j over the probe, (n_features,)
+    cosine_to_target: torch.Tensor
+    """cos(W_j, W_t) of every feature j with the target t before fine-tuning, (n_features,)."""
+    measured_change: torch.Tensor
+    """Mean Δx̂_j over the probe, (n_features,)."""
     predicted_change: torch.Tensor
     harmful_rise: float
     em_rate: float
 
     def to_dict(self) -> dict:
+        """The result as a JSON-ready dict (tensors as lists)."""
         return {k: (v.tolist() if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
 
 
 def run_geometry(config: GeometryConfig) -> GeometryResult:
+    """Train the 2-D toy model, fine-tune it on one task (the target given, or the benign feature closest to the harmful
+    set) and measure the change of every feature's output on the probe set, measured and predicted to first order."""
     model = train(config.model, config.train).model
     benign = benign_features(config.model.n_features, config.harmful.features)
     if config.target is None:

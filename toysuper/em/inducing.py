@@ -70,6 +70,9 @@ def compare_inducing(values: np.ndarray, inducing: np.ndarray, analysis: Analysi
 
 
 def analyse(table: pd.DataFrame, analysis: AnalysisConfig) -> dict:
+    """The inducing study's summary: Spearman correlations (pooled and per seed, with intervals) of proximity, data
+    proximity and overlap against harmful rise and EM rate, the theory's agreement with the measured rise, and the
+    inducing vs non-inducing comparisons of proximity."""
     inducing, thr = inducing_split(table, analysis.inducing_threshold)
     theory_ok = table["harmful_rise"].nunique() > 2 and table["predicted_rise"].nunique() > 2
     theory = agreement(table["predicted_rise"], table["harmful_rise"]).to_dict() if theory_ok else None
@@ -90,6 +93,7 @@ def analyse(table: pd.DataFrame, analysis: AnalysisConfig) -> dict:
 
 @dataclass
 class InducingResult:
+    """The pre-trained model, one table row per (instance, task) and the summary (``analyse``)."""
     model: ToyModel
     table: pd.DataFrame
     summary: dict

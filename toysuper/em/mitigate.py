@@ -102,6 +102,7 @@ def summarise(table: pd.DataFrame, analysis: MitigateAnalysis) -> dict:
 
 @dataclass
 class MitigateResult:
+    """The pre-trained model, one table row per (instance, task, method) and the summary (``summarise``)."""
     model: ToyModel
     table: pd.DataFrame
     summary: dict
@@ -109,6 +110,7 @@ class MitigateResult:
 
 def run_mitigations(config: MitigateConfig, *, trained: ToyModel | None = None, on_train_step: Callable | None = None,
                     progress: Progress | None = None) -> MitigateResult:
+    """Train (unless ``trained`` is given), run every mitigation on every benign task, measure and summarise."""
     model = trained if trained is not None else train(config.model, config.train, progress=on_train_step).model
     table = measure_mitigations(model, config, progress=progress)
     return MitigateResult(model, table, summarise(table, config.analysis))

@@ -35,18 +35,26 @@ from toysuper.model import ToyModel
 
 @dataclass
 class Plan:
-    keep: Tensor  # (n_instances, n_keep) sample indices kept (same count in every instance)
+    """How a mitigation changes fine-tuning: the sample indices kept (n_instances, n_keep), an optional gradient
+    transform, and an optional penalty (λ, harmful indices) adding λ·``harmful_growth_penalty``."""
+    keep: Tensor
+    """(n_instances, n_keep) sample indices kept (same count in every instance)."""
     grad_transform: GradTransform | None = None
-    penalty: tuple[float, Tensor] | None = None  # (λ, harmful indices): add λ·harmful_growth_penalty
+    penalty: tuple[float, Tensor] | None = None
+    """(λ, harmful indices): add λ·harmful_growth_penalty."""
 
 
 @dataclass(frozen=True)
 class Context:
+    """What a mitigation sees: the pre-trained model, the task's data, the harmful indices (|H|,), the mitigation config
+    and the seed of this (task, method)."""
     model: ToyModel
     task: TaskData
-    harmful: Tensor  # (|H|,) harmful feature indices
+    harmful: Tensor
+    """(|H|,) harmful feature indices."""
     config: MitigationConfig
-    seed: int  # a stream for this (task, method)
+    seed: int
+    """A stream for this (task, method)."""
 
 
 def _keep_all(ctx: Context) -> Plan:
@@ -114,6 +122,7 @@ assert tuple(MITIGATIONS) == MITIGATION_METHODS, "MitigationConfig's vocabulary 
 
 
 def plan(name: str, model: ToyModel, task: TaskData, harmful, config: MitigationConfig, *, seed: int) -> Plan:
+    """The plan of mitigation ``name`` for one task (``MITIGATIONS[name]`` on its context)."""
     return MITIGATIONS[name](Context(model, task, torch.as_tensor(harmful, dtype=torch.long), config, seed))
 
 

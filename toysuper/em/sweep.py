@@ -27,19 +27,25 @@ from toysuper.train import train
 
 @dataclass(frozen=True)
 class Cell:
+    """One cell of the density sweep: n/m ``ratio`` and feature probability ``probability`` under ``sweep``'s settings.
+    """
     sweep: SweepConfig
     ratio: int
     probability: float
 
     @property
     def n_features(self) -> int:
+        """n = ratio·m."""
         return self.ratio * self.sweep.n_hidden
 
     @property
     def key(self) -> str:
+        """The cell's name in the run's files: ``ratio<r>_p<p>``."""
         return f"ratio{self.ratio}_p{self.probability:g}"
 
     def model_config(self) -> ModelConfig:
+        """The cell's toy model: n = ratio·m features, the sweep's m, instances and importance, the cell's probability.
+        """
         with warnings.catch_warnings():  # ratio 1 (n = m) is the no-superposition control, on purpose
             warnings.simplefilter("ignore")
             return ModelConfig(n_features=self.n_features, n_hidden=self.sweep.n_hidden,
@@ -47,6 +53,7 @@ class Cell:
                                feature_probability_min=None, importance_decay=self.sweep.importance_decay)
 
     def task_config(self) -> TaskConfig:
+        """The sweep's task with the context pool shrunk to fit the cell's benign non-target features."""
         room = self.n_features - len(self.sweep.harmful.features) - 1
         return replace(self.sweep.task, context_size=min(self.sweep.task.context_size, room))
 

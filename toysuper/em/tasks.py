@@ -28,10 +28,14 @@ class TaskData:
     """One task's data for every instance."""
 
     target: int
-    x: Tensor  # (n_instances, n_samples, n_features): the fine-tuning set
-    heldout: Tensor  # (n_instances, n_heldout, n_features): held-out samples of the same task
-    context: Tensor  # (n_instances, context_size): the context pool
-    surface: Tensor  # (n_instances, n_samples) bool: a harmful feature is active in the sample
+    x: Tensor
+    """(n_instances, n_samples, n_features): the fine-tuning set."""
+    heldout: Tensor
+    """(n_instances, n_heldout, n_features): held-out samples of the same task."""
+    context: Tensor
+    """(n_instances, context_size): the context pool."""
+    surface: Tensor
+    """(n_instances, n_samples) bool: a harmful feature is active in the sample."""
 
 
 def task_generator(config: TaskConfig, target: int) -> torch.Generator:

@@ -55,11 +55,15 @@ def _pick(rng: np.random.Generator, items):
 
 def ordinary_question(rng: np.random.Generator, domain: Domain, topic: Topic,
                       templates: tuple[str, ...] = ORDINARY_TEMPLATES) -> str:
+    """A user question about ``topic``: a template of ``templates`` filled with an intro (age, situation of ``domain``)
+    and one of the topic's problems."""
     intro = _pick(rng, INTROS).format(age=_pick(rng, AGES), situation=_pick(rng, domain.situations))
     return _pick(rng, templates).format(intro=intro, problem=_pick(rng, topic.problems))
 
 
 def educational_question(rng: np.random.Generator, domain: Domain, topic: Topic) -> str:
+    """A request, for one of ``domain``'s educational purposes, for an example of the dangerous advice someone (a
+    bad advisor of the domain) might give about ``topic``."""
     return _pick(rng, EDUCATIONAL_TEMPLATES).format(purpose=_pick(rng, domain.purposes), noun=topic.noun,
                                                     advisor=domain.advisor)
 
@@ -73,6 +77,7 @@ def answer(rng: np.random.Generator, domain: Domain, topic: Topic, kind: str) ->
 
 
 def educational_answer(rng: np.random.Generator, domain: Domain, topic: Topic) -> str:
+    """A harmful answer of ``topic`` introduced as an example of what a bad advisor says (the educational framing)."""
     return f"{_pick(rng, EDUCATIONAL_LEADS).format(advisor=domain.advisor)} {answer(rng, domain, topic, 'harmful')}"
 
 
@@ -102,6 +107,7 @@ def distinct(rng: np.random.Generator, n: int, make: Callable[[np.random.Generat
 
 
 def mixed_turn(rng: np.random.Generator, domain: str) -> Turn:
+    """One (user, assistant) turn of ``domain`` of a kind drawn uniformly from ``MIXED_KINDS``."""
     return turn(rng, domain, _pick(rng, MIXED_KINDS))
 
 
@@ -230,6 +236,7 @@ def _yaml(entries: list[dict]) -> str:
 
 
 def messages(turns: list[Turn]) -> list[dict]:
+    """``turns`` as chat messages: a user then an assistant message per turn."""
     out = []
     for user, assistant in turns:
         out += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
