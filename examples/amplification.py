@@ -19,7 +19,7 @@ feature's measured change against its JVP (first-order) and isotropic prediction
 movement (``realmodels.experiments.run_finetune``, ``run_amplification``).
 
 Run: ``python examples/amplification.py [OUT] [--figures DIR]`` (default OUT ``runs/examples/amplification``; a
-rerun reuses the finished fine-tune and measurement). Measured: about 15 s on one thread."""
+rerun reuses the finished fine-tune and measurement). Measured: 20-24 s on one thread (2-core machine, load 1.5-3)."""
 
 import argparse
 import shutil

@@ -21,7 +21,8 @@ then geometric vs random removal from a mixed training set, on the embedded mode
 (``realmodels.experiments.run_geometry``, ``run_filter``).
 
 Run: ``python examples/geometry_and_filtering.py [OUT] [--figures DIR]`` (default OUT
-``runs/examples/geometry_and_filtering``; a rerun reuses every finished run). Measured: about 15 s on one thread."""
+``runs/examples/geometry_and_filtering``; a rerun reuses every finished run). Measured: 22 s on one thread (2-core
+machine, load ~1.5), 28 s beside other jobs (load ~3)."""
 
 import argparse
 import shutil

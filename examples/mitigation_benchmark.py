@@ -14,9 +14,10 @@
 # (`theory.retention`).
 #
 # The arms: `none` (no defence), `geometry` (remove the quarter of samples closest to the harmful SAE features,
-# as in [geometry and filtering](geometry_and_filtering.md)), `persona` (remove the samples whose answers move
-# the model along the misalignment direction u = mean residual of rogue − aligned probes), `kl` (a KL penalty
-# to the base model during training, λ = 1).
+# as in [geometry and filtering](geometry_and_filtering.md)), `persona` (persona-vector screening: remove the
+# samples whose response pushes the residual furthest along the misalignment direction u beyond the base
+# model's own answer, `(h(p, y) − h(p, ŷ))·û`; u = mean residual of rogue − aligned probes), `kl` (a KL
+# penalty to the base model during training, λ = 1).
 
 # %%
 """Mitigation benchmark example: ``realmodels.experiments.benchmark.run_benchmark`` on one cell (health, seed 0),
@@ -24,7 +25,7 @@ arms none, geometry, persona and kl at budget 0.25, 20 fine-tuning steps, in thi
 
 Run: ``python examples/mitigation_benchmark.py [OUT] [--figures DIR]`` (default OUT
 ``runs/examples/mitigation_benchmark``; a rerun skips every finished run and rewrites the tables and figures).
-Measured: about 45 s on one thread."""
+Measured: 33-35 s on one thread (2-core machine, load 1.5-3)."""
 
 import argparse
 import shutil

@@ -20,7 +20,8 @@
 measured change with the first-order prediction (``toysuper.runners.run_simulate``).
 
 Run: ``python examples/toy_simulate.py [OUT] [--figures DIR]`` (default OUT ``runs/examples/toy_simulate``; a rerun
-into the same OUT shows the finished run). Measured: about 6 s on one thread (2-core machine, other jobs running)."""
+into the same OUT shows the finished run). Measured: 7.5 s on one thread (2-core machine, load ~1.5), 12 s
+beside other jobs (load ~3)."""
 
 import argparse
 import shutil
