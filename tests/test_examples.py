@@ -110,6 +110,8 @@ def test_every_example_is_a_jupytext_notebook_with_a_title(path):
     assert kinds.count("markdown") >= 2 and kinds.count("code") >= 2, kinds
     assert kinds[0] == "markdown" and notebook.cells[0].source.startswith("# "), "the first cell is its # title"
     assert _hook().title(notebook)
+    # canonical percent format: a notebook saved back by jupytext (Jupyter's "pair" workflow) rewrites nothing
+    assert _jupytext().writes(notebook, fmt="py:percent") == path.read_text()
 
 
 def test_every_example_is_in_the_docs_nav_and_every_nav_page_is_an_example():
