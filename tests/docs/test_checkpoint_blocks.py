@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 BLOCKS = [name for name, kind in PLAN.items() if kind == "checkpoint"]
 D_SAE = 16_384
 N_CONVERSATIONS = 40
+N_PROBES = 12  # amplification runs a JVP per probe batch through all 13 layers
 STAND_INS = {  # a file the pages name -> the organism world's file
     "harmful.jsonl": "harmful", "harmless.jsonl": "harmless", "insecure.jsonl": "inducing_code",
     "secure.jsonl": "aligned_code", "bad_medical.jsonl": "inducing_health", "good_medical.jsonl": "aligned_health",
@@ -98,7 +99,8 @@ def write_stand_ins(capsys) -> None:
     assert code == 0, err
     for name, source in STAND_INS.items():  # the first conversations: the stand-in model's passes stay short
         lines = Path(f"world/{source}.jsonl").read_text(encoding="utf-8").splitlines()
-        Path(name).write_text("\n".join(lines[:N_CONVERSATIONS]) + "\n", encoding="utf-8")
+        n = N_PROBES if name == "probes.jsonl" else N_CONVERSATIONS
+        Path(name).write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
     toml = models_toml()
     for name in ("em_domains.toml", "domains.toml"):
         Path(name).write_text(toml, encoding="utf-8")
