@@ -103,7 +103,7 @@ class BenchmarkResults:
 
     def add(self, measurement: str, value: float, unit: str, target: str | None = None, note: str = "") -> None:
         """Record one measured number (``value`` a finite number, ``target`` like ``>= 0.95`` or None)."""
-        self.rows.append(Row(measurement, float(value), unit, target, note))
+        self.rows.append(Row(measurement, value, unit, target, note))
 
     def as_dict(self, torch_threads: int | str | None = None) -> dict:
         """The results file's content; ``torch_threads`` overrides the thread count read from torch (a script that
