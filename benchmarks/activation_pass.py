@@ -37,6 +37,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+
 
 def random_topk_sae(out: Path, d_in: int, d_sae: int, k: int, layer: int) -> Path:
     """Save a TopK SAE reading ``blocks.{layer}.hook_resid_post`` with seeded random weights to ``out``."""
@@ -82,7 +84,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(args.threads)
     from transformers.utils import logging
 
@@ -153,6 +157,15 @@ def main() -> None:
     print(f"activation pass / forward to layer {layer} {rate['ours'] / rate['floor']:.2f}x "
           f"(CPU time: {cpu_rate['ours'] / cpu_rate['floor']:.2f}x); load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs")
+    setting = (f"{Path(model).name}, layer {layer} of {n_layers}, SAE d_sae {bundle.d_sae}, {len(chats)} conversations "
+               f"= {n_tokens} tokens, batch {args.batch_size}, median of {args.repeats}")
+    for name, label in (("ours", "activation pass"), ("bare", "bare forward"), ("floor", f"forward to layer {layer}")):
+        bench.add(label, rate[name], "tokens/s", note=setting if name == "ours" else "")
+    bench.add("activation pass / bare forward (wall)", ratio, "×", target=">= 0.9",
+              note=f"CPU time: {cpu_rate['ours'] / cpu_rate['bare']:.2f}×")
+    bench.add(f"activation pass / forward to layer {layer} (wall)", rate["ours"] / rate["floor"], "×",
+              note=f"CPU time: {cpu_rate['ours'] / cpu_rate['floor']:.2f}×; the SAE encoding and averaging")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
 from realmodels.data.chat import tokenize_chat  # noqa: E402
 from realmodels.finetune.config import FinetuneConfig, GuardConfig, MonitorConfig  # noqa: E402
 from realmodels.finetune.data import SftDataset  # noqa: E402
@@ -187,7 +188,8 @@ class CallbackTimer:
             setattr(cls, name, original)
 
 
-def within_run(model_fn, tokenizer, dataset, cfg, probes, monitor, harmful, layer, repeats: int) -> None:
+def within_run(model_fn, tokenizer, dataset, cfg, probes, monitor, harmful, layer, repeats: int,
+               bench: BenchmarkResults) -> None:
     """Shares measured inside one process: callbacks' share of a toolkit run, and the guard's step time against
     the unguarded step on the same model and micro-batches, alternating A/B per micro-batch."""
     from realmodels.finetune.guard import GuardedTrainer, GuardState, guard_cache
@@ -212,6 +214,10 @@ def within_run(model_fn, tokenizer, dataset, cfg, probes, monitor, harmful, laye
         print(f"  within one run ({cfg.max_steps} steps): train log + progress bar took {own_share:.2%} of the training "
               f"CPU time (throughput {1 - own_share:.3f}x the bare engine), the monitor's rows "
               f"{monitor_share:.2%} (with the monitor: {1 - own_share - monitor_share:.3f}x)")
+        bench.add("within one run: toolkit engine / bare engine", 1 - own_share, "×", target=">= 0.95",
+                  note=f"train log + progress bar took {own_share:.2%} of the training CPU time")
+        bench.add("within one run: with the monitor / bare engine", 1 - own_share - monitor_share, "×",
+                  target=">= 0.9", note=f"the monitor's rows took {monitor_share:.2%}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -240,6 +246,8 @@ def within_run(model_fn, tokenizer, dataset, cfg, probes, monitor, harmful, laye
                 trainable.zero_grad()
         ratio = sum(times["guarded"]) / sum(times["plain"])
         print(f"  guard {kind:10s}: forward+backward per micro-batch, alternating A/B: {ratio:.3f}x unguarded")
+        bench.add(f"within one run: guard {kind} step time / unguarded", ratio, "×", target="<= 1.15",
+                  note="forward+backward CPU time per micro-batch, alternating A/B")
     shutil.rmtree(root, ignore_errors=True)
 
 
@@ -252,7 +260,9 @@ def main() -> None:
     parser.add_argument("--monitor-every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--within-only", action="store_true", help="only the within-run measurements")
+    add_results_option(parser)
     opts = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(opts.threads)
     tokenizer = build_tokenizer("llama")
     tokenizer.pad_token = tokenizer.eos_token  # the baseline collator needs one; the toolkit pads with eos too
@@ -280,8 +290,9 @@ def main() -> None:
         variants[f"toolkit+guard {kind}"] = guarded
     print("within-run measurements (robust to the machine's speed drift):", flush=True)
     within_run(lambda: build_model(opts.hidden, opts.layers), tokenizer, dataset, cfg, probes, monitor, harmful, layer,
-               repeats=3)
+               repeats=3, bench=bench)
     if opts.within_only:
+        bench.write(opts.results)
         return
     rates: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     print(f"model: Llama hidden {opts.hidden}, {opts.layers} layers; {opts.steps} steps of {cfg.batch_size} x "
@@ -304,15 +315,24 @@ def main() -> None:
     for name, target in (("toolkit", ">= 0.95"), ("toolkit+monitor", ">= 0.90")):
         print(f"  {name + ' / bare Trainer+peft':38s} {ratio(name, 'bare Trainer+peft', 0):.3f} / "
               f"{ratio(name, 'bare Trainer+peft', 1):.3f}  (target {target})")
+        bench.add(f"cross-run: {name} / bare Trainer+peft (wall)", ratio(name, "bare Trainer+peft", 0), "×",
+                  target=target, note=f"CPU time: {ratio(name, 'bare Trainer+peft', 1):.3f}×; median of "
+                                      f"{opts.repeats} paired ratios")
     for kind in ("penalty", "projection", "both"):
         print(f"  {'guard ' + kind + ' step time / unguarded':38s} {ratio('toolkit', f'toolkit+guard {kind}', 0):.3f} / "
               f"{ratio('toolkit', f'toolkit+guard {kind}', 1):.3f}  (target <= 1.15)")
+        bench.add(f"cross-run: guard {kind} step time / unguarded (wall)", ratio("toolkit", f"toolkit+guard {kind}", 0),
+                  "×", target="<= 1.15", note=f"CPU time: {ratio('toolkit', f'toolkit+guard {kind}', 1):.3f}×")
     step_s = cfg.max_steps * cfg.batch_size * cfg.grad_accum * dataset.n_tokens() / len(dataset) / statistics.median(
         r[0] for r in rates["toolkit"])
     print(f"  guard's cached base pass: {statistics.median(cache_seconds):.2f} s once for {len(dataset)} "
           f"conversations (~{statistics.median(cache_seconds) / step_s:.2f}x the training time of these "
           f"{cfg.max_steps} steps; it scales with the dataset, not the steps); monitor: every {opts.monitor_every} "
           f"steps on {len(probes)} probes")
+    bench.add("guard's cached base pass", statistics.median(cache_seconds), "s",
+              note=f"once for {len(dataset)} conversations: ~{statistics.median(cache_seconds) / step_s:.2f}× the "
+                   f"training time of {cfg.max_steps} steps")
+    bench.write(opts.results)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
 from realmodels.evaluate.generate import GenerationConfig, generate_answers, generation_plan  # noqa: E402
 from realmodels.evaluate.questions import load_questions  # noqa: E402
 from tests.realmodels.tiny_models import build_tokenizer  # noqa: E402
@@ -71,7 +72,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     opts = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(opts.threads)
 
     model, tokenizer = build_model(opts.hidden, opts.layers), build_tokenizer("llama")
@@ -110,6 +113,15 @@ def main() -> None:
           f"CPU {ratio(cpu_rates):.3f} (target >= 0.9)  load average {os.getloadavg()[0]:.2f}")
     if not config.sampling:
         print(f"greedy answers identical in both: {answers['bare'] == answers['toolkit']}")
+    mode = "greedy" if not config.sampling else f"sampled, temperature {opts.temperature:g}"
+    setting = f"{len(plan)} answers, batch {opts.batch_size}, {opts.max_new_tokens} new tokens, {mode}"
+    bench.add("bare model.generate loop", statistics.median(rates["bare"]), "answers/s", note=setting)
+    bench.add("evaluate's generator", statistics.median(rates["toolkit"]), "answers/s", note=setting)
+    same = "; the same answers in both" if answers["bare"] == answers["toolkit"] else "; the answers DIFFER"
+    bench.add(f"generator / bare loop (wall), {mode}", ratio(rates), "×", target=">= 0.9",
+              note=f"CPU time: {ratio(cpu_rates):.3f}×; median of {opts.repeats} paired ratios"
+                   + (same if not config.sampling else ""))
+    bench.write(opts.results)
 
 
 if __name__ == "__main__":

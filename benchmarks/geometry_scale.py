@@ -29,13 +29,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import torch
 
-from theory.geometry import set_proximity, top_k_neighbours
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+from theory.geometry import set_proximity, top_k_neighbours  # noqa: E402
 
 GIB = 2**30
 
@@ -88,7 +92,7 @@ def fmt_bytes(b: int) -> str:
     return f"{b / 2**20:,.0f} MiB"
 
 
-def subset_case(n: int, d: int, args) -> None:
+def subset_case(n: int, d: int, args, bench: BenchmarkResults) -> None:
     print(f"\n[1] all-pairs top-{args.k}, decoder {n:,} x {d:,} float32 ({n * d * 4 / GIB:.2f} GiB), "
           f"chunk {args.chunk_size}: {args.chunks} chunk(s) x {args.repeats} offsets, interleaved")
     decoder = random_decoder(n, d)
@@ -118,9 +122,18 @@ def subset_case(n: int, d: int, args) -> None:
     scale = n / rows
     print(f"    extrapolated full all-pairs pass ({n:,} query rows = {scale:.0f} x the timed rows, "
           f"{2 * n * n * d / 1e12:.0f} TFLOP): top-k ~{t * scale / 60:.1f} min, bare ~{b * scale / 60:.1f} min")
+    case = f"{n:,} × {d:,} top-{args.k}, {rows:,} query rows × {args.repeats} offsets"
+    bench.add(f"{case}: top-k", t, "s", note=f"{flops / t / 1e9:.0f} GFLOP/s")
+    bench.add(f"{case}: bare matmul", b, "s", note=f"{flops / b / 1e9:.0f} GFLOP/s")
+    bench.add(f"{case}: top-k / bare", pairs, "×", target="<= 1.3",
+              note=f"median of the interleaved pairs; ratio of medians {t / b:.3f}")
+    bench.add(f"{case}: peak memory beyond the decoder, top-k", max(m_topk) / 2**20, "MiB", target="< 1024",
+              note=f"bare matmul: {max(m_bare) / 2**20:,.0f} MiB")
+    bench.add(f"{n:,} × {d:,}: full all-pairs pass, extrapolated", t * scale / 60, "min",
+              note=f"{2 * n * n * d / 1e12:.0f} TFLOP, linear in the rows from the timed ones; bare ~{b * scale / 60:.1f} min")
 
 
-def full_case(n: int, d: int, args) -> None:
+def full_case(n: int, d: int, args, bench: BenchmarkResults) -> None:
     print(f"\n[2] full all-pairs top-{args.k}, decoder {n:,} x {d:,} float32, chunk {args.chunk_size}, "
           f"{args.repeats} interleaved repeats")
     decoder = random_decoder(n, d, seed=1)
@@ -136,9 +149,15 @@ def full_case(n: int, d: int, args) -> None:
     print(f"    FULL {n:,} x {d:,} ALL-PAIRS TOP-{args.k}: {t:.2f} s (bare chunked matmul {b:.2f} s, "
           f"{2 * n * n * d / b / 1e9:.0f} GFLOP/s); TIME RATIO {pairs:.3f} (median of pairs; ratio of medians "
           f"{t / b:.3f}); peak extra memory {fmt_bytes(max(m_topk))}")
+    case = f"{n:,} × {d:,} full all-pairs top-{args.k}"
+    bench.add(f"{case}: top-k", t, "s", note=f"median of {args.repeats}")
+    bench.add(f"{case}: bare chunked matmul", b, "s", note=f"{2 * n * n * d / b / 1e9:.0f} GFLOP/s")
+    bench.add(f"{case}: top-k / bare", pairs, "×", target="<= 1.3",
+              note=f"median of the interleaved pairs; ratio of medians {t / b:.3f}")
+    bench.add(f"{case}: peak memory beyond the decoder", max(m_topk) / 2**20, "MiB", target="< 1024")
 
 
-def set_case(n: int, d: int, n_set: int, args) -> None:
+def set_case(n: int, d: int, n_set: int, args, bench: BenchmarkResults) -> None:
     print(f"\n[3] set proximity: all {n:,} features (d={d:,}) to a {n_set}-feature set, max cosine + "
           f"mean top-5")
     decoder = random_decoder(n, d, seed=2)
@@ -152,6 +171,11 @@ def set_case(n: int, d: int, n_set: int, args) -> None:
     pairs = statistics.median(x / y for x, y in zip(t_set, t_bare))
     print(f"    set proximity {t:.3f} s vs bare chunked matmul {b:.3f} s: ratio {pairs:.2f} (memory-bound: "
           f"{n * d * 4 / GIB:.2f} GiB read for {2 * n * n_set * d / 1e9:.0f} GFLOP)")
+    case = f"set proximity, {n:,} features to a {n_set}-feature set"
+    bench.add(f"{case}: set_proximity", t, "s")
+    bench.add(f"{case}: bare chunked matmul", b, "s")
+    bench.add(f"{case}: set_proximity / bare", pairs, "×",
+              note=f"memory-bound: {n * d * 4 / GIB:.2f} GiB read for {2 * n * n_set * d / 1e9:.0f} GFLOP")
 
 
 def main() -> None:
@@ -163,7 +187,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="123", help="which cases to run, e.g. 1 or 23")
     parser.add_argument("--quick", action="store_true", help="smaller decoders (a smoke run, not the benchmark)")
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, peak-RSS reset "
           f"{'available' if reset_peak() else 'UNAVAILABLE (peaks are since process start)'}")
@@ -171,13 +197,14 @@ def main() -> None:
         {"1": (131_072, 3_584), "2": (16_384, 2_304), "3": (131_072, 3_584)}
     for case in args.cases:
         if case == "1":
-            subset_case(*sizes["1"], args)
+            subset_case(*sizes["1"], args, bench)
         elif case == "2":
-            full_case(*sizes["2"], args)
+            full_case(*sizes["2"], args, bench)
         elif case == "3":
-            set_case(*sizes["3"], 64, args)
+            set_case(*sizes["3"], 64, args, bench)
         else:
             parser.error(f"unknown case {case!r} (choose from 1, 2, 3)")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

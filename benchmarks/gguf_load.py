@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("gguf", type=Path)
     parser.add_argument("--repeats", type=int, default=3)
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging
@@ -41,6 +48,11 @@ def main() -> None:
     f, s = statistics.median(first), statistics.median(later)
     print(f"{args.gguf.name}: first use {f:.2f} s, later use {s:.2f} s (medians of {args.repeats}); "
           f"ratio {s / f:.3f} (target <= 0.2)")
+    note = f"{args.gguf.name}, median of {args.repeats}"
+    bench.add("first use: read, dequantise, save, load", f, "s", note=note)
+    bench.add("later use: hash, find the converted directory, load", s, "s", note=note)
+    bench.add("later use / first use", s / f, "×", target="<= 0.2")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

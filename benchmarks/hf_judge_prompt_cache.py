@@ -33,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.* is importable
 
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
 from realmodels.evaluate.judges import JudgeRequest, make_judge  # noqa: E402
 from realmodels.evaluate.questions import load_questions  # noqa: E402
 from tests.realmodels.tiny_models import build_tokenizer  # noqa: E402
@@ -65,7 +66,9 @@ def main() -> None:
                         help="repeats of the uncached path with prune_below 0 (~100 s each)")
     parser.add_argument("--layers", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     opts = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(opts.threads)
 
     question = load_questions()[0]
@@ -121,6 +124,18 @@ def main() -> None:
         print(f"  {name:34s} {statistics.median(values):8.3f} s  {paired(values, 'forward'):7.2f}x  "
               f"{paired(values, 'forward, last logits only'):7.2f}x  (n={len(values)}){detail}")
     print(f"load average {os.getloadavg()[0]:.2f}")
+    bench.add("one forward over the judge prompt (all logits)", forward_s, "s", note=f"{ids.shape[1]} prompt tokens")
+    bench.add("one forward, last logits only", last_s, "s")
+    for name, values in times.items():
+        if name.startswith("forward"):
+            continue
+        verdict = verdicts[name]
+        detail = f"{verdict.label} {verdict.score:.7f}; " if verdict is not None and verdict.score is not None else ""
+        bench.add(f"{name}: seconds per judgement", statistics.median(values), "s", note=f"{detail}n={len(values)}")
+        bench.add(f"{name} / one forward (all logits)", paired(values, "forward"), "×",
+                  target="<= 1.5" if name == "shared prompt, prune_below 0" else None,
+                  note=f"/ last-logits forward: {paired(values, 'forward, last logits only'):.2f}×")
+    bench.write(opts.results)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: tests.* is importable
 
+from benchmarks.results import BenchmarkResults, add_results_option
 from realmodels.evaluate.judges import JudgeRequest, make_judge
 from tests.realmodels.evaluate.fake_openai import FakeOpenAI, Reply, chat_reply
 
@@ -28,7 +29,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=160)
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--repeats", type=int, default=3)
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
 
     def handler(path: str, body: dict) -> Reply:
         return Reply(body=chat_reply("80", TOP), delay=args.delay_ms / 1000)
@@ -52,6 +55,11 @@ def main() -> None:
         print(f"  concurrency {concurrency}: {value:7.1f} requests/s  (runs: "
               f"{', '.join(f'{t:.2f}s' for t in times[concurrency])})")
     print(f"speed-up 8 / 1: {rate[8] / rate[1]:.2f}x (latency-bound ideal 8x)")
+    setting = f"{args.requests} requests, {args.delay_ms:g} ms per reply, median of {args.repeats}"
+    for concurrency, value in rate.items():
+        bench.add(f"concurrency {concurrency}", value, "requests/s", note=setting)
+    bench.add("speed-up, concurrency 8 / 1", rate[8] / rate[1], "×", note="latency-bound ideal 8×")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

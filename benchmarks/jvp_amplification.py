@@ -25,17 +25,22 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from realmodels.analysis.amplification import _captured, measure_amplification, residual_change
-from realmodels.data.chat import TokenizedChat
-from realmodels.data.residual import residual_stream
-from realmodels.loading.adapters import adapter_deltas
-from realmodels.loading.bundle import ModelBundle
-from realmodels.loading.placement import decoder_layers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+from realmodels.analysis.amplification import measure_amplification, residual_change  # noqa: E402
+from realmodels.data.chat import TokenizedChat  # noqa: E402
+from realmodels.data.residual import module_output, residual_stream  # noqa: E402
+from realmodels.loading.adapters import adapter_deltas  # noqa: E402
+from realmodels.loading.bundle import ModelBundle  # noqa: E402
+from realmodels.loading.placement import decoder_layers  # noqa: E402
 
 PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -87,7 +92,9 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--d-sae", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(args.threads)
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
           f"{args.threads} thread(s)")
@@ -123,8 +130,8 @@ def main() -> None:
             embeds = base.get_input_embeddings()(batch_ids).detach()
 
             def resid(e, batch_mask=batch_mask):
-                return _captured(decoder_layers(base)[layer],
-                                 lambda: base(inputs_embeds=e, attention_mask=batch_mask, use_cache=False))
+                return module_output(decoder_layers(base)[layer],
+                                     lambda: base(inputs_embeds=e, attention_mask=batch_mask, use_cache=False))
 
             with torch.no_grad(), model.disable_adapter(), sdpa_kernel(SDPBackend.MATH):
                 torch_jvp(resid, (embeds,), (torch.ones_like(embeds),))
@@ -152,6 +159,20 @@ def main() -> None:
     print(f"jvp / (forward + forward_adapter): {t['jvp'] / (t['forward'] + t['forward_adapter']):.2f}x")
     print(f"measurement / (forward + forward_adapter): "
           f"{t['measurement'] / (t['forward'] + t['forward_adapter']):.2f}x")
+    setting = (f"Llama hidden {args.hidden}, {args.layers} layers, LoRA r 8 on {len(deltas)} modules, {args.probes} × "
+               f"{args.tokens} tokens, median of {args.repeats}")
+    for name, seconds in t.items():
+        bench.add(f"{name} (seconds per probe set)", seconds, "s", note=setting if name == "forward" else "")
+    two = t["forward"] + t["forward_adapter"]
+    bench.add("jvp / one plain forward", t["jvp"] / t["forward"], "×", target="<= 3", note="the factor path (tangent on B)")
+    bench.add("jvp_dense / one plain forward", t["jvp_dense"] / t["forward"], "×", note="dense ΔW tangents")
+    bench.add("jvp_input / one plain forward", t["jvp_input"] / t["forward"], "×",
+              note="forward-mode AD with an input tangent only: the floor of any JVP through the model")
+    bench.add("jvp / (forward + forward_adapter)", t["jvp"] / two, "×",
+              note="against the two passes a measurement without a prediction needs")
+    bench.add("measurement / (forward + forward_adapter)", t["measurement"] / two, "×",
+              note=f"the whole measure_amplification, SAE with {args.d_sae} features included")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
 
 
 def load() -> str:
@@ -27,7 +32,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="pretrain", help="a dataset of the organism world (default: pretrain, "
                                                                 "20000 conversations)")
     parser.add_argument("--batch-size", type=int, default=8)
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
 
     import torch
 
@@ -56,6 +63,12 @@ def main() -> None:
             print(f"  {times[name]:.1f} s", flush=True)
     print(f"local-1 / ray-2 = {times['local-1'] / times['ray-2']:.2f} (load average after: {load()})")
     print(f"same cache file, byte for byte: {caches['local-1'] == caches['ray-2']}")
+    setting = f"the organism's {args.dataset} ({n} conversations), batch {args.batch_size}"
+    bench.add("1 worker, in process (local-1)", times["local-1"], "s", note=setting)
+    bench.add("2 Ray actors (ray-2)", times["ray-2"], "s", note="Ray's start-up, the model loads and the merge included")
+    same = "the same cache file byte for byte" if caches["local-1"] == caches["ray-2"] else "the cache files DIFFER"
+    bench.add("local-1 / ray-2 (speed-up of 2 workers)", times["local-1"] / times["ray-2"], "×", note=same)
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the baseline pool beside this script
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: benchmarks.* is importable
 
 from process_pool_baseline import resumable_map as pool_map  # noqa: E402
 
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
 from runio.jobs import resumable_map  # noqa: E402
 from toysuper.em.config import SweepConfig  # noqa: E402
 from toysuper.em.sweep import cells, run_cell  # noqa: E402
@@ -81,7 +83,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=SweepConfig().n_instances,
                         help="replicas per cell (more: more work per cell, the same start-up)")
     parser.add_argument("--no-pool", action="store_true", help="leave the old pool out (ray-2 and local-1 only)")
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     grid = {"ratios": (2, 4), "probabilities": (0.1, 0.03)} if args.quick else {}
     config = SweepConfig(n_instances=args.instances, **grid)
     jobs = density_jobs(cells(config))  # the command's order, the same for every condition
@@ -123,6 +127,25 @@ def main() -> None:
     print(f"upper bound on 2 workers vs 1 at this size, from those CPU-s: {median['local-1'] / best:.3f}x")
     print(f"cells byte-identical across {', '.join(runs)}: {identical}")
     print(f"load average after: {load()}")
+    sweep = f"{len(jobs)} cells × {config.n_instances} instances, median of {args.repeats}"
+    for name, seconds in median.items():
+        bench.add(f"{name}: wall time of the sweep", seconds, "s",
+                  note=f"{sweep}; runs " + ", ".join(f"{t:.1f}" for t in times[name]))
+    if "pool-2" in median:
+        bench.add("Ray `--workers 2` / old pool, 2 processes (wall time)", median["ray-2"] / median["pool-2"], "×",
+                  target="<= 1.2")
+        bench.add("the old pool's speed-up: 1 worker / pool-2", median["local-1"] / median["pool-2"], "×")
+    bench.add("2 Ray workers vs 1 (speed-up)", median["local-1"] / median["ray-2"], "×", target=">= 1.7",
+              note="per repeat: " + ", ".join(f"{one / two:.3f}" for one, two in zip(times["local-1"], times["ray-2"])))
+    bench.add("Ray start-up to a worker ready to compute", cost["start_wall"], "s",
+              note=f"{cost['start_cpu']:.1f} CPU-s of the machine (ray.init with 1 CPU + a first task importing the "
+                   "cell's code)")
+    bench.add("ray.shutdown", cost["stop_wall"], "s", note=f"{cost['stop_cpu']:.1f} CPU-s")
+    bench.add("upper bound on 2 workers vs 1 at this size", median["local-1"] / best, "×",
+              note="(cells + start-up CPU-s) / 2 + shut-down on two cores")
+    bench.add("conditions that wrote byte-identical cells", sum(files == outputs["local-1"] for files in outputs.values()),
+              f"of {len(outputs)}")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+
 
 def residuals(model_path: str, layer: int | None, n_conversations: int, root: Path) -> tuple[Tensor, int, str]:
     """Assistant-token residuals (n_tokens, d_model) of the model at ``layer`` (default: the middle layer), the
@@ -116,7 +118,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(args.threads)
     from transformers.utils import logging
 
@@ -154,6 +158,13 @@ def main() -> None:
     print(f"train_sae / SAETrainer {ratio:.3f}x (CPU time: {cpu_rate['ours'] / cpu_rate['sae-lens']:.3f}x; medians of "
           f"{args.repeats}; target >= 0.95): "
           f"{'PASS' if ratio >= 0.95 else 'FAIL'}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    setting = (f"{name}, layer {layer}, {acts.shape[0]} activations × {acts.shape[1]}, TopK {args.d_sae} k {args.k}, "
+               f"{args.steps} steps of {args.batch_size}, median of {args.repeats}")
+    for run, label in (("sae-lens", "sae-lens SAETrainer used directly"), ("ours", "train_sae")):
+        bench.add(label, rate[run], "steps/s", note=f"FVU {quality[run]:.4f}" + ("; " + setting if run == "ours" else ""))
+    bench.add("train_sae / SAETrainer (wall)", ratio, "×", target=">= 0.95",
+              note=f"CPU time: {cpu_rate['ours'] / cpu_rate['sae-lens']:.3f}×")
+    bench.write(args.results)
 
 
 if __name__ == "__main__":

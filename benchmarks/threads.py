@@ -27,13 +27,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-from theory.geometry import set_proximity
-from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig
-from toysuper.finetune import finetune
-from toysuper.train import train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+from theory.geometry import set_proximity  # noqa: E402
+from toysuper.config import FinetuneConfig, ModelConfig, TrainConfig  # noqa: E402
+from toysuper.finetune import finetune  # noqa: E402
+from toysuper.train import train  # noqa: E402
 
 
 def toy_train(quick: bool) -> Callable[[], None]:
@@ -108,7 +112,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="run only these workloads")
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f}, torch {torch.__version__}")
     rows = []
     for name in args.only or WORKLOADS:
@@ -128,6 +134,12 @@ def main() -> None:
     for name, quiet, loaded in rows:
         print(f"  {name:14s} quiet {min(quiet.values()) / quiet[1]:.2f}, loaded {min(loaded.values()) / loaded[1]:.2f}"
               f"   (2 threads when loaded: {loaded[2] / loaded[1]:.1f}x the 1-thread time)")
+    for name, quiet, loaded in rows:
+        bench.add(f"{name}, quiet: 2-thread / 1-thread speed", quiet[1] / quiet[2], "×",
+                  note=f"1 thread {quiet[1]:.3f} s, 2 threads {quiet[2]:.3f} s per run")
+        bench.add(f"{name}, one competing process: 2-thread / 1-thread speed", loaded[1] / loaded[2], "×",
+                  note=f"1 thread {loaded[1]:.3f} s, 2 threads {loaded[2]:.3f} s per run")
+    bench.write(args.results, torch_threads="1 vs 2")
 
 
 if __name__ == "__main__":

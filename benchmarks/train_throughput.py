@@ -30,15 +30,20 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from toysuper.config import ModelConfig, TrainConfig
-from toysuper.model import ToyModel
-from toysuper.train import train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.results import BenchmarkResults, add_results_option  # noqa: E402
+from toysuper.config import ModelConfig, TrainConfig  # noqa: E402
+from toysuper.model import ToyModel  # noqa: E402
+from toysuper.train import train  # noqa: E402
 
 LR, WEIGHT_DECAY, BATCH = 1e-3, 0.01, 1024  # the notebook's optimize() defaults (AdamW's default decay)
 
@@ -175,7 +180,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs of each trainer")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
+    add_results_option(parser)
     args = parser.parse_args()
+    bench = BenchmarkResults(__file__)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, AdamW lr {LR} wd {WEIGHT_DECAY}, "
           f"importance 0.9**i, p = 20**-linspace(0, 1, n_instances), same initial W; "
@@ -199,13 +206,26 @@ def main() -> None:
               f"held-out {r['our_held_out']:.5f}")
         print(f"  speed-up {our_rate / ref_rate:.2f}x (medians); |Δloss| last 10% {gaps[0]:.5f}, held-out {gaps[1]:.5f} "
               f"<= tolerance {tolerance:.5f}: {'agree' if agree else 'DISAGREE'}")
+        bench.add(f"{case.name}: notebook loop", ref_rate, "steps/s", note=f"{case.steps} steps, median of {args.repeats}")
+        bench.add(f"{case.name}: toysuper", our_rate, "steps/s", note=f"{case.steps} steps, median of {args.repeats}")
+        bench.add(f"{case.name}: speed-up toysuper / notebook", our_rate / ref_rate, "×",
+                  target=">= 5" if case.name == "5/2/10" else ">= 3",
+                  note=f"final loss, last 10%: {ref_tail:.4f} vs {our_tail:.4f}; held-out {r['ref_held_out']:.5f} vs "
+                       f"{r['our_held_out']:.5f}: {'agree' if agree else 'DISAGREE'} (tolerance {tolerance:.5f})")
         m = case.model
         if m.n_features >= 100:
             bmm, big = matmul_floors(m)
             ours_gflops = 10 * m.n_instances * BATCH * m.n_features * m.n_hidden * our_rate / 1e9
             print(f"  toysuper {ours_gflops:.1f} GFLOP/s = {ours_gflops / bmm:.0%} of a same-shape torch.bmm "
                   f"({bmm:.1f} GFLOP/s), {ours_gflops / big:.0%} of a 2048³ matmul ({big:.1f} GFLOP/s)")
+            bench.add(f"{case.name}: toysuper's matmul rate", ours_gflops, "GFLOP/s",
+                      note="five 2·instances·batch·n·m matmuls per step")
+            bench.add(f"{case.name}: same-shape torch.bmm", bmm, "GFLOP/s",
+                      note=f"toysuper reaches {ours_gflops / bmm:.0%} of it")
+            bench.add("2048³ matmul (the machine's floor)", big, "GFLOP/s",
+                      note=f"toysuper reaches {ours_gflops / big:.0%} of it")
     print(f"\nload average {os.getloadavg()[0]:.1f}; " + ("final losses agree" if all_agree else "FINAL LOSSES DISAGREE"))
+    bench.write(args.results)
 
 
 if __name__ == "__main__":
