@@ -94,6 +94,10 @@ NOT_RUN = {
     "vllm serve":
         "vLLM needs a GPU and is not installable here; a local OpenAI-compatible server "
         "(tests/realmodels/evaluate/fake_openai.py) stands in for it and for the judge endpoint",
+    "realmodels lm-study --data eng200":
+        "the study's 8 arms (7 monitored fine-tunes, the guard, greedy samples) took 6 min 18 s on SmolLM2 even at "
+        "2 steps each; tests/realmodels/experiments/test_lm_study.py runs lm-study end to end on a tiny model, and "
+        "the SmolLM2 block's test puts in its place what the later lines read (the inducing arm, the probes)",
     "ray start --head --num-gpus 8":
         "needs GPU nodes and Gemma-2 9B; ray.md#1 runs the same --ray-address auto path on a real `ray start`",
 }

@@ -12,10 +12,11 @@ STATS = ["--n-permutations", "200", "--n-bootstrap", "200", "--n-null", "100"]
 SHORTER = {  # (prog, first word or two) -> appended flags
     ("realmodels", "english"): ["--n-per-set", "12"],
     ("realmodels", "sae train"): ["--d-sae", "256", "--k", "16", "--steps", "40", "--sae-batch-size", "64",
-                                  "--n-conversations", "80"],
+                                  "--n-conversations", "40"],
     ("realmodels", "lm-study"): ["--max-steps", "2", "--n-samples", "1", "--geometry-domain", "health",
                                  "--domain", "health"],
     ("realmodels", "geometry"): STATS,
+    ("realmodels", "finetune"): ["--max-steps", "2", "--train-batch-size", "2", "--grad-accum", "1"],
     ("realmodels", "mitigate"): ["--max-steps", "2", "--question", "career_salary", "--samples-per-paraphrase", "1",
                                  "--max-new-tokens", "8", "--random-seeds", "0"],
     ("toysuper", "density"): ["--config", os.environ.get("DOCS_TINY_DENSITY", "")],
@@ -29,8 +30,21 @@ def extra_flags(prog: str, args: list[str]) -> list[str]:
     return []
 
 
+def refuse_connections() -> None:
+    """Every socket connection fails (an offline run must not need one)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network access is disabled in this test")
+
+    socket.socket.connect = refuse
+    socket.create_connection = refuse
+
+
 def main() -> None:
     prog, args = sys.argv[1], sys.argv[2:]
+    if os.environ.get("DOCS_NO_NETWORK"):
+        refuse_connections()
     if prog == "realmodels":
         from cli.realmodels_app import main as run
     else:

@@ -21,10 +21,21 @@ from runio.atomic import read_json
 
 pytestmark = pytest.mark.slow
 BLOCKS = [name for name, kind in PLAN.items() if kind == "bash"]
+LM_STUDY = "realmodels lm-study --data eng200 --model smollm2-135m-instruct --layer-sae 15=sae-neutral-15/sae --out study15"
+# two of the study's stages (the audit of the inducing set at layer 15; the inducing arm's fine-tune) and the
+# off-domain probes, which the lines after it read
+LM_STUDY_STAND_IN = {LM_STUDY: "realmodels audit --model smollm2-135m-instruct --sae sae-neutral-15/sae --layer 15 "
+                               "--harmful eng200/harmful.jsonl --harmless eng200/harmless.jsonl --k 20 --harmful-k 20 "
+                               "--data eng200/inducing_health.jsonl --out study15/audit\\n"
+                               "realmodels finetune --model smollm2-135m-instruct --data eng200/inducing_health.jsonl "
+                               "--max-steps 2 --out study15/finetune-inducing\n"
+                               "cat eng200/probe_career.jsonl eng200/probe_legal.jsonl eng200/probe_finance.jsonl "
+                               "> study15/probe_offdomain.jsonl"}
 WRAPPER = '#!/bin/sh\nexec "{python}" -m tests.docs.shortened {prog} "$@"\n'
 
 
-def run_block(name: str, scratch: Path, timeout: float, offline: bool = False) -> subprocess.CompletedProcess:
+def run_block(name: str, scratch: Path, timeout: float, offline: bool = False,
+              replace: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     bin_dir = scratch / ".bin"
     bin_dir.mkdir()
     for prog in ("realmodels", "toysuper"):
@@ -33,11 +44,13 @@ def run_block(name: str, scratch: Path, timeout: float, offline: bool = False) -
     (scratch / ".density.toml").write_text(TINY["density"])
     shared = scratch / "shared"
     text = all_blocks()[name].text.replace("/shared/", f"{shared}/")
+    for line, stand_in in (replace or {}).items():
+        assert text.count(line) == 1, line
+        text = text.replace(line, stand_in)
     env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
            "PYTHONPATH": str(ROOT), "DOCS_TINY_DENSITY": str(scratch / ".density.toml")}
-    if offline:  # the hub libraries told so, and any other connection sent to a closed port
-        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HTTPS_PROXY="http://127.0.0.1:9",
-                   HTTP_PROXY="http://127.0.0.1:9", PIP_NO_INDEX="1")
+    if offline:  # the hub libraries told so, and every socket connection of the commands refused (shortened.py)
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DOCS_NO_NETWORK="1")
     return subprocess.run(["bash", "-euo", "pipefail", "-c", text], cwd=scratch, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -60,11 +73,12 @@ def test_the_smollm2_block_runs_on_the_fetched_model(tmp_path):
         if os.environ.get("CI"):
             pytest.fail("CI must fetch smollm2-135m-instruct before the tests (.ci/run)")
         pytest.skip("smollm2-135m-instruct is not fetched: realmodels models fetch smollm2-135m-instruct")
-    done = run_block("docs/smollm2.md#1", tmp_path, timeout=1200, offline=True)
+    done = run_block("docs/smollm2.md#1", tmp_path, timeout=1200, offline=True, replace=LM_STUDY_STAND_IN)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for layer in (15, 24):
         quality = read_json(tmp_path / f"sae-neutral-{layer}" / "summary.json")["heldout"]
         assert 0 < quality["fvu"] < 1 and quality["l0"] == pytest.approx(16)
     assert read_json(tmp_path / "geometry24" / "summary.json")["domains"]
+    assert 0 <= read_json(tmp_path / "study15" / "audit" / "summary.json")["safety_score"] <= 1
     agreement = read_json(tmp_path / "amplification24" / "summary.json")["agreement"]
     assert {"first_order", "isotropic"} <= set(agreement)
