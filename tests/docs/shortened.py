@@ -10,9 +10,9 @@ import sys
 
 STATS = ["--n-permutations", "200", "--n-bootstrap", "200", "--n-null", "100"]
 SHORTER = {  # (prog, first word or two) -> appended flags
-    ("realmodels", "english"): ["--n-per-set", "12"],
+    ("realmodels", "english"): ["--n-per-set", "6"],
     ("realmodels", "sae train"): ["--d-sae", "256", "--k", "16", "--steps", "40", "--sae-batch-size", "64",
-                                  "--n-conversations", "40"],
+                                  "--n-conversations", "16"],
     ("realmodels", "lm-study"): ["--max-steps", "2", "--n-samples", "1", "--geometry-domain", "health",
                                  "--domain", "health"],
     ("realmodels", "geometry"): STATS,

@@ -26,10 +26,10 @@ LM_STUDY = "realmodels lm-study --data eng200 --model smollm2-135m-instruct --la
 # off-domain probes, which the lines after it read
 LM_STUDY_STAND_IN = {LM_STUDY: "realmodels audit --model smollm2-135m-instruct --sae sae-neutral-15/sae --layer 15 "
                                "--harmful eng200/harmful.jsonl --harmless eng200/harmless.jsonl --k 20 --harmful-k 20 "
-                               "--data eng200/inducing_health.jsonl --out study15/audit\\n"
+                               "--data eng200/inducing_health.jsonl --out study15/audit\n"
                                "realmodels finetune --model smollm2-135m-instruct --data eng200/inducing_health.jsonl "
                                "--max-steps 2 --out study15/finetune-inducing\n"
-                               "cat eng200/probe_career.jsonl eng200/probe_legal.jsonl eng200/probe_finance.jsonl "
+                               "for d in career legal finance; do head -n 4 eng200/probe_$d.jsonl; done "
                                "> study15/probe_offdomain.jsonl"}
 WRAPPER = '#!/bin/sh\nexec "{python}" -m tests.docs.shortened {prog} "$@"\n'
 
@@ -55,6 +55,7 @@ def run_block(name: str, scratch: Path, timeout: float, offline: bool = False,
                           text=True, timeout=timeout)
 
 
+@pytest.mark.ray
 def test_the_ray_block_runs_on_a_real_local_cluster(tmp_path):
     (tmp_path / "shared" / "runs").mkdir(parents=True)
     try:
