@@ -22,7 +22,6 @@ Run: ``python examples/amplification.py [OUT] [--figures DIR]`` (default OUT ``r
 rerun reuses the finished fine-tune and measurement). Measured: 20-24 s on one thread (2-core machine, load 1.5-3)."""
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from realmodels.analysis.configs import SelectionConfig
 from realmodels.experiments import ModelSpec, RunOptions, run_amplification, run_finetune
 from realmodels.experiments.organism import write_organism_world
 from realmodels.finetune.config import FinetuneConfig
-from runio.atomic import save_figure
+from runio.atomic import copy_figures, save_figure
 
 parser = argparse.ArgumentParser(description="amplification on the model organism")
 parser.add_argument("out", nargs="?", type=Path, default=Path("runs/examples/amplification"), help="run directory")
@@ -109,9 +108,5 @@ axes[0].legend(fontsize=8)
 figure.suptitle("SAE pre-activation change after 50 LoRA steps on inducing_health")
 save_figure(figure, out / "measured_vs_predicted")
 figures = {"measured_vs_predicted": out / "measured_vs_predicted"}
-if args.figures:
-    args.figures.mkdir(parents=True, exist_ok=True)
-    for name, stem in figures.items():
-        for suffix in (".png", ".svg"):
-            shutil.copyfile(stem.with_suffix(suffix), args.figures / f"amplification_{name}{suffix}")
-print(f"figures: {', '.join(str(stem.with_suffix('.png')) for stem in figures.values())}")
+pngs = copy_figures(figures, args.figures, "amplification")  # and into --figures DIR when given
+print(f"figures: {', '.join(map(str, pngs))}")

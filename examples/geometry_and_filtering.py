@@ -25,7 +25,6 @@ Run: ``python examples/geometry_and_filtering.py [OUT] [--figures DIR]`` (defaul
 machine, load ~1.5), 28 s beside other jobs (load ~3)."""
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from realmodels.analysis.configs import FilterConfig, SelectionConfig
 from realmodels.experiments import RunOptions, run_filter, run_geometry
 from realmodels.experiments.organism import write_organism_world
 from realmodels.experiments.study import removed_kinds
-from runio.atomic import save_figure
+from runio.atomic import copy_figures, save_figure
 
 parser = argparse.ArgumentParser(description="geometry and filtering on the model organism")
 parser.add_argument("out", nargs="?", type=Path, default=Path("runs/examples/geometry_and_filtering"),
@@ -105,9 +104,5 @@ axis.set(ylabel="samples removed (of 100 of each kind)", title="What removing a 
 axis.legend(fontsize=8)
 save_figure(figure, out / "removed_kinds")
 figures = {"differences": geometry.path / "differences", "removed_kinds": out / "removed_kinds"}
-if args.figures:
-    args.figures.mkdir(parents=True, exist_ok=True)
-    for name, stem in figures.items():
-        for suffix in (".png", ".svg"):
-            shutil.copyfile(stem.with_suffix(suffix), args.figures / f"geometry_and_filtering_{name}{suffix}")
-print(f"figures: {', '.join(str(stem.with_suffix('.png')) for stem in figures.values())}")
+pngs = copy_figures(figures, args.figures, "geometry_and_filtering")  # and into --figures DIR when given
+print(f"figures: {', '.join(map(str, pngs))}")

@@ -28,7 +28,6 @@ Run: ``python examples/mitigation_benchmark.py [OUT] [--figures DIR]`` (default 
 Measured: 33-35 s on one thread (2-core machine, load 1.5-3)."""
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ import torch
 
 from realmodels.experiments.benchmark import BenchmarkConfig, run_benchmark
 from realmodels.organism.study import StudyRecipe
+from runio.atomic import copy_figures
 
 torch.set_num_threads(1)  # every stage also runs with RunOptions(threads=1)
 parser = argparse.ArgumentParser(description="the organism mitigation benchmark, small")
@@ -78,9 +78,5 @@ for row in arms.itertuples():
 
 # %%
 figures = {"pareto": result.path / "figures" / "pareto"}
-if args.figures:
-    args.figures.mkdir(parents=True, exist_ok=True)
-    for name, stem in figures.items():
-        for suffix in (".png", ".svg"):
-            shutil.copyfile(stem.with_suffix(suffix), args.figures / f"mitigation_benchmark_{name}{suffix}")
-print(f"figures: {', '.join(str(stem.with_suffix('.png')) for stem in figures.values())}")
+pngs = copy_figures(figures, args.figures, "mitigation_benchmark")  # and into --figures DIR when given
+print(f"figures: {', '.join(map(str, pngs))}")

@@ -24,12 +24,12 @@ into the same OUT shows the finished run). Measured: 7.5 s on one thread (2-core
 beside other jobs (load ~3)."""
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 
+from runio.atomic import copy_figures
 from toysuper.runners import run_simulate
 
 torch.set_num_threads(1)
@@ -79,9 +79,5 @@ print(f"most amplified: instance {int(top.instance)} feature {int(top.feature)},
 
 # %%
 figures = {"amplification": run.path / "amplification"}
-if args.figures:
-    args.figures.mkdir(parents=True, exist_ok=True)
-    for name, stem in figures.items():
-        for suffix in (".png", ".svg"):
-            shutil.copyfile(stem.with_suffix(suffix), args.figures / f"toy_simulate_{name}{suffix}")
-print(f"figures: {', '.join(str(stem.with_suffix('.png')) for stem in figures.values())}")
+pngs = copy_figures(figures, args.figures, "toy_simulate")  # and into --figures DIR when given
+print(f"figures: {', '.join(map(str, pngs))}")

@@ -125,6 +125,21 @@ def save_figure(fig, stem: Path, formats: tuple[str, ...] = ("png", "svg"), dpi:
     return paths
 
 
+def copy_figures(stems: dict[str, Path], dest: Path | None, prefix: str,
+                 formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
+    """Copy each figure ``stems[name]`` (``<stem>.png``/``.svg``, as ``save_figure`` writes them) atomically to
+    ``dest/<prefix>_<name>.<fmt>`` (nothing when ``dest`` is None); returns the PNG paths of ``stems``."""
+    import shutil
+
+    if dest is not None:
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        for name, stem in stems.items():
+            for fmt in formats:
+                with atomic_path(Path(dest) / f"{prefix}_{name}.{fmt}") as tmp:
+                    shutil.copyfile(f"{stem}.{fmt}", tmp)
+    return [Path(f"{stem}.png") for stem in stems.values()]
+
+
 def save_torch(path: Path, payload: Any) -> None:
     """``torch.save`` atomically, through a file object so that the archive's records do not carry the random
     temp-file name (the same payload gives the same bytes)."""

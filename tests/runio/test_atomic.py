@@ -87,3 +87,18 @@ def test_save_torch_same_payload_same_bytes(tmp_path):
     save_torch(tmp_path / "b" / "trained_model.pt", payload)
     assert (tmp_path / "a" / "trained_model.pt").read_bytes() == (tmp_path / "b" / "trained_model.pt").read_bytes()
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["trained_model.pt"]
+
+
+def test_copy_figures_copies_both_formats_under_the_prefix_or_nothing(tmp_path):
+    from pathlib import Path
+
+    from runio.atomic import copy_figures
+
+    stem = tmp_path / "run" / "amplification"
+    stem.parent.mkdir()
+    for fmt, data in (("png", b"png-bytes"), ("svg", b"<svg/>")):
+        Path(f"{stem}.{fmt}").write_bytes(data)
+    assert copy_figures({"amp": stem}, None, "toy") == [Path(f"{stem}.png")]
+    assert copy_figures({"amp": stem}, tmp_path / "figures", "toy") == [Path(f"{stem}.png")]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "figures").iterdir()} == {
+        "toy_amp.png": b"png-bytes", "toy_amp.svg": b"<svg/>"}
