@@ -1,7 +1,7 @@
 """``python -m tests.docs.shortened PROG ARGS``: the console script PROG (realmodels | toysuper) run with ARGS and,
-appended, the flags that shorten that command for a test (later flags win): fewer steps, samples and conversations,
-never another model or other data. tests/docs/test_bash_blocks.py puts wrappers named ``realmodels`` and
-``toysuper`` that call this first on PATH, so a docs block runs under bash as written."""
+appended, the flags that shorten that command for a test (later flags win): fewer steps, samples, conversations and
+held-out units, never another model or other data. tests/docs/test_bash_blocks.py puts wrappers named ``realmodels``
+and ``toysuper`` that call this first on PATH, so a docs block runs under bash as written."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ STATS = ["--n-permutations", "200", "--n-bootstrap", "200", "--n-null", "100"]
 SHORTER = {  # (prog, first word or two) -> appended flags
     ("realmodels", "english"): ["--n-per-set", "6"],
     ("realmodels", "sae train"): ["--d-sae", "256", "--k", "16", "--steps", "40", "--sae-batch-size", "64",
-                                  "--n-conversations", "16"],
+                                  "--n-conversations", "16", "--heldout", "0.02"],
     ("realmodels", "lm-study"): ["--max-steps", "2", "--n-samples", "1", "--geometry-domain", "health",
                                  "--domain", "health"],
     ("realmodels", "geometry"): STATS,
