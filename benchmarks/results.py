@@ -83,6 +83,19 @@ def command_line(script: Path, argv: list[str]) -> str:
     return words.replace(str(Path.home()), "~")
 
 
+def cpu_model() -> str:
+    """The processor's model name (``model name`` in /proc/cpuinfo, else ``platform.processor()``, else
+    "unknown"): speed-ups of small matmuls differ between CPUs (the toy trainer's did, from one machine to the
+    next), so a results file names the CPU it was measured on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def torch_state() -> tuple[str | None, int | None]:
     """(torch version, torch threads) if the script imported torch, else (None, None)."""
     torch = sys.modules.get("torch")
@@ -114,7 +127,8 @@ class BenchmarkResults:
                     "torch_threads": threads if torch_threads is None else torch_threads,
                     "load_average_before": self.load_before,
                     "load_average_after": [round(x, 2) for x in os.getloadavg()],
-                    "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": version}
+                    "cpu_count": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version(),
+                    "torch": version}
         return {"metadata": metadata, "rows": [asdict(row) for row in self.rows]}
 
     def write(self, path: Path | None = None, torch_threads: int | str | None = None) -> Path:

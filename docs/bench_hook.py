@@ -70,6 +70,7 @@ def render_table(data: dict, source: str) -> str:
                                           f"{threads} torch thread(s)" if threads is not None else "") if part)
     caption = (f"*`{meta['command']}` — {meta['date']}, revision `{meta['revision']}`; load average "
                f"{before:.2f} before, {after:.2f} after, on {meta['cpu_count']} CPUs"
+               + (f" ({meta['cpu']})" if meta.get("cpu") else "")
                + (f"; {runtime}" if runtime else "") + f" (generated from `{source}`).*")
     lines = [caption, "", "| measurement | value | target | note |", "|---|---|---|---|"]
     for row in rows:

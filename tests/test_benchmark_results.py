@@ -69,6 +69,7 @@ def test_the_cheapest_benchmark_writes_a_results_file_with_the_schema(tmp_path):
     assert meta["script"] == "judge_concurrency"
     assert meta["command"] == "python benchmarks/judge_concurrency.py " + " ".join(args)
     assert len(meta["load_average_before"]) == 3 and len(meta["load_average_after"]) == 3
+    assert isinstance(meta["cpu"], str) and meta["cpu"].strip()  # the CPU model (older files may lack it)
     assert meta["cpu_count"] == os.cpu_count() and re.match(r"^[0-9a-f]{12}(\+dirty)?$|^unknown$", meta["revision"])
     names = [row["measurement"] for row in data["rows"]]
     assert names == ["concurrency 1", "concurrency 8", "speed-up, concurrency 8 / 1"]
@@ -124,6 +125,8 @@ def test_the_hook_renders_a_results_file_as_a_captioned_table():
                         "average 0.52 before, 1.94 after, on 2 CPUs; torch 2.13.0, 1 torch thread(s) (generated from "
                         "`benchmarks/results/demo.json`).*")
     assert lines[2] == "| measurement | value | target | note |"
+    named = hook.render_table({**data, "metadata": {**data["metadata"], "cpu": "AMD EPYC"}}, "x.json").splitlines()[0]
+    assert "on 2 CPUs (AMD EPYC); torch" in named  # files with the CPU model name it
     assert lines[4] == "| toolkit / bare | **0.931×** | ≥ 0.95: **missed** | a \\| b |"
     assert lines[5] == "| speed | **1,845 steps/s** |  |  |"
     assert lines[6] == "| ratio | **1.009×** | ≤ 1.3: met |  |"
