@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -129,8 +130,6 @@ def copy_figures(stems: dict[str, Path], dest: Path | None, prefix: str,
                  formats: tuple[str, ...] = ("png", "svg")) -> list[Path]:
     """Copy each figure ``stems[name]`` (``<stem>.png``/``.svg``, as ``save_figure`` writes them) atomically to
     ``dest/<prefix>_<name>.<fmt>`` (nothing when ``dest`` is None); returns the PNG paths of ``stems``."""
-    import shutil
-
     if dest is not None:
         Path(dest).mkdir(parents=True, exist_ok=True)
         for name, stem in stems.items():

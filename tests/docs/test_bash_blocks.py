@@ -28,7 +28,7 @@ LM_STUDY_STAND_IN = {LM_STUDY: "realmodels audit --model smollm2-135m-instruct -
                                "--harmful eng200/harmful.jsonl --harmless eng200/harmless.jsonl --k 20 --harmful-k 20 "
                                "--data eng200/inducing_health.jsonl --out study15/audit\n"
                                "realmodels finetune --model smollm2-135m-instruct --data eng200/inducing_health.jsonl "
-                               "--max-steps 2 --out study15/finetune-inducing\n"
+                               "--out study15/finetune-inducing\n"  # shortened to 2 steps like every finetune
                                "for d in career legal finance; do head -n 4 eng200/probe_$d.jsonl; done "
                                "> study15/probe_offdomain.jsonl"}
 WRAPPER = '#!/bin/sh\nexec "{python}" -m tests.docs.shortened {prog} "$@"\n'
